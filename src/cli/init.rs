@@ -1,0 +1,91 @@
+//! `sluice init`: a working config repository (the bundled example) with its
+//! first commit.
+
+use super::Outcome;
+use anyhow::{Context, bail};
+use git2::{IndexAddOption, Repository, Signature};
+use std::{fs, path::PathBuf};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to create the repository (made if missing).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+}
+
+macro_rules! example {
+    ($($path:literal),* $(,)?) => {
+        &[$(($path, include_str!(concat!("../../examples/config-repo/", $path)))),*]
+    };
+}
+
+/// The scaffold is the bundled example, so the two cannot drift apart.
+const SCAFFOLD: &[(&str, &str)] = example![
+    "sluice.yaml",
+    "base/packs/baseline.yaml",
+    "base/packs/models.yaml",
+    "environments/development/environment.yaml",
+    "environments/development/gateways.yaml",
+    "environments/development/packs/models.yaml",
+    "environments/staging/environment.yaml",
+    "environments/staging/gateways.yaml",
+    "environments/production/environment.yaml",
+    "environments/production/gateways.yaml",
+    "environments/production/packs/baseline.yaml",
+    "environments/eval/environment.yaml",
+    "environments/eval/gateways.yaml",
+    "environments/eval/packs/red-team.yaml",
+];
+
+pub fn run(args: &Args) -> anyhow::Result<Outcome> {
+    let dir = &args.dir;
+    if dir.join("sluice.yaml").exists() {
+        bail!(
+            "{} already holds a sluice.yaml; not overwriting it",
+            dir.display()
+        );
+    }
+    for (path, content) in SCAFFOLD {
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        fs::write(&target, content).with_context(|| format!("writing {}", target.display()))?;
+    }
+    let commit = first_commit(dir)?;
+    println!(
+        "created a Sluice config repository in {} ({} files, commit {})",
+        dir.display(),
+        SCAFFOLD.len(),
+        &commit[..8]
+    );
+    println!("next: sluice validate --repo {}", dir.display());
+    Ok(Outcome::Clean)
+}
+
+/// Commits the scaffold, in a new repository or an existing one.
+fn first_commit(dir: &std::path::Path) -> anyhow::Result<String> {
+    let repo = match Repository::open(dir) {
+        Ok(repo) => repo,
+        Err(_) => Repository::init(dir).with_context(|| format!("git init {}", dir.display()))?,
+    };
+    let mut index = repo.index()?;
+    let paths: Vec<&str> = SCAFFOLD.iter().map(|(p, _)| *p).collect();
+    index.add_all(paths, IndexAddOption::DEFAULT, None)?;
+    index.write()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let signature = repo
+        .signature()
+        .or_else(|_| Signature::now("Sluice", "sluice@localhost"))?;
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    let id = repo.commit(
+        Some("HEAD"),
+        &signature,
+        &signature,
+        "Sluice config repository scaffold",
+        &tree,
+        &parents,
+    )?;
+    Ok(id.to_string())
+}

@@ -1,0 +1,127 @@
+//! The `sluice` command line: clap definitions in one place, one module per
+//! subcommand. Exit codes: 0 fine, 1 findings, 2 usage or environment error.
+
+mod init;
+mod output;
+mod render;
+mod schema;
+mod validate;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::{path::PathBuf, process::ExitCode};
+
+pub use output::Colour;
+
+/// What a command concluded, mapped onto the documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 0: everything is fine.
+    Clean,
+    /// 1: the command ran and found problems (invalid config, drift, …).
+    Findings,
+}
+
+/// Exit code for usage and environment errors (bad flags, missing revision,
+/// unreadable repository).
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "GitOps for AI-gateway governance policy"
+)]
+#[command(propagate_version = true)]
+pub struct Cli {
+    /// The config repository.
+    #[arg(long, global = true, default_value = ".", env = "SLUICE_REPO")]
+    pub repo: PathBuf,
+    /// Largest file Sluice reads from the repository, in bytes.
+    #[arg(long, global = true, default_value_t = 1024 * 1024, env = "SLUICE_MAX_FILE_SIZE")]
+    pub max_file_size: u64,
+    /// Colour in human output: auto uses it on a terminal unless NO_COLOR is set.
+    #[arg(long, global = true, value_enum, default_value_t = Colour::Auto)]
+    pub color: Colour,
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the repository: schema, then semantic rules; every finding at once.
+    Validate(validate::Args),
+    /// Print each gateway's desired state and its digest.
+    Render(render::Args),
+    /// Write the JSON Schemas of the repository's files, for editors.
+    Schema(schema::Args),
+    /// Scaffold a working config repository and make its first commit.
+    Init(init::Args),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
+        }
+    };
+    init_tracing(cli.log_format);
+    match run(&cli) {
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::Findings) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<Outcome> {
+    match &cli.command {
+        Command::Validate(args) => validate::run(cli, args),
+        Command::Render(args) => render::run(cli, args),
+        Command::Schema(args) => schema::run(args),
+        Command::Init(args) => init::run(args),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Opens the snapshot the flags name and loads the repository from it.
+fn load(cli: &Cli, rev: Option<&str>) -> anyhow::Result<crate::config::Loaded> {
+    let snapshot = crate::source::open(&cli.repo, rev)?;
+    let limits = crate::config::Limits {
+        max_file_bytes: cli.max_file_size,
+    };
+    Ok(crate::config::load(snapshot.as_ref(), &limits)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

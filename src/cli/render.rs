@@ -1,0 +1,85 @@
+//! `sluice render`: each gateway's desired state and its version.
+
+use super::{Cli, Outcome, load, output::print_findings};
+use crate::config::{Version, render_all};
+use anyhow::bail;
+use clap::ValueEnum;
+use serde::Serialize;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this environment.
+    pub environment: Option<String>,
+    /// Only this gateway.
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Render this commit instead of the work tree.
+    #[arg(long)]
+    pub rev: Option<String>,
+    #[arg(short, long, value_enum, default_value_t = Format::Yaml)]
+    pub output: Format,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    environment: &'a str,
+    gateway: &'a str,
+    driver: &'a str,
+    version: String,
+    digest: &'a str,
+    revision: String,
+    packs: &'a [crate::config::render::PackDigest],
+    config: &'a serde_json::Value,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let loaded = load(cli, args.rev.as_deref())?;
+    let Some(repo) = &loaded.repository else {
+        print_findings(&loaded, cli.color.stderr());
+        return Ok(Outcome::Findings);
+    };
+    if let Some(env) = &args.environment
+        && !repo.environments.contains_key(env)
+    {
+        let known: Vec<&str> = repo.environments.keys().map(String::as_str).collect();
+        bail!(
+            "no environment `{env}`; the repository has: {}",
+            known.join(", ")
+        );
+    }
+    let mut rendered = render_all(repo, args.environment.as_deref());
+    if let Some(gateway) = &args.gateway {
+        rendered.retain(|r| &r.gateway == gateway);
+        if rendered.is_empty() {
+            bail!("no gateway `{gateway}` in the selected environments");
+        }
+    }
+    let entries: Vec<Entry<'_>> = rendered
+        .iter()
+        .map(|r| Entry {
+            environment: &r.environment,
+            gateway: &r.gateway,
+            driver: r.driver,
+            version: Version {
+                digest: &r.digest,
+                revision: &loaded.revision,
+            }
+            .to_string(),
+            digest: r.digest.as_str(),
+            revision: loaded.revision.to_string(),
+            packs: &r.packs,
+            config: &r.config,
+        })
+        .collect();
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+        Format::Yaml => print!("{}", serde_saphyr::to_string(&entries)?),
+    }
+    Ok(Outcome::Clean)
+}

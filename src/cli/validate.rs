@@ -1,0 +1,59 @@
+//! `sluice validate`: every finding at once, for people or for CI.
+
+use super::{Cli, Outcome, load};
+use crate::config::finding;
+use clap::ValueEnum;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Validate this commit (branch, tag, id) instead of the work tree.
+    #[arg(long)]
+    pub rev: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let loaded = load(cli, args.rev.as_deref())?;
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&loaded.findings)?),
+        Format::Text => {
+            let palette = cli.color.stdout();
+            print!(
+                "{}",
+                finding::render_human(&loaded.findings, &loaded.sources, palette)
+            );
+            match &loaded.repository {
+                Some(repo) => {
+                    let gateways: usize =
+                        repo.environments.values().map(|e| e.gateways.len()).sum();
+                    println!(
+                        "valid at {}: {} environments, {} gateways, {} base packs ({})",
+                        loaded.revision.short(),
+                        repo.environments.len(),
+                        gateways,
+                        repo.base_packs.len(),
+                        finding::summary(&loaded.findings),
+                    );
+                }
+                None => println!(
+                    "invalid at {}: {}",
+                    loaded.revision.short(),
+                    finding::summary(&loaded.findings)
+                ),
+            }
+        }
+    }
+    Ok(if loaded.has_errors() {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
+}

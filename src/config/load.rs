@@ -1,0 +1,505 @@
+//! Loading a repository from a snapshot: collect the files (I/O, one
+//! thread), parse and schema-check them (pure, in parallel), merge overlays,
+//! run the semantic rules, and locate every finding in its source.
+
+use super::{
+    EffectivePack, Environment, PackFile, PackSource, Repository,
+    finding::{self, Finding},
+    merge::merge_patch,
+    model::{EnvironmentSpec, GatewaysFile, Manifest, Pack},
+    schema::{self, FileKind},
+    validate,
+    yaml::{self, SpanIndex},
+};
+use crate::source::{ResolveError, Resolved, Revision, Snapshot, SourceError, resolve};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+pub const MANIFEST: &str = "sluice.yaml";
+pub const BASE_PACKS: &str = "base/packs";
+pub const ENVIRONMENTS: &str = "environments";
+pub const ENVIRONMENT_FILE: &str = "environment.yaml";
+pub const GATEWAYS_FILE: &str = "gateways.yaml";
+pub const PACKS_DIR: &str = "packs";
+
+/// Bounds on what one load may read.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest file read, in bytes; a larger one is a finding.
+    pub max_file_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// The outcome of loading one revision.
+#[derive(Debug)]
+pub struct Loaded {
+    pub revision: Revision,
+    /// Present when no finding is an error.
+    pub repository: Option<Repository>,
+    /// Every finding, in stable order.
+    pub findings: Vec<Finding>,
+    /// Text of the files that have findings, for showing source lines.
+    pub sources: HashMap<String, String>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(Finding::is_error)
+    }
+}
+
+/// Loads and validates the repository a snapshot shows. `Err` only when the
+/// snapshot itself cannot be read; anything wrong with its content is a finding.
+pub fn load(snapshot: &dyn Snapshot, limits: &Limits) -> Result<Loaded, SourceError> {
+    let collected = collect(snapshot, limits)?;
+    let parsed = super::parallel::map(&collected.files, parse);
+    let mut findings = collected.findings;
+    findings.extend(parsed.iter().flat_map(|p| p.findings.iter().cloned()));
+    let mut assembled = assemble(snapshot.revision().clone(), &parsed);
+    findings.append(&mut assembled.findings);
+    findings.extend(validate::check(&assembled.draft, &collected.env_dirs));
+
+    let texts: HashMap<&str, &str> = collected
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.text.as_str()))
+        .collect();
+    locate(&mut findings, &texts);
+    finding::sort(&mut findings);
+    findings.dedup();
+    let sources = findings
+        .iter()
+        .filter_map(|f| {
+            texts
+                .get(f.file.as_str())
+                .map(|t| (f.file.clone(), t.to_string()))
+        })
+        .collect();
+    let repository = (!findings.iter().any(Finding::is_error)).then_some(assembled.draft);
+    Ok(Loaded {
+        revision: snapshot.revision().clone(),
+        repository,
+        findings,
+        sources,
+    })
+}
+
+/// A file read from the snapshot, not yet parsed.
+struct RawFile {
+    path: String,
+    kind: FileKind,
+    text: String,
+    /// For an environment's pack that shares a base pack's name: that name.
+    overlays: Option<String>,
+}
+
+struct Collected {
+    files: Vec<RawFile>,
+    /// Every directory under `environments/`, whether it loaded or not.
+    env_dirs: Vec<String>,
+    findings: Vec<Finding>,
+}
+
+fn collect(snapshot: &dyn Snapshot, limits: &Limits) -> Result<Collected, SourceError> {
+    let mut reader = Reader {
+        snapshot,
+        limits,
+        files: Vec::new(),
+        findings: Vec::new(),
+    };
+    if reader.read(MANIFEST, FileKind::Manifest, None)?.is_none() {
+        reader.findings.push(
+            Finding::error(
+                "repo.manifest-missing",
+                MANIFEST,
+                "no sluice.yaml at the repository root",
+            )
+            .hint("is --repo pointing at a Sluice config repository? `sluice init` makes one"),
+        );
+    }
+    let base_names = reader.read_packs(BASE_PACKS, &[])?;
+    let mut env_dirs = Vec::new();
+    for name in reader.list(ENVIRONMENTS)? {
+        let dir = format!("{ENVIRONMENTS}/{name}");
+        match reader.resolve(&dir)? {
+            Some(Resolved::Dir { .. }) => {}
+            _ => continue,
+        }
+        env_dirs.push(name);
+        reader.read_environment(&dir, &base_names)?;
+    }
+    Ok(Collected {
+        files: reader.files,
+        env_dirs,
+        findings: reader.findings,
+    })
+}
+
+struct Reader<'a> {
+    snapshot: &'a dyn Snapshot,
+    limits: &'a Limits,
+    files: Vec<RawFile>,
+    findings: Vec<Finding>,
+}
+
+impl Reader<'_> {
+    /// Follows links; a link leaving the repository or looping is a finding.
+    fn resolve(&mut self, path: &str) -> Result<Option<Resolved>, SourceError> {
+        match resolve(self.snapshot, path) {
+            Ok(resolved) => Ok(Some(resolved)),
+            Err(ResolveError::Source(e)) => Err(e),
+            Err(e @ ResolveError::Escapes { .. }) => {
+                self.findings.push(
+                    Finding::error("file.symlink-escape", path, e.to_string())
+                        .hint("links may point only at files inside the repository"),
+                );
+                Ok(None)
+            }
+            Err(e @ ResolveError::Loop { .. }) => {
+                self.findings
+                    .push(Finding::error("file.symlink-loop", path, e.to_string()));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Entry names of a directory (following links), or none.
+    fn list(&mut self, dir: &str) -> Result<Vec<String>, SourceError> {
+        match self.resolve(dir)? {
+            Some(Resolved::Dir { path }) => self.snapshot.list_dir(&path),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Reads one file into the list; `None` when it is missing or unreadable
+    /// (a finding says why, except for a plain absence).
+    fn read(
+        &mut self,
+        path: &str,
+        kind: FileKind,
+        overlays: Option<String>,
+    ) -> Result<Option<()>, SourceError> {
+        let (real, size) = match self.resolve(path)? {
+            None => return Ok(Some(())),
+            Some(Resolved::Missing) => return Ok(None),
+            Some(Resolved::File { path, size }) => (path, size),
+            Some(Resolved::Dir { .. } | Resolved::Other { .. }) => {
+                self.findings.push(Finding::error(
+                    "file.not-a-file",
+                    path,
+                    "expected a YAML file, found a directory or special file",
+                ));
+                return Ok(Some(()));
+            }
+        };
+        let max = self.limits.max_file_bytes;
+        let bytes = if size > max {
+            None
+        } else {
+            Some(self.snapshot.read_file(&real, max)?).filter(|b| b.len() as u64 <= max)
+        };
+        let Some(bytes) = bytes else {
+            self.findings.push(
+                Finding::error(
+                    "file.too-large",
+                    path,
+                    format!("file is {size} bytes, over the limit of {max}"),
+                )
+                .hint("policy files are small; raise the limit with --max-file-size if this one must be large"),
+            );
+            return Ok(Some(()));
+        };
+        match yaml::decode(path, bytes) {
+            Ok(text) => self.files.push(RawFile {
+                path: path.to_owned(),
+                kind,
+                text,
+                overlays,
+            }),
+            Err(finding) => self.findings.push(*finding),
+        }
+        Ok(Some(()))
+    }
+
+    /// Reads every pack file of a directory; returns the pack names found.
+    fn read_packs(&mut self, dir: &str, base: &[String]) -> Result<Vec<String>, SourceError> {
+        let mut names: Vec<String> = Vec::new();
+        for entry in self.list(dir)? {
+            let path = format!("{dir}/{entry}");
+            let Some(name) = pack_name(&entry) else {
+                self.findings.push(
+                    Finding::warning("file.ignored", &path, "not a pack file; ignored")
+                        .hint("pack files end in .yaml or .yml"),
+                );
+                continue;
+            };
+            if names.iter().any(|n| n == name) {
+                self.findings.push(Finding::error(
+                    "pack.name-duplicate",
+                    &path,
+                    format!("a second file for pack `{name}` (both .yaml and .yml)"),
+                ));
+                continue;
+            }
+            names.push(name.to_owned());
+            let overlays = base.iter().any(|b| b == name).then(|| name.to_owned());
+            self.read(&path, FileKind::Pack, overlays)?;
+        }
+        Ok(names)
+    }
+
+    fn read_environment(&mut self, dir: &str, base: &[String]) -> Result<(), SourceError> {
+        for (file, kind) in [
+            (ENVIRONMENT_FILE, FileKind::Environment),
+            (GATEWAYS_FILE, FileKind::Gateways),
+        ] {
+            let path = format!("{dir}/{file}");
+            if self.read(&path, kind, None)?.is_none() {
+                self.findings.push(Finding::error(
+                    "env.missing-file",
+                    &path,
+                    format!("every environment needs {file}"),
+                ));
+            }
+        }
+        for entry in self.list(dir)? {
+            if ![ENVIRONMENT_FILE, GATEWAYS_FILE, PACKS_DIR].contains(&entry.as_str()) {
+                let known = [ENVIRONMENT_FILE, GATEWAYS_FILE, PACKS_DIR];
+                let hint = schema::did_you_mean(&entry, known.into_iter())
+                    .map(|m| format!("did you mean `{m}`?"))
+                    .unwrap_or_else(|| format!("an environment holds {}", known.join(", ")));
+                self.findings.push(
+                    Finding::warning(
+                        "env.unknown-file",
+                        format!("{dir}/{entry}"),
+                        "not read by Sluice",
+                    )
+                    .hint(hint),
+                );
+            }
+        }
+        self.read_packs(&format!("{dir}/{PACKS_DIR}"), base)?;
+        Ok(())
+    }
+}
+
+/// The pack name a file name gives, if it is a pack file.
+fn pack_name(file_name: &str) -> Option<&str> {
+    file_name
+        .strip_suffix(".yaml")
+        .or_else(|| file_name.strip_suffix(".yml"))
+        .filter(|n| !n.is_empty() && !n.starts_with('.'))
+}
+
+/// A file after the YAML parse and (unless it is an overlay) the schema check.
+struct Parsed<'a> {
+    raw: &'a RawFile,
+    value: Option<Value>,
+    findings: Vec<Finding>,
+}
+
+impl Parsed<'_> {
+    /// The value, when the file parsed and met its schema.
+    fn valid(&self) -> Option<&Value> {
+        self.value.as_ref().filter(|_| self.findings.is_empty())
+    }
+}
+
+fn parse(raw: &RawFile) -> Parsed<'_> {
+    match yaml::parse(&raw.path, &raw.text) {
+        Ok(value) => {
+            let findings = match raw.overlays {
+                Some(_) => Vec::new(),
+                None => schema::check(raw.kind, &raw.path, &value),
+            };
+            Parsed {
+                raw,
+                value: Some(value),
+                findings,
+            }
+        }
+        Err(finding) => Parsed {
+            raw,
+            value: None,
+            findings: vec![*finding],
+        },
+    }
+}
+
+struct Assembled {
+    draft: Repository,
+    findings: Vec<Finding>,
+}
+
+/// Builds the typed repository from the files that passed the first pass,
+/// merging overlays over their base packs and checking the result.
+fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
+    let mut findings = Vec::new();
+    let of_kind = |kind| parsed.iter().filter(move |p| p.raw.kind == kind);
+    let manifest = of_kind(FileKind::Manifest)
+        .find_map(|p| typed::<Manifest>(p, &mut findings))
+        .unwrap_or_default();
+
+    let mut base_values: HashMap<String, (&str, &Value)> = HashMap::new();
+    let mut base_packs = BTreeMap::new();
+    for p in of_kind(FileKind::Pack).filter(|p| p.raw.path.starts_with(BASE_PACKS)) {
+        let name = file_stem(&p.raw.path).to_owned();
+        if let (Some(value), Some(pack)) = (p.valid(), typed::<Pack>(p, &mut findings)) {
+            base_values.insert(name.clone(), (p.raw.path.as_str(), value));
+            base_packs.insert(
+                name,
+                PackFile {
+                    file: p.raw.path.clone(),
+                    pack,
+                },
+            );
+        }
+    }
+
+    let mut environments = BTreeMap::new();
+    for p in of_kind(FileKind::Environment) {
+        let Some(spec) = typed::<EnvironmentSpec>(p, &mut findings) else {
+            continue;
+        };
+        let dir = parent_dir(&p.raw.path);
+        let slug = file_stem(dir).to_owned();
+        let gateways_file = format!("{dir}/{GATEWAYS_FILE}");
+        let gateways = of_kind(FileKind::Gateways)
+            .find(|g| g.raw.path == gateways_file)
+            .and_then(|g| typed::<GatewaysFile>(g, &mut findings))
+            .map(|g| g.gateways)
+            .unwrap_or_default();
+        let mut packs: BTreeMap<String, EffectivePack> = base_packs
+            .iter()
+            .map(|(name, base)| {
+                let source = PackSource::Base {
+                    file: base.file.clone(),
+                };
+                (
+                    name.clone(),
+                    EffectivePack {
+                        pack: base.pack.clone(),
+                        source,
+                    },
+                )
+            })
+            .collect();
+        let packs_dir = format!("{dir}/{PACKS_DIR}/");
+        for own in of_kind(FileKind::Pack).filter(|q| q.raw.path.starts_with(&packs_dir)) {
+            let name = file_stem(&own.raw.path).to_owned();
+            let effective = match &own.raw.overlays {
+                Some(base_name) => base_values
+                    .get(base_name)
+                    .and_then(|(base_file, base)| overlay(own, base_file, base, &mut findings)),
+                None => typed::<Pack>(own, &mut findings).map(|pack| EffectivePack {
+                    pack,
+                    source: PackSource::Own {
+                        file: own.raw.path.clone(),
+                    },
+                }),
+            };
+            match effective {
+                Some(effective) => {
+                    packs.insert(name, effective);
+                }
+                None => {
+                    packs.remove(&name);
+                }
+            }
+        }
+        environments.insert(
+            slug.clone(),
+            Environment {
+                slug,
+                spec_file: p.raw.path.clone(),
+                spec,
+                gateways_file,
+                gateways,
+                packs,
+            },
+        );
+    }
+    Assembled {
+        draft: Repository {
+            revision,
+            manifest,
+            base_packs,
+            environments,
+        },
+        findings,
+    }
+}
+
+/// Merges an overlay over its base pack and checks the result as a whole pack.
+fn overlay(
+    own: &Parsed<'_>,
+    base_file: &str,
+    base: &Value,
+    findings: &mut Vec<Finding>,
+) -> Option<EffectivePack> {
+    let patch = own.value.as_ref()?;
+    let mut merged = base.clone();
+    merge_patch(&mut merged, patch);
+    let problems = schema::check(FileKind::Pack, &own.raw.path, &merged);
+    if !problems.is_empty() {
+        let hint = format!("checked after merging this overlay over {base_file}");
+        findings.extend(problems.into_iter().map(|f| {
+            let hint = f.hint.clone().unwrap_or_else(|| hint.clone());
+            f.hint(hint)
+        }));
+        return None;
+    }
+    let pack = serde_json::from_value::<Pack>(merged).ok()?;
+    Some(EffectivePack {
+        pack,
+        source: PackSource::Overlay {
+            base: base_file.to_owned(),
+            overlay: own.raw.path.clone(),
+        },
+    })
+}
+
+/// The typed value of a file that met its schema. A file that meets the
+/// schema but not the type is a bug in the schema; it is still a finding.
+fn typed<T: DeserializeOwned>(p: &Parsed<'_>, findings: &mut Vec<Finding>) -> Option<T> {
+    let value = p.valid()?;
+    match T::deserialize(value) {
+        Ok(typed) => Some(typed),
+        Err(e) => {
+            findings.push(Finding::error("schema.invalid", &p.raw.path, e.to_string()));
+            None
+        }
+    }
+}
+
+fn parent_dir(path: &str) -> &str {
+    path.rfind('/').map_or("", |i| &path[..i])
+}
+
+fn file_stem(path: &str) -> &str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    pack_name(name).unwrap_or(name)
+}
+
+/// Fills in line and column from each finding's pointer, indexing only the
+/// files that have findings.
+fn locate(findings: &mut [Finding], texts: &HashMap<&str, &str>) {
+    let mut indexes: HashMap<String, SpanIndex> = HashMap::new();
+    for finding in findings.iter_mut().filter(|f| f.line.is_none()) {
+        let Some(text) = texts.get(finding.file.as_str()) else {
+            continue;
+        };
+        let index = indexes
+            .entry(finding.file.clone())
+            .or_insert_with(|| SpanIndex::build(text));
+        finding.place(index.locate(&finding.pointer, finding.at_key));
+    }
+}

@@ -1,0 +1,94 @@
+//! The config repository: its files as types, loading from a snapshot,
+//! validation in two passes, rendering and digests.
+//!
+//! ```text
+//! Snapshot ─► collect files ─► parse YAML ─► pass 1: JSON Schema ─┐
+//!   (git or work tree)   (size, symlinks,   (bounded,          (per file,
+//!                         UTF-8)             located)           in parallel)
+//!                                                               ▼
+//!           render ◄─ Repository ◄─ pass 2: semantic rules ◄─ merge overlays
+//!      (canonical JSON,            (slugs, chains, promotion,
+//!       sha256 digest)              uniqueness, cycles)
+//! ```
+//!
+//! Everything after the snapshot is a pure function over data.
+
+pub mod catalog;
+pub mod finding;
+mod load;
+mod merge;
+pub mod model;
+mod parallel;
+pub mod render;
+pub mod schema;
+mod validate;
+pub mod yaml;
+
+pub use finding::{Finding, Position, Severity};
+pub use load::{Limits, Loaded, load};
+pub use render::{Digest, RenderedGateway, Version, render_all};
+
+use crate::source::Revision;
+use model::{Enforcement, EnvironmentSpec, Gateway, Manifest, Pack};
+use std::collections::BTreeMap;
+
+/// A repository at one revision, as far as it loaded. When its [`Loaded`]
+/// has no error findings, every part is present and valid.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    pub revision: Revision,
+    pub manifest: Manifest,
+    /// Shared packs by name.
+    pub base_packs: BTreeMap<String, PackFile>,
+    /// Environments by slug (their directory name).
+    pub environments: BTreeMap<String, Environment>,
+}
+
+/// A pack and the file it was read from.
+#[derive(Debug, Clone)]
+pub struct PackFile {
+    pub file: String,
+    pub pack: Pack,
+}
+
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub slug: String,
+    /// `environments/<slug>/environment.yaml`.
+    pub spec_file: String,
+    pub spec: EnvironmentSpec,
+    pub gateways_file: String,
+    pub gateways: Vec<Gateway>,
+    /// Every pack in effect here: inherited base packs, overlays and the
+    /// environment's own, by name.
+    pub packs: BTreeMap<String, EffectivePack>,
+}
+
+/// A pack as one environment runs it.
+#[derive(Debug, Clone)]
+pub struct EffectivePack {
+    pub pack: Pack,
+    pub source: PackSource,
+}
+
+/// Where an environment's pack comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackSource {
+    /// Inherited unchanged from `base/packs/`.
+    Base { file: String },
+    /// A base pack with the environment's merge patch applied.
+    Overlay { base: String, overlay: String },
+    /// A whole pack of the environment's own.
+    Own { file: String },
+}
+
+impl Environment {
+    /// The enforcement in force: the environment's own, else the
+    /// repository default, else `enforce`.
+    pub fn enforcement(&self, manifest: &Manifest) -> Enforcement {
+        self.spec
+            .enforcement
+            .or(manifest.defaults.enforcement)
+            .unwrap_or(Enforcement::Enforce)
+    }
+}

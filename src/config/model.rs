@@ -1,0 +1,346 @@
+//! The files of a config repository as Rust types. These types are the single
+//! source of the JSON Schemas (`sluice schema`), so a field documented here is
+//! documented for editors too.
+
+use super::catalog::PolicySettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+use std::{borrow::Cow, time::Duration};
+
+/// `sluice.yaml`: the repository manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Sluice repository manifest (sluice.yaml)")]
+pub struct Manifest {
+    /// How changes travel between environments.
+    #[serde(default)]
+    pub promotion: PromotionOrder,
+    /// Settings every environment inherits unless it sets its own.
+    #[serde(default)]
+    pub defaults: Defaults,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PromotionOrder {
+    /// Environment slugs from first to last, e.g. `[development, staging, production]`.
+    #[serde(default)]
+    pub order: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Defaults {
+    pub enforcement: Option<Enforcement>,
+    pub drift: Option<DriftSpec>,
+}
+
+/// What a gateway does when a policy fires. Ordered from weakest to strongest.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Record only.
+    Monitor,
+    /// Record and raise an alert.
+    Alert,
+    /// Act: block, redact, refuse.
+    Enforce,
+}
+
+/// An ordinary environment, or an `eval` one whose fixtures are reset on every
+/// sync and that never receives triggers or alerts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvironmentKind {
+    #[default]
+    Standard,
+    Eval,
+}
+
+/// `environments/<slug>/environment.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Sluice environment (environments/<slug>/environment.yaml)")]
+pub struct EnvironmentSpec {
+    /// Lowercase letters, digits and hyphens, starting with a letter, 3–50
+    /// characters; equal to the directory name.
+    pub slug: String,
+    /// A name for people.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Production environments get protections: weakening changes need an
+    /// approval, the directory cannot be removed while flagged, longer retention.
+    #[serde(default)]
+    pub is_production: bool,
+    #[serde(default)]
+    pub kind: EnvironmentKind,
+    /// Defaults to `defaults.enforcement` in sluice.yaml, then `enforce`.
+    pub enforcement: Option<Enforcement>,
+    pub promotion: Option<PromotionSpec>,
+    pub drift: Option<DriftSpec>,
+    #[serde(default)]
+    pub alerts: Vec<AlertSpec>,
+}
+
+/// Where this environment's changes must come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PromotionSpec {
+    /// The environment promotions come from.
+    pub from: String,
+    /// How long a version must run verified and drift-free upstream first.
+    pub soak: Option<DurationText>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DriftSpec {
+    /// How often live state is read back (default 1m).
+    pub interval: Option<DurationText>,
+    /// What to do on drift (default `detect`).
+    pub policy: Option<DriftPolicy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftPolicy {
+    /// Record the drift.
+    Detect,
+    /// Record and notify.
+    Alert,
+    /// Notify and re-apply the desired state.
+    Heal,
+}
+
+/// A notification sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AlertSpec {
+    pub webhook: WebhookAlert,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebhookAlert {
+    /// The environment variable holding the webhook URL (URLs carry secrets,
+    /// so they never live in the repository).
+    pub url_env: EnvVarName,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// The environment variable holding a secret to sign payloads with (HMAC-SHA256).
+    pub secret_env: Option<EnvVarName>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    #[default]
+    Generic,
+    Slack,
+}
+
+/// `environments/<slug>/gateways.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Sluice gateways (environments/<slug>/gateways.yaml)")]
+pub struct GatewaysFile {
+    pub gateways: Vec<Gateway>,
+}
+
+/// A gateway and how to reach it. Credentials are named, never included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "driver", rename_all = "lowercase")]
+pub enum Gateway {
+    /// A gateway speaking the Sluice HTTP protocol.
+    Http(HttpGateway),
+    /// A file that a gateway hot-reloads.
+    File(FileGateway),
+    /// A Kubernetes ConfigMap that a gateway mounts.
+    Configmap(ConfigMapGateway),
+}
+
+impl Gateway {
+    pub fn name(&self) -> &str {
+        match self {
+            Gateway::Http(g) => &g.name,
+            Gateway::File(g) => &g.name,
+            Gateway::Configmap(g) => &g.name,
+        }
+    }
+
+    pub fn driver(&self) -> &'static str {
+        match self {
+            Gateway::Http(_) => "http",
+            Gateway::File(_) => "file",
+            Gateway::Configmap(_) => "configmap",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpGateway {
+    pub name: String,
+    /// Base URL, e.g. `https://gw-eu-1.internal:8443`.
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub url: String,
+    /// The environment variable holding the bearer token.
+    pub token_env: Option<EnvVarName>,
+    /// Per-request timeout (default 10s).
+    pub timeout: Option<DurationText>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileGateway {
+    pub name: String,
+    /// Where the rendered config is written; relative paths are resolved
+    /// against Sluice's data directory.
+    #[schemars(length(min = 1))]
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigMapGateway {
+    pub name: String,
+    pub namespace: String,
+    pub config_map: String,
+}
+
+/// `base/packs/<name>.yaml` or `environments/<slug>/packs/<name>.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Sluice policy pack")]
+pub struct Pack {
+    pub pack: PackMeta,
+    #[serde(default)]
+    pub policies: Policies,
+    /// Settings per policy, by policy name.
+    #[serde(default)]
+    pub policy: PolicySettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PackMeta {
+    /// Equal to the file name without `.yaml`.
+    pub name: String,
+    /// SemVer, e.g. `2.3.0`.
+    pub version: String,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Policies {
+    /// Policies in the order they are enforced on every model call.
+    #[serde(default)]
+    pub chain: Vec<String>,
+}
+
+/// A duration such as `30s`, `5m`, `1h30m` or `7d`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DurationText(pub String);
+
+pub const DURATION_HINT: &str =
+    "write a duration as a number and a unit: 500ms, 30s, 5m, 1h30m, 7d";
+
+impl JsonSchema for DurationText {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^([0-9]+(ms|s|m|h|d))+$",
+            "description": "A duration such as 30s, 5m, 1h30m or 7d.",
+            "x-hint": DURATION_HINT,
+        })
+    }
+}
+
+impl DurationText {
+    /// The duration, when the text is well formed (the schema checks it first).
+    pub fn parse(&self) -> Option<Duration> {
+        parse_duration(&self.0)
+    }
+}
+
+/// Parses `1h30m`-style durations; `None` when malformed or absurdly long.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total: u64 = 0;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit_ms, len) = [
+            ("ms", 1),
+            ("s", 1_000),
+            ("m", 60_000),
+            ("h", 3_600_000),
+            ("d", 86_400_000),
+        ]
+        .iter()
+        .find(|(unit, _)| rest.starts_with(unit))
+        .map(|(unit, ms)| (*ms, unit.len()))?;
+        rest = &rest[len..];
+        total = total.checked_add(number.checked_mul(unit_ms)?)?;
+    }
+    Some(Duration::from_millis(total))
+}
+
+/// The name of an environment variable (where secrets live).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EnvVarName(pub String);
+
+impl JsonSchema for EnvVarName {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "EnvVarName".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^[A-Z_][A-Z0-9_]*$",
+            "description": "The name of an environment variable, e.g. PROD_GATEWAY_TOKEN.",
+            "x-hint": "name an environment variable (capitals, digits, underscores), never the secret itself",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("1hour"), None);
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("99999999999999999999d"), None);
+    }
+}

@@ -1,0 +1,228 @@
+//! Rendering: the desired state of each gateway as a canonical JSON document
+//! (keys sorted, no insignificant whitespace) and its sha256 digest, the
+//! identity of a version. The document holds policy only (enforcement and
+//! packs), not the environment's or gateway's name, so two environments that
+//! run the same policy run the same version: promotion and drift compare
+//! digests, not commits.
+
+use super::{Environment, Repository, model::Enforcement, parallel};
+use crate::source::Revision;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest as _, Sha256};
+use std::fmt::{self, Write as _};
+
+/// Identifies the rendered-document format; bump when its shape changes.
+pub const FORMAT: &str = "sluice.dev/policy/v1";
+
+/// `sha256:<64 hex>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Digest(String);
+
+impl Digest {
+    pub fn of(bytes: &[u8]) -> Digest {
+        let hash = Sha256::digest(bytes);
+        let mut text = String::with_capacity(7 + 64);
+        text.push_str("sha256:");
+        for byte in hash {
+            let _ = write!(text, "{byte:02x}");
+        }
+        Digest(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `sha256:` and the first 12 hex digits.
+    pub fn short(&self) -> &str {
+        &self.0[..self.0.len().min(7 + 12)]
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A digest and the revision it came from: `sha256:<12 hex>@<commit 8 hex>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version<'a> {
+    pub digest: &'a Digest,
+    pub revision: &'a Revision,
+}
+
+impl fmt::Display for Version<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.digest.short(), self.revision.short())
+    }
+}
+
+/// The desired state of one gateway.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderedGateway {
+    pub environment: String,
+    pub gateway: String,
+    pub driver: &'static str,
+    pub digest: Digest,
+    /// Digest of each pack's canonical JSON, by pack name (what promotion compares).
+    pub packs: Vec<PackDigest>,
+    /// The document itself.
+    pub config: Value,
+    /// The exact bytes the digest covers.
+    #[serde(skip)]
+    pub canonical: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PackDigest {
+    pub name: String,
+    pub version: String,
+    pub digest: Digest,
+}
+
+/// The policy document of an environment, shared by all its gateways.
+pub fn document(repo: &Repository, env: &Environment) -> Value {
+    let packs: Map<String, Value> = env
+        .packs
+        .iter()
+        .map(|(name, effective)| (name.clone(), pack_document(&effective.pack)))
+        .collect();
+    json!({
+        "format": FORMAT,
+        "enforcement": enforcement_word(env.enforcement(&repo.manifest)),
+        "packs": packs,
+    })
+}
+
+fn pack_document(pack: &super::model::Pack) -> Value {
+    let mut value = json!({
+        "version": pack.pack.version,
+        "enabled": pack.pack.enabled,
+        "chain": pack.policies.chain,
+        "settings": pack.policy.0,
+    });
+    if let Some(description) = &pack.pack.description {
+        value["description"] = description.clone().into();
+    }
+    value
+}
+
+fn enforcement_word(e: Enforcement) -> &'static str {
+    match e {
+        Enforcement::Monitor => "monitor",
+        Enforcement::Alert => "alert",
+        Enforcement::Enforce => "enforce",
+    }
+}
+
+/// Renders every gateway of every environment (or of `only`), in order of
+/// environment then gateway.
+pub fn render_all(repo: &Repository, only: Option<&str>) -> Vec<RenderedGateway> {
+    let envs: Vec<&Environment> = repo
+        .environments
+        .values()
+        .filter(|e| only.is_none_or(|o| o == e.slug))
+        .collect();
+    parallel::map(&envs, |env| render_environment(repo, env))
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn render_environment(repo: &Repository, env: &Environment) -> Vec<RenderedGateway> {
+    let config = document(repo, env);
+    let canonical = canonical_json(&config);
+    let digest = Digest::of(canonical.as_bytes());
+    let packs: Vec<PackDigest> = env
+        .packs
+        .iter()
+        .map(|(name, effective)| PackDigest {
+            name: name.clone(),
+            version: effective.pack.pack.version.clone(),
+            digest: Digest::of(canonical_json(&pack_document(&effective.pack)).as_bytes()),
+        })
+        .collect();
+    env.gateways
+        .iter()
+        .map(|gateway| RenderedGateway {
+            environment: env.slug.clone(),
+            gateway: gateway.name().to_owned(),
+            driver: gateway.driver(),
+            digest: digest.clone(),
+            packs: packs.clone(),
+            config: config.clone(),
+            canonical: canonical.clone(),
+        })
+        .collect()
+}
+
+/// Canonical JSON: object keys sorted by code point, no whitespace, strings
+/// and numbers as serde_json writes them. Sorting is done here rather than
+/// relying on serde_json's map type, which a feature flag could change.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_and_compacts() {
+        let value = json!({"b": [1, {"z": 1, "a": "x"}], "a": null});
+        assert_eq!(
+            canonical_json(&value),
+            r#"{"a":null,"b":[1,{"a":"x","z":1}]}"#
+        );
+    }
+
+    #[test]
+    fn digest_and_version_forms() {
+        let digest = Digest::of(b"");
+        assert_eq!(
+            digest.as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        let revision = Revision::Commit("9f8e7d6c5b4a39281706f5e4d3c2b1a0f9e8d7c6".into());
+        let version = Version {
+            digest: &digest,
+            revision: &revision,
+        };
+        assert_eq!(version.to_string(), "sha256:e3b0c44298fc@9f8e7d6c");
+    }
+}

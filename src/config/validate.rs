@@ -1,0 +1,509 @@
+//! The second validation pass: rules that span fields and files. Runs over
+//! whatever loaded, so one broken file does not hide the findings of others.
+
+use super::{
+    Environment, PackSource, Repository, catalog,
+    finding::Finding,
+    load::{ENVIRONMENTS, MANIFEST},
+    model::{EnvironmentKind, Gateway, Pack},
+    schema::did_you_mean,
+    yaml::escape,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+pub const SLUICE_MIN_SLUG: usize = 3;
+pub const SLUICE_MAX_SLUG: usize = 50;
+
+/// Every semantic finding about a (possibly partial) repository.
+pub fn check(repo: &Repository, env_dirs: &[String]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if env_dirs.is_empty() {
+        out.push(
+            Finding::error(
+                "repo.no-environments",
+                ENVIRONMENTS,
+                "the repository has no environments",
+            )
+            .hint("add environments/<slug>/environment.yaml and gateways.yaml"),
+        );
+    }
+    for base in repo.base_packs.values() {
+        check_pack(&base.file, &base.pack, &mut out);
+    }
+    check_slugs(repo, &mut out);
+    for env in repo.environments.values() {
+        check_environment(env, &mut out);
+        check_gateways(env, &mut out);
+        for (name, effective) in &env.packs {
+            match &effective.source {
+                PackSource::Base { .. } => {}
+                PackSource::Own { file } => check_pack(file, &effective.pack, &mut out),
+                PackSource::Overlay { overlay, .. } => {
+                    let base = repo.base_packs.get(name).map(|b| &b.pack);
+                    out.extend(check_overlay(overlay, name, &effective.pack, base));
+                }
+            }
+        }
+    }
+    check_promotion(repo, env_dirs, &mut out);
+    out
+}
+
+/// Findings about a merged overlay that the overlay itself causes: what the
+/// base pack already gets wrong is reported once, at the base.
+fn check_overlay(file: &str, name: &str, merged: &Pack, base: Option<&Pack>) -> Vec<Finding> {
+    let findings_of = |pack: &Pack, file: &str| {
+        let mut found = Vec::new();
+        check_pack_body(file, pack, &mut found);
+        if pack.pack.name != name {
+            found.push(name_mismatch(file, pack, name));
+        }
+        found
+    };
+    let inherited: BTreeSet<(&str, String)> = base
+        .map(|b| findings_of(b, file))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| (f.rule, f.pointer))
+        .collect();
+    findings_of(merged, file)
+        .into_iter()
+        .filter(|f| !inherited.contains(&(f.rule, f.pointer.clone())))
+        .collect()
+}
+
+/// Lowercase letters, digits and hyphens, starting with a letter, 3–50 characters.
+pub fn is_valid_slug(slug: &str) -> bool {
+    (SLUICE_MIN_SLUG..=SLUICE_MAX_SLUG).contains(&slug.len())
+        && slug.starts_with(|c: char| c.is_ascii_lowercase())
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn check_slugs(repo: &Repository, out: &mut Vec<Finding>) {
+    let mut claimed: HashMap<&str, &str> = HashMap::new();
+    for (dir, env) in &repo.environments {
+        let slug = env.spec.slug.as_str();
+        let file = &env.spec_file;
+        if !is_valid_slug(slug) {
+            out.push(
+                Finding::error(
+                    "env.slug-format",
+                    file,
+                    format!("slug `{slug}` is not valid"),
+                )
+                .pointer("/slug")
+                .hint("use 3–50 lowercase letters, digits and hyphens, starting with a letter"),
+            );
+        }
+        if slug != dir {
+            out.push(
+                Finding::error(
+                    "env.slug-mismatch",
+                    file,
+                    format!("slug `{slug}` differs from its directory `{ENVIRONMENTS}/{dir}`"),
+                )
+                .pointer("/slug")
+                .hint("the directory name is the slug: rename one to match the other"),
+            );
+        }
+        if let Some(first) = claimed.insert(slug, file) {
+            out.push(
+                Finding::error(
+                    "env.slug-duplicate",
+                    file,
+                    format!("slug `{slug}` is already used by {first}"),
+                )
+                .pointer("/slug"),
+            );
+        }
+    }
+}
+
+fn check_environment(env: &Environment, out: &mut Vec<Finding>) {
+    let file = &env.spec_file;
+    if env.spec.kind == EnvironmentKind::Eval {
+        if env.spec.is_production {
+            out.push(
+                Finding::error(
+                    "env.eval-production",
+                    file,
+                    "an eval environment cannot be a production environment",
+                )
+                .pointer("/isProduction"),
+            );
+        }
+        if !env.spec.alerts.is_empty() {
+            out.push(
+                Finding::error(
+                    "env.eval-alerts",
+                    file,
+                    "eval environments never send alerts",
+                )
+                .pointer("/alerts")
+                .hint("remove `alerts`, or make this a standard environment"),
+            );
+        }
+    }
+    let durations = [
+        (
+            "/promotion/soak",
+            env.spec.promotion.as_ref().and_then(|p| p.soak.as_ref()),
+        ),
+        (
+            "/drift/interval",
+            env.spec.drift.as_ref().and_then(|d| d.interval.as_ref()),
+        ),
+    ];
+    for (pointer, duration) in durations {
+        if let Some(d) = duration
+            && d.parse().is_none()
+        {
+            out.push(
+                Finding::error(
+                    "env.duration",
+                    file,
+                    format!("duration `{}` is out of range", d.0),
+                )
+                .pointer(pointer),
+            );
+        }
+    }
+    if let Some(interval) = env.spec.drift.as_ref().and_then(|d| d.interval.as_ref())
+        && interval.parse().is_some_and(|d| d.as_secs() < 1)
+    {
+        out.push(
+            Finding::error(
+                "env.drift-interval",
+                file,
+                "drift interval must be at least 1s",
+            )
+            .pointer("/drift/interval"),
+        );
+    }
+}
+
+/// Gateway names: DNS labels (they name ConfigMaps and metrics labels).
+fn is_valid_gateway_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+fn check_gateways(env: &Environment, out: &mut Vec<Finding>) {
+    let file = &env.gateways_file;
+    let mut seen = BTreeSet::new();
+    for (i, gateway) in env.gateways.iter().enumerate() {
+        let name = gateway.name();
+        let pointer = format!("/gateways/{i}/name");
+        if !is_valid_gateway_name(name) {
+            out.push(
+                Finding::error(
+                    "gateway.name-format",
+                    file,
+                    format!("gateway name `{name}` is not valid"),
+                )
+                .pointer(&pointer)
+                .hint("use up to 63 lowercase letters, digits and hyphens"),
+            );
+        }
+        if !seen.insert(name) {
+            out.push(
+                Finding::error(
+                    "gateway.name-duplicate",
+                    file,
+                    format!("gateway `{name}` is listed twice in this environment"),
+                )
+                .pointer(&pointer),
+            );
+        }
+        if let Gateway::Http(http) = gateway
+            && carries_credentials(&http.url)
+        {
+            out.push(
+                Finding::error(
+                    "gateway.credentials-in-url",
+                    file,
+                    "the gateway URL carries credentials",
+                )
+                .pointer(format!("/gateways/{i}/url"))
+                .hint("remove them from the URL and name an environment variable with `tokenEnv`")
+                .redacted(),
+            );
+        }
+    }
+}
+
+/// `https://user:secret@host` or a token in the query string.
+fn carries_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let query = rest
+        .split_once('?')
+        .map_or("", |(_, q)| q)
+        .to_ascii_lowercase();
+    authority.contains('@')
+        || ["token=", "key=", "secret=", "password="]
+            .iter()
+            .any(|k| query.contains(k))
+}
+
+fn name_mismatch(file: &str, pack: &Pack, name: &str) -> Finding {
+    Finding::error(
+        "pack.name-mismatch",
+        file,
+        format!(
+            "pack name `{}` differs from its file name `{name}`",
+            pack.pack.name
+        ),
+    )
+    .pointer("/pack/name")
+    .hint("the file name is the pack name")
+}
+
+fn check_pack(file: &str, pack: &Pack, out: &mut Vec<Finding>) {
+    let stem = file
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.strip_suffix(".yaml").or_else(|| n.strip_suffix(".yml")))
+        .unwrap_or(file);
+    if !is_valid_gateway_name(stem) {
+        out.push(
+            Finding::error(
+                "pack.name-format",
+                file,
+                format!("pack name `{stem}` is not valid"),
+            )
+            .hint("name pack files with lowercase letters, digits and hyphens"),
+        );
+    }
+    if pack.pack.name != stem {
+        out.push(name_mismatch(file, pack, stem));
+    }
+    check_pack_body(file, pack, out);
+}
+
+fn check_pack_body(file: &str, pack: &Pack, out: &mut Vec<Finding>) {
+    if let Err(e) = semver::Version::parse(&pack.pack.version) {
+        out.push(
+            Finding::error(
+                "pack.version-semver",
+                file,
+                format!("version `{}` is not SemVer: {e}", pack.pack.version),
+            )
+            .pointer("/pack/version")
+            .hint("write MAJOR.MINOR.PATCH, e.g. 2.3.0"),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, policy) in pack.policies.chain.iter().enumerate() {
+        let pointer = format!("/policies/chain/{i}");
+        if !catalog::is_known(policy) {
+            let hint = did_you_mean(policy, catalog::names())
+                .map(|m| format!("did you mean `{m}`?"))
+                .unwrap_or_else(|| {
+                    format!(
+                        "built-in policies are {}; custom ones are named x-<name>",
+                        catalog::names().collect::<Vec<_>>().join(", ")
+                    )
+                });
+            out.push(
+                Finding::error(
+                    "pack.chain-unknown-policy",
+                    file,
+                    format!("unknown policy `{policy}`"),
+                )
+                .pointer(&pointer)
+                .hint(hint),
+            );
+        }
+        if !seen.insert(policy) {
+            out.push(
+                Finding::error(
+                    "pack.chain-duplicate",
+                    file,
+                    format!("policy `{policy}` appears twice in the chain"),
+                )
+                .pointer(&pointer),
+            );
+        }
+    }
+    for policy in pack.policy.0.keys() {
+        if !seen.contains(policy) {
+            out.push(
+                Finding::warning(
+                    "pack.settings-unused",
+                    file,
+                    format!("settings for `{policy}`, which is not in the chain"),
+                )
+                .pointer(format!("/policy/{}", escape(policy)))
+                .at_key()
+                .hint("add it to policies.chain, or remove its settings"),
+            );
+        }
+    }
+}
+
+/// `env_dirs` is every environment directory, loaded or not, so a broken
+/// environment.yaml does not also make every reference to it a finding.
+fn check_promotion(repo: &Repository, env_dirs: &[String], out: &mut Vec<Finding>) {
+    let envs = &repo.environments;
+    let exists = |slug: &str| env_dirs.iter().any(|d| d == slug);
+    let known = || env_dirs.iter().map(String::as_str);
+    let order = &repo.manifest.promotion.order;
+    let mut seen = BTreeSet::new();
+    for (i, slug) in order.iter().enumerate() {
+        let pointer = format!("/promotion/order/{i}");
+        if !exists(slug) {
+            out.push(
+                Finding::error(
+                    "promotion.unknown-environment",
+                    MANIFEST,
+                    format!("promotion order names `{slug}`, which is not an environment"),
+                )
+                .pointer(&pointer)
+                .hint_opt(did_you_mean(slug, known()).map(|m| format!("did you mean `{m}`?"))),
+            );
+        }
+        if !seen.insert(slug) {
+            out.push(
+                Finding::error(
+                    "promotion.repeat",
+                    MANIFEST,
+                    format!("`{slug}` appears twice in the promotion order"),
+                )
+                .pointer(&pointer)
+                .hint("the promotion order is a chain: each environment once"),
+            );
+        }
+    }
+    let mut edges: BTreeMap<&str, &str> = BTreeMap::new();
+    for (slug, env) in envs {
+        let Some(from) = env.spec.promotion.as_ref().map(|p| p.from.as_str()) else {
+            continue;
+        };
+        let file = &env.spec_file;
+        if from == slug {
+            out.push(
+                Finding::error(
+                    "promotion.from-self",
+                    file,
+                    "an environment cannot promote from itself",
+                )
+                .pointer("/promotion/from"),
+            );
+            continue;
+        }
+        if !exists(from) {
+            out.push(
+                Finding::error(
+                    "promotion.from-unknown",
+                    file,
+                    format!("promotion.from names `{from}`, which is not an environment"),
+                )
+                .pointer("/promotion/from")
+                .hint_opt(did_you_mean(from, known()).map(|m| format!("did you mean `{m}`?"))),
+            );
+            continue;
+        }
+        if let Some(position) = order.iter().position(|o| o == slug)
+            && position > 0
+            && order[position - 1] != from
+        {
+            out.push(
+                Finding::error(
+                    "promotion.order-conflict",
+                    file,
+                    format!(
+                        "promotion.from is `{from}`, but sluice.yaml's promotion order puts `{}` before `{slug}`",
+                        order[position - 1]
+                    ),
+                )
+                .pointer("/promotion/from"),
+            );
+        }
+        edges.insert(slug, from);
+    }
+    for cycle in cycles(&edges) {
+        let first = cycle[0];
+        let Some(file) = envs.get(first).map(|e| &e.spec_file) else {
+            continue;
+        };
+        let path: Vec<&str> = cycle.iter().copied().chain([first]).collect();
+        out.push(
+            Finding::error(
+                "promotion.cycle",
+                file,
+                format!("promotion goes round in a cycle: {}", path.join(" ← ")),
+            )
+            .pointer("/promotion/from")
+            .hint("promotion must flow one way; break the cycle"),
+        );
+    }
+}
+
+/// Each cycle of a graph where every node has at most one outgoing edge,
+/// once, starting from its smallest node.
+fn cycles<'a>(edges: &BTreeMap<&'a str, &'a str>) -> Vec<Vec<&'a str>> {
+    let mut found: BTreeSet<Vec<&str>> = BTreeSet::new();
+    for &start in edges.keys() {
+        let mut path = vec![start];
+        let mut here = start;
+        while let Some(&next) = edges.get(here) {
+            if let Some(at) = path.iter().position(|&p| p == next) {
+                let mut cycle = path[at..].to_vec();
+                let min = cycle
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, s)| **s)
+                    .map_or(0, |(i, _)| i);
+                cycle.rotate_left(min);
+                found.insert(cycle);
+                break;
+            }
+            if path.len() > edges.len() {
+                break;
+            }
+            path.push(next);
+            here = next;
+        }
+    }
+    found.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert!(is_valid_slug("production"));
+        assert!(is_valid_slug("eu-west-1"));
+        assert!(!is_valid_slug("ab"));
+        assert!(!is_valid_slug("Prod"));
+        assert!(!is_valid_slug("1prod"));
+        assert!(!is_valid_slug(&"a".repeat(51)));
+        assert!(is_valid_slug(&"a".repeat(50)));
+    }
+
+    #[test]
+    fn finds_each_cycle_once() {
+        let edges = BTreeMap::from([("a", "b"), ("b", "c"), ("c", "a"), ("d", "a")]);
+        assert_eq!(cycles(&edges), vec![vec!["a", "b", "c"]]);
+        let chain = BTreeMap::from([("prod", "staging"), ("staging", "dev")]);
+        assert!(cycles(&chain).is_empty());
+    }
+
+    #[test]
+    fn urls_with_credentials() {
+        assert!(carries_credentials("https://user:pw@gw:8443"));
+        assert!(carries_credentials("https://gw/x?token=abc"));
+        assert!(!carries_credentials(
+            "https://gw-eu-1.internal:8443/path@v1"
+        ));
+    }
+}

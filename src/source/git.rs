@@ -1,0 +1,144 @@
+//! A snapshot of one commit, read from git objects with git2.
+
+use super::{Node, Revision, Snapshot, SourceError};
+use git2::{ObjectType, Oid, Repository, Tree};
+use std::path::Path;
+
+/// The tree of one commit. Nothing in the work tree is read.
+pub struct GitSnapshot {
+    repo: Repository,
+    tree: Oid,
+    revision: Revision,
+}
+
+impl GitSnapshot {
+    /// Opens the repository at `path` and resolves `rev` (a branch, tag,
+    /// commit id or any `git rev-parse` expression) to a commit.
+    pub fn open(path: &Path, rev: &str) -> Result<Self, SourceError> {
+        let repo = Repository::open(path).map_err(|e| SourceError::OpenRepository {
+            path: path.display().to_string(),
+            message: e.message().to_owned(),
+        })?;
+        let not_found = || SourceError::RevisionNotFound {
+            rev: rev.to_owned(),
+            path: path.display().to_string(),
+        };
+        let commit = repo
+            .revparse_single(rev)
+            .and_then(|object| object.peel_to_commit())
+            .map_err(|_| not_found())?;
+        let tree = commit.tree_id();
+        let revision = Revision::Commit(commit.id().to_string());
+        drop(commit);
+        Ok(GitSnapshot {
+            repo,
+            tree,
+            revision,
+        })
+    }
+
+    fn root(&self) -> Result<Tree<'_>, SourceError> {
+        self.repo
+            .find_tree(self.tree)
+            .map_err(|e| self.error("", e))
+    }
+
+    fn error(&self, path: &str, e: git2::Error) -> SourceError {
+        SourceError::Read {
+            path: path.to_owned(),
+            revision: self.revision.short().to_owned(),
+            message: e.message().to_owned(),
+        }
+    }
+
+    fn subtree(&self, path: &str) -> Result<Option<Tree<'_>>, SourceError> {
+        let root = self.root()?;
+        if path.is_empty() {
+            return Ok(Some(root));
+        }
+        let Ok(entry) = root.get_path(Path::new(path)) else {
+            return Ok(None);
+        };
+        if entry.kind() != Some(ObjectType::Tree) {
+            return Ok(None);
+        }
+        self.repo
+            .find_tree(entry.id())
+            .map(Some)
+            .map_err(|e| self.error(path, e))
+    }
+}
+
+/// git's mode for a symbolic link.
+const MODE_SYMLINK: i32 = 0o120000;
+
+impl Snapshot for GitSnapshot {
+    fn revision(&self) -> &Revision {
+        &self.revision
+    }
+
+    fn lstat(&self, path: &str) -> Result<Option<Node>, SourceError> {
+        if path.is_empty() {
+            return Ok(Some(Node::Dir));
+        }
+        let root = self.root()?;
+        let Ok(entry) = root.get_path(Path::new(path)) else {
+            return Ok(None);
+        };
+        let node = match entry.kind() {
+            Some(ObjectType::Tree) => Node::Dir,
+            Some(ObjectType::Blob) if entry.filemode() == MODE_SYMLINK => {
+                let blob = self
+                    .repo
+                    .find_blob(entry.id())
+                    .map_err(|e| self.error(path, e))?;
+                Node::Symlink {
+                    target: String::from_utf8_lossy(blob.content()).into_owned(),
+                }
+            }
+            Some(ObjectType::Blob) => {
+                let odb = self.repo.odb().map_err(|e| self.error(path, e))?;
+                let (size, _) = odb
+                    .read_header(entry.id())
+                    .map_err(|e| self.error(path, e))?;
+                Node::File { size: size as u64 }
+            }
+            _ => Node::Other,
+        };
+        Ok(Some(node))
+    }
+
+    fn list_dir(&self, path: &str) -> Result<Vec<String>, SourceError> {
+        let Some(tree) = self.subtree(path)? else {
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = tree
+            .iter()
+            .filter_map(|entry| entry.name().ok().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn read_file(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, SourceError> {
+        if let Some(Node::File { size }) = self.lstat(path)?
+            && size > max_bytes
+        {
+            // NB: checked before git2 loads the blob, which it does whole.
+            return Err(SourceError::Read {
+                path: path.to_owned(),
+                revision: self.revision.short().to_owned(),
+                message: format!("{size} bytes is over the {max_bytes} byte limit"),
+            });
+        }
+        let root = self.root()?;
+        let entry = root
+            .get_path(Path::new(path))
+            .map_err(|e| self.error(path, e))?;
+        let blob = self
+            .repo
+            .find_blob(entry.id())
+            .map_err(|e| self.error(path, e))?;
+        Ok(blob.content().to_vec())
+    }
+}

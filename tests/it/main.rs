@@ -1,0 +1,10 @@
+//! Integration tests: the real `sluice` binary against real git repositories
+//! made in temp dirs. One test binary, a module per command (as uv does).
+
+mod corpus;
+mod digest;
+mod init;
+mod render;
+mod schema;
+mod support;
+mod validate;
