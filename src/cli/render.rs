@@ -35,7 +35,7 @@ struct Entry<'a> {
     digest: &'a str,
     revision: String,
     packs: &'a [crate::config::render::PackDigest],
-    config: &'a serde_json::Value,
+    config: serde_json::Value,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
@@ -74,7 +74,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             digest: r.digest.as_str(),
             revision: loaded.revision.to_string(),
             packs: &r.packs,
-            config: &r.config,
+            config: r.config(),
         })
         .collect();
     match args.output {

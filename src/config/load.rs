@@ -12,9 +12,12 @@ use super::{
     yaml::{self, SpanIndex},
 };
 use crate::source::{ResolveError, Resolved, Revision, Snapshot, SourceError, resolve};
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 pub const MANIFEST: &str = "sluice.yaml";
 pub const BASE_PACKS: &str = "base/packs";
@@ -299,39 +302,69 @@ fn pack_name(file_name: &str) -> Option<&str> {
         .filter(|n| !n.is_empty() && !n.starts_with('.'))
 }
 
+/// What a file holds once it passed the first pass, typed in the worker
+/// that parsed it so the JSON values can be dropped early.
+enum Content {
+    Manifest(Manifest),
+    Environment(EnvironmentSpec),
+    Gateways(GatewaysFile),
+    Pack(Arc<Pack>),
+    /// A base pack, with its value kept for the overlays merged over it.
+    BasePack(Arc<Pack>, Value),
+    /// An environment's merge patch over the base pack of the same name.
+    Overlay(Value),
+}
+
 /// A file after the YAML parse and (unless it is an overlay) the schema check.
 struct Parsed<'a> {
     raw: &'a RawFile,
-    value: Option<Value>,
+    /// Present when the file met its schema.
+    content: Option<Content>,
     findings: Vec<Finding>,
 }
 
-impl Parsed<'_> {
-    /// The value, when the file parsed and met its schema.
-    fn valid(&self) -> Option<&Value> {
-        self.value.as_ref().filter(|_| self.findings.is_empty())
+fn parse(raw: &RawFile) -> Parsed<'_> {
+    let mut findings = Vec::new();
+    let content = match yaml::parse(&raw.path, &raw.text) {
+        Err(finding) => {
+            findings.push(*finding);
+            None
+        }
+        Ok(value) if raw.overlays.is_some() => Some(Content::Overlay(value)),
+        Ok(value) => {
+            findings = schema::check(raw.kind, &raw.path, &value);
+            if findings.is_empty() {
+                typed(raw, value, &mut findings)
+            } else {
+                None
+            }
+        }
+    };
+    Parsed {
+        raw,
+        content,
+        findings,
     }
 }
 
-fn parse(raw: &RawFile) -> Parsed<'_> {
-    match yaml::parse(&raw.path, &raw.text) {
-        Ok(value) => {
-            let findings = match raw.overlays {
-                Some(_) => Vec::new(),
-                None => schema::check(raw.kind, &raw.path, &value),
-            };
-            Parsed {
-                raw,
-                value: Some(value),
-                findings,
-            }
-        }
-        Err(finding) => Parsed {
-            raw,
-            value: None,
-            findings: vec![*finding],
-        },
+/// The typed content of a file that met its schema. A file that meets the
+/// schema but not the type would be a bug in the schema; it is still a finding.
+fn typed(raw: &RawFile, value: Value, findings: &mut Vec<Finding>) -> Option<Content> {
+    fn into<T: DeserializeOwned>(value: &Value) -> Result<T, serde_json::Error> {
+        T::deserialize(value)
     }
+    let content = match raw.kind {
+        FileKind::Manifest => into(&value).map(Content::Manifest),
+        FileKind::Environment => into(&value).map(Content::Environment),
+        FileKind::Gateways => into(&value).map(Content::Gateways),
+        FileKind::Pack if raw.path.starts_with(BASE_PACKS) => {
+            into(&value).map(|pack| Content::BasePack(Arc::new(pack), value.clone()))
+        }
+        FileKind::Pack => into(&value).map(|pack| Content::Pack(Arc::new(pack))),
+    };
+    content
+        .map_err(|e| findings.push(Finding::error("schema.invalid", &raw.path, e.to_string())))
+        .ok()
 }
 
 struct Assembled {
@@ -343,40 +376,55 @@ struct Assembled {
 /// merging overlays over their base packs and checking the result.
 fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
     let mut findings = Vec::new();
-    let of_kind = |kind| parsed.iter().filter(move |p| p.raw.kind == kind);
-    let manifest = of_kind(FileKind::Manifest)
-        .find_map(|p| typed::<Manifest>(p, &mut findings))
+    let manifest = parsed
+        .iter()
+        .find_map(|p| match &p.content {
+            Some(Content::Manifest(m)) => Some(m.clone()),
+            _ => None,
+        })
         .unwrap_or_default();
 
-    let mut base_values: HashMap<String, (&str, &Value)> = HashMap::new();
+    let mut base_values: HashMap<&str, (&str, &Value)> = HashMap::new();
     let mut base_packs = BTreeMap::new();
-    for p in of_kind(FileKind::Pack).filter(|p| p.raw.path.starts_with(BASE_PACKS)) {
-        let name = file_stem(&p.raw.path).to_owned();
-        if let (Some(value), Some(pack)) = (p.valid(), typed::<Pack>(p, &mut findings)) {
-            base_values.insert(name.clone(), (p.raw.path.as_str(), value));
+    for p in parsed {
+        if let Some(Content::BasePack(pack, value)) = &p.content {
+            let name = file_stem(&p.raw.path);
+            base_values.insert(name, (p.raw.path.as_str(), value));
             base_packs.insert(
-                name,
+                name.to_owned(),
                 PackFile {
                     file: p.raw.path.clone(),
-                    pack,
+                    pack: pack.clone(),
                 },
             );
         }
     }
+    let gateways: HashMap<&str, &GatewaysFile> = parsed
+        .iter()
+        .filter_map(|p| match &p.content {
+            Some(Content::Gateways(g)) => Some((p.raw.path.as_str(), g)),
+            _ => None,
+        })
+        .collect();
+    let mut env_packs: HashMap<&str, Vec<&Parsed<'_>>> = HashMap::new();
+    for p in parsed
+        .iter()
+        .filter(|p| p.raw.path.starts_with(ENVIRONMENTS))
+    {
+        if matches!(p.content, Some(Content::Pack(_) | Content::Overlay(_))) {
+            let dir = parent_dir(parent_dir(&p.raw.path));
+            env_packs.entry(dir).or_default().push(p);
+        }
+    }
 
     let mut environments = BTreeMap::new();
-    for p in of_kind(FileKind::Environment) {
-        let Some(spec) = typed::<EnvironmentSpec>(p, &mut findings) else {
+    for p in parsed {
+        let Some(Content::Environment(spec)) = &p.content else {
             continue;
         };
         let dir = parent_dir(&p.raw.path);
         let slug = file_stem(dir).to_owned();
         let gateways_file = format!("{dir}/{GATEWAYS_FILE}");
-        let gateways = of_kind(FileKind::Gateways)
-            .find(|g| g.raw.path == gateways_file)
-            .and_then(|g| typed::<GatewaysFile>(g, &mut findings))
-            .map(|g| g.gateways)
-            .unwrap_or_default();
         let mut packs: BTreeMap<String, EffectivePack> = base_packs
             .iter()
             .map(|(name, base)| {
@@ -392,19 +440,23 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
                 )
             })
             .collect();
-        let packs_dir = format!("{dir}/{PACKS_DIR}/");
-        for own in of_kind(FileKind::Pack).filter(|q| q.raw.path.starts_with(&packs_dir)) {
+        for own in env_packs.get(dir).into_iter().flatten() {
             let name = file_stem(&own.raw.path).to_owned();
-            let effective = match &own.raw.overlays {
-                Some(base_name) => base_values
-                    .get(base_name)
-                    .and_then(|(base_file, base)| overlay(own, base_file, base, &mut findings)),
-                None => typed::<Pack>(own, &mut findings).map(|pack| EffectivePack {
-                    pack,
+            let effective = match &own.content {
+                Some(Content::Overlay(patch)) => {
+                    base_values
+                        .get(name.as_str())
+                        .and_then(|(base_file, base)| {
+                            overlay(own, patch, base_file, base, &mut findings)
+                        })
+                }
+                Some(Content::Pack(pack)) => Some(EffectivePack {
+                    pack: pack.clone(),
                     source: PackSource::Own {
                         file: own.raw.path.clone(),
                     },
                 }),
+                _ => None,
             };
             match effective {
                 Some(effective) => {
@@ -420,9 +472,12 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
             Environment {
                 slug,
                 spec_file: p.raw.path.clone(),
-                spec,
+                spec: spec.clone(),
+                gateways: gateways
+                    .get(gateways_file.as_str())
+                    .map(|g| g.gateways.clone())
+                    .unwrap_or_default(),
                 gateways_file,
-                gateways,
                 packs,
             },
         );
@@ -441,11 +496,11 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
 /// Merges an overlay over its base pack and checks the result as a whole pack.
 fn overlay(
     own: &Parsed<'_>,
+    patch: &Value,
     base_file: &str,
     base: &Value,
     findings: &mut Vec<Finding>,
 ) -> Option<EffectivePack> {
-    let patch = own.value.as_ref()?;
     let mut merged = base.clone();
     merge_patch(&mut merged, patch);
     let problems = schema::check(FileKind::Pack, &own.raw.path, &merged);
@@ -457,27 +512,22 @@ fn overlay(
         }));
         return None;
     }
-    let pack = serde_json::from_value::<Pack>(merged).ok()?;
+    let pack = Pack::deserialize(&merged)
+        .map_err(|e| {
+            findings.push(Finding::error(
+                "schema.invalid",
+                &own.raw.path,
+                e.to_string(),
+            ))
+        })
+        .ok()?;
     Some(EffectivePack {
-        pack,
+        pack: Arc::new(pack),
         source: PackSource::Overlay {
             base: base_file.to_owned(),
             overlay: own.raw.path.clone(),
         },
     })
-}
-
-/// The typed value of a file that met its schema. A file that meets the
-/// schema but not the type is a bug in the schema; it is still a finding.
-fn typed<T: DeserializeOwned>(p: &Parsed<'_>, findings: &mut Vec<Finding>) -> Option<T> {
-    let value = p.valid()?;
-    match T::deserialize(value) {
-        Ok(typed) => Some(typed),
-        Err(e) => {
-            findings.push(Finding::error("schema.invalid", &p.raw.path, e.to_string()));
-            None
-        }
-    }
 }
 
 fn parent_dir(path: &str) -> &str {

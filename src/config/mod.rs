@@ -30,7 +30,7 @@ pub use render::{Digest, RenderedGateway, Version, render_all};
 
 use crate::source::Revision;
 use model::{Enforcement, EnvironmentSpec, Gateway, Manifest, Pack};
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 /// A repository at one revision, as far as it loaded. When its [`Loaded`]
 /// has no error findings, every part is present and valid.
@@ -48,7 +48,7 @@ pub struct Repository {
 #[derive(Debug, Clone)]
 pub struct PackFile {
     pub file: String,
-    pub pack: Pack,
+    pub pack: Arc<Pack>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,7 +67,8 @@ pub struct Environment {
 /// A pack as one environment runs it.
 #[derive(Debug, Clone)]
 pub struct EffectivePack {
-    pub pack: Pack,
+    /// Shared: a base pack is the same value in every environment inheriting it.
+    pub pack: Arc<Pack>,
     pub source: PackSource,
 }
 

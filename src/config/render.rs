@@ -10,7 +10,10 @@ use crate::source::Revision;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
-use std::fmt::{self, Write as _};
+use std::{
+    fmt::{self, Write as _},
+    sync::Arc,
+};
 
 /// Identifies the rendered-document format; bump when its shape changes.
 pub const FORMAT: &str = "sluice.dev/policy/v1";
@@ -61,19 +64,25 @@ impl fmt::Display for Version<'_> {
 }
 
 /// The desired state of one gateway.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RenderedGateway {
     pub environment: String,
     pub gateway: String,
     pub driver: &'static str,
     pub digest: Digest,
     /// Digest of each pack's canonical JSON, by pack name (what promotion compares).
-    pub packs: Vec<PackDigest>,
-    /// The document itself.
-    pub config: Value,
-    /// The exact bytes the digest covers.
-    #[serde(skip)]
-    pub canonical: String,
+    pub packs: Arc<[PackDigest]>,
+    /// The document as the exact bytes the digest covers, shared by the
+    /// environment's gateways (kept as text: a large repository renders
+    /// thousands of gateways, and the tree form is several times larger).
+    pub canonical: Arc<str>,
+}
+
+impl RenderedGateway {
+    /// The document as a JSON value.
+    pub fn config(&self) -> Value {
+        serde_json::from_str(&self.canonical).expect("canonical JSON written by render parses")
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -133,10 +142,9 @@ pub fn render_all(repo: &Repository, only: Option<&str>) -> Vec<RenderedGateway>
 }
 
 fn render_environment(repo: &Repository, env: &Environment) -> Vec<RenderedGateway> {
-    let config = document(repo, env);
-    let canonical = canonical_json(&config);
+    let canonical: Arc<str> = canonical_json(&document(repo, env)).into();
     let digest = Digest::of(canonical.as_bytes());
-    let packs: Vec<PackDigest> = env
+    let packs: Arc<[PackDigest]> = env
         .packs
         .iter()
         .map(|(name, effective)| PackDigest {
@@ -153,7 +161,6 @@ fn render_environment(repo: &Repository, env: &Environment) -> Vec<RenderedGatew
             driver: gateway.driver(),
             digest: digest.clone(),
             packs: packs.clone(),
-            config: config.clone(),
             canonical: canonical.clone(),
         })
         .collect()

@@ -39,7 +39,7 @@ pub fn check(repo: &Repository, env_dirs: &[String]) -> Vec<Finding> {
                 PackSource::Base { .. } => {}
                 PackSource::Own { file } => check_pack(file, &effective.pack, &mut out),
                 PackSource::Overlay { overlay, .. } => {
-                    let base = repo.base_packs.get(name).map(|b| &b.pack);
+                    let base = repo.base_packs.get(name).map(|b| b.pack.as_ref());
                     out.extend(check_overlay(overlay, name, &effective.pack, base));
                 }
             }

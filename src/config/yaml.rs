@@ -39,6 +39,7 @@ fn options() -> Options {
     let mut options = Options::default();
     options.strict_booleans = true;
     options.with_snippet = false;
+    options.emit_comments = false;
     let mut budget = Budget::default();
     budget.max_depth = MAX_DEPTH;
     budget.max_aliases = MAX_ALIASES;

@@ -121,24 +121,24 @@ impl Snapshot for GitSnapshot {
     }
 
     fn read_file(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, SourceError> {
-        if let Some(Node::File { size }) = self.lstat(path)?
-            && size > max_bytes
-        {
-            // NB: checked before git2 loads the blob, which it does whole.
+        let root = self.root()?;
+        let entry = root
+            .get_path(Path::new(path))
+            .map_err(|e| self.error(path, e))?;
+        let odb = self.repo.odb().map_err(|e| self.error(path, e))?;
+        // NB: the size comes from the object header, before git2 loads the
+        // blob (which it does whole), so a huge blob is never read.
+        let (size, _) = odb
+            .read_header(entry.id())
+            .map_err(|e| self.error(path, e))?;
+        if size as u64 > max_bytes {
             return Err(SourceError::Read {
                 path: path.to_owned(),
                 revision: self.revision.short().to_owned(),
                 message: format!("{size} bytes is over the {max_bytes} byte limit"),
             });
         }
-        let root = self.root()?;
-        let entry = root
-            .get_path(Path::new(path))
-            .map_err(|e| self.error(path, e))?;
-        let blob = self
-            .repo
-            .find_blob(entry.id())
-            .map_err(|e| self.error(path, e))?;
-        Ok(blob.content().to_vec())
+        let object = odb.read(entry.id()).map_err(|e| self.error(path, e))?;
+        Ok(object.data().to_vec())
     }
 }
