@@ -48,3 +48,33 @@ pub fn print_findings(loaded: &Loaded, palette: Palette) {
     );
     eprintln!("{}", finding::summary(&loaded.findings));
 }
+
+/// An aligned table: a header row and columns padded to their widest cell.
+pub fn table<const N: usize>(header: &[&str; N], rows: &[[&str; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tables_align() {
+        let text = super::table(&["A", "LONG"], &[["wide cell", "x"], ["b", "y"]]);
+        assert_eq!(text, "A          LONG\nwide cell  x\nb          y\n");
+    }
+}

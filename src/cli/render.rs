@@ -24,6 +24,8 @@ pub struct Args {
 pub enum Format {
     Yaml,
     Json,
+    /// One line per gateway: its version, without the documents.
+    Table,
 }
 
 #[derive(Serialize)]
@@ -80,6 +82,16 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
         Format::Yaml => print!("{}", serde_saphyr::to_string(&entries)?),
+        Format::Table => {
+            let rows: Vec<[&str; 4]> = entries
+                .iter()
+                .map(|e| [e.environment, e.gateway, e.driver, e.version.as_str()])
+                .collect();
+            print!(
+                "{}",
+                super::output::table(&["ENVIRONMENT", "GATEWAY", "DRIVER", "VERSION"], &rows)
+            );
+        }
     }
     Ok(Outcome::Clean)
 }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building and testing Sluice needs on a fresh Debian machine:
+# a C toolchain and perl (vendored libgit2 and OpenSSL are compiled from
+# source), git (the tests make real repositories and serve them), openssl and
+# curl (the test Kubernetes environment), and Rust itself when missing.
+# Idempotent: installs only what is not already there.
+set -euo pipefail
+
+need=()
+for tool in git cc make perl openssl curl flock; do
+	command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+if ((${#need[@]})); then
+	declare -A package=([git]=git [cc]=build-essential [make]=build-essential [perl]=perl
+		[openssl]=openssl [curl]=curl [flock]=util-linux)
+	pkgs=()
+	for tool in "${need[@]}"; do pkgs+=("${package[$tool]}"); done
+	echo "install-deps: installing ${pkgs[*]}" >&2
+	sudo=""
+	[[ $(id -u) -eq 0 ]] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1 && [[ -x $HOME/.cargo/bin/cargo ]]; then
+	export PATH=$HOME/.cargo/bin:$PATH
+fi
+command -v cargo >/dev/null 2>&1 || {
+	echo "install-deps: Rust (cargo) is required: https://rustup.rs" >&2
+	exit 2
+}

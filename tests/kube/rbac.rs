@@ -1,0 +1,147 @@
+//! Service-account tokens (signed with the generated keys) and RBAC, enforced
+//! by the real API server.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use k8s_openapi::api::{
+    authentication::v1::{TokenRequest, TokenRequestSpec},
+    core::v1::{ConfigMap, Secret, ServiceAccount},
+    rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
+};
+use kube::{
+    Api,
+    api::{DeleteParams, ListParams, ObjectMeta, PostParams},
+};
+use tokio::time::Instant;
+
+use crate::env::{self, api_status};
+
+fn named(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        labels: Some(BTreeMap::from([(
+            "test.sluice.dev/suite".to_owned(),
+            "rbac".to_owned(),
+        )])),
+        ..ObjectMeta::default()
+    }
+}
+
+#[tokio::test]
+async fn service_account_token_is_subject_to_rbac() {
+    let Some(admin) = env::client().await else {
+        return;
+    };
+    let name = env::unique_name("reader");
+    let user = format!("system:serviceaccount:default:{name}");
+    let pp = PostParams::default();
+
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), "default");
+    accounts
+        .create(
+            &pp,
+            &ServiceAccount {
+                metadata: named(&name),
+                ..ServiceAccount::default()
+            },
+        )
+        .await
+        .expect("creating a ServiceAccount");
+    let token = accounts
+        .create_token_request(
+            &name,
+            &pp,
+            &TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    expiration_seconds: Some(600),
+                    ..TokenRequestSpec::default()
+                }),
+                ..TokenRequest::default()
+            },
+        )
+        .await
+        .expect("requesting a ServiceAccount token")
+        .status
+        .expect("token status")
+        .token
+        .expect("token");
+
+    let as_reader = env::client_with_token(&token).await;
+    let reader_config_maps: Api<ConfigMap> = Api::namespaced(as_reader.clone(), "default");
+    let reader_secrets: Api<Secret> = Api::namespaced(as_reader, "default");
+
+    // Authenticated (403 names the account, not 401) but not yet authorized.
+    let err = reader_config_maps
+        .list(&ListParams::default())
+        .await
+        .expect_err("no Role grants this yet");
+    assert_eq!(api_status(&err), Some(403), "{err}");
+    assert!(err.to_string().contains(&user), "{err}");
+
+    let roles: Api<Role> = Api::namespaced(admin.clone(), "default");
+    roles
+        .create(
+            &pp,
+            &Role {
+                metadata: named(&name),
+                rules: Some(vec![PolicyRule {
+                    api_groups: Some(vec![String::new()]),
+                    resources: Some(vec!["configmaps".into()]),
+                    verbs: vec!["get".into(), "list".into(), "watch".into()],
+                    ..PolicyRule::default()
+                }]),
+            },
+        )
+        .await
+        .expect("creating a Role");
+    let bindings: Api<RoleBinding> = Api::namespaced(admin, "default");
+    bindings
+        .create(
+            &pp,
+            &RoleBinding {
+                metadata: named(&name),
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Role".into(),
+                    name: name.clone(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name: name.clone(),
+                    namespace: Some("default".into()),
+                    ..Subject::default()
+                }]),
+            },
+        )
+        .await
+        .expect("creating a RoleBinding");
+
+    // The authorizer sees the binding through its informer: poll until then.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match reader_config_maps.list(&ListParams::default()).await {
+            Ok(_) => break,
+            Err(err) if api_status(&err) == Some(403) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("listing ConfigMaps with the Role bound: {err}"),
+        }
+    }
+    // The Role grants ConfigMaps only.
+    let err = reader_secrets
+        .list(&ListParams::default())
+        .await
+        .expect_err("Secrets stay forbidden");
+    assert_eq!(api_status(&err), Some(403), "{err}");
+
+    let dp = DeleteParams::default();
+    bindings
+        .delete(&name, &dp)
+        .await
+        .expect("deleting the RoleBinding");
+    roles.delete(&name, &dp).await.expect("deleting the Role");
+    accounts
+        .delete(&name, &dp)
+        .await
+        .expect("deleting the ServiceAccount");
+}
