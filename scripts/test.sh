@@ -14,10 +14,12 @@ export PATH=$HOME/.cargo/bin:$PATH
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 if bash scripts/k8s-test-env.sh build; then
 	bash scripts/k8s-test-env.sh run --no-build -- bash -c '
 		kubectl --kubeconfig "$KUBECONFIG" get --raw /version && echo
-		cargo test --locked'
+		cargo test --locked' 2>&1 | tee "$log"
 else
 	status=$?
 	if [[ ${CI:-} == true ]]; then
@@ -25,5 +27,9 @@ else
 		exit 1
 	fi
 	echo "test: no Kubernetes test server (needs Go); its tests will skip" >&2
-	cargo test --locked
+	cargo test --locked 2>&1 | tee "$log"
 fi
+
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+	END { printf "%d passed, %d failed\n", p, f }' "$log"
