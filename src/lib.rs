@@ -16,3 +16,5 @@
 pub mod cli;
 pub mod config;
 pub mod source;
+pub mod gateway;
+pub mod ledger;

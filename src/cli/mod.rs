@@ -1,6 +1,7 @@
 //! The `sluice` command line: clap definitions in one place, one module per
 //! subcommand. Exit codes: 0 fine, 1 findings, 2 usage or environment error.
 
+mod gateway;
 mod init;
 mod output;
 mod render;
@@ -65,6 +66,8 @@ pub enum Command {
     Schema(schema::Args),
     /// Scaffold a working config repository and make its first commit.
     Init(init::Args),
+    /// Run the reference gateway: speaks the Sluice gateway protocol, keeps its config on disk.
+    Gateway(gateway::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -93,6 +96,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Render(args) => render::run(cli, args),
         Command::Schema(args) => schema::run(args),
         Command::Init(args) => init::run(args),
+        Command::Gateway(args) => gateway::run(args),
     }
 }
 

@@ -361,6 +361,7 @@ fn typed(raw: &RawFile, value: Value, findings: &mut Vec<Finding>) -> Option<Con
             into(&value).map(|pack| Content::BasePack(Arc::new(pack), value.clone()))
         }
         FileKind::Pack => into(&value).map(|pack| Content::Pack(Arc::new(pack))),
+        FileKind::Document => unreachable!("repositories hold no rendered documents"),
     };
     content
         .map_err(|e| findings.push(Finding::error("schema.invalid", &raw.path, e.to_string())))

@@ -14,6 +14,7 @@
 //! Everything after the snapshot is a pure function over data.
 
 pub mod catalog;
+pub mod document;
 pub mod finding;
 mod load;
 mod merge;

@@ -5,18 +5,20 @@
 //! run the same policy run the same version: promotion and drift compare
 //! digests, not commits.
 
-use super::{Environment, Repository, model::Enforcement, parallel};
+use super::{
+    Environment, Repository,
+    document::{DocumentPack, FORMAT, PolicyDocument},
+    parallel,
+};
 use crate::source::Revision;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use std::{
     fmt::{self, Write as _},
     sync::Arc,
 };
 
-/// Identifies the rendered-document format; bump when its shape changes.
-pub const FORMAT: &str = "sluice.dev/policy/v1";
 
 /// `sha256:<64 hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -32,6 +34,20 @@ impl Digest {
             let _ = write!(text, "{byte:02x}");
         }
         Digest(text)
+    }
+
+    /// Reads `sha256:<64 lowercase hex>`.
+    pub fn parse(text: &str) -> Option<Digest> {
+        let hex = text.strip_prefix("sha256:")?;
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then(|| Digest(text.to_owned()))
+    }
+
+    /// The digest of a JSON text's canonical form: formatting and key order
+    /// in `text` do not matter. `None` when it is not JSON.
+    pub fn of_json(text: &str) -> Option<Digest> {
+        let value: Value = serde_json::from_str(text).ok()?;
+        Some(Digest::of(canonical_json(&value).as_bytes()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -94,37 +110,20 @@ pub struct PackDigest {
 
 /// The policy document of an environment, shared by all its gateways.
 pub fn document(repo: &Repository, env: &Environment) -> Value {
-    let packs: Map<String, Value> = env
-        .packs
-        .iter()
-        .map(|(name, effective)| (name.clone(), pack_document(&effective.pack)))
-        .collect();
-    json!({
-        "format": FORMAT,
-        "enforcement": enforcement_word(env.enforcement(&repo.manifest)),
-        "packs": packs,
-    })
+    let document = PolicyDocument {
+        format: FORMAT.to_owned(),
+        enforcement: env.enforcement(&repo.manifest),
+        packs: env
+            .packs
+            .iter()
+            .map(|(name, effective)| (name.clone(), DocumentPack::from_pack(&effective.pack)))
+            .collect(),
+    };
+    serde_json::to_value(document).expect("a policy document serializes")
 }
 
 fn pack_document(pack: &super::model::Pack) -> Value {
-    let mut value = json!({
-        "version": pack.pack.version,
-        "enabled": pack.pack.enabled,
-        "chain": pack.policies.chain,
-        "settings": pack.policy.0,
-    });
-    if let Some(description) = &pack.pack.description {
-        value["description"] = description.clone().into();
-    }
-    value
-}
-
-fn enforcement_word(e: Enforcement) -> &'static str {
-    match e {
-        Enforcement::Monitor => "monitor",
-        Enforcement::Alert => "alert",
-        Enforcement::Enforce => "enforce",
-    }
+    serde_json::to_value(DocumentPack::from_pack(pack)).expect("a pack serializes")
 }
 
 /// Renders every gateway of every environment (or of `only`), in order of
@@ -211,7 +210,7 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_and_compacts() {
-        let value = json!({"b": [1, {"z": 1, "a": "x"}], "a": null});
+        let value = serde_json::json!({"b": [1, {"z": 1, "a": "x"}], "a": null});
         assert_eq!(
             canonical_json(&value),
             r#"{"a":null,"b":[1,{"a":"x","z":1}]}"#

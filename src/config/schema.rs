@@ -19,14 +19,17 @@ pub enum FileKind {
     Environment,
     Gateways,
     Pack,
+    /// A rendered policy document, as gateways receive it.
+    Document,
 }
 
 impl FileKind {
-    pub const ALL: [FileKind; 4] = [
+    pub const ALL: [FileKind; 5] = [
         FileKind::Manifest,
         FileKind::Environment,
         FileKind::Gateways,
         FileKind::Pack,
+        FileKind::Document,
     ];
 
     /// The schema's file name under `sluice schema --out DIR`.
@@ -36,6 +39,7 @@ impl FileKind {
             FileKind::Environment => "environment.schema.json",
             FileKind::Gateways => "gateways.schema.json",
             FileKind::Pack => "pack.schema.json",
+            FileKind::Document => "policy-document.schema.json",
         }
     }
 
@@ -49,6 +53,7 @@ impl FileKind {
             FileKind::Environment => generate::<EnvironmentSpec>(),
             FileKind::Gateways => generate::<GatewaysFile>(),
             FileKind::Pack => generate::<Pack>(),
+            FileKind::Document => generate::<super::document::PolicyDocument>(),
         }
     }
 }

@@ -287,7 +287,7 @@ fn check_pack(file: &str, pack: &Pack, out: &mut Vec<Finding>) {
     check_pack_body(file, pack, out);
 }
 
-fn check_pack_body(file: &str, pack: &Pack, out: &mut Vec<Finding>) {
+pub(crate) fn check_pack_body(file: &str, pack: &Pack, out: &mut Vec<Finding>) {
     if let Err(e) = semver::Version::parse(&pack.pack.version) {
         out.push(
             Finding::error(

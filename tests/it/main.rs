@@ -3,6 +3,7 @@
 
 mod corpus;
 mod digest;
+mod gateway;
 mod init;
 mod render;
 mod schema;

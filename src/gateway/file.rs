@@ -1,0 +1,159 @@
+//! The `file` driver: a file that a gateway hot-reloads (APISIX file mode,
+//! Traefik, LiteLLM config). Written atomically — temp file in the same
+//! directory, fsync, rename, fsync of the directory — so a reader never sees
+//! half a config, and read back to verify.
+
+use super::{Applied, Desired, Gateway, GatewayError, Live};
+use crate::config::Digest;
+use async_trait::async_trait;
+use std::{
+    fs,
+    io::{ErrorKind, Write},
+    path::{Path, PathBuf},
+};
+
+pub struct FileGateway {
+    path: PathBuf,
+}
+
+impl FileGateway {
+    pub fn new(path: PathBuf) -> Self {
+        FileGateway { path }
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> GatewayError {
+    GatewayError::Io(format!("{}: {e}", path.display()))
+}
+
+/// The file's text, or `None` when there is no file.
+fn read(path: &Path) -> Result<Option<String>, GatewayError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path, e)),
+    }
+}
+
+/// The digest of what the file holds; a file that is not JSON (a broken hand
+/// edit) gets the digest of its bytes, so it still differs from any version.
+fn digest_of(text: &str) -> Digest {
+    Digest::of_json(text).unwrap_or_else(|| Digest::of(text.as_bytes()))
+}
+
+/// Replaces `path` with `body` atomically.
+pub fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("config");
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = fs::File::create(&temp)?;
+    file.write_all(body)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&temp, path)?;
+    // NB: the rename is durable only once the directory entry is.
+    fs::File::open(dir)?.sync_all()
+}
+
+#[async_trait]
+impl Gateway for FileGateway {
+    async fn live(&self) -> Result<Live, GatewayError> {
+        let path = self.path.clone();
+        let text = tokio::task::spawn_blocking(move || read(&path))
+            .await
+            .map_err(|e| GatewayError::Io(e.to_string()))??;
+        Ok(Live {
+            digest: text.as_deref().map(digest_of),
+            generation: None,
+        })
+    }
+
+    async fn config(&self) -> Result<Option<String>, GatewayError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || read(&path))
+            .await
+            .map_err(|e| GatewayError::Io(e.to_string()))?
+    }
+
+    async fn apply(
+        &self,
+        desired: &Desired,
+        expected: Option<&Digest>,
+        _generation: u64,
+    ) -> Result<Applied, GatewayError> {
+        let path = self.path.clone();
+        let body = desired.body.clone();
+        let want = desired.digest.clone();
+        let expected = expected.cloned();
+        tokio::task::spawn_blocking(move || {
+            let current = read(&path)?.as_deref().map(digest_of);
+            if current.as_ref() == Some(&want) {
+                return Ok(Applied::Unchanged);
+            }
+            if current != expected {
+                return Err(GatewayError::Changed {
+                    expected: expected.map_or("nothing".into(), |d| d.to_string()),
+                });
+            }
+            write_atomically(&path, body.as_bytes()).map_err(|e| io(&path, e))?;
+            let reported = read(&path)?.as_deref().map(digest_of);
+            match reported {
+                Some(digest) if digest == want => Ok(Applied::Swapped { digest }),
+                other => Err(GatewayError::Mismatch {
+                    applied: want.to_string(),
+                    reported: other.map_or("nothing".into(), |d| d.to_string()),
+                }),
+            }
+        })
+        .await
+        .map_err(|e| GatewayError::Io(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn desired(body: &str) -> Desired {
+        Desired {
+            environment: "dev".into(),
+            gateway: "g".into(),
+            digest: Digest::of_json(body).unwrap(),
+            body: Arc::from(body),
+            revision: "abc".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn applies_verifies_and_detects_hand_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let gateway = FileGateway::new(dir.path().join("gw/policy.json"));
+        assert_eq!(gateway.live().await.unwrap().digest, None);
+
+        let first = desired(r#"{"a":1}"#);
+        let applied = gateway.apply(&first, None, 1).await.unwrap();
+        assert_eq!(applied, Applied::Swapped { digest: first.digest.clone() });
+        assert_eq!(gateway.live().await.unwrap().digest, Some(first.digest.clone()));
+        assert_eq!(gateway.apply(&first, Some(&first.digest), 2).await.unwrap(), Applied::Unchanged);
+
+        // A hand edit: reformatting alone is not a change...
+        fs::write(dir.path().join("gw/policy.json"), "{ \"a\" : 1 }\n").unwrap();
+        assert_eq!(gateway.live().await.unwrap().digest, Some(first.digest.clone()));
+        // ...a new value is, and an apply expecting the old digest refuses.
+        fs::write(dir.path().join("gw/policy.json"), r#"{"a":2}"#).unwrap();
+        let second = desired(r#"{"a":3}"#);
+        assert!(matches!(
+            gateway.apply(&second, Some(&first.digest), 3).await,
+            Err(GatewayError::Changed { .. })
+        ));
+        let live = gateway.live().await.unwrap().digest;
+        assert_eq!(gateway.apply(&second, live.as_ref(), 3).await.unwrap(), Applied::Swapped {
+            digest: second.digest.clone()
+        });
+        // No temp files are left behind.
+        let names: Vec<_> = fs::read_dir(dir.path().join("gw")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["policy.json"]);
+    }
+}

@@ -1,0 +1,182 @@
+//! Gateways: where desired state goes. A small trait — read what a gateway
+//! runs, apply a new version — and its drivers:
+//!
+//! | driver | live state from | apply by |
+//! | ------ | --------------- | -------- |
+//! | `http` | `GET /sluice/v1/status` (cheap), `GET /sluice/v1/config` | `PUT /sluice/v1/config` with `If-Match` and `Sluice-Generation` |
+//! | `file` | the file's canonical digest | temp file, fsync, rename |
+//!
+//! The reconciler knows only the trait; `connect` picks the driver named in
+//! `gateways.yaml`.
+
+mod file;
+pub mod http;
+pub mod protocol;
+pub mod reference;
+
+use crate::config::{Digest, model};
+use async_trait::async_trait;
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+pub use protocol::Problem;
+
+/// One gateway's desired state, ready to send.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub environment: String,
+    pub gateway: String,
+    pub digest: Digest,
+    /// Canonical JSON: the bytes the digest covers.
+    pub body: Arc<str>,
+    /// The commit the version came from.
+    pub revision: String,
+}
+
+/// What a gateway reports it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Live {
+    /// `None`: the gateway runs nothing (new, or restarted empty), which is
+    /// not drift: the reconciler pushes again.
+    pub digest: Option<Digest>,
+    /// The generation of the running config, where the driver keeps one.
+    pub generation: Option<u64>,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The gateway swapped to the new config and reports its digest.
+    Swapped { digest: Digest },
+    /// It already ran that digest (`304`); nothing was done.
+    Unchanged,
+}
+
+/// Why a gateway operation failed. Each variant is one answer of the protocol
+/// or one way of not getting an answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("gateway changed since it was read (412): expected {expected}")]
+    Changed { expected: String },
+    #[error("gateway runs a newer generation ({running}) than this one ({offered}) (409)")]
+    StaleGeneration { running: u64, offered: u64 },
+    #[error("gateway refused the config (422): {}", summary(.problems))]
+    Refused { problems: Vec<Problem> },
+    #[error("gateway is busy reloading (429)")]
+    Busy { retry_after: Option<Duration> },
+    #[error("gateway refused the credentials ({status})")]
+    Unauthorized { status: u16 },
+    #[error("gateway answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("gateway did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("gateway is unreachable: {0}")]
+    Unreachable(String),
+    #[error("gateway reports {reported} after applying {applied}")]
+    Mismatch { applied: String, reported: String },
+    #[error("{0}")]
+    Io(String),
+    #[error("gateway is misconfigured: {0}")]
+    Config(String),
+}
+
+fn summary(problems: &[Problem]) -> String {
+    let shown: Vec<String> = problems
+        .iter()
+        .take(3)
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
+    let more = problems.len().saturating_sub(3);
+    if more > 0 {
+        format!("{} (and {more} more)", shown.join("; "))
+    } else {
+        shown.join("; ")
+    }
+}
+
+impl GatewayError {
+    /// Worth trying again after a backoff: the gateway may answer differently.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GatewayError::Busy { .. }
+            | GatewayError::Timeout(_)
+            | GatewayError::Unreachable(_)
+            | GatewayError::Io(_) => true,
+            GatewayError::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// A short label for metrics and the ledger.
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayError::Changed { .. } => "changed",
+            GatewayError::StaleGeneration { .. } => "stale-generation",
+            GatewayError::Refused { .. } => "refused",
+            GatewayError::Busy { .. } => "busy",
+            GatewayError::Unauthorized { .. } => "unauthorized",
+            GatewayError::Status { .. } => "error-status",
+            GatewayError::Timeout(_) => "timeout",
+            GatewayError::Unreachable(_) => "unreachable",
+            GatewayError::Mismatch { .. } => "mismatch",
+            GatewayError::Io(_) => "io",
+            GatewayError::Config(_) => "config",
+        }
+    }
+}
+
+/// A gateway as the reconciler sees it.
+#[async_trait]
+pub trait Gateway: Send + Sync {
+    /// What it runs now; cheap enough to call on every pass.
+    async fn live(&self) -> Result<Live, GatewayError>;
+
+    /// The config it runs, as text, or `None` when it runs nothing
+    /// (for drift diffs).
+    async fn config(&self) -> Result<Option<String>, GatewayError>;
+
+    /// Applies `desired` if the gateway still runs `expected` (the digest last
+    /// read; `None` when it ran nothing), as generation `generation`.
+    async fn apply(
+        &self,
+        desired: &Desired,
+        expected: Option<&Digest>,
+        generation: u64,
+    ) -> Result<Applied, GatewayError>;
+}
+
+/// How drivers reach the outside world: where relative file paths live,
+/// where secrets come from, and the default request timeout.
+#[derive(Clone)]
+pub struct DriverContext {
+    /// Base for relative `file` gateway paths.
+    pub data_dir: PathBuf,
+    /// Reads a secret by environment-variable name.
+    pub secret: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub timeout: Duration,
+}
+
+impl DriverContext {
+    pub fn new(data_dir: PathBuf) -> Self {
+        DriverContext {
+            data_dir,
+            secret: Arc::new(|name| std::env::var(name).ok()),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The driver for a gateway listed in `gateways.yaml`.
+pub fn connect(
+    spec: &model::Gateway,
+    context: &DriverContext,
+) -> Result<Arc<dyn Gateway>, GatewayError> {
+    match spec {
+        model::Gateway::Http(http) => Ok(Arc::new(http::HttpGateway::new(http, context)?)),
+        model::Gateway::File(file) => Ok(Arc::new(file::FileGateway::new(
+            context.data_dir.join(&file.path),
+        ))),
+        model::Gateway::Configmap(_) => Err(GatewayError::Config(
+            "the configmap driver runs only under `sluice controller`".into(),
+        )),
+    }
+}

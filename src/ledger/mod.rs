@@ -1,0 +1,227 @@
+//! The ledger: which version runs where, and every attempt to put it there.
+//! The reconciler writes through the [`Ledger`] trait; standalone mode keeps
+//! it in an embedded SQLite file ([`SqliteLedger`]), the Kubernetes mode in
+//! custom-resource status.
+//!
+//! An attempt is written as started before the gateway is asked and finished
+//! after the answer is verified, so a crash leaves a visible unfinished
+//! record, which the next start resolves by reading the gateway.
+
+mod sqlite;
+
+pub use sqlite::SqliteLedger;
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Milliseconds since the Unix epoch. The ledger never reads a clock itself:
+/// callers pass times in, so tests can inject them.
+pub type Millis = i64;
+
+/// Errors from reading or writing the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot open the ledger at {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("ledger schema version {found} is newer than this Sluice understands ({known})")]
+    TooNew { found: i64, known: i64 },
+    #[error("ledger query failed while {doing}: {message}")]
+    Query { doing: &'static str, message: String },
+    #[error("no attempt {0} in the ledger")]
+    NoSuchAttempt(i64),
+}
+
+/// A revision the reconciler saw, and whether it was valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionRecord {
+    pub commit: String,
+    pub seen_at: Millis,
+    pub valid: bool,
+    /// Number of error findings.
+    pub errors: usize,
+    /// The findings, as JSON (the `sluice validate -o json` array).
+    pub findings: String,
+}
+
+/// What started a reconcile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    Startup,
+    Poll,
+    Webhook,
+    Manual,
+    Drift,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::Poll => "poll",
+            Trigger::Webhook => "webhook",
+            Trigger::Manual => "manual",
+            Trigger::Drift => "drift",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Trigger> {
+        [Trigger::Startup, Trigger::Poll, Trigger::Webhook, Trigger::Manual, Trigger::Drift]
+            .into_iter()
+            .find(|t| t.as_str() == text)
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The gateway swapped to the version and reported its digest.
+    Applied,
+    /// The gateway already ran it.
+    Unchanged,
+    /// The gateway refused or could not be reached, after retries.
+    Failed,
+    /// Sluice stopped (shutdown or crash) before the answer was verified.
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Outcome> {
+        [Outcome::Applied, Outcome::Unchanged, Outcome::Failed, Outcome::Interrupted]
+            .into_iter()
+            .find(|o| o.as_str() == text)
+    }
+}
+
+pub type AttemptId = i64;
+
+/// The start of an apply attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptStart {
+    pub environment: String,
+    pub gateway: String,
+    pub revision: String,
+    pub digest: String,
+    pub trigger: Trigger,
+    pub started_at: Millis,
+}
+
+/// An attempt as recorded: finished or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub id: AttemptId,
+    #[serde(flatten)]
+    pub start: AttemptStart,
+    pub finished_at: Option<Millis>,
+    pub outcome: Option<Outcome>,
+    pub error: Option<String>,
+}
+
+/// Where a gateway stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GatewayState {
+    InSync,
+    Drifted,
+    Pending,
+    Applying,
+    Failed,
+    Unreachable,
+    Gated,
+}
+
+impl GatewayState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayState::InSync => "in-sync",
+            GatewayState::Drifted => "drifted",
+            GatewayState::Pending => "pending",
+            GatewayState::Applying => "applying",
+            GatewayState::Failed => "failed",
+            GatewayState::Unreachable => "unreachable",
+            GatewayState::Gated => "gated",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<GatewayState> {
+        [
+            GatewayState::InSync,
+            GatewayState::Drifted,
+            GatewayState::Pending,
+            GatewayState::Applying,
+            GatewayState::Failed,
+            GatewayState::Unreachable,
+            GatewayState::Gated,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// The current desired and observed state of one gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayRecord {
+    pub environment: String,
+    pub gateway: String,
+    pub desired_digest: Option<String>,
+    pub desired_revision: Option<String>,
+    pub observed_digest: Option<String>,
+    pub state: GatewayState,
+    /// When the state or the observed digest last changed.
+    pub changed_at: Millis,
+    /// When the record was last written.
+    pub updated_at: Millis,
+    pub error: Option<String>,
+}
+
+/// The store the reconciler keeps its memory in.
+pub trait Ledger: Send + Sync {
+    fn record_revision(&self, revision: &RevisionRecord) -> Result<(), LedgerError>;
+    /// The newest revision recorded, valid or not.
+    fn last_revision(&self) -> Result<Option<RevisionRecord>, LedgerError>;
+    /// Writes an attempt as started; returns its id.
+    fn start_attempt(&self, start: &AttemptStart) -> Result<AttemptId, LedgerError>;
+    /// Finishes an attempt; finishing one twice is an error, never a second record.
+    fn finish_attempt(
+        &self,
+        id: AttemptId,
+        finished_at: Millis,
+        outcome: Outcome,
+        error: Option<&str>,
+    ) -> Result<(), LedgerError>;
+    /// Attempts started and never finished (a crash or kill mid-apply).
+    fn unfinished_attempts(&self) -> Result<Vec<Attempt>, LedgerError>;
+    /// An environment's attempts, newest first.
+    fn history(
+        &self,
+        environment: &str,
+        gateway: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Attempt>, LedgerError>;
+    fn upsert_gateway(&self, record: &GatewayRecord) -> Result<(), LedgerError>;
+    /// Every gateway's record (of one environment, or all), by environment then gateway.
+    fn gateways(&self, environment: Option<&str>) -> Result<Vec<GatewayRecord>, LedgerError>;
+    /// Deletes finished attempts and revisions older than each environment's
+    /// retention; returns how many rows went.
+    fn prune(
+        &self,
+        now: Millis,
+        retention: &dyn Fn(&str) -> Duration,
+    ) -> Result<usize, LedgerError>;
+}
+
+/// Default retention: production environments keep a year, others 90 days.
+pub fn default_retention(is_production: bool) -> Duration {
+    let days = if is_production { 365 } else { 90 };
+    Duration::from_secs(days * 86_400)
+}

@@ -1,0 +1,3 @@
+//! The ledger in an embedded SQLite file.
+
+pub struct SqliteLedger {}
