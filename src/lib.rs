@@ -7,14 +7,20 @@
 //!
 //! | module   | job |
 //! | -------- | --- |
-//! | [source] | read a repository at a commit or in the work tree |
-//! | [config] | types, loading, validation, rendering, digests |
-//! | [cli]    | the `sluice` command |
+//! | [source]    | read a repository at a commit or in the work tree; follow a branch |
+//! | [config]    | types, loading, validation, rendering, digests |
+//! | [gateway]   | the `Gateway` trait, its drivers, the reference gateway |
+//! | [reconcile] | the loop: plan, apply, verify; no knowledge of where it runs |
+//! | [ledger]    | which version runs where, every attempt (SQLite) |
+//! | [server]    | HTTP: health, metrics, status API, git webhook |
+//! | [cli]       | the `sluice` command |
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod cli;
 pub mod config;
-pub mod source;
 pub mod gateway;
 pub mod ledger;
+pub mod reconcile;
+pub mod server;
+pub mod source;

@@ -1,11 +1,16 @@
 //! The `sluice` command line: clap definitions in one place, one module per
 //! subcommand. Exit codes: 0 fine, 1 findings, 2 usage or environment error.
 
+mod client;
+mod engine;
 mod gateway;
 mod init;
 mod output;
 mod render;
+mod run;
 mod schema;
+mod status;
+mod sync;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -66,8 +71,34 @@ pub enum Command {
     Schema(schema::Args),
     /// Scaffold a working config repository and make its first commit.
     Init(init::Args),
+    /// Follow a branch and keep every environment's gateways on it (standalone mode).
+    Run(run::Args),
+    /// One reconcile pass and exit; exit 0 only when everything converged.
+    Sync(sync::Args),
+    /// What runs where: environment × gateway, desired and live versions.
+    Status(status::StatusArgs),
+    /// What ran where and when in one environment.
+    History(status::HistoryArgs),
     /// Run the reference gateway: speaks the Sluice gateway protocol, keeps its config on disk.
     Gateway(gateway::Args),
+}
+
+/// Where Sluice keeps its state.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArgs {
+    /// The ledger (SQLite); default: <data-dir>/state.db.
+    #[arg(long, env = "SLUICE_STATE")]
+    pub state: Option<PathBuf>,
+    /// Data directory: the ledger, fetched repositories, and `file` gateways
+    /// with relative paths.
+    #[arg(long, default_value = ".sluice", env = "SLUICE_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+impl StateArgs {
+    pub fn state_path(&self) -> PathBuf {
+        self.state.clone().unwrap_or_else(|| self.data_dir.join("state.db"))
+    }
 }
 
 /// Runs the command line and returns the process exit code.
@@ -97,6 +128,10 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Schema(args) => schema::run(args),
         Command::Init(args) => init::run(args),
         Command::Gateway(args) => gateway::run(args),
+        Command::Run(args) => run::run(cli, args),
+        Command::Sync(args) => sync::run(cli, args),
+        Command::Status(args) => status::status(cli, args),
+        Command::History(args) => status::history(cli, args),
     }
 }
 

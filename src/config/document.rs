@@ -5,7 +5,7 @@
 
 use super::{
     catalog::PolicySettings,
-    model::{Enforcement, PackMeta, Pack, Policies},
+    model::{Enforcement, Pack, PackMeta, Policies},
     schema::{self, FileKind},
     validate,
 };
@@ -97,17 +97,25 @@ pub fn check_document(value: &Value) -> Vec<Problem> {
     if document.format != FORMAT {
         problems.push(Problem {
             path: "/format".into(),
-            message: format!("unsupported format `{}`; expected `{FORMAT}`", document.format),
+            message: format!(
+                "unsupported format `{}`; expected `{FORMAT}`",
+                document.format
+            ),
         });
     }
     for (name, pack) in &document.packs {
         let mut findings = Vec::new();
         validate::check_pack_body("", &pack.to_pack(name), &mut findings);
         let base = format!("/packs/{}", super::yaml::escape(name));
-        problems.extend(findings.into_iter().filter(|f| f.is_error()).map(|f| Problem {
-            path: format!("{base}{}", document_pointer(&f.pointer)),
-            message: f.message,
-        }));
+        problems.extend(
+            findings
+                .into_iter()
+                .filter(|f| f.is_error())
+                .map(|f| Problem {
+                    path: format!("{base}{}", document_pointer(&f.pointer)),
+                    message: f.message,
+                }),
+        );
     }
     problems
 }
@@ -160,6 +168,9 @@ mod tests {
         let mut bad = document();
         bad["packs"]["support"]["settings"]["pii-detector"]["action"] = "mask".into();
         let problems = check_document(&bad);
-        assert_eq!(problems[0].path, "/packs/support/settings/pii-detector/action");
+        assert_eq!(
+            problems[0].path,
+            "/packs/support/settings/pii-detector/action"
+        );
     }
 }

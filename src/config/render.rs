@@ -19,7 +19,6 @@ use std::{
     sync::Arc,
 };
 
-
 /// `sha256:<64 hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -39,8 +38,11 @@ impl Digest {
     /// Reads `sha256:<64 lowercase hex>`.
     pub fn parse(text: &str) -> Option<Digest> {
         let hex = text.strip_prefix("sha256:")?;
-        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| Digest(text.to_owned()))
+        (hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| Digest(text.to_owned()))
     }
 
     /// The digest of a JSON text's canonical form: formatting and key order

@@ -45,7 +45,10 @@ fn digest_of(text: &str) -> Digest {
 pub fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("config");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("config");
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut file = fs::File::create(&temp)?;
     file.write_all(body)?;
@@ -134,13 +137,27 @@ mod tests {
 
         let first = desired(r#"{"a":1}"#);
         let applied = gateway.apply(&first, None, 1).await.unwrap();
-        assert_eq!(applied, Applied::Swapped { digest: first.digest.clone() });
-        assert_eq!(gateway.live().await.unwrap().digest, Some(first.digest.clone()));
-        assert_eq!(gateway.apply(&first, Some(&first.digest), 2).await.unwrap(), Applied::Unchanged);
+        assert_eq!(
+            applied,
+            Applied::Swapped {
+                digest: first.digest.clone()
+            }
+        );
+        assert_eq!(
+            gateway.live().await.unwrap().digest,
+            Some(first.digest.clone())
+        );
+        assert_eq!(
+            gateway.apply(&first, Some(&first.digest), 2).await.unwrap(),
+            Applied::Unchanged
+        );
 
         // A hand edit: reformatting alone is not a change...
         fs::write(dir.path().join("gw/policy.json"), "{ \"a\" : 1 }\n").unwrap();
-        assert_eq!(gateway.live().await.unwrap().digest, Some(first.digest.clone()));
+        assert_eq!(
+            gateway.live().await.unwrap().digest,
+            Some(first.digest.clone())
+        );
         // ...a new value is, and an apply expecting the old digest refuses.
         fs::write(dir.path().join("gw/policy.json"), r#"{"a":2}"#).unwrap();
         let second = desired(r#"{"a":3}"#);
@@ -149,11 +166,17 @@ mod tests {
             Err(GatewayError::Changed { .. })
         ));
         let live = gateway.live().await.unwrap().digest;
-        assert_eq!(gateway.apply(&second, live.as_ref(), 3).await.unwrap(), Applied::Swapped {
-            digest: second.digest.clone()
-        });
+        assert_eq!(
+            gateway.apply(&second, live.as_ref(), 3).await.unwrap(),
+            Applied::Swapped {
+                digest: second.digest.clone()
+            }
+        );
         // No temp files are left behind.
-        let names: Vec<_> = fs::read_dir(dir.path().join("gw")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path().join("gw"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["policy.json"]);
     }
 }

@@ -1,32 +1,460 @@
 //! The `http` driver: a client of the Sluice gateway protocol (see
 //! [`super::protocol`]).
+//!
+//! Every answer of the protocol maps onto one [`GatewayError`] variant so the
+//! reconciler can decide what to do without looking at status codes:
+//!
+//! | answer | result |
+//! | ------ | ------ |
+//! | `200` on `PUT` | [`Applied::Swapped`], after checking the `ETag` is the digest sent ([`GatewayError::Mismatch`] otherwise) |
+//! | `304` | [`Applied::Unchanged`] |
+//! | `412` | [`GatewayError::Changed`] |
+//! | `409` | [`GatewayError::StaleGeneration`], the running generation from the body `{"generation": N}` |
+//! | `422` | [`GatewayError::Refused`] with the problems from the body |
+//! | `429` | [`GatewayError::Busy`] with `Retry-After` (seconds) |
+//! | `401`, `403` | [`GatewayError::Unauthorized`] |
+//! | other | [`GatewayError::Status`] |
+//! | no connection | [`GatewayError::Unreachable`] |
+//! | no answer in time | [`GatewayError::Timeout`] |
+//!
+//! When the gateway runs nothing (`expected` is `None`), an apply sends
+//! `If-None-Match: *` — the standard HTTP precondition for "only if there is
+//! no current representation" — so that a config that appeared meanwhile
+//! (a hand edit, another writer) answers `412` instead of being overwritten.
+//!
+//! The bearer token is read once, kept in a header value marked sensitive,
+//! and scrubbed from any text a gateway sends back before it goes into an
+//! error: it must never reach a log, the ledger or a terminal.
 
-use super::{Applied, Desired, DriverContext, Gateway, GatewayError, Live};
+use super::{
+    Applied, Desired, DriverContext, Gateway, GatewayError, Live,
+    protocol::{self, Refused, Status},
+};
 use crate::config::{Digest, model};
 use async_trait::async_trait;
+use reqwest::{
+    Method, RequestBuilder, Response, StatusCode, Url,
+    header::{self, HeaderValue},
+};
+use std::time::Duration;
 
-pub struct HttpGateway {}
+/// Largest body read from a gateway for a config (a hostile or broken gateway
+/// must not make Sluice buffer without bound).
+const MAX_CONFIG_BYTES: usize = 64 * 1024 * 1024;
+/// Largest body read for anything else (status, problems, error text).
+const MAX_SMALL_BYTES: usize = 1024 * 1024;
+/// How much of an unexpected answer's body goes into an error message.
+const MESSAGE_CHARS: usize = 300;
+
+pub struct HttpGateway {
+    client: reqwest::Client,
+    /// Base URL without a trailing slash.
+    base: String,
+    /// `Bearer <token>`, marked sensitive so it is never printed by `Debug`.
+    authorization: Option<HeaderValue>,
+    /// The raw token, only to scrub it from text a gateway echoes back.
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // NB: no token, not even its length.
+        f.debug_struct("HttpGateway")
+            .field("base", &self.base)
+            .field("authenticated", &self.authorization.is_some())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
 
 impl HttpGateway {
-    pub fn new(_spec: &model::HttpGateway, _context: &DriverContext) -> Result<Self, GatewayError> {
-        Err(GatewayError::Config("the http driver is not built yet".into()))
+    /// Builds the driver: checks the URL and timeout and reads the token now,
+    /// so a missing secret shows up when gateways are connected rather than
+    /// at the first apply.
+    pub fn new(spec: &model::HttpGateway, context: &DriverContext) -> Result<Self, GatewayError> {
+        let url = Url::parse(&spec.url).map_err(|e| {
+            GatewayError::Config(format!("gateway `{}`: url `{}`: {e}", spec.name, spec.url))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(GatewayError::Config(format!(
+                "gateway `{}`: url `{}` must start with http:// or https://",
+                spec.name, spec.url
+            )));
+        }
+        let timeout = match &spec.timeout {
+            None => context.timeout,
+            Some(text) => text.parse().ok_or_else(|| {
+                GatewayError::Config(format!(
+                    "gateway `{}`: timeout `{}`: {}",
+                    spec.name,
+                    text.0,
+                    model::DURATION_HINT
+                ))
+            })?,
+        };
+        if timeout.is_zero() {
+            return Err(GatewayError::Config(format!(
+                "gateway `{}`: the timeout must be longer than zero",
+                spec.name
+            )));
+        }
+        let (authorization, token) = match &spec.token_env {
+            None => (None, None),
+            Some(variable) => {
+                let variable = &variable.0;
+                let token = (context.secret)(variable)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        GatewayError::Config(format!(
+                            "gateway `{}`: environment variable {variable} (its bearer token) is not set",
+                            spec.name
+                        ))
+                    })?;
+                let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                    GatewayError::Config(format!(
+                        "gateway `{}`: the token in {variable} holds characters a header cannot carry",
+                        spec.name
+                    ))
+                })?;
+                value.set_sensitive(true);
+                (Some(value), Some(token))
+            }
+        };
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // NB: a redirect could carry the token to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| GatewayError::Config(format!("gateway `{}`: {e}", spec.name)))?;
+        Ok(HttpGateway {
+            client,
+            base: url.as_str().trim_end_matches('/').to_owned(),
+            authorization,
+            token,
+            timeout,
+        })
+    }
+
+    /// Dry run: would the gateway accept `body`? `Ok` or
+    /// [`GatewayError::Refused`] with its problems (`POST
+    /// /sluice/v1/config:validate`).
+    pub async fn validate(&self, body: &str) -> Result<(), GatewayError> {
+        let response = self
+            .send(
+                self.request(Method::POST, protocol::VALIDATE_PATH)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(body.to_owned()),
+            )
+            .await?;
+        match response.status() {
+            StatusCode::OK | StatusCode::NO_CONTENT => Ok(()),
+            _ => Err(self.failure(response, None).await),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header(header::ACCEPT, "application/json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, authorization.clone());
+        }
+        request
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Result<Response, GatewayError> {
+        request.send().await.map_err(|e| self.transport(&e))
+    }
+
+    /// A failure to get an answer at all.
+    fn transport(&self, e: &reqwest::Error) -> GatewayError {
+        if e.is_timeout() {
+            GatewayError::Timeout(self.timeout)
+        } else {
+            GatewayError::Unreachable(self.scrub(&chain(e)))
+        }
+    }
+
+    /// Reads at most `limit` bytes of the body as text.
+    async fn text(&self, mut response: Response, limit: usize) -> Result<String, GatewayError> {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(&e))? {
+            if bytes.len() + chunk.len() > limit {
+                return Err(GatewayError::Status {
+                    status: response.status().as_u16(),
+                    message: format!("answer larger than {limit} bytes"),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        String::from_utf8(bytes).map_err(|_| GatewayError::Status {
+            status: response.status().as_u16(),
+            message: "answer is not UTF-8".into(),
+        })
+    }
+
+    /// Maps an answer that is not a success onto the error it stands for.
+    /// `apply` carries what an apply offered, for `412` and `409`.
+    async fn failure(
+        &self,
+        response: Response,
+        apply: Option<(Option<&Digest>, u64)>,
+    ) -> GatewayError {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // The body is best effort: an error answer we cannot read is still
+        // that error.
+        let body = self
+            .text(response, MAX_SMALL_BYTES)
+            .await
+            .unwrap_or_default();
+        match status.as_u16() {
+            412 => GatewayError::Changed {
+                expected: apply
+                    .and_then(|(expected, _)| expected)
+                    .map_or_else(|| "nothing".to_owned(), Digest::to_string),
+            },
+            409 => {
+                let offered = apply.map_or(0, |(_, generation)| generation);
+                // NB: without a readable body, the running generation is at
+                // least one past the offered one: that is what 409 means.
+                let running = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("generation").and_then(serde_json::Value::as_u64))
+                    .unwrap_or(offered.saturating_add(1));
+                GatewayError::StaleGeneration { running, offered }
+            }
+            422 => {
+                let problems = match serde_json::from_str::<Refused>(&body) {
+                    Ok(refused) => refused
+                        .problems
+                        .into_iter()
+                        .map(|mut p| {
+                            p.path = self.scrub(&p.path);
+                            p.message = self.scrub(&p.message);
+                            p
+                        })
+                        .collect(),
+                    Err(_) => vec![protocol::Problem {
+                        path: String::new(),
+                        message: self.message(&body, "refused without a readable list of problems"),
+                    }],
+                };
+                GatewayError::Refused { problems }
+            }
+            429 => GatewayError::Busy { retry_after },
+            401 | 403 => GatewayError::Unauthorized {
+                status: status.as_u16(),
+            },
+            code => GatewayError::Status {
+                status: code,
+                message: self.message(
+                    &body,
+                    status.canonical_reason().unwrap_or("unexpected answer"),
+                ),
+            },
+        }
+    }
+
+    /// A short, token-free message from an answer's body.
+    fn message(&self, body: &str, fallback: &str) -> String {
+        let body = body.trim();
+        if body.is_empty() {
+            return fallback.to_owned();
+        }
+        let mut text: String = body.chars().take(MESSAGE_CHARS).collect();
+        if body.chars().count() > MESSAGE_CHARS {
+            text.push('…');
+        }
+        self.scrub(&text)
+    }
+
+    /// Removes the token from text a gateway sent back (a misbehaving gateway
+    /// might echo the request).
+    fn scrub(&self, text: &str) -> String {
+        match &self.token {
+            Some(token) if text.contains(token.as_str()) => {
+                text.replace(token.as_str(), "<redacted>")
+            }
+            _ => text.to_owned(),
+        }
+    }
+}
+
+/// An error and its sources on one line: reqwest's own message alone is
+/// often just "error sending request".
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn unreadable(status: StatusCode, what: &str) -> GatewayError {
+    GatewayError::Status {
+        status: status.as_u16(),
+        message: what.to_owned(),
     }
 }
 
 #[async_trait]
 impl Gateway for HttpGateway {
     async fn live(&self) -> Result<Live, GatewayError> {
-        unimplemented!()
+        let response = self
+            .send(self.request(Method::GET, protocol::STATUS_PATH))
+            .await?;
+        let code = response.status();
+        if code != StatusCode::OK {
+            return Err(self.failure(response, None).await);
+        }
+        let text = self.text(response, MAX_SMALL_BYTES).await?;
+        let status: Status = serde_json::from_str(&text)
+            .map_err(|e| unreadable(code, &format!("unreadable status: {e}")))?;
+        if status.digest.is_empty() {
+            return Ok(Live {
+                digest: None,
+                generation: None,
+            });
+        }
+        let digest = Digest::parse(&status.digest).ok_or_else(|| {
+            unreadable(
+                code,
+                &format!(
+                    "status digest `{}` is not sha256:<64 hex>",
+                    self.scrub(&status.digest)
+                ),
+            )
+        })?;
+        Ok(Live {
+            digest: Some(digest),
+            generation: Some(status.generation),
+        })
     }
+
     async fn config(&self) -> Result<Option<String>, GatewayError> {
-        unimplemented!()
+        let response = self
+            .send(self.request(Method::GET, protocol::CONFIG_PATH))
+            .await?;
+        match response.status() {
+            StatusCode::OK => Ok(Some(self.text(response, MAX_CONFIG_BYTES).await?)),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.failure(response, None).await),
+        }
     }
+
     async fn apply(
         &self,
-        _desired: &Desired,
-        _expected: Option<&Digest>,
-        _generation: u64,
+        desired: &Desired,
+        expected: Option<&Digest>,
+        generation: u64,
     ) -> Result<Applied, GatewayError> {
-        unimplemented!()
+        let mut request = self
+            .request(Method::PUT, protocol::CONFIG_PATH)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(protocol::GENERATION_HEADER, generation.to_string())
+            .body(desired.body.to_string());
+        request = match expected {
+            Some(digest) => request.header(header::IF_MATCH, protocol::etag(digest.as_str())),
+            None => request.header(header::IF_NONE_MATCH, "*"),
+        };
+        let response = self.send(request).await?;
+        match response.status() {
+            StatusCode::OK => {
+                let reported = response
+                    .headers()
+                    .get(header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|tag| protocol::digest_of_etag(tag).to_owned());
+                match reported {
+                    Some(reported) if reported == desired.digest.as_str() => Ok(Applied::Swapped {
+                        digest: desired.digest.clone(),
+                    }),
+                    other => Err(GatewayError::Mismatch {
+                        applied: desired.digest.to_string(),
+                        reported: other.map_or_else(|| "no ETag".to_owned(), |r| self.scrub(&r)),
+                    }),
+                }
+            }
+            StatusCode::NOT_MODIFIED => Ok(Applied::Unchanged),
+            _ => Err(self.failure(response, Some((expected, generation))).await),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{path::PathBuf, sync::Arc};
+
+    fn spec(token_env: Option<&str>, timeout: Option<&str>) -> model::HttpGateway {
+        model::HttpGateway {
+            name: "gw".into(),
+            url: "http://127.0.0.1:9/".into(),
+            token_env: token_env.map(|t| model::EnvVarName(t.into())),
+            timeout: timeout.map(|t| model::DurationText(t.into())),
+        }
+    }
+
+    fn context(secret: Option<&'static str>) -> DriverContext {
+        DriverContext {
+            data_dir: PathBuf::from("."),
+            secret: Arc::new(move |_| secret.map(str::to_owned)),
+            timeout: Duration::from_secs(3),
+        }
+    }
+
+    #[test]
+    fn a_missing_token_names_the_variable_only() {
+        let Err(e) = HttpGateway::new(&spec(Some("GW_TOKEN"), None), &context(None)) else {
+            panic!("a missing token must fail");
+        };
+        assert!(matches!(e, GatewayError::Config(_)));
+        assert!(e.to_string().contains("GW_TOKEN"), "{e}");
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug() {
+        let gateway = HttpGateway::new(
+            &spec(Some("GW_TOKEN"), None),
+            &context(Some("s3cr3t-value")),
+        )
+        .unwrap();
+        assert!(!format!("{gateway:?}").contains("s3cr3t"));
+        assert_eq!(gateway.scrub("echo s3cr3t-value"), "echo <redacted>");
+    }
+
+    #[test]
+    fn timeouts_come_from_the_spec_or_the_context() {
+        let gateway = HttpGateway::new(&spec(None, Some("250ms")), &context(None)).unwrap();
+        assert_eq!(gateway.timeout, Duration::from_millis(250));
+        let gateway = HttpGateway::new(&spec(None, None), &context(None)).unwrap();
+        assert_eq!(gateway.timeout, Duration::from_secs(3));
+        assert!(HttpGateway::new(&spec(None, Some("soon")), &context(None)).is_err());
+        assert!(HttpGateway::new(&spec(None, Some("0s")), &context(None)).is_err());
+        let mut bad = spec(None, None);
+        bad.url = "ftp://example.com".into();
+        assert!(HttpGateway::new(&bad, &context(None)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unreachable() {
+        let gateway = HttpGateway::new(&spec(None, Some("2s")), &context(None)).unwrap();
+        let e = gateway.live().await.unwrap_err();
+        assert!(matches!(e, GatewayError::Unreachable(_)), "{e:?}");
     }
 }

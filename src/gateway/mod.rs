@@ -9,7 +9,7 @@
 //! The reconciler knows only the trait; `connect` picks the driver named in
 //! `gateways.yaml`.
 
-mod file;
+pub(crate) mod file;
 pub mod http;
 pub mod protocol;
 pub mod reference;

@@ -1,1 +1,1003 @@
-//! The reference gateway (`sluice gateway`).
+//! The reference gateway (`sluice gateway`): speaks the Sluice gateway
+//! protocol (see [`super::protocol`]) and keeps its config on disk. It exists
+//! for the quickstart, for the tests and as an executable specification for
+//! anyone writing a gateway, so it implements every answer of the protocol,
+//! including the awkward ones (`409`, `412`, `429`).
+//!
+//! Decisions the protocol leaves open, made here:
+//!
+//! - Preconditions: a `PUT` must carry `If-Match: "<digest>"` (or `*`: "it
+//!   runs something") or `If-None-Match: *` ("it runs nothing"); the http
+//!   driver sends the latter when it read an empty gateway. Neither header is
+//!   `428`: an unconditional write would defeat drift detection.
+//! - Order of checks on `PUT`: `429` (a reload is in progress), `422` when
+//!   the body is not JSON, `304` (already running that digest: converged, so
+//!   stale preconditions do not matter), `400` without a `Sluice-Generation`,
+//!   `409` (older generation; body `{"generation": N, "digest": "…"}`), `412`
+//!   / `428` (preconditions), `422` (document problems), then the swap.
+//! - A refused or failed apply leaves the old config running and is reported
+//!   in `status.lastError`.
+//! - Persistence: `config.json` (the body as received) and `state.json`
+//!   (`{digest, generation, appliedAt}`) in the data directory, each written
+//!   atomically; on start both are read back, so a restart reports the same
+//!   digest and generation. Ephemeral mode keeps nothing: after a restart the
+//!   status digest is empty, which tells the reconciler to push again.
+//!
+//! Admin API (same bearer token), for tests and for people simulating what
+//! happens to gateways in real life:
+//!
+//! - `PUT /admin/v1/config`: a hand edit. Replaces the running config with
+//!   no precondition or generation check (still validated: `422`; still
+//!   persisted); the generation stays as it was, since no reconciler made it.
+//! - `POST /admin/v1/faults` with `{"status": 500, "count": 2}`,
+//!   `{"hang_ms": 5000, "count": 1}` (both may be combined: hang, then
+//!   answer) or `{"reload_delay_ms": 300}`: the next `count` (default 1)
+//!   protocol requests fail or hang; every swap takes the reload delay, during
+//!   which other `PUT`s get `429`. `DELETE /admin/v1/faults` clears them all.
+//!
+//! A hostile client must not bring it down: bodies are capped at
+//! [`MAX_BODY_BYTES`] (`413`), every parse is fallible, and the token is
+//! compared in constant time.
+
+use super::{
+    file::write_atomically,
+    protocol::{self, Problem, Refused, Status},
+};
+use crate::config::{Digest, document::check_document, render::canonical_json};
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    future::Future,
+    io::{self, Write as _},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant, SystemTime},
+};
+use tokio::{net::TcpListener, sync::watch};
+
+/// Largest request body accepted; bigger ones get `413`.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+pub const ADMIN_CONFIG_PATH: &str = "/admin/v1/config";
+pub const ADMIN_FAULTS_PATH: &str = "/admin/v1/faults";
+const CONFIG_FILE: &str = "config.json";
+const STATE_FILE: &str = "state.json";
+/// Bounds on injected faults, so a typo cannot wedge a gateway for a day.
+const MAX_FAULTS: usize = 10_000;
+const MAX_FAULT_MS: u64 = 3_600_000;
+
+/// How to run a reference gateway.
+#[derive(Clone, Default)]
+pub struct ReferenceOptions {
+    /// Where the running config is kept; `None` keeps nothing (ephemeral).
+    pub data: Option<PathBuf>,
+    /// The bearer token clients must present; `None` leaves it open.
+    pub token: Option<String>,
+    /// How long every swap takes (a slow reload); more with the admin API.
+    pub reload_delay: Duration,
+}
+
+impl std::fmt::Debug for ReferenceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReferenceOptions")
+            .field("data", &self.data)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("reload_delay", &self.reload_delay)
+            .finish()
+    }
+}
+
+/// Runs a reference gateway on `listener` until SIGTERM or SIGINT, after
+/// printing `listening on ADDR` to standard output (tests and scripts wait
+/// for that line, and it gives the port when listening on port 0).
+pub async fn serve(listener: TcpListener, options: ReferenceOptions) -> io::Result<()> {
+    let gateway = ReferenceGateway::open(options)?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = io::stdout().lock();
+        writeln!(out, "listening on {addr}")?;
+        out.flush()?;
+    }
+    gateway.serve_until(listener, shutdown_signal()).await
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// A reference gateway with its state loaded, ready to serve.
+pub struct ReferenceGateway {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    data: Option<PathBuf>,
+    /// SHA-256 of the token: comparing digests of equal length in constant
+    /// time says nothing about the token's length or prefix.
+    token: Option<[u8; 32]>,
+    started_at: String,
+    state: Mutex<GatewayState>,
+    shutdown: watch::Receiver<bool>,
+    shutdown_sender: watch::Sender<bool>,
+}
+
+struct GatewayState {
+    running: Option<Running>,
+    /// Generation of the running config; 0 before any apply.
+    generation: u64,
+    applied_at: Option<String>,
+    last_error: Option<String>,
+    /// When the reload in progress started; `None` when idle.
+    reloading: Option<Instant>,
+    reload_delay: Duration,
+    faults: VecDeque<Fault>,
+}
+
+#[derive(Clone)]
+struct Running {
+    body: Arc<str>,
+    digest: Digest,
+    packs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fault {
+    status: Option<StatusCode>,
+    hang: Option<Duration>,
+}
+
+/// What `state.json` holds.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Stored {
+    digest: String,
+    generation: u64,
+    applied_at: Option<String>,
+}
+
+impl ReferenceGateway {
+    /// Loads the persisted config and state, if any. A data directory that
+    /// cannot be read, or a stored config that is not JSON, is an error:
+    /// silently starting empty would make a broken disk look like a restart.
+    pub fn open(options: ReferenceOptions) -> io::Result<Self> {
+        let (running, generation, applied_at) = match &options.data {
+            Some(dir) => load(dir)?,
+            None => (None, 0, None),
+        };
+        let (shutdown_sender, shutdown) = watch::channel(false);
+        let state = GatewayState {
+            running,
+            generation,
+            applied_at,
+            last_error: None,
+            reloading: None,
+            reload_delay: options.reload_delay,
+            faults: VecDeque::new(),
+        };
+        Ok(ReferenceGateway {
+            shared: Arc::new(Shared {
+                data: options.data,
+                token: options.token.as_deref().map(token_digest),
+                started_at: rfc3339(SystemTime::now()),
+                state: Mutex::new(state),
+                shutdown,
+                shutdown_sender,
+            }),
+        })
+    }
+
+    /// The routes, for serving or for embedding.
+    pub fn router(&self) -> Router {
+        let protocol_routes = Router::new()
+            .route(protocol::CONFIG_PATH, get(get_config).put(put_config))
+            .route(protocol::STATUS_PATH, get(get_status))
+            .route(protocol::VALIDATE_PATH, post(validate))
+            .layer(middleware::from_fn_with_state(self.shared.clone(), faults));
+        let admin_routes = Router::new()
+            .route(ADMIN_CONFIG_PATH, put(admin_put_config))
+            .route(ADMIN_FAULTS_PATH, post(add_faults).delete(clear_faults));
+        protocol_routes
+            .merge(admin_routes)
+            .layer(middleware::from_fn_with_state(
+                self.shared.clone(),
+                authenticate,
+            ))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self.shared.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight
+    /// (injected hangs end early) and returns.
+    pub async fn serve_until(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        let router = self.router();
+        let sender = self.shared.shutdown_sender.clone();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = sender.send(true);
+            })
+            .await
+    }
+}
+
+/// Reads `config.json` and `state.json` back.
+fn load(dir: &Path) -> io::Result<(Option<Running>, u64, Option<String>)> {
+    let config_path = dir.join(CONFIG_FILE);
+    let body = match std::fs::read_to_string(&config_path) {
+        Ok(body) => body,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((None, 0, None)),
+        Err(e) => return Err(annotate(&config_path, e)),
+    };
+    let value: Value = serde_json::from_str(&body).map_err(|e| {
+        annotate(
+            &config_path,
+            io::Error::new(io::ErrorKind::InvalidData, format!("not JSON: {e}")),
+        )
+    })?;
+    let digest = Digest::of(canonical_json(&value).as_bytes());
+    let state_path = dir.join(STATE_FILE);
+    let stored: Option<Stored> = match std::fs::read_to_string(&state_path) {
+        Ok(text) => Some(serde_json::from_str(&text).map_err(|e| {
+            annotate(
+                &state_path,
+                io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+            )
+        })?),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(annotate(&state_path, e)),
+    };
+    let (generation, applied_at) = match stored {
+        Some(stored) => {
+            if stored.digest != digest.as_str() {
+                // NB: the process stopped between the two writes; the config
+                // is the newer one and its generation at least the stored one.
+                tracing::warn!(%digest, stored = %stored.digest, "state.json does not describe config.json");
+            }
+            (stored.generation, stored.applied_at)
+        }
+        None => (0, None),
+    };
+    let running = Running {
+        packs: packs_of(&value),
+        body: Arc::from(body),
+        digest,
+    };
+    Ok((Some(running), generation, applied_at))
+}
+
+fn annotate(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Writes the config, then the state describing it.
+fn persist(dir: &Path, body: &str, stored: &Stored) -> io::Result<()> {
+    let state = serde_json::to_vec_pretty(stored).map_err(io::Error::other)?;
+    write_atomically(&dir.join(CONFIG_FILE), body.as_bytes())
+        .map_err(|e| annotate(&dir.join(CONFIG_FILE), e))?;
+    write_atomically(&dir.join(STATE_FILE), &state).map_err(|e| annotate(&dir.join(STATE_FILE), e))
+}
+
+fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Equal without an early exit: the time taken does not depend on where
+/// the first difference is.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, GatewayState> {
+        // NB: a panic while holding the lock must not take every later
+        // request down with it; the state is always left consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+async fn authenticate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let Some(expected) = &shared.token else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| token_digest(t.trim()));
+    match presented {
+        Some(presented) if constant_time_eq(&presented, expected) => next.run(request).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a valid bearer token is required\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Plays the next injected fault, if any, before a protocol request.
+async fn faults(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let fault = shared.lock().faults.pop_front();
+    let Some(fault) = fault else {
+        return next.run(request).await;
+    };
+    if let Some(hang) = fault.hang {
+        let mut shutdown = shared.shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(hang) => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => {
+                return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+            }
+        }
+    }
+    match fault.status {
+        Some(status) => (status, format!("injected fault: {status}\n")).into_response(),
+        None => next.run(request).await,
+    }
+}
+
+fn etag_header(digest: &Digest) -> HeaderValue {
+    // A digest is ASCII, so this cannot fail; fall back rather than panic.
+    HeaderValue::from_str(&protocol::etag(digest.as_str()))
+        .unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+async fn get_config(State(shared): State<Arc<Shared>>) -> Response {
+    let running = shared.lock().running.clone();
+    match running {
+        Some(running) => (
+            StatusCode::OK,
+            [
+                (header::ETAG, etag_header(&running.digest)),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
+            ],
+            running.body.to_string(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no config is running\n").into_response(),
+    }
+}
+
+async fn get_status(State(shared): State<Arc<Shared>>) -> Json<Status> {
+    let state = shared.lock();
+    Json(Status {
+        digest: state
+            .running
+            .as_ref()
+            .map_or_else(String::new, |r| r.digest.to_string()),
+        generation: state.generation,
+        packs: state
+            .running
+            .as_ref()
+            .map(|r| r.packs.clone())
+            .unwrap_or_default(),
+        applied_at: state.applied_at.clone(),
+        started_at: shared.started_at.clone(),
+        last_error: state.last_error.clone(),
+    })
+}
+
+/// A received body, examined off the async threads (schema checks of an
+/// 8 MiB document take a while).
+struct Examined {
+    text: Arc<str>,
+    digest: Digest,
+    packs: BTreeMap<String, String>,
+    problems: Vec<Problem>,
+}
+
+async fn examine(body: Bytes) -> Result<Examined, Vec<Problem>> {
+    let result = tokio::task::spawn_blocking(move || {
+        let text = std::str::from_utf8(&body).map_err(|_| problem("the body is not UTF-8"))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| problem(&format!("the body is not JSON: {e}")))?;
+        Ok(Examined {
+            digest: Digest::of(canonical_json(&value).as_bytes()),
+            packs: packs_of(&value),
+            problems: check_document(&value),
+            text: Arc::from(text),
+        })
+    })
+    .await;
+    result.unwrap_or_else(|_| Err(problem("the document could not be checked")))
+}
+
+fn problem(message: &str) -> Vec<Problem> {
+    vec![Problem {
+        path: String::new(),
+        message: message.to_owned(),
+    }]
+}
+
+/// Version of each pack, by name, for the status.
+fn packs_of(value: &Value) -> BTreeMap<String, String> {
+    value
+        .get("packs")
+        .and_then(Value::as_object)
+        .map(|packs| {
+            packs
+                .iter()
+                .filter_map(|(name, pack)| {
+                    Some((name.clone(), pack.get("version")?.as_str()?.to_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn refused(problems: Vec<Problem>) -> Response {
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(Refused { problems })).into_response()
+}
+
+fn summary(problems: &[Problem]) -> String {
+    let first = problems
+        .first()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .unwrap_or_default();
+    match problems.len() {
+        0 | 1 => format!("refused: {first}"),
+        n => format!("refused: {first} (and {} more)", n - 1),
+    }
+}
+
+fn busy(state: &GatewayState, started: Instant) -> Response {
+    let left = state.reload_delay.saturating_sub(started.elapsed());
+    let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, seconds.max(1).to_string())],
+        "a reload is in progress\n",
+    )
+        .into_response()
+}
+
+/// Whether the preconditions of a `PUT` hold against what runs now:
+/// `Err` is the answer to send instead.
+fn preconditions(headers: &HeaderMap, running: Option<&Digest>) -> Result<(), Response> {
+    let changed = |message: &str| {
+        let mut response =
+            (StatusCode::PRECONDITION_FAILED, format!("{message}\n")).into_response();
+        if let Some(digest) = running {
+            response
+                .headers_mut()
+                .insert(header::ETAG, etag_header(digest));
+        }
+        response
+    };
+    let text = |name: header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
+    if let Some(tags) = text(header::IF_MATCH) {
+        let matches = tags.split(',').any(|tag| {
+            let tag = tag.trim();
+            match running {
+                Some(_) if tag == "*" => true,
+                Some(digest) => protocol::digest_of_etag(tag) == digest.as_str(),
+                None => false,
+            }
+        });
+        return if matches {
+            Ok(())
+        } else {
+            Err(changed(
+                "the running config is not the one named in If-Match",
+            ))
+        };
+    }
+    if let Some(tags) = text(header::IF_NONE_MATCH) {
+        if tags.trim() == "*" {
+            return match running {
+                None => Ok(()),
+                Some(_) => Err(changed(
+                    "a config is running, and If-None-Match: * expected none",
+                )),
+            };
+        }
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "only `If-None-Match: *` is supported\n",
+        )
+            .into_response());
+    }
+    Err((
+        StatusCode::PRECONDITION_REQUIRED,
+        "send If-Match: \"<digest last read>\", or If-None-Match: * when it ran nothing\n",
+    )
+        .into_response())
+}
+
+/// Clears the reload flag however the reload ends: swapped, failed, or the
+/// client went away and the handler was dropped mid-reload.
+struct Reloading(Arc<Shared>);
+
+impl Drop for Reloading {
+    fn drop(&mut self) {
+        self.0.lock().reloading = None;
+    }
+}
+
+async fn put_config(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let examined = examine(body).await;
+    let generation;
+    let guard = {
+        let mut state = shared.lock();
+        if let Some(started) = state.reloading {
+            return busy(&state, started);
+        }
+        let examined = match &examined {
+            Ok(examined) => examined,
+            Err(problems) => {
+                state.last_error = Some(summary(problems));
+                return refused(problems.clone());
+            }
+        };
+        let running = state.running.as_ref().map(|r| &r.digest);
+        if running == Some(&examined.digest) {
+            return (
+                StatusCode::NOT_MODIFIED,
+                [(header::ETAG, etag_header(&examined.digest))],
+            )
+                .into_response();
+        }
+        generation = match headers
+            .get(protocol::GENERATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            Some(generation) => generation,
+            None => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "a numeric Sluice-Generation header is required\n",
+                )
+                    .into_response();
+            }
+        };
+        if generation < state.generation {
+            return (
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "generation": state.generation,
+                    "digest": running.map(Digest::to_string),
+                    "message": format!("generation {generation} is older than the running {}", state.generation),
+                })),
+            )
+                .into_response();
+        }
+        if let Err(response) = preconditions(&headers, running) {
+            return response;
+        }
+        if !examined.problems.is_empty() {
+            state.last_error = Some(summary(&examined.problems));
+            return refused(examined.problems.clone());
+        }
+        state.reloading = Some(Instant::now());
+        Reloading(shared.clone())
+    };
+    let Ok(examined) = examined else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    swap(&shared, guard, examined, Some(generation)).await
+}
+
+/// The reload itself: wait out the reload delay, persist, then swap in
+/// memory. Until the swap, the old config keeps running; a failed write
+/// leaves it running.
+async fn swap(
+    shared: &Arc<Shared>,
+    guard: Reloading,
+    examined: Examined,
+    generation: Option<u64>,
+) -> Response {
+    let delay = shared.lock().reload_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let applied_at = rfc3339(SystemTime::now());
+    let generation = generation.unwrap_or_else(|| shared.lock().generation);
+    if let Some(dir) = shared.data.clone() {
+        let stored = Stored {
+            digest: examined.digest.to_string(),
+            generation,
+            applied_at: Some(applied_at.clone()),
+        };
+        let body = examined.text.clone();
+        let written = tokio::task::spawn_blocking(move || persist(&dir, &body, &stored))
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
+        if let Err(e) = written {
+            tracing::error!(error = %e, "could not persist the config; the old one keeps running");
+            shared.lock().last_error = Some(format!("could not persist the config: {e}"));
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not persist the config\n",
+            )
+                .into_response();
+        }
+    }
+    {
+        let mut state = shared.lock();
+        state.running = Some(Running {
+            body: examined.text,
+            digest: examined.digest.clone(),
+            packs: examined.packs,
+        });
+        state.generation = generation;
+        state.applied_at = Some(applied_at);
+        state.last_error = None;
+    }
+    drop(guard);
+    tracing::info!(digest = %examined.digest, generation, "swapped");
+    (
+        StatusCode::OK,
+        [(header::ETAG, etag_header(&examined.digest))],
+        Json(json!({"digest": examined.digest, "generation": generation})),
+    )
+        .into_response()
+}
+
+async fn validate(body: Bytes) -> Response {
+    match examine(body).await {
+        Err(problems) => refused(problems),
+        Ok(examined) if !examined.problems.is_empty() => refused(examined.problems),
+        Ok(examined) => Json(json!({"digest": examined.digest})).into_response(),
+    }
+}
+
+/// A hand edit: no preconditions, no generation.
+async fn admin_put_config(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let examined = match examine(body).await {
+        Err(problems) => return refused(problems),
+        Ok(examined) if !examined.problems.is_empty() => return refused(examined.problems),
+        Ok(examined) => examined,
+    };
+    let guard = {
+        let mut state = shared.lock();
+        if let Some(started) = state.reloading {
+            return busy(&state, started);
+        }
+        if state.running.as_ref().map(|r| &r.digest) == Some(&examined.digest) {
+            return (
+                StatusCode::NOT_MODIFIED,
+                [(header::ETAG, etag_header(&examined.digest))],
+            )
+                .into_response();
+        }
+        state.reloading = Some(Instant::now());
+        Reloading(shared.clone())
+    };
+    swap(&shared, guard, examined, None).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultRequest {
+    status: Option<u16>,
+    hang_ms: Option<u64>,
+    count: Option<usize>,
+    reload_delay_ms: Option<u64>,
+}
+
+async fn add_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request: FaultRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not a fault request: {e}\n"),
+            )
+                .into_response();
+        }
+    };
+    let status = match request.status.map(StatusCode::from_u16) {
+        None => None,
+        Some(Ok(status)) => Some(status),
+        Some(Err(_)) => {
+            return (StatusCode::BAD_REQUEST, "status must be 100 to 999\n").into_response();
+        }
+    };
+    if request.hang_ms.is_some_and(|ms| ms > MAX_FAULT_MS)
+        || request.reload_delay_ms.is_some_and(|ms| ms > MAX_FAULT_MS)
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("delays are at most {MAX_FAULT_MS} ms\n"),
+        )
+            .into_response();
+    }
+    let mut state = shared.lock();
+    if let Some(ms) = request.reload_delay_ms {
+        state.reload_delay = Duration::from_millis(ms);
+    }
+    if status.is_some() || request.hang_ms.is_some() {
+        let count = request.count.unwrap_or(1);
+        if state.faults.len() + count > MAX_FAULTS {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("at most {MAX_FAULTS} pending faults\n"),
+            )
+                .into_response();
+        }
+        let fault = Fault {
+            status,
+            hang: request.hang_ms.map(Duration::from_millis),
+        };
+        state.faults.extend(std::iter::repeat_n(fault, count));
+    }
+    fault_summary(&state)
+}
+
+async fn clear_faults(State(shared): State<Arc<Shared>>) -> Response {
+    let mut state = shared.lock();
+    state.faults.clear();
+    state.reload_delay = Duration::ZERO;
+    fault_summary(&state)
+}
+
+fn fault_summary(state: &GatewayState) -> Response {
+    let reload_delay_ms = u64::try_from(state.reload_delay.as_millis()).unwrap_or(u64::MAX);
+    Json(json!({"pending": state.faults.len(), "reload_delay_ms": reload_delay_ms})).into_response()
+}
+
+/// `2026-11-23T10:04:05Z`: RFC 3339 in UTC, to the second.
+fn rfc3339(time: SystemTime) -> String {
+    let seconds = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
+    let rest = seconds % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model;
+    use crate::gateway::{
+        Applied, Desired, DriverContext, Gateway, GatewayError, http::HttpGateway,
+    };
+    use std::path::PathBuf;
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_435_445);
+        assert_eq!(rfc3339(t), "2026-11-23T10:04:05Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn tokens_compare_by_digest() {
+        let a = token_digest("secret");
+        assert!(constant_time_eq(&a, &token_digest("secret")));
+        assert!(!constant_time_eq(&a, &token_digest("secreT")));
+    }
+
+    fn document(version: &str) -> String {
+        json!({
+            "format": crate::config::document::FORMAT,
+            "enforcement": "enforce",
+            "packs": {"support": {
+                "version": version, "enabled": true,
+                "chain": ["audit-logger"],
+                "settings": {},
+            }},
+        })
+        .to_string()
+    }
+
+    fn desired(body: &str) -> Desired {
+        Desired {
+            environment: "dev".into(),
+            gateway: "g".into(),
+            digest: Digest::of_json(body).unwrap(),
+            body: Arc::from(body),
+            revision: "abc".into(),
+        }
+    }
+
+    /// An in-process gateway and a driver pointed at it.
+    async fn start(
+        options: ReferenceOptions,
+    ) -> (HttpGateway, String, tokio::sync::oneshot::Sender<()>) {
+        let gateway = ReferenceGateway::open(options).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(gateway.serve_until(listener, async move {
+            let _ = stopped.await;
+        }));
+        let spec = model::HttpGateway {
+            name: "g".into(),
+            url: url.clone(),
+            token_env: Some(model::EnvVarName("GW_TOKEN".into())),
+            timeout: Some(model::DurationText("2s".into())),
+        };
+        let context = DriverContext {
+            data_dir: PathBuf::from("."),
+            secret: Arc::new(|_| Some("tok".into())),
+            timeout: Duration::from_secs(2),
+        };
+        (HttpGateway::new(&spec, &context).unwrap(), url, stop)
+    }
+
+    #[tokio::test]
+    async fn the_driver_and_the_reference_gateway_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ReferenceOptions {
+            data: Some(dir.path().to_owned()),
+            token: Some("tok".into()),
+            reload_delay: Duration::ZERO,
+        };
+        let (driver, _url, stop) = start(options.clone()).await;
+        assert_eq!(driver.live().await.unwrap().digest, None);
+        assert_eq!(driver.config().await.unwrap(), None);
+
+        let first = desired(&document("1.0.0"));
+        assert_eq!(
+            driver.apply(&first, None, 1).await.unwrap(),
+            Applied::Swapped {
+                digest: first.digest.clone()
+            }
+        );
+        let live = driver.live().await.unwrap();
+        assert_eq!(
+            (live.digest, live.generation),
+            (Some(first.digest.clone()), Some(1))
+        );
+        assert_eq!(
+            driver.config().await.unwrap().as_deref(),
+            Some(&*first.body)
+        );
+        assert_eq!(
+            driver.apply(&first, None, 2).await.unwrap(),
+            Applied::Unchanged
+        );
+
+        let second = desired(&document("1.1.0"));
+        assert!(matches!(
+            driver.apply(&second, None, 2).await,
+            Err(GatewayError::Changed { .. })
+        ));
+        assert!(matches!(
+            driver.apply(&second, Some(&first.digest), 0).await,
+            Err(GatewayError::StaleGeneration {
+                running: 1,
+                offered: 0
+            })
+        ));
+        let bad = desired(&document("1.1"));
+        assert!(matches!(
+            driver.apply(&bad, Some(&first.digest), 2).await,
+            Err(GatewayError::Refused { .. })
+        ));
+        assert!(matches!(
+            driver.validate(&bad.body).await,
+            Err(GatewayError::Refused { .. })
+        ));
+        driver.validate(&second.body).await.unwrap();
+        assert!(matches!(
+            driver.validate("{").await,
+            Err(GatewayError::Refused { .. })
+        ));
+        driver.apply(&second, Some(&first.digest), 2).await.unwrap();
+        let _ = stop.send(());
+
+        // Back from disk.
+        let (driver, _url, _stop) = start(options).await;
+        let live = driver.live().await.unwrap();
+        assert_eq!(
+            (live.digest, live.generation),
+            (Some(second.digest.clone()), Some(2))
+        );
+    }
+
+    #[tokio::test]
+    async fn hostile_requests_get_answers_not_crashes() {
+        let (driver, url, _stop) = start(ReferenceOptions {
+            token: Some("tok".into()),
+            ..ReferenceOptions::default()
+        })
+        .await;
+        let client = reqwest::Client::new();
+        let put = |body: Vec<u8>| {
+            client
+                .put(format!("{url}{}", protocol::CONFIG_PATH))
+                .bearer_auth("tok")
+                .header(protocol::GENERATION_HEADER, "1")
+                .header("if-none-match", "*")
+                .body(body)
+        };
+        let huge = put(vec![b' '; MAX_BODY_BYTES + 1]).send().await.unwrap();
+        assert_eq!(huge.status(), 413);
+        let binary = put(vec![0xff, 0xfe, 0x00]).send().await.unwrap();
+        assert_eq!(binary.status(), 422);
+        let deep = put("[".repeat(100_000).into_bytes()).send().await.unwrap();
+        assert_eq!(deep.status(), 422);
+        let no_precondition = client
+            .put(format!("{url}{}", protocol::CONFIG_PATH))
+            .bearer_auth("tok")
+            .header(protocol::GENERATION_HEADER, "1")
+            .body(document("1.0.0"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(no_precondition.status(), 428);
+        let no_token = client
+            .get(format!("{url}{}", protocol::STATUS_PATH))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(no_token.status(), 401);
+        let faults = client
+            .post(format!("{url}{ADMIN_FAULTS_PATH}"))
+            .bearer_auth("tok")
+            .body(r#"{"status": 99999}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(faults.status(), 400);
+        // Still serving.
+        assert_eq!(driver.live().await.unwrap().digest, None);
+    }
+}

@@ -26,7 +26,10 @@ pub enum LedgerError {
     #[error("ledger schema version {found} is newer than this Sluice understands ({known})")]
     TooNew { found: i64, known: i64 },
     #[error("ledger query failed while {doing}: {message}")]
-    Query { doing: &'static str, message: String },
+    Query {
+        doing: &'static str,
+        message: String,
+    },
     #[error("no attempt {0} in the ledger")]
     NoSuchAttempt(i64),
 }
@@ -66,9 +69,15 @@ impl Trigger {
     }
 
     pub fn parse(text: &str) -> Option<Trigger> {
-        [Trigger::Startup, Trigger::Poll, Trigger::Webhook, Trigger::Manual, Trigger::Drift]
-            .into_iter()
-            .find(|t| t.as_str() == text)
+        [
+            Trigger::Startup,
+            Trigger::Poll,
+            Trigger::Webhook,
+            Trigger::Manual,
+            Trigger::Drift,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == text)
     }
 }
 
@@ -97,9 +106,14 @@ impl Outcome {
     }
 
     pub fn parse(text: &str) -> Option<Outcome> {
-        [Outcome::Applied, Outcome::Unchanged, Outcome::Failed, Outcome::Interrupted]
-            .into_iter()
-            .find(|o| o.as_str() == text)
+        [
+            Outcome::Applied,
+            Outcome::Unchanged,
+            Outcome::Failed,
+            Outcome::Interrupted,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
     }
 }
 

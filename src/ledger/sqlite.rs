@@ -1,3 +1,530 @@
-//! The ledger in an embedded SQLite file.
+//! The ledger in an embedded SQLite file, for standalone mode.
+//!
+//! One file holds every revision seen, every apply attempt and each gateway's
+//! current record. The file is opened in WAL mode so `sluice status` and
+//! `sluice history` can read while `sluice run` writes, and several processes
+//! may open it at once: writers wait for each other (`busy_timeout`) rather
+//! than fail. Each [`SqliteLedger`] owns one connection behind a mutex; the
+//! calls are short and synchronous, so async callers use `spawn_blocking`.
+//!
+//! Nothing here reads a clock: every time comes from the caller.
 
-pub struct SqliteLedger {}
+mod migrations;
+#[cfg(test)]
+mod tests;
+
+use super::{
+    Attempt, AttemptId, AttemptStart, GatewayRecord, GatewayState, Ledger, LedgerError, Millis,
+    Outcome, RevisionRecord, Trigger,
+};
+use rusqlite::types::Type;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// How long a statement waits for another connection's write lock before
+/// failing. Writes are single short statements (or a prune), so waiting this
+/// long means something is wrong, not merely busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The ledger in an embedded SQLite file.
+pub struct SqliteLedger {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteLedger").finish_non_exhaustive()
+    }
+}
+
+impl SqliteLedger {
+    /// Opens (creating it and its directory if needed) the ledger at `path`
+    /// and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, LedgerError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                open_error(path, format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let mut conn = Connection::open(path).map_err(|e| open_error(path, e.to_string()))?;
+        let setup = |conn: &Connection| -> rusqlite::Result<String> {
+            // Set first: even switching to WAL needs a lock another process may hold.
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            let mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))?;
+            // In WAL mode, synchronous=NORMAL syncs at checkpoints rather than
+            // on every commit. A commit is still durable once the statement
+            // returns as far as a process crash (SIGKILL, panic, abort) goes,
+            // because it is in the WAL file in the OS page cache; only power
+            // loss or an OS crash can lose the last few commits, and never
+            // corrupts the file. That is the failure the ledger must survive
+            // (a killed `sluice run`), at a fraction of FULL's fsync cost.
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "foreign_keys", true)?;
+            Ok(mode)
+        };
+        let mode = setup(&conn).map_err(|e| open_error(path, e.to_string()))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(open_error(
+                path,
+                format!("the journal mode stayed {mode:?}; the ledger needs WAL"),
+            ));
+        }
+        check_is_ledger(&conn, path)?;
+        migrations::migrate(&mut conn)?;
+        Ok(SqliteLedger {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Opens an existing ledger for reading only, for `sluice status` and
+    /// `sluice history`: it never creates the file or migrates it, so a
+    /// reader cannot change what the writer sees. Writes through the trait
+    /// fail with a query error.
+    pub fn open_read_only(path: &Path) -> Result<Self, LedgerError> {
+        match path.try_exists() {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(open_error(
+                    path,
+                    "no ledger file there (`sluice run` creates it)".to_string(),
+                ));
+            }
+            Err(e) => return Err(open_error(path, e.to_string())),
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .and_then(|conn| conn.busy_timeout(BUSY_TIMEOUT).map(|()| conn))
+            .map_err(|e| open_error(path, e.to_string()))?;
+        check_is_ledger(&conn, path)?;
+        let found = migrations::user_version(&conn)?;
+        if found > migrations::LATEST {
+            return Err(LedgerError::TooNew {
+                found,
+                known: migrations::LATEST,
+            });
+        }
+        if found < migrations::LATEST {
+            return Err(open_error(
+                path,
+                format!(
+                    "ledger schema version {found} is older than this Sluice's ({}); \
+                     open it read-write once (`sluice run`) to migrate it",
+                    migrations::LATEST
+                ),
+            ));
+        }
+        Ok(SqliteLedger {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The connection. A panic while the lock was held poisons the mutex, but
+    /// cannot leave the connection half-way through anything: an unfinished
+    /// transaction rolls back when dropped during the unwind. So the lock is
+    /// taken regardless, rather than turning one panic into a dead ledger.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Refuses SQLite files that are not Sluice ledgers, so a mistyped `--ledger`
+/// path does not get ledger tables added to someone else's database.
+fn check_is_ledger(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
+    let inspect = || -> rusqlite::Result<(i64, i64, i64)> {
+        let application_id = conn.pragma_query_value(None, "application_id", |row| row.get(0))?;
+        let version = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let objects = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
+        Ok((application_id, version, objects))
+    };
+    let (application_id, version, objects) =
+        inspect().map_err(|e| open_error(path, e.to_string()))?;
+    let fresh = application_id == 0 && version == 0 && objects == 0;
+    if fresh || application_id == migrations::APPLICATION_ID {
+        Ok(())
+    } else {
+        Err(open_error(
+            path,
+            format!(
+                "not a Sluice ledger (application_id {application_id}, \
+                 user_version {version}, {objects} schema objects)"
+            ),
+        ))
+    }
+}
+
+fn open_error(path: &Path, message: String) -> LedgerError {
+    LedgerError::Open {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+/// Maps a SQLite error to a [`LedgerError::Query`] saying what was being done.
+fn query_error(doing: &'static str) -> impl Fn(rusqlite::Error) -> LedgerError {
+    move |e| LedgerError::Query {
+        doing,
+        message: e.to_string(),
+    }
+}
+
+/// A text column holding a value the code does not know: a corrupt or
+/// hand-edited file, since a newer schema is refused at open.
+fn unknown_value(column: usize, what: &str, text: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        Type::Text,
+        format!("unknown {what} {text:?}").into(),
+    )
+}
+
+/// Converts a retention to a cutoff: records older than the result go.
+/// Saturates, so an absurdly long retention keeps everything.
+fn cutoff(now: Millis, retention: Duration) -> Millis {
+    now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
+}
+
+const REVISION_COLUMNS: &str = "commit_id, seen_at, valid, errors, findings";
+
+fn revision_from_row(row: &Row<'_>) -> rusqlite::Result<RevisionRecord> {
+    let errors: i64 = row.get(3)?;
+    Ok(RevisionRecord {
+        commit: row.get(0)?,
+        seen_at: row.get(1)?,
+        valid: row.get(2)?,
+        errors: usize::try_from(errors).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, Type::Integer, Box::new(e))
+        })?,
+        findings: row.get(4)?,
+    })
+}
+
+const ATTEMPT_COLUMNS: &str = "id, environment, gateway, revision, digest, triggered_by, \
+                               started_at, finished_at, outcome, error";
+
+fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
+    let trigger: String = row.get(5)?;
+    let outcome: Option<String> = row.get(8)?;
+    Ok(Attempt {
+        id: row.get(0)?,
+        start: AttemptStart {
+            environment: row.get(1)?,
+            gateway: row.get(2)?,
+            revision: row.get(3)?,
+            digest: row.get(4)?,
+            trigger: Trigger::parse(&trigger)
+                .ok_or_else(|| unknown_value(5, "trigger", &trigger))?,
+            started_at: row.get(6)?,
+        },
+        finished_at: row.get(7)?,
+        outcome: outcome
+            .map(|text| Outcome::parse(&text).ok_or_else(|| unknown_value(8, "outcome", &text)))
+            .transpose()?,
+        error: row.get(9)?,
+    })
+}
+
+const GATEWAY_COLUMNS: &str = "environment, gateway, desired_digest, desired_revision, \
+                               observed_digest, state, changed_at, updated_at, error";
+
+fn gateway_from_row(row: &Row<'_>) -> rusqlite::Result<GatewayRecord> {
+    let state: String = row.get(5)?;
+    Ok(GatewayRecord {
+        environment: row.get(0)?,
+        gateway: row.get(1)?,
+        desired_digest: row.get(2)?,
+        desired_revision: row.get(3)?,
+        observed_digest: row.get(4)?,
+        state: GatewayState::parse(&state).ok_or_else(|| unknown_value(5, "state", &state))?,
+        changed_at: row.get(6)?,
+        updated_at: row.get(7)?,
+        error: row.get(8)?,
+    })
+}
+
+impl Ledger for SqliteLedger {
+    /// Records a revision once per commit. Seeing the same commit again keeps
+    /// its first `seen_at` (and its place in insertion order): the record says
+    /// when the commit first appeared, and re-polling an unchanged branch does
+    /// not make an old commit look new. The validation result is replaced,
+    /// because a commit's content never changes but the rules judging it can
+    /// (a Sluice upgrade), and the ledger should hold the current verdict.
+    fn record_revision(&self, revision: &RevisionRecord) -> Result<(), LedgerError> {
+        let doing = "recording a revision";
+        let errors = i64::try_from(revision.errors).map_err(|_| LedgerError::Query {
+            doing,
+            message: format!("error count {} does not fit", revision.errors),
+        })?;
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO revisions (commit_id, seen_at, valid, errors, findings)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (commit_id) DO UPDATE SET
+                     valid = excluded.valid,
+                     errors = excluded.errors,
+                     findings = excluded.findings",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    revision.commit,
+                    revision.seen_at,
+                    revision.valid,
+                    errors,
+                    revision.findings
+                ])
+            })
+            .map(drop)
+            .map_err(query_error(doing))
+    }
+
+    fn last_revision(&self) -> Result<Option<RevisionRecord>, LedgerError> {
+        self.conn()
+            .query_row(
+                &format!(
+                    "SELECT {REVISION_COLUMNS} FROM revisions
+                     ORDER BY seen_at DESC, seq DESC LIMIT 1"
+                ),
+                [],
+                revision_from_row,
+            )
+            .optional()
+            .map_err(query_error("reading the last revision"))
+    }
+
+    fn start_attempt(&self, start: &AttemptStart) -> Result<AttemptId, LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO attempts
+                     (environment, gateway, revision, digest, triggered_by, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 RETURNING id",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![
+                        start.environment,
+                        start.gateway,
+                        start.revision,
+                        start.digest,
+                        start.trigger.as_str(),
+                        start.started_at
+                    ],
+                    |row| row.get(0),
+                )
+            })
+            .map_err(query_error("starting an attempt"))
+    }
+
+    /// Finishes an unfinished attempt. The `finished_at IS NULL` guard makes
+    /// the check and the write one statement, so two processes racing to
+    /// finish the same attempt cannot both succeed.
+    fn finish_attempt(
+        &self,
+        id: AttemptId,
+        finished_at: Millis,
+        outcome: Outcome,
+        error: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        let doing = "finishing an attempt";
+        let conn = self.conn();
+        let changed = conn
+            .prepare_cached(
+                "UPDATE attempts SET finished_at = ?2, outcome = ?3, error = ?4
+                 WHERE id = ?1 AND finished_at IS NULL",
+            )
+            .and_then(|mut stmt| stmt.execute(params![id, finished_at, outcome.as_str(), error]))
+            .map_err(query_error(doing))?;
+        if changed == 1 {
+            return Ok(());
+        }
+        // Nothing changed: say whether the attempt is missing or already done.
+        let existing: Option<(Option<Millis>, Option<String>)> = conn
+            .query_row(
+                "SELECT finished_at, outcome FROM attempts WHERE id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(query_error(doing))?;
+        match existing {
+            None => Err(LedgerError::NoSuchAttempt(id)),
+            Some((finished, outcome)) => Err(LedgerError::Query {
+                doing,
+                message: format!(
+                    "attempt {id} was already finished (at {}, {})",
+                    finished.map_or_else(|| "?".to_string(), |at| at.to_string()),
+                    outcome.as_deref().unwrap_or("?"),
+                ),
+            }),
+        }
+    }
+
+    fn unfinished_attempts(&self) -> Result<Vec<Attempt>, LedgerError> {
+        let doing = "listing unfinished attempts";
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE finished_at IS NULL ORDER BY id"
+            ))
+            .map_err(query_error(doing))?;
+        stmt.query_map([], attempt_from_row)
+            .and_then(Iterator::collect)
+            .map_err(query_error(doing))
+    }
+
+    fn history(
+        &self,
+        environment: &str,
+        gateway: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Attempt>, LedgerError> {
+        let doing = "reading attempt history";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.conn();
+        // Two statements rather than `(?2 IS NULL OR gateway = ?2)`, so each
+        // can use its own index.
+        let rows = match gateway {
+            Some(gateway) => conn
+                .prepare_cached(&format!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM attempts
+                     WHERE environment = ?1 AND gateway = ?2
+                     ORDER BY started_at DESC, id DESC LIMIT ?3"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![environment, gateway, limit], attempt_from_row)?
+                        .collect()
+                }),
+            None => conn
+                .prepare_cached(&format!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM attempts
+                     WHERE environment = ?1
+                     ORDER BY started_at DESC, id DESC LIMIT ?2"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![environment, limit], attempt_from_row)?
+                        .collect()
+                }),
+        };
+        rows.map_err(query_error(doing))
+    }
+
+    /// Writes a gateway's record whole, as given: the caller decides
+    /// `changed_at`, since only it knows whether the state really changed.
+    fn upsert_gateway(&self, record: &GatewayRecord) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(&format!(
+                "INSERT INTO gateways ({GATEWAY_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (environment, gateway) DO UPDATE SET
+                     desired_digest = excluded.desired_digest,
+                     desired_revision = excluded.desired_revision,
+                     observed_digest = excluded.observed_digest,
+                     state = excluded.state,
+                     changed_at = excluded.changed_at,
+                     updated_at = excluded.updated_at,
+                     error = excluded.error"
+            ))
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    record.environment,
+                    record.gateway,
+                    record.desired_digest,
+                    record.desired_revision,
+                    record.observed_digest,
+                    record.state.as_str(),
+                    record.changed_at,
+                    record.updated_at,
+                    record.error
+                ])
+            })
+            .map(drop)
+            .map_err(query_error("writing a gateway record"))
+    }
+
+    fn gateways(&self, environment: Option<&str>) -> Result<Vec<GatewayRecord>, LedgerError> {
+        let conn = self.conn();
+        let rows = match environment {
+            Some(environment) => conn
+                .prepare_cached(&format!(
+                    "SELECT {GATEWAY_COLUMNS} FROM gateways
+                     WHERE environment = ?1 ORDER BY environment, gateway"
+                ))
+                .and_then(|mut stmt| stmt.query_map([environment], gateway_from_row)?.collect()),
+            None => conn
+                .prepare_cached(&format!(
+                    "SELECT {GATEWAY_COLUMNS} FROM gateways ORDER BY environment, gateway"
+                ))
+                .and_then(|mut stmt| stmt.query_map([], gateway_from_row)?.collect()),
+        };
+        rows.map_err(query_error("listing gateways"))
+    }
+
+    /// Deletes, in one transaction:
+    ///
+    /// - finished attempts whose `finished_at` is older than their
+    ///   environment's retention. Unfinished attempts are never deleted, however
+    ///   old: they are the evidence a crash left, and only resolving them (which
+    ///   finishes them) lets them age out.
+    /// - revisions seen before the longest retention of any environment the
+    ///   ledger knows (from attempts or gateway records), because a revision is
+    ///   not tied to one environment and production's history must still be
+    ///   able to say what its revisions were. Even then a revision stays while
+    ///   a remaining attempt or a gateway's desired state names it, and the
+    ///   newest revision always stays, so [`Ledger::last_revision`] never
+    ///   changes because of pruning. With no environment known yet, no
+    ///   revision is deleted: there is no retention to apply.
+    ///
+    /// Gateway records are current state, not history, and are never pruned.
+    fn prune(
+        &self,
+        now: Millis,
+        retention: &dyn Fn(&str) -> Duration,
+    ) -> Result<usize, LedgerError> {
+        let doing = "pruning old records";
+        let mut conn = self.conn();
+        // IMMEDIATE: take the write lock up front, so a read-then-write
+        // transaction cannot fail with a stale snapshot when another process
+        // writes in between.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(query_error(doing))?;
+        let environments = |sql: &str| -> rusqlite::Result<Vec<String>> {
+            tx.prepare(sql)?.query_map([], |row| row.get(0))?.collect()
+        };
+        let mut deleted = 0;
+
+        let finished =
+            environments("SELECT DISTINCT environment FROM attempts WHERE finished_at IS NOT NULL")
+                .map_err(query_error(doing))?;
+        for environment in &finished {
+            deleted += tx
+                .execute(
+                    "DELETE FROM attempts
+                     WHERE environment = ?1 AND finished_at IS NOT NULL AND finished_at < ?2",
+                    params![environment, cutoff(now, retention(environment))],
+                )
+                .map_err(query_error(doing))?;
+        }
+
+        let known =
+            environments("SELECT environment FROM attempts UNION SELECT environment FROM gateways")
+                .map_err(query_error(doing))?;
+        if let Some(longest) = known.iter().map(|e| retention(e)).max() {
+            deleted += tx
+                .execute(
+                    "DELETE FROM revisions
+                     WHERE seen_at < ?1
+                       AND seq <> (SELECT seq FROM revisions ORDER BY seen_at DESC, seq DESC LIMIT 1)
+                       AND commit_id NOT IN (SELECT revision FROM attempts)
+                       AND commit_id NOT IN
+                           (SELECT desired_revision FROM gateways WHERE desired_revision IS NOT NULL)",
+                    [cutoff(now, longest)],
+                )
+                .map_err(query_error(doing))?;
+        }
+        tx.commit().map_err(query_error(doing))?;
+        Ok(deleted)
+    }
+}

@@ -15,7 +15,9 @@ impl GitSnapshot {
     /// Opens the repository at `path` and resolves `rev` (a branch, tag,
     /// commit id or any `git rev-parse` expression) to a commit.
     pub fn open(path: &Path, rev: &str) -> Result<Self, SourceError> {
-        let repo = Repository::open(path).map_err(|e| SourceError::OpenRepository {
+        // NB: `discover`, so a config repository may be a directory inside a
+        // larger git repository (as examples/config-repo is in Sluice's own).
+        let repo = Repository::discover(path).map_err(|e| SourceError::OpenRepository {
             path: path.display().to_string(),
             message: e.message().to_owned(),
         })?;
@@ -27,8 +29,21 @@ impl GitSnapshot {
             .revparse_single(rev)
             .and_then(|object| object.peel_to_commit())
             .map_err(|_| not_found())?;
-        let tree = commit.tree_id();
         let revision = Revision::Commit(commit.id().to_string());
+        let tree = match subdirectory(&repo, path) {
+            None => commit.tree_id(),
+            Some(prefix) => {
+                let entry = commit
+                    .tree()
+                    .and_then(|t| t.get_path(&prefix))
+                    .map_err(|_| SourceError::Read {
+                        path: prefix.display().to_string(),
+                        revision: revision.short().to_owned(),
+                        message: "the directory is not in this commit".into(),
+                    })?;
+                entry.id()
+            }
+        };
         drop(commit);
         Ok(GitSnapshot {
             repo,
@@ -67,6 +82,14 @@ impl GitSnapshot {
             .map(Some)
             .map_err(|e| self.error(path, e))
     }
+}
+
+/// Where `path` sits inside the repository's work tree, when it is not its root.
+fn subdirectory(repo: &Repository, path: &Path) -> Option<std::path::PathBuf> {
+    let workdir = std::fs::canonicalize(repo.workdir()?).ok()?;
+    let path = std::fs::canonicalize(path).ok()?;
+    let relative = path.strip_prefix(&workdir).ok()?;
+    (!relative.as_os_str().is_empty()).then(|| relative.to_path_buf())
 }
 
 /// git's mode for a symbolic link.

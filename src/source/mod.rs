@@ -11,9 +11,11 @@
 //! operating system, so the same rule holds for both: a link that stays inside
 //! the repository is followed, one that points outside is refused.
 
+pub mod follow;
 mod git;
 mod worktree;
 
+pub use follow::{Credentials, Follower};
 pub use git::GitSnapshot;
 pub use worktree::WorkTree;
 

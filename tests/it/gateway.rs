@@ -1,1 +1,421 @@
 //! The reference gateway and the http driver, as separate processes on 127.0.0.1.
+
+use crate::support::{GatewayProcess, example_dir};
+use serde_json::Value;
+use sluice::{
+    config::{Digest, Limits, load, model, render_all},
+    gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, http::HttpGateway},
+    source::WorkTree,
+};
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+const TOKEN: &str = "tok-3f9a1c0e-never-print-me";
+const TOKEN_ENV: &str = "SLUICE_TEST_GATEWAY_TOKEN";
+
+/// Distinct valid documents: the bundled example rendered, one per digest.
+fn documents() -> Vec<Desired> {
+    let tree = WorkTree::open(&example_dir()).expect("example opens");
+    let loaded = load(&tree, &Limits::default()).expect("example loads");
+    let repository = loaded.repository.expect("example is valid");
+    let mut documents: Vec<Desired> = Vec::new();
+    for rendered in render_all(&repository, None) {
+        if documents.iter().all(|d| d.digest != rendered.digest) {
+            documents.push(Desired {
+                environment: rendered.environment.clone(),
+                gateway: rendered.gateway.clone(),
+                digest: rendered.digest.clone(),
+                body: rendered.canonical.clone(),
+                revision: "worktree".into(),
+            });
+        }
+    }
+    assert!(documents.len() >= 2, "the example renders at least two distinct documents");
+    documents
+}
+
+/// A document the gateway must refuse: a chain naming an unknown policy.
+fn invalid_document() -> String {
+    let mut value: Value = serde_json::from_str(&documents()[0].body).unwrap();
+    let packs = value["packs"].as_object_mut().unwrap();
+    let pack = packs.values_mut().next().expect("a pack");
+    pack["chain"][0] = "pii-detecter".into();
+    value.to_string()
+}
+
+fn spec(url: &str, token: bool, timeout: Option<&str>) -> model::HttpGateway {
+    model::HttpGateway {
+        name: "gw".into(),
+        url: url.to_owned(),
+        token_env: token.then(|| model::EnvVarName(TOKEN_ENV.into())),
+        timeout: timeout.map(|t| model::DurationText(t.into())),
+    }
+}
+
+fn context(token: Option<&str>) -> DriverContext {
+    let token = token.map(str::to_owned);
+    DriverContext {
+        data_dir: PathBuf::from("."),
+        secret: Arc::new(move |name| (name == TOKEN_ENV).then(|| token.clone()).flatten()),
+        timeout: Duration::from_secs(10),
+    }
+}
+
+/// The driver as the reconciler gets it.
+fn client(process: &GatewayProcess) -> Arc<dyn Gateway> {
+    gateway::connect(&model::Gateway::Http(spec(&process.url, true, None)), &context(Some(TOKEN)))
+        .expect("driver connects")
+}
+
+fn driver(process: &GatewayProcess) -> HttpGateway {
+    HttpGateway::new(&spec(&process.url, true, None), &context(Some(TOKEN))).unwrap()
+}
+
+/// A gateway with a token and a data directory.
+fn start(data: &std::path::Path, extra: &[&str]) -> GatewayProcess {
+    let mut args = vec!["--data", data.to_str().unwrap(), "--token-env", TOKEN_ENV];
+    args.extend(extra);
+    GatewayProcess::start(&args, &[(TOKEN_ENV, TOKEN)])
+}
+
+/// The admin API, as a person simulating a hand edit or a fault would use it.
+async fn admin(process: &GatewayProcess, method: reqwest::Method, path: &str, body: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .request(method, format!("{}{path}", process.url))
+        .bearer_auth(TOKEN)
+        .body(body)
+        .send()
+        .await
+        .expect("admin request")
+}
+
+async fn faults(process: &GatewayProcess, body: &str) {
+    let response = admin(process, reqwest::Method::POST, "/admin/v1/faults", body.to_owned()).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+}
+
+#[tokio::test]
+async fn apply_then_read_back_with_the_digest_as_etag() {
+    let data = tempfile::tempdir().unwrap();
+    let process = start(data.path(), &[]);
+    let gateway = client(&process);
+    let documents = documents();
+    let first = &documents[0];
+
+    let live = gateway.live().await.unwrap();
+    assert_eq!(live.digest, None, "a new gateway runs nothing");
+    assert_eq!(gateway.config().await.unwrap(), None);
+
+    let applied = gateway.apply(first, None, 1).await.unwrap();
+    assert_eq!(applied, Applied::Swapped { digest: first.digest.clone() });
+    let live = gateway.live().await.unwrap();
+    assert_eq!(live.digest.as_ref(), Some(&first.digest));
+    assert_eq!(live.generation, Some(1));
+    let config = gateway.config().await.unwrap().expect("a config");
+    assert_eq!(Digest::of_json(&config).as_ref(), Some(&first.digest));
+
+    // GET and HEAD carry the digest as ETag; status lists the packs.
+    let http = reqwest::Client::new();
+    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+        let response = http
+            .request(method.clone(), format!("{}/sluice/v1/config", process.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{method}");
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        assert_eq!(etag, format!("\"{}\"", first.digest), "{method}");
+    }
+    let status: Value = http
+        .get(format!("{}/sluice/v1/status", process.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["digest"], first.digest.as_str());
+    assert!(status["packs"].as_object().is_some_and(|p| !p.is_empty()), "{status}");
+    assert!(status["startedAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{status}");
+    assert!(status["appliedAt"].as_str().is_some(), "{status}");
+
+    // The driver's dry run agrees with the gateway.
+    let driver = driver(&process);
+    driver.validate(&documents[1].body).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_same_digest_is_not_modified() {
+    let data = tempfile::tempdir().unwrap();
+    let process = start(data.path(), &[]);
+    let gateway = client(&process);
+    let first = &documents()[0];
+    gateway.apply(first, None, 1).await.unwrap();
+    assert_eq!(gateway.apply(first, Some(&first.digest), 2).await.unwrap(), Applied::Unchanged);
+    // Reformatted, the same document is the same digest.
+    let pretty: Value = serde_json::from_str(&first.body).unwrap();
+    let reformatted = Desired {
+        body: Arc::from(serde_json::to_string_pretty(&pretty).unwrap()),
+        ..first.clone()
+    };
+    assert_eq!(gateway.apply(&reformatted, Some(&first.digest), 3).await.unwrap(), Applied::Unchanged);
+    assert_eq!(gateway.live().await.unwrap().generation, Some(1), "nothing was done");
+}
+
+#[tokio::test]
+async fn a_hand_edit_makes_the_next_apply_fail_its_precondition() {
+    let data = tempfile::tempdir().unwrap();
+    let process = start(data.path(), &[]);
+    let gateway = client(&process);
+    let documents = documents();
+    let (first, second) = (&documents[0], &documents[1]);
+    gateway.apply(first, None, 1).await.unwrap();
+
+    // Someone edits the running gateway by hand.
+    let mut edited: Value = serde_json::from_str(&first.body).unwrap();
+    edited["enforcement"] = if edited["enforcement"] == "enforce" { "monitor" } else { "enforce" }.into();
+    let response = admin(&process, reqwest::Method::PUT, "/admin/v1/config", edited.to_string()).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+    let live = gateway.live().await.unwrap();
+    let hand_digest = live.digest.expect("runs the hand edit");
+    assert_ne!(hand_digest, first.digest);
+    assert_eq!(live.generation, Some(1), "a hand edit keeps the generation");
+
+    let error = gateway.apply(second, Some(&first.digest), 2).await.unwrap_err();
+    assert!(matches!(error, GatewayError::Changed { .. }), "{error:?}");
+    // Expecting nothing while something runs is a change too.
+    let error = gateway.apply(second, None, 2).await.unwrap_err();
+    assert!(matches!(error, GatewayError::Changed { .. }), "{error:?}");
+    assert_eq!(gateway.live().await.unwrap().digest, Some(hand_digest.clone()));
+
+    // Re-read, then the apply goes through.
+    let applied = gateway.apply(second, Some(&hand_digest), 2).await.unwrap();
+    assert_eq!(applied, Applied::Swapped { digest: second.digest.clone() });
+
+    // The admin API validates too.
+    let response = admin(&process, reqwest::Method::PUT, "/admin/v1/config", invalid_document()).await;
+    assert_eq!(response.status(), 422);
+}
+
+#[tokio::test]
+async fn an_older_generation_is_a_conflict() {
+    let data = tempfile::tempdir().unwrap();
+    let process = start(data.path(), &[]);
+    let gateway = client(&process);
+    let documents = documents();
+    gateway.apply(&documents[0], None, 7).await.unwrap();
+    let error = gateway.apply(&documents[1], Some(&documents[0].digest), 6).await.unwrap_err();
+    match error {
+        GatewayError::StaleGeneration { running, offered } => assert_eq!((running, offered), (7, 6)),
+        other => panic!("expected a stale generation, got {other:?}"),
+    }
+    // The same generation again is allowed (a retry of the same push).
+    gateway.apply(&documents[1], Some(&documents[0].digest), 7).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_invalid_document_is_refused_and_the_old_one_keeps_running() {
+    let data = tempfile::tempdir().unwrap();
+    let process = start(data.path(), &[]);
+    let gateway = client(&process);
+    let first = &documents()[0];
+    gateway.apply(first, None, 1).await.unwrap();
+
+    let body = invalid_document();
+    let bad = Desired {
+        digest: Digest::of_json(&body).unwrap(),
+        body: Arc::from(body),
+        ..first.clone()
+    };
+    match gateway.apply(&bad, Some(&first.digest), 2).await.unwrap_err() {
+        GatewayError::Refused { problems } => {
+            assert!(
+                problems.iter().any(|p| p.path.ends_with("/chain/0") && p.message.contains("pii-detecter")),
+                "{problems:?}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let live = gateway.live().await.unwrap();
+    assert_eq!((live.digest.as_ref(), live.generation), (Some(&first.digest), Some(1)));
+    let config = gateway.config().await.unwrap().unwrap();
+    assert_eq!(Digest::of_json(&config).as_ref(), Some(&first.digest));
+
+    // Not JSON at all is refused the same way, and validate agrees.
+    let driver = driver(&process);
+    assert!(matches!(driver.validate("{not json").await, Err(GatewayError::Refused { .. })));
+    assert!(matches!(driver.validate(&bad.body).await, Err(GatewayError::Refused { .. })));
+}
+
+#[tokio::test]
+async fn a_put_during_a_slow_reload_is_told_to_retry() {
+    let data = tempfile::tempdir().unwrap();
+    let process = start(data.path(), &[]);
+    let gateway = client(&process);
+    let documents = documents();
+    faults(&process, r#"{"reload_delay_ms": 1500}"#).await;
+
+    let slow = {
+        let gateway = gateway.clone();
+        let first = documents[0].clone();
+        tokio::spawn(async move { gateway.apply(&first, None, 1).await })
+    };
+    // Poll until the reload is under way. The probe can never swap: before
+    // and after the slow reload its precondition fails (412); during it the
+    // gateway is busy (429).
+    let bogus = Digest::of(b"not what runs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let busy = loop {
+        match gateway.apply(&documents[1], Some(&bogus), 2).await {
+            Err(GatewayError::Busy { retry_after }) => break retry_after,
+            Err(GatewayError::Changed { .. }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "never saw the reload in progress");
+        assert!(!slow.is_finished(), "the slow reload finished before a probe saw it");
+    };
+    assert!(busy.is_some_and(|d| d >= Duration::from_secs(1)), "Retry-After: {busy:?}");
+    let applied = slow.await.unwrap().unwrap();
+    assert_eq!(applied, Applied::Swapped { digest: documents[0].digest.clone() });
+}
+
+#[tokio::test]
+async fn credentials_are_required_and_never_echoed() {
+    let data = tempfile::tempdir().unwrap();
+    let process = start(data.path(), &[]);
+    let first = &documents()[0];
+
+    let anonymous = gateway::connect(&model::Gateway::Http(spec(&process.url, false, None)), &context(None)).unwrap();
+    let wrong = gateway::connect(
+        &model::Gateway::Http(spec(&process.url, true, None)),
+        &context(Some("wrong-tok-never-print-me")),
+    )
+    .unwrap();
+    for (who, gateway) in [("anonymous", &anonymous), ("wrong token", &wrong)] {
+        let errors = [
+            gateway.live().await.unwrap_err(),
+            gateway.config().await.unwrap_err(),
+            gateway.apply(first, None, 1).await.unwrap_err(),
+        ];
+        for error in errors {
+            assert!(matches!(error, GatewayError::Unauthorized { status: 401 }), "{who}: {error:?}");
+            let text = format!("{error} {error:?}");
+            assert!(!text.contains(TOKEN) && !text.contains("never-print-me"), "{who}: {text}");
+        }
+    }
+    // The right token works; a missing variable names the variable, not a value.
+    assert_eq!(client(&process).live().await.unwrap().digest, None);
+    let Err(error) = gateway::connect(&model::Gateway::Http(spec(&process.url, true, None)), &context(None)) else {
+        panic!("a missing token variable must fail");
+    };
+    assert!(matches!(error, GatewayError::Config(_)) && error.to_string().contains(TOKEN_ENV), "{error}");
+    // Nothing about the token in the gateway's own output either.
+    assert!(!process.stderr().contains(TOKEN));
+
+    // A gateway started without its token variable refuses to run open.
+    let run = crate::support::sluice(&["gateway", "--listen", "127.0.0.1:0", "--ephemeral", "--token-env", "SLUICE_TEST_UNSET_VARIABLE"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("SLUICE_TEST_UNSET_VARIABLE"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn a_restart_keeps_digest_and_generation() {
+    let data = tempfile::tempdir().unwrap();
+    let first = &documents()[0];
+    let before = {
+        let process = start(data.path(), &[]);
+        let gateway = client(&process);
+        gateway.apply(first, None, 4).await.unwrap();
+        gateway.live().await.unwrap()
+        // Dropped: killed with SIGKILL, no chance to flush anything more.
+    };
+    let process = start(data.path(), &[]);
+    let gateway = client(&process);
+    assert_eq!(gateway.live().await.unwrap(), before);
+    assert_eq!(before.digest.as_ref(), Some(&first.digest));
+    assert_eq!(before.generation, Some(4));
+    let config = gateway.config().await.unwrap().unwrap();
+    assert_eq!(Digest::of_json(&config).as_ref(), Some(&first.digest));
+}
+
+#[tokio::test]
+async fn an_ephemeral_gateway_forgets_on_restart() {
+    let first = &documents()[0];
+    {
+        let process = GatewayProcess::start(&["--ephemeral"], &[]);
+        let gateway = gateway::connect(&model::Gateway::Http(spec(&process.url, false, None)), &context(None)).unwrap();
+        gateway.apply(first, None, 1).await.unwrap();
+        assert_eq!(gateway.live().await.unwrap().digest.as_ref(), Some(&first.digest));
+    }
+    let process = GatewayProcess::start(&["--ephemeral"], &[]);
+    let gateway = gateway::connect(&model::Gateway::Http(spec(&process.url, false, None)), &context(None)).unwrap();
+    assert_eq!(gateway.live().await.unwrap().digest, None, "push again");
+    assert_eq!(gateway.config().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn injected_errors_then_success() {
+    let data = tempfile::tempdir().unwrap();
+    let process = start(data.path(), &[]);
+    let gateway = client(&process);
+    faults(&process, r#"{"status": 500, "count": 2}"#).await;
+    for _ in 0..2 {
+        let error = gateway.live().await.unwrap_err();
+        assert!(matches!(error, GatewayError::Status { status: 500, .. }), "{error:?}");
+        assert!(error.is_transient());
+    }
+    assert_eq!(gateway.live().await.unwrap().digest, None);
+
+    faults(&process, r#"{"status": 503}"#).await;
+    let first = &documents()[0];
+    let error = gateway.apply(first, None, 1).await.unwrap_err();
+    assert!(matches!(error, GatewayError::Status { status: 503, .. }), "{error:?}");
+    assert_eq!(gateway.live().await.unwrap().digest, None, "a failed request changes nothing");
+    gateway.apply(first, None, 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hang_past_the_client_timeout_is_a_timeout() {
+    let data = tempfile::tempdir().unwrap();
+    let process = start(data.path(), &[]);
+    let gateway = gateway::connect(
+        &model::Gateway::Http(spec(&process.url, true, Some("300ms"))),
+        &context(Some(TOKEN)),
+    )
+    .unwrap();
+    faults(&process, r#"{"hang_ms": 5000, "count": 1}"#).await;
+    let started = Instant::now();
+    let error = gateway.live().await.unwrap_err();
+    assert!(matches!(error, GatewayError::Timeout(d) if d == Duration::from_millis(300)), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "gave up in time");
+    assert!(error.is_transient());
+    // The fault is spent; the gateway answers again.
+    assert_eq!(gateway.live().await.unwrap().digest, None);
+}
+
+#[tokio::test]
+async fn nobody_listening_is_unreachable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let gateway = gateway::connect(&model::Gateway::Http(spec(&url, false, Some("2s"))), &context(None)).unwrap();
+    let error = gateway.live().await.unwrap_err();
+    assert!(matches!(error, GatewayError::Unreachable(_)), "{error:?}");
+}
+
+#[test]
+fn sigterm_shuts_it_down_cleanly() {
+    let data = tempfile::tempdir().unwrap();
+    let mut process = start(data.path(), &[]);
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &process.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = process.wait_exit(Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}: {}", process.stderr());
+}

@@ -1,0 +1,100 @@
+//! What `run` and `sync` share: the followed branch, the ledger and the
+//! reconciler, wired from the command line.
+
+use super::{Cli, StateArgs};
+use crate::{
+    config::{self, Limits, Loaded},
+    gateway::DriverContext,
+    ledger::SqliteLedger,
+    reconcile::{Options, Reconciler, SystemClock, retry::Backoff},
+    source::{Credentials, Follower},
+};
+use anyhow::Context;
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+/// Flags of commands that reconcile.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    /// Branch to follow.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// Gateways worked on at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Per-request timeout for gateways that set none.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Environment variable holding an HTTPS token for the repository.
+    #[arg(long)]
+    pub git_token_env: Option<String>,
+    /// SSH private key for the repository.
+    #[arg(long)]
+    pub git_ssh_key: Option<PathBuf>,
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    config::model::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration (e.g. 500ms, 30s, 5m, 1h)"))
+}
+
+pub struct Engine {
+    pub follower: Arc<Follower>,
+    pub reconciler: Arc<Reconciler>,
+    pub limits: Limits,
+}
+
+impl Engine {
+    pub fn new(cli: &Cli, state: &StateArgs, args: &EngineArgs) -> anyhow::Result<Engine> {
+        let data_dir = state.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        let ledger = SqliteLedger::open(&state.state_path())?;
+        let mut context = DriverContext::new(data_dir.clone());
+        context.timeout = args.timeout;
+        let reconciler = Reconciler::new(
+            Arc::new(ledger),
+            Arc::new(SystemClock),
+            context,
+            Options {
+                concurrency: args.concurrency,
+                backoff: Backoff::default(),
+            },
+        );
+        let repo = cli.repo.to_string_lossy().into_owned();
+        let follower = Follower::new(
+            &repo,
+            &args.branch,
+            &data_dir.join("cache"),
+            Credentials {
+                token_env: args.git_token_env.clone(),
+                ssh_key: args.git_ssh_key.clone(),
+            },
+        );
+        Ok(Engine {
+            follower: Arc::new(follower),
+            reconciler: Arc::new(reconciler),
+            limits: Limits {
+                max_file_bytes: cli.max_file_size,
+            },
+        })
+    }
+
+    /// Fetches the branch and loads its head (off the async runtime's threads).
+    pub async fn fetch_and_load(&self) -> anyhow::Result<(String, Arc<Loaded>)> {
+        let follower = self.follower.clone();
+        let limits = self.limits;
+        tokio::task::spawn_blocking(move || {
+            let commit = follower.fetch()?;
+            let snapshot = follower.snapshot(&commit)?;
+            let loaded = config::load(&snapshot, &limits)?;
+            Ok((commit, Arc::new(loaded)))
+        })
+        .await?
+    }
+
+    /// Only the head commit (cheap when the remote has not moved).
+    pub async fn fetch(&self) -> anyhow::Result<String> {
+        let follower = self.follower.clone();
+        Ok(tokio::task::spawn_blocking(move || follower.fetch()).await??)
+    }
+}

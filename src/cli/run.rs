@@ -1,0 +1,233 @@
+//! `sluice run`: follow a branch and keep every environment's gateways on
+//! it, on one machine, with the ledger in a SQLite file and an HTTP server
+//! for health, metrics, status and the git webhook.
+
+use super::{
+    Cli, Outcome, StateArgs,
+    engine::{Engine, EngineArgs, parse_duration},
+};
+use crate::{
+    config::Loaded,
+    ledger::Trigger,
+    reconcile::{Clock, NoProgress, Pass, SystemClock},
+    server::{self, Metrics, ServerState, SyncRequest, Tokens},
+};
+use anyhow::Context;
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+use tokio::sync::{mpsc, watch};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How often to check the branch and reconcile.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Address of the HTTP server (health, metrics, API, webhook).
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub listen: SocketAddr,
+    /// Environment variable holding the git webhook's secret; the hook is off without it.
+    #[arg(long, default_value = "SLUICE_WEBHOOK_SECRET")]
+    pub webhook_secret_env: String,
+    /// Environment variable holding API tokens, `SCOPE:TOKEN,…` (SCOPE: admin or an environment).
+    #[arg(long, default_value = "SLUICE_API_TOKENS")]
+    pub tokens_env: String,
+    /// File of API tokens, one `SCOPE TOKEN` per line.
+    #[arg(long)]
+    pub tokens_file: Option<PathBuf>,
+    /// How long in-flight applies may finish after SIGTERM/SIGINT.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(serve(cli, args))
+}
+
+fn tokens(args: &Args) -> anyhow::Result<Tokens> {
+    let mut text = std::env::var(&args.tokens_env).unwrap_or_default();
+    if let Some(file) = &args.tokens_file {
+        let content = std::fs::read_to_string(file)
+            .with_context(|| format!("reading tokens from {}", file.display()))?;
+        text.push('\n');
+        text.push_str(&content);
+    }
+    Ok(Tokens::parse(&text)?)
+}
+
+async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let engine = Engine::new(cli, &args.state, &args.engine)?;
+    let (sync_tx, sync_rx) = mpsc::channel(1);
+    let state = Arc::new(ServerState {
+        ledger: engine.reconciler.ledger().clone(),
+        ready: Default::default(),
+        metrics: Metrics::default(),
+        tokens: tokens(args)?,
+        webhook_secret: std::env::var(&args.webhook_secret_env).ok().filter(|s| !s.is_empty()),
+        sync: sync_tx,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    println!("listening on {}", listener.local_addr()?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: letting in-flight applies finish");
+        let _ = stop_tx.send(true);
+    });
+    let server = {
+        let mut stop = stop_rx.clone();
+        let app = server::router(state.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    };
+    reconcile_loop(&engine, &state, sync_rx, stop_rx, args).await;
+    let _ = server.await;
+    Ok(Outcome::Clean)
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// Passes until told to stop: at start, every interval, and on each sync
+/// request (webhook or `sluice sync --server`). An invalid head is recorded
+/// and the last good revision keeps being reconciled.
+async fn reconcile_loop(
+    engine: &Engine,
+    state: &ServerState,
+    mut requests: mpsc::Receiver<SyncRequest>,
+    mut stop: watch::Receiver<bool>,
+    args: &Args,
+) {
+    let mut current: Option<(String, Arc<Loaded>)> = None;
+    let mut last_good: Option<Arc<Loaded>> = None;
+    let mut request = Some(SyncRequest {
+        trigger: Trigger::Startup,
+        environment: None,
+        received: Instant::now(),
+    });
+    loop {
+        let next = match request.take() {
+            Some(request) => request,
+            None => tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(args.interval) => SyncRequest {
+                    trigger: Trigger::Poll,
+                    environment: None,
+                    received: Instant::now(),
+                },
+                Some(request) = requests.recv() => request,
+            },
+        };
+        let fetched = Instant::now();
+        let commit = match engine.fetch().await {
+            Ok(commit) => commit,
+            Err(e) => {
+                state.metrics.fetch_errors.inc();
+                tracing::warn!(error = %e, "cannot fetch the branch; keeping what runs");
+                continue;
+            }
+        };
+        state.metrics.fetch_seconds.observe(fetched.elapsed().as_secs_f64());
+        if current.as_ref().is_none_or(|(c, _)| *c != commit) {
+            match engine.fetch_and_load().await {
+                Ok(loaded) => current = Some(loaded),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load the branch head");
+                    continue;
+                }
+            }
+        }
+        let Some((_, loaded)) = current.clone() else { continue };
+        if next.trigger == Trigger::Startup {
+            let repo = loaded.repository.as_ref().or(last_good.as_ref().and_then(|l| l.repository.as_ref()));
+            if let Err(e) = engine.reconciler.resolve_unfinished(repo).await {
+                tracing::error!(error = %e, "cannot resolve unfinished attempts");
+            }
+        }
+        if loaded.repository.is_some() {
+            last_good = Some(loaded.clone());
+            state.ready.store(true, Ordering::SeqCst);
+        }
+        let started = Instant::now();
+        let passes = std::iter::once(loaded.clone())
+            .chain(last_good.clone().filter(|_| loaded.repository.is_none()));
+        for revision in passes {
+            let pass = engine
+                .reconciler
+                .pass(&revision, next.trigger, next.environment.as_deref(), &NoProgress);
+            let pass = tokio::select! {
+                pass = pass => pass,
+                _ = async {
+                    let _ = stop.wait_for(|s| *s).await;
+                    tokio::time::sleep(args.shutdown_grace).await;
+                } => {
+                    tracing::warn!("shutdown grace expired; unfinished applies are resolved at the next start");
+                    let _ = engine.reconciler.resolve_unfinished(revision.repository.as_ref()).await;
+                    return;
+                }
+            };
+            match pass {
+                Ok(pass) => report(state, &pass, started, &next),
+                Err(e) => tracing::error!(error = %e, "reconcile pass failed"),
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+fn report(state: &ServerState, pass: &Pass, started: Instant, request: &SyncRequest) {
+    let now = SystemClock.now() as f64 / 1000.0;
+    state.metrics.observe(pass, started.elapsed().as_secs_f64(), now);
+    match pass {
+        Pass::ValidationFailed { revision, errors } => {
+            tracing::warn!(revision = %revision, errors, "ValidationFailed: the last good version keeps running");
+        }
+        Pass::Reconciled { revision, environments } => {
+            for env in environments {
+                tracing::info!(
+                    environment = %env.environment,
+                    revision = %&revision[..revision.len().min(8)],
+                    trigger = request.trigger.as_str(),
+                    in_sync = env.in_sync(),
+                    gateways = env.gateways.len(),
+                    since_request_ms = request.received.elapsed().as_millis() as u64,
+                    "reconciled"
+                );
+            }
+        }
+    }
+}

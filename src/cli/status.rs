@@ -1,0 +1,142 @@
+//! `sluice status` and `sluice history`: what runs where, from the ledger
+//! file or a running server.
+
+use super::{Cli, Outcome, StateArgs, output::table};
+use crate::{
+    ledger::{Attempt, Ledger, SqliteLedger},
+    reconcile::{
+        Clock, SystemClock,
+        clock::{age, rfc3339},
+        status::{StatusView, short_digest, version},
+    },
+};
+use clap::ValueEnum;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Only this environment.
+    #[arg(long = "env")]
+    pub environment: Option<String>,
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Read a running `sluice run` (e.g. http://127.0.0.1:7878) instead of the state file.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Environment variable holding the API token for --server.
+    #[arg(long, default_value = "SLUICE_API_TOKEN")]
+    pub token_env: String,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    pub environment: String,
+    #[arg(long)]
+    pub gateway: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    #[arg(long)]
+    pub server: Option<String>,
+    #[arg(long, default_value = "SLUICE_API_TOKEN")]
+    pub token_env: String,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+pub fn status(_cli: &Cli, args: &StatusArgs) -> anyhow::Result<Outcome> {
+    let view = match &args.server {
+        Some(server) => super::client::status(server, &args.token_env, args.environment.as_deref())?,
+        None => {
+            let ledger = SqliteLedger::open_read_only(&args.state.state_path())?;
+            StatusView::read(&ledger, args.environment.as_deref())?
+        }
+    };
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+        Format::Table => print!("{}", status_table(&view, SystemClock.now())),
+    }
+    Ok(if view.converged() { Outcome::Clean } else { Outcome::Findings })
+}
+
+fn status_table(view: &StatusView, now: i64) -> String {
+    let mut out = String::new();
+    if let Some(revision) = &view.revision {
+        let short = &revision.commit[..revision.commit.len().min(8)];
+        if revision.valid {
+            out.push_str(&format!("revision {short} (seen {} ago)\n", age(now - revision.seen_at)));
+        } else {
+            out.push_str(&format!(
+                "revision {short} is INVALID ({} errors, ValidationFailed): the last good version keeps running\n",
+                revision.errors
+            ));
+        }
+    }
+    let rows: Vec<[String; 6]> = view
+        .gateways
+        .iter()
+        .map(|g| {
+            [
+                g.environment.clone(),
+                g.gateway.clone(),
+                version(g.desired_digest.as_deref(), g.desired_revision.as_deref()),
+                short_digest(g.observed_digest.as_deref()),
+                g.state.as_str().to_owned(),
+                format!("{} ({} ago)", rfc3339(g.changed_at), age(now - g.changed_at)),
+            ]
+        })
+        .collect();
+    let rows: Vec<[&str; 6]> = rows.iter().map(|r| r.each_ref().map(String::as_str)).collect();
+    out.push_str(&table(
+        &["ENVIRONMENT", "GATEWAY", "DESIRED", "LIVE", "STATE", "LAST CHANGE"],
+        &rows,
+    ));
+    out
+}
+
+pub fn history(_cli: &Cli, args: &HistoryArgs) -> anyhow::Result<Outcome> {
+    let attempts = match &args.server {
+        Some(server) => super::client::history(
+            server,
+            &args.token_env,
+            &args.environment,
+            args.gateway.as_deref(),
+            args.limit,
+        )?,
+        None => {
+            let ledger = SqliteLedger::open_read_only(&args.state.state_path())?;
+            ledger.history(&args.environment, args.gateway.as_deref(), args.limit)?
+        }
+    };
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&attempts)?),
+        Format::Table => print!("{}", history_table(&attempts)),
+    }
+    Ok(Outcome::Clean)
+}
+
+fn history_table(attempts: &[Attempt]) -> String {
+    let rows: Vec<[String; 6]> = attempts
+        .iter()
+        .map(|a| {
+            [
+                rfc3339(a.start.started_at),
+                a.start.gateway.clone(),
+                version(Some(&a.start.digest), Some(&a.start.revision)),
+                a.start.trigger.as_str().to_owned(),
+                a.outcome.map_or("in-flight", |o| o.as_str()).to_owned(),
+                a.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let rows: Vec<[&str; 6]> = rows.iter().map(|r| r.each_ref().map(String::as_str)).collect();
+    table(&["STARTED", "GATEWAY", "VERSION", "TRIGGER", "OUTCOME", "ERROR"], &rows)
+}

@@ -1,0 +1,549 @@
+//! The reconciler: one pass takes a loaded revision to every gateway.
+//!
+//! ```text
+//! Loaded revision ──invalid──► ledger: revision + findings; nothing applied
+//!        │ valid
+//!        ▼
+//!   render ──► per gateway, at most `concurrency` at once:
+//!                live digest ══ desired? ──yes──► in-sync
+//!                   │ no
+//!                   ▼
+//!                ledger: attempt started ─► apply (retries, backoff, jitter)
+//!                   ─► read back and verify ─► ledger: attempt finished
+//! ```
+//!
+//! It knows nothing of where it runs: the ledger, the clock and the gateway
+//! drivers come in through traits.
+
+pub mod clock;
+mod plan;
+pub mod retry;
+pub mod status;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use plan::{Action, plan};
+
+use crate::{
+    config::{Digest, Loaded, RenderedGateway, Repository, model, render_all},
+    gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, Live},
+    ledger::{
+        AttemptStart, GatewayRecord, GatewayState, Ledger, LedgerError, Outcome, RevisionRecord,
+        Trigger,
+    },
+    source::Revision,
+};
+use futures::StreamExt;
+use retry::Backoff;
+use serde::Serialize;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+/// Errors that stop a whole pass (a gateway's failure never does).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// How a pass behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Gateways worked on at once.
+    pub concurrency: usize,
+    pub backoff: Backoff,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            concurrency: 32,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Progress of a pass, for progress bars; called from many tasks.
+pub trait Progress: Send + Sync {
+    fn environment(&self, _environment: &str, _gateways: usize) {}
+    fn gateway_done(&self, _environment: &str, _gateway: &str, _state: GatewayState) {}
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Where one gateway ended up after a pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayReport {
+    pub environment: String,
+    pub gateway: String,
+    pub state: GatewayState,
+    pub desired: Digest,
+    pub observed: Option<Digest>,
+    /// Whether this pass changed what the gateway runs.
+    pub applied: bool,
+    pub error: Option<String>,
+}
+
+/// One environment after a pass: honest about partial rollouts.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvironmentReport {
+    pub environment: String,
+    pub gateways: Vec<GatewayReport>,
+}
+
+impl EnvironmentReport {
+    pub fn in_sync(&self) -> usize {
+        self.gateways
+            .iter()
+            .filter(|g| g.state == GatewayState::InSync)
+            .count()
+    }
+
+    pub fn converged(&self) -> bool {
+        self.in_sync() == self.gateways.len()
+    }
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Pass {
+    /// The revision is invalid: nothing was applied, the last good version
+    /// keeps running.
+    ValidationFailed { revision: String, errors: usize },
+    Reconciled {
+        revision: String,
+        environments: Vec<EnvironmentReport>,
+    },
+}
+
+impl Pass {
+    pub fn converged(&self) -> bool {
+        match self {
+            Pass::ValidationFailed { .. } => false,
+            Pass::Reconciled { environments, .. } => environments.iter().all(|e| e.converged()),
+        }
+    }
+}
+
+pub struct Reconciler {
+    ledger: Arc<dyn Ledger>,
+    clock: Arc<dyn Clock>,
+    context: DriverContext,
+    options: Options,
+    drivers: Mutex<HashMap<String, Arc<dyn Gateway>>>,
+    generation: AtomicU64,
+}
+
+impl Reconciler {
+    pub fn new(
+        ledger: Arc<dyn Ledger>,
+        clock: Arc<dyn Clock>,
+        context: DriverContext,
+        options: Options,
+    ) -> Self {
+        Reconciler {
+            ledger,
+            clock,
+            context,
+            options,
+            drivers: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub fn ledger(&self) -> &Arc<dyn Ledger> {
+        &self.ledger
+    }
+
+    /// Generations grow across restarts: they start from the clock, so a
+    /// stale replica's older generation loses (`409`).
+    fn next_generation(&self) -> u64 {
+        let floor = self.clock.now().max(0) as u64;
+        let mut current = self.generation.load(Ordering::SeqCst);
+        loop {
+            let next = floor.max(current + 1);
+            match self.generation.compare_exchange(
+                current,
+                next,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return next,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// The driver for a gateway, reused across passes while its spec is unchanged.
+    fn driver(
+        &self,
+        environment: &str,
+        spec: &model::Gateway,
+    ) -> Result<Arc<dyn Gateway>, GatewayError> {
+        let key = format!(
+            "{environment}/{}/{}",
+            spec.name(),
+            serde_json::to_string(spec).unwrap_or_default()
+        );
+        let mut drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(driver) = drivers.get(&key) {
+            return Ok(driver.clone());
+        }
+        let driver = gateway::connect(spec, &self.context)?;
+        drivers.insert(key, driver.clone());
+        Ok(driver)
+    }
+
+    /// One pass over a loaded revision (of every environment, or of `only`).
+    pub async fn pass(
+        &self,
+        loaded: &Loaded,
+        trigger: Trigger,
+        only: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<Pass, ReconcileError> {
+        let revision = loaded.revision.to_string();
+        let errors = loaded.findings.iter().filter(|f| f.is_error()).count();
+        self.ledger.record_revision(&RevisionRecord {
+            commit: revision.clone(),
+            seen_at: self.clock.now(),
+            valid: loaded.repository.is_some(),
+            errors,
+            findings: serde_json::to_string(&loaded.findings).unwrap_or_default(),
+        })?;
+        let Some(repo) = &loaded.repository else {
+            tracing::warn!(revision, errors, "revision is invalid; nothing applied");
+            return Ok(Pass::ValidationFailed { revision, errors });
+        };
+        let rendered = render_all(repo, only);
+        let previous: HashMap<(String, String), GatewayRecord> = self
+            .ledger
+            .gateways(only)?
+            .into_iter()
+            .map(|r| ((r.environment.clone(), r.gateway.clone()), r))
+            .collect();
+        for env in repo
+            .environments
+            .values()
+            .filter(|e| only.is_none_or(|o| o == e.slug))
+        {
+            progress.environment(&env.slug, env.gateways.len());
+        }
+        let jobs = rendered.iter().filter_map(|r| {
+            let env = repo.environments.get(&r.environment)?;
+            let spec = env.gateways.iter().find(|g| g.name() == r.gateway)?;
+            Some((r, spec))
+        });
+        let reports: Vec<GatewayReport> = futures::stream::iter(jobs)
+            .map(|(rendered, spec)| {
+                let previous =
+                    previous.get(&(rendered.environment.clone(), rendered.gateway.clone()));
+                self.reconcile_gateway(
+                    rendered,
+                    spec,
+                    &loaded.revision,
+                    trigger,
+                    previous,
+                    progress,
+                )
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        Ok(Pass::Reconciled {
+            revision,
+            environments: group(reports),
+        })
+    }
+
+    async fn reconcile_gateway(
+        &self,
+        rendered: &RenderedGateway,
+        spec: &model::Gateway,
+        revision: &Revision,
+        trigger: Trigger,
+        previous: Option<&GatewayRecord>,
+        progress: &dyn Progress,
+    ) -> GatewayReport {
+        let desired = Desired {
+            environment: rendered.environment.clone(),
+            gateway: rendered.gateway.clone(),
+            digest: rendered.digest.clone(),
+            body: rendered.canonical.clone(),
+            revision: revision.to_string(),
+        };
+        let span = tracing::info_span!(
+            "gateway",
+            environment = %desired.environment,
+            gateway = %desired.gateway,
+            revision = %revision.short(),
+        );
+        let _enter = span.enter();
+        let report = match self.driver(&desired.environment, spec) {
+            Ok(driver) => self.converge(driver.as_ref(), &desired, trigger).await,
+            Err(error) => failure(&desired, None, &error),
+        };
+        if let Err(e) = self
+            .ledger
+            .upsert_gateway(&self.record(&report, &desired, previous))
+        {
+            tracing::error!(error = %e, "cannot write gateway state to the ledger");
+        }
+        progress.gateway_done(&report.environment, &report.gateway, report.state);
+        report
+    }
+
+    /// Reads the gateway, applies when it differs, verifies.
+    async fn converge(
+        &self,
+        driver: &dyn Gateway,
+        desired: &Desired,
+        trigger: Trigger,
+    ) -> GatewayReport {
+        let live = match self.retrying(|| driver.live()).await {
+            Ok(live) => live,
+            Err(error) => return failure(desired, None, &error),
+        };
+        let Action::Apply { expected } = plan(&desired.digest, &live) else {
+            return report(desired, GatewayState::InSync, live.digest, false, None);
+        };
+        let attempt = match self.ledger.start_attempt(&AttemptStart {
+            environment: desired.environment.clone(),
+            gateway: desired.gateway.clone(),
+            revision: desired.revision.clone(),
+            digest: desired.digest.to_string(),
+            trigger,
+            started_at: self.clock.now(),
+        }) {
+            Ok(id) => id,
+            Err(e) => {
+                // NB: no attempt without its record: an unrecorded apply could
+                // never be resolved after a crash.
+                tracing::error!(error = %e, "cannot record the attempt; not applying");
+                return report(
+                    desired,
+                    GatewayState::Failed,
+                    live.digest,
+                    false,
+                    Some(e.to_string()),
+                );
+            }
+        };
+        let result = self.apply(driver, desired, expected).await;
+        let (outcome, report) = match result {
+            Ok(applied) => match self.retrying(|| driver.live()).await {
+                Ok(after) if after.digest.as_ref() == Some(&desired.digest) => {
+                    let changed = matches!(applied, Applied::Swapped { .. });
+                    let outcome = if changed {
+                        Outcome::Applied
+                    } else {
+                        Outcome::Unchanged
+                    };
+                    tracing::info!(digest = %desired.digest.short(), outcome = outcome.as_str(), "verified");
+                    (
+                        outcome,
+                        report(desired, GatewayState::InSync, after.digest, changed, None),
+                    )
+                }
+                Ok(after) => {
+                    let error = GatewayError::Mismatch {
+                        applied: desired.digest.to_string(),
+                        reported: after.digest.map_or("nothing".into(), |d| d.to_string()),
+                    };
+                    (Outcome::Failed, failure(desired, None, &error))
+                }
+                Err(error) => (Outcome::Failed, failure(desired, None, &error)),
+            },
+            Err(error) => (
+                Outcome::Failed,
+                failure(desired, live.digest.clone(), &error),
+            ),
+        };
+        if let Err(e) =
+            self.ledger
+                .finish_attempt(attempt, self.clock.now(), outcome, report.error.as_deref())
+        {
+            tracing::error!(error = %e, attempt, "cannot finish the attempt in the ledger");
+        }
+        report
+    }
+
+    /// Applies with retries: transient failures back off; a gateway that
+    /// changed since it was read (`412`) is read again and the apply retried
+    /// against what it now runs.
+    async fn apply(
+        &self,
+        driver: &dyn Gateway,
+        desired: &Desired,
+        mut expected: Option<Digest>,
+    ) -> Result<Applied, GatewayError> {
+        let backoff = self.options.backoff;
+        let mut retry = 0;
+        loop {
+            let generation = self.next_generation();
+            let error = match driver.apply(desired, expected.as_ref(), generation).await {
+                Ok(applied) => return Ok(applied),
+                Err(error) => error,
+            };
+            retry += 1;
+            if retry >= backoff.attempts {
+                return Err(error);
+            }
+            match &error {
+                GatewayError::Changed { .. } => {
+                    tracing::warn!("gateway changed since it was read; reading it again");
+                    expected = self.retrying(|| driver.live()).await?.digest;
+                }
+                e if e.is_transient() => {
+                    let hint = match e {
+                        GatewayError::Busy { retry_after } => *retry_after,
+                        _ => None,
+                    };
+                    let wait = backoff.delay(retry, rand::random::<f64>(), hint);
+                    tracing::debug!(error = %e, ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                _ => return Err(error),
+            }
+        }
+    }
+
+    /// Runs a read with retries on transient failures.
+    async fn retrying<F, Fut>(&self, mut read: F) -> Result<Live, GatewayError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Live, GatewayError>>,
+    {
+        let backoff = self.options.backoff;
+        let mut retry = 0;
+        loop {
+            match read().await {
+                Ok(live) => return Ok(live),
+                Err(e) if e.is_transient() && retry + 1 < backoff.attempts => {
+                    retry += 1;
+                    tokio::time::sleep(backoff.delay(retry, rand::random::<f64>(), None)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        report: &GatewayReport,
+        desired: &Desired,
+        previous: Option<&GatewayRecord>,
+    ) -> GatewayRecord {
+        let now = self.clock.now();
+        let observed = report.observed.as_ref().map(|d| d.to_string());
+        let changed_at = match previous {
+            Some(p) if p.state == report.state && p.observed_digest == observed => p.changed_at,
+            _ => now,
+        };
+        GatewayRecord {
+            environment: report.environment.clone(),
+            gateway: report.gateway.clone(),
+            desired_digest: Some(desired.digest.to_string()),
+            desired_revision: Some(desired.revision.clone()),
+            observed_digest: observed,
+            state: report.state,
+            changed_at,
+            updated_at: now,
+            error: report.error.clone(),
+        }
+    }
+
+    /// After a crash or kill: every attempt left unfinished is resolved by
+    /// reading its gateway — applied if it runs the attempt's digest,
+    /// interrupted otherwise. Returns how many were resolved.
+    pub async fn resolve_unfinished(
+        &self,
+        repo: Option<&Repository>,
+    ) -> Result<usize, ReconcileError> {
+        let unfinished = self.ledger.unfinished_attempts()?;
+        for attempt in &unfinished {
+            let spec = repo
+                .and_then(|r| r.environments.get(&attempt.start.environment))
+                .and_then(|e| {
+                    e.gateways
+                        .iter()
+                        .find(|g| g.name() == attempt.start.gateway)
+                });
+            let live = match spec.map(|s| self.driver(&attempt.start.environment, s)) {
+                Some(Ok(driver)) => driver.live().await.ok(),
+                _ => None,
+            };
+            let ran = live.and_then(|l| l.digest).map(|d| d.to_string());
+            let (outcome, error) = if ran.as_deref() == Some(attempt.start.digest.as_str()) {
+                (
+                    Outcome::Applied,
+                    Some("resolved after restart: the gateway runs this version"),
+                )
+            } else {
+                (
+                    Outcome::Interrupted,
+                    Some("interrupted: Sluice stopped before the apply was verified"),
+                )
+            };
+            self.ledger
+                .finish_attempt(attempt.id, self.clock.now(), outcome, error)?;
+            tracing::warn!(
+                environment = %attempt.start.environment,
+                gateway = %attempt.start.gateway,
+                outcome = outcome.as_str(),
+                "resolved an unfinished attempt"
+            );
+        }
+        Ok(unfinished.len())
+    }
+}
+
+fn report(
+    desired: &Desired,
+    state: GatewayState,
+    observed: Option<Digest>,
+    applied: bool,
+    error: Option<String>,
+) -> GatewayReport {
+    GatewayReport {
+        environment: desired.environment.clone(),
+        gateway: desired.gateway.clone(),
+        state,
+        desired: desired.digest.clone(),
+        observed,
+        applied,
+        error,
+    }
+}
+
+fn failure(desired: &Desired, observed: Option<Digest>, error: &GatewayError) -> GatewayReport {
+    let state = match error {
+        GatewayError::Unreachable(_) | GatewayError::Timeout(_) => GatewayState::Unreachable,
+        _ => GatewayState::Failed,
+    };
+    tracing::warn!(error = %error, state = state.as_str(), "gateway did not converge");
+    report(desired, state, observed, false, Some(error.to_string()))
+}
+
+/// Reports by environment, each environment's gateways by name.
+fn group(mut reports: Vec<GatewayReport>) -> Vec<EnvironmentReport> {
+    reports.sort_by(|a, b| (&a.environment, &a.gateway).cmp(&(&b.environment, &b.gateway)));
+    let mut environments: Vec<EnvironmentReport> = Vec::new();
+    for report in reports {
+        match environments.last_mut() {
+            Some(env) if env.environment == report.environment => env.gateways.push(report),
+            _ => environments.push(EnvironmentReport {
+                environment: report.environment.clone(),
+                gateways: vec![report],
+            }),
+        }
+    }
+    environments
+}

@@ -1,0 +1,149 @@
+//! Prometheus metrics of a running `sluice run`.
+
+use crate::{ledger::GatewayState, reconcile::Pass};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use std::sync::atomic::AtomicU64;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub environment: String,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvironmentLabels {
+    pub environment: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub environment: String,
+    pub state: String,
+}
+
+fn seconds_buckets() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<OutcomeLabels, Counter>,
+    pub reconcile_seconds: Family<EnvironmentLabels, Histogram, fn() -> Histogram>,
+    pub gateways: Family<StateLabels, Gauge>,
+    pub last_success: Gauge<f64, AtomicU64>,
+    pub fetch_seconds: Histogram,
+    pub fetch_errors: Counter,
+    pub webhooks_rejected: Counter,
+    pub invalid_revisions: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let reconciles = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconcile passes by environment and outcome (converged, partial, invalid)",
+            reconciles.clone(),
+        );
+        let reconcile_seconds =
+            Family::<EnvironmentLabels, Histogram, fn() -> Histogram>::new_with_constructor(seconds_buckets);
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of reconcile passes by environment",
+            reconcile_seconds.clone(),
+        );
+        let gateways = Family::<StateLabels, Gauge>::default();
+        registry.register("gateways", "Gateways by environment and state", gateways.clone());
+        let last_success = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "last_successful_sync_timestamp_seconds",
+            "When every gateway last converged (Unix seconds)",
+            last_success.clone(),
+        );
+        let fetch_seconds = seconds_buckets();
+        registry.register("git_fetch_duration_seconds", "Duration of git fetches", fetch_seconds.clone());
+        let fetch_errors = Counter::default();
+        registry.register("git_fetch_errors", "Failed git fetches", fetch_errors.clone());
+        let webhooks_rejected = Counter::default();
+        registry.register(
+            "webhook_rejected",
+            "Git webhook deliveries refused (bad or missing signature)",
+            webhooks_rejected.clone(),
+        );
+        let invalid_revisions = Counter::default();
+        registry.register(
+            "invalid_revisions",
+            "Passes over a revision that failed validation",
+            invalid_revisions.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_seconds,
+            gateways,
+            last_success,
+            fetch_seconds,
+            fetch_errors,
+            webhooks_rejected,
+            invalid_revisions,
+        }
+    }
+}
+
+const STATES: [GatewayState; 7] = [
+    GatewayState::InSync,
+    GatewayState::Drifted,
+    GatewayState::Pending,
+    GatewayState::Applying,
+    GatewayState::Failed,
+    GatewayState::Unreachable,
+    GatewayState::Gated,
+];
+
+impl Metrics {
+    /// Counts a finished pass.
+    pub fn observe(&self, pass: &Pass, seconds: f64, now_seconds: f64) {
+        let Pass::Reconciled { environments, .. } = pass else {
+            self.invalid_revisions.inc();
+            return;
+        };
+        for env in environments {
+            let outcome = if env.converged() { "converged" } else { "partial" };
+            self.reconciles
+                .get_or_create(&OutcomeLabels {
+                    environment: env.environment.clone(),
+                    outcome: outcome.into(),
+                })
+                .inc();
+            self.reconcile_seconds
+                .get_or_create(&EnvironmentLabels {
+                    environment: env.environment.clone(),
+                })
+                .observe(seconds);
+            for state in STATES {
+                let count = env.gateways.iter().filter(|g| g.state == state).count();
+                self.gateways
+                    .get_or_create(&StateLabels {
+                        environment: env.environment.clone(),
+                        state: state.as_str().into(),
+                    })
+                    .set(count as i64);
+            }
+        }
+        if pass.converged() {
+            self.last_success.set(now_seconds);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}

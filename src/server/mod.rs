@@ -1,0 +1,159 @@
+//! The HTTP server of standalone mode: health, readiness, metrics, the
+//! status API and the git webhook.
+//!
+//! | path | what |
+//! | ---- | ---- |
+//! | `GET /healthz` | the process is up |
+//! | `GET /readyz` | `200` after the first successful fetch and validation |
+//! | `GET /metrics` | Prometheus text |
+//! | `GET /api/v1/status[?env=E]` | the status matrix, limited to the token's scope |
+//! | `GET /api/v1/environments/{env}/history[?gateway=G&limit=N]` | attempts, newest first |
+//! | `POST /api/v1/sync[?env=E]` | reconcile now |
+//! | `POST /hooks/git` | GitHub (`X-Hub-Signature-256`) or GitLab (`X-Gitlab-Token`) push: reconcile now |
+//!
+//! API tokens are scoped to one environment or `admin`; a token for
+//! development gets `403` on production. They are kept hashed and never logged.
+
+pub mod metrics;
+mod tokens;
+pub mod webhook;
+
+pub use metrics::Metrics;
+pub use tokens::{Scope, Tokens};
+
+use crate::{
+    ledger::{Ledger, Trigger},
+    reconcile::status::StatusView,
+};
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+use tokio::sync::mpsc;
+
+/// A request to reconcile now.
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    pub trigger: Trigger,
+    pub environment: Option<String>,
+    /// When the request arrived (for webhook-to-apply latency).
+    pub received: std::time::Instant,
+}
+
+pub struct ServerState {
+    pub ledger: Arc<dyn Ledger>,
+    pub ready: AtomicBool,
+    pub metrics: Metrics,
+    pub tokens: Tokens,
+    /// Shared secret of the git webhook; without one the hook is off.
+    pub webhook_secret: Option<String>,
+    pub sync: mpsc::Sender<SyncRequest>,
+}
+
+pub fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/environments/{env}/history", get(history))
+        .route("/api/v1/sync", post(sync))
+        .route("/hooks/git", post(webhook::receive))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no revision fetched and validated yet\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+#[derive(Deserialize)]
+struct EnvQuery {
+    env: Option<String>,
+}
+
+async fn status(State(state): State<Arc<ServerState>>, headers: HeaderMap, Query(q): Query<EnvQuery>) -> Response {
+    let scope = match state.tokens.authorize(&headers, q.env.as_deref()) {
+        Ok(scope) => scope,
+        Err(response) => return response,
+    };
+    let ledger = state.ledger.clone();
+    let env = q.env.clone();
+    let view = tokio::task::spawn_blocking(move || StatusView::read(ledger.as_ref(), env.as_deref())).await;
+    match view {
+        Ok(Ok(view)) => Json(view.retain(|e| scope.allows(e))).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    gateway: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(env): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    if let Err(response) = state.tokens.authorize(&headers, Some(&env)) {
+        return response;
+    }
+    let ledger = state.ledger.clone();
+    let limit = q.limit.unwrap_or(20).min(1000);
+    let result = tokio::task::spawn_blocking(move || ledger.history(&env, q.gateway.as_deref(), limit)).await;
+    match result {
+        Ok(Ok(attempts)) => Json(attempts).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn sync(State(state): State<Arc<ServerState>>, headers: HeaderMap, Query(q): Query<EnvQuery>, _body: Bytes) -> Response {
+    if let Err(response) = state.tokens.authorize(&headers, q.env.as_deref()) {
+        return response;
+    }
+    request_sync(&state, Trigger::Manual, q.env).await
+}
+
+async fn request_sync(state: &ServerState, trigger: Trigger, environment: Option<String>) -> Response {
+    let request = SyncRequest {
+        trigger,
+        environment,
+        received: std::time::Instant::now(),
+    };
+    match state.sync.try_send(request) {
+        // NB: a full queue means a pass is already pending; it will see this change too.
+        Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {
+            (StatusCode::ACCEPTED, Json(serde_json::json!({"accepted": true}))).into_response()
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+    }
+}

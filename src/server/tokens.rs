@@ -1,0 +1,135 @@
+//! API tokens scoped to one environment or `admin`, kept only as sha256
+//! hashes and compared in constant time.
+
+use axum::{
+    Json,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use sha2::{Digest, Sha256};
+
+/// What a token may read and act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Admin,
+    Environment(String),
+    /// No tokens are configured: the API is open (listen on loopback only).
+    Open,
+}
+
+impl Scope {
+    pub fn allows(&self, environment: &str) -> bool {
+        match self {
+            Scope::Admin | Scope::Open => true,
+            Scope::Environment(e) => e == environment,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Tokens {
+    hashed: Vec<([u8; 32], Scope)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("token line {line}: expected `SCOPE TOKEN` (SCOPE is `admin` or an environment slug)")]
+pub struct TokenParseError {
+    line: usize,
+}
+
+impl Tokens {
+    /// Reads `SCOPE TOKEN` lines (or `SCOPE:TOKEN`, comma-separated, as in
+    /// an environment variable). Blank lines and `#` comments are skipped.
+    pub fn parse(text: &str) -> Result<Tokens, TokenParseError> {
+        let mut tokens = Tokens::default();
+        let entries = text.split(['\n', ',']).map(str::trim).enumerate();
+        for (i, entry) in entries.filter(|(_, e)| !e.is_empty() && !e.starts_with('#')) {
+            let (scope, token) = entry
+                .split_once([' ', ':'])
+                .map(|(s, t)| (s.trim(), t.trim()))
+                .filter(|(s, t)| !s.is_empty() && !t.is_empty())
+                .ok_or(TokenParseError { line: i + 1 })?;
+            let scope = match scope {
+                "admin" => Scope::Admin,
+                env => Scope::Environment(env.to_owned()),
+            };
+            tokens.hashed.push((Sha256::digest(token.as_bytes()).into(), scope));
+        }
+        Ok(tokens)
+    }
+
+    fn scope_of(&self, token: &str) -> Option<Scope> {
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        // NB: every stored hash is compared, each in constant time, so timing
+        // says nothing about which (if any) matched.
+        for (hash, scope) in &self.hashed {
+            let same = hash.iter().zip(presented).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            if same && found.is_none() {
+                found = Some(scope.clone());
+            }
+        }
+        found
+    }
+
+    /// The scope of the request's bearer token, checked against the
+    /// environment it asks about; `401` or `403` otherwise.
+    #[allow(clippy::result_large_err)]
+    pub fn authorize(&self, headers: &HeaderMap, environment: Option<&str>) -> Result<Scope, Response> {
+        if self.hashed.is_empty() {
+            return Ok(Scope::Open);
+        }
+        let refuse = |status: StatusCode, message: &str| {
+            (status, Json(serde_json::json!({ "error": message }))).into_response()
+        };
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
+        let scope = self
+            .scope_of(token.trim())
+            .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "unknown token"))?;
+        match (environment, &scope) {
+            (Some(env), scope) if !scope.allows(env) => Err(refuse(
+                StatusCode::FORBIDDEN,
+                &format!("this token is not scoped to environment `{env}`"),
+            )),
+            _ => Ok(scope),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn scopes_limit_environments() {
+        let tokens = Tokens::parse("development dev-token\nadmin root-token\n# comment\n").unwrap();
+        assert_eq!(
+            tokens.authorize(&bearer("dev-token"), Some("development")).unwrap(),
+            Scope::Environment("development".into())
+        );
+        let refused = tokens.authorize(&bearer("dev-token"), Some("production")).unwrap_err();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert!(tokens.authorize(&bearer("root-token"), Some("production")).is_ok());
+        let unknown = tokens.authorize(&bearer("guess"), None).unwrap_err();
+        assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+        let missing = tokens.authorize(&HeaderMap::new(), None).unwrap_err();
+        assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn parses_the_environment_variable_form() {
+        let tokens = Tokens::parse("production:p1, admin:a1").unwrap();
+        assert_eq!(tokens.hashed.len(), 2);
+        assert!(Tokens::parse("justonetoken").is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! Following a branch: a local repository is read in place; a remote one
+//! (`file://`, `git://`, `https://` with a token from the environment, `ssh`
+//! with a key file) is fetched into a bare cache repository, after a cheap
+//! check of the remote head so an unchanged branch costs one round trip.
+
+use super::{GitSnapshot, SourceError};
+use git2::{Cred, Direction, FetchOptions, Oid, RemoteCallbacks, Repository};
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+
+/// How to authenticate to a remote. Secrets are named, never held in config.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// Environment variable holding an HTTPS token.
+    pub token_env: Option<String>,
+    /// Private key file for SSH remotes.
+    pub ssh_key: Option<PathBuf>,
+}
+
+enum Location {
+    Local(PathBuf),
+    Remote { url: String, cache: PathBuf },
+}
+
+/// A branch of a repository, kept up to date.
+pub struct Follower {
+    location: Location,
+    branch: String,
+    credentials: Credentials,
+}
+
+/// Whether `repo` names a remote rather than a local path.
+pub fn is_remote(repo: &str) -> bool {
+    repo.contains("://") || (repo.contains('@') && repo.contains(':') && !Path::new(repo).exists())
+}
+
+const TRACKING_PREFIX: &str = "refs/remotes/sluice/";
+
+impl Follower {
+    pub fn new(repo: &str, branch: &str, cache_root: &Path, credentials: Credentials) -> Self {
+        let location = if is_remote(repo) {
+            let hash = Sha256::digest(repo.as_bytes());
+            let name: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+            Location::Remote {
+                url: repo.to_owned(),
+                cache: cache_root.join("repos").join(name),
+            }
+        } else {
+            Location::Local(PathBuf::from(repo))
+        };
+        Follower {
+            location,
+            branch: branch.to_owned(),
+            credentials,
+        }
+    }
+
+    /// The repository snapshots are read from (the cache, for a remote).
+    pub fn repository_path(&self) -> &Path {
+        match &self.location {
+            Location::Local(path) => path,
+            Location::Remote { cache, .. } => cache,
+        }
+    }
+
+    /// Where the branch is after bringing the local copy up to date: the
+    /// full commit id of its head.
+    pub fn fetch(&self) -> Result<String, SourceError> {
+        match &self.location {
+            Location::Local(path) => {
+                let repo = open(path)?;
+                let commit = repo
+                    .revparse_single(&format!("refs/heads/{}", self.branch))
+                    .or_else(|_| repo.revparse_single(&self.branch))
+                    .and_then(|o| o.peel_to_commit())
+                    .map_err(|_| SourceError::RevisionNotFound {
+                        rev: self.branch.clone(),
+                        path: path.display().to_string(),
+                    })?;
+                Ok(commit.id().to_string())
+            }
+            Location::Remote { url, cache } => self.fetch_remote(url, cache),
+        }
+    }
+
+    fn fetch_remote(&self, url: &str, cache: &Path) -> Result<String, SourceError> {
+        let repo = match Repository::open_bare(cache) {
+            Ok(repo) => repo,
+            Err(_) => {
+                std::fs::create_dir_all(cache).map_err(|source| SourceError::Io {
+                    path: cache.display().to_string(),
+                    source,
+                })?;
+                Repository::init_bare(cache).map_err(|e| remote_error(url, e))?
+            }
+        };
+        let tracking = format!("{TRACKING_PREFIX}{}", self.branch);
+        let local_head = repo.refname_to_id(&tracking).ok();
+        let mut remote = repo
+            .remote_anonymous(url)
+            .map_err(|e| remote_error(url, e))?;
+        let remote_head = {
+            let connection = remote
+                .connect_auth(Direction::Fetch, Some(self.callbacks()), None)
+                .map_err(|e| remote_error(url, e))?;
+            let wanted = format!("refs/heads/{}", self.branch);
+            let head = connection
+                .list()
+                .map_err(|e| remote_error(url, e))?
+                .iter()
+                .find(|h| h.name() == wanted)
+                .map(|h| h.oid());
+            head.ok_or_else(|| SourceError::RevisionNotFound {
+                rev: self.branch.clone(),
+                path: url.to_owned(),
+            })?
+        };
+        if local_head == Some(remote_head) {
+            return Ok(remote_head.to_string());
+        }
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(self.callbacks());
+        let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
+        remote
+            .fetch(&[refspec.as_str()], Some(&mut options), None)
+            .map_err(|e| remote_error(url, e))?;
+        let head: Oid = repo
+            .refname_to_id(&tracking)
+            .map_err(|e| remote_error(url, e))?;
+        Ok(head.to_string())
+    }
+
+    fn callbacks(&self) -> RemoteCallbacks<'_> {
+        let mut callbacks = RemoteCallbacks::new();
+        let credentials = self.credentials.clone();
+        callbacks.credentials(move |_url, username, allowed| {
+            if allowed.is_ssh_key()
+                && let Some(key) = &credentials.ssh_key
+            {
+                return Cred::ssh_key(username.unwrap_or("git"), None, key, None);
+            }
+            if allowed.is_user_pass_plaintext()
+                && let Some(token) = credentials
+                    .token_env
+                    .as_deref()
+                    .and_then(|v| std::env::var(v).ok())
+            {
+                return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), &token);
+            }
+            Cred::default()
+        });
+        callbacks
+    }
+
+    /// The snapshot of one commit of the followed repository.
+    pub fn snapshot(&self, commit: &str) -> Result<GitSnapshot, SourceError> {
+        GitSnapshot::open(self.repository_path(), commit)
+    }
+}
+
+fn open(path: &Path) -> Result<Repository, SourceError> {
+    Repository::discover(path).map_err(|e| SourceError::OpenRepository {
+        path: path.display().to_string(),
+        message: e.message().to_owned(),
+    })
+}
+
+/// git2's message, without anything that could carry a credential: a URL's
+/// user-info is cut before it is shown.
+fn remote_error(url: &str, e: git2::Error) -> SourceError {
+    SourceError::OpenRepository {
+        path: redact_url(url),
+        message: e.message().replace(url, &redact_url(url)),
+    }
+}
+
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_remotes_from_paths() {
+        assert!(is_remote("https://git.example/policy.git"));
+        assert!(is_remote("file:///srv/policy"));
+        assert!(is_remote("git@git.example:team/policy.git"));
+        assert!(!is_remote("./policy"));
+        assert!(!is_remote("/srv/policy"));
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_in_messages() {
+        assert_eq!(
+            redact_url("https://user:s3cret@git.example/p.git"),
+            "https://***@git.example/p.git"
+        );
+        assert_eq!(
+            redact_url("https://git.example/p.git"),
+            "https://git.example/p.git"
+        );
+    }
+}
