@@ -10,12 +10,18 @@ fn client(token_env: &str) -> anyhow::Result<(reqwest::Client, Option<String>)> 
     Ok((reqwest::Client::builder().build()?, token))
 }
 
-async fn send<T: DeserializeOwned>(request: reqwest::RequestBuilder, token: Option<String>) -> anyhow::Result<T> {
+async fn send<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    token: Option<String>,
+) -> anyhow::Result<T> {
     let request = match token {
         Some(token) => request.bearer_auth(token),
         None => request,
     };
-    let response = request.send().await.context("cannot reach the Sluice server")?;
+    let response = request
+        .send()
+        .await
+        .context("cannot reach the Sluice server")?;
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
@@ -31,7 +37,11 @@ fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> 
         .block_on(future)
 }
 
-pub async fn trigger_sync(server: &str, token_env: &str, env: Option<&str>) -> anyhow::Result<Outcome> {
+pub async fn trigger_sync(
+    server: &str,
+    token_env: &str,
+    env: Option<&str>,
+) -> anyhow::Result<Outcome> {
     let (client, token) = client(token_env)?;
     let mut request = client.post(format!("{}/api/v1/sync", server.trim_end_matches('/')));
     if let Some(env) = env {
@@ -63,7 +73,10 @@ pub fn history(
     block_on(async {
         let (client, token) = client(token_env)?;
         let mut request = client
-            .get(format!("{}/api/v1/environments/{env}/history", server.trim_end_matches('/')))
+            .get(format!(
+                "{}/api/v1/environments/{env}/history",
+                server.trim_end_matches('/')
+            ))
             .query(&[("limit", limit.to_string())]);
         if let Some(gateway) = gateway {
             request = request.query(&[("gateway", gateway)]);

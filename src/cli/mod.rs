@@ -97,7 +97,9 @@ pub struct StateArgs {
 
 impl StateArgs {
     pub fn state_path(&self) -> PathBuf {
-        self.state.clone().unwrap_or_else(|| self.data_dir.join("state.db"))
+        self.state
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("state.db"))
     }
 }
 

@@ -71,7 +71,9 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         ready: Default::default(),
         metrics: Metrics::default(),
         tokens: tokens(args)?,
-        webhook_secret: std::env::var(&args.webhook_secret_env).ok().filter(|s| !s.is_empty()),
+        webhook_secret: std::env::var(&args.webhook_secret_env)
+            .ok()
+            .filter(|s| !s.is_empty()),
         sync: sync_tx,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -104,13 +106,14 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = term.recv() => {}
@@ -159,7 +162,10 @@ async fn reconcile_loop(
                 continue;
             }
         };
-        state.metrics.fetch_seconds.observe(fetched.elapsed().as_secs_f64());
+        state
+            .metrics
+            .fetch_seconds
+            .observe(fetched.elapsed().as_secs_f64());
         if current.as_ref().is_none_or(|(c, _)| *c != commit) {
             match engine.fetch_and_load().await {
                 Ok(loaded) => current = Some(loaded),
@@ -169,9 +175,14 @@ async fn reconcile_loop(
                 }
             }
         }
-        let Some((_, loaded)) = current.clone() else { continue };
+        let Some((_, loaded)) = current.clone() else {
+            continue;
+        };
         if next.trigger == Trigger::Startup {
-            let repo = loaded.repository.as_ref().or(last_good.as_ref().and_then(|l| l.repository.as_ref()));
+            let repo = loaded
+                .repository
+                .as_ref()
+                .or(last_good.as_ref().and_then(|l| l.repository.as_ref()));
             if let Err(e) = engine.reconciler.resolve_unfinished(repo).await {
                 tracing::error!(error = %e, "cannot resolve unfinished attempts");
             }
@@ -184,9 +195,12 @@ async fn reconcile_loop(
         let passes = std::iter::once(loaded.clone())
             .chain(last_good.clone().filter(|_| loaded.repository.is_none()));
         for revision in passes {
-            let pass = engine
-                .reconciler
-                .pass(&revision, next.trigger, next.environment.as_deref(), &NoProgress);
+            let pass = engine.reconciler.pass(
+                &revision,
+                next.trigger,
+                next.environment.as_deref(),
+                &NoProgress,
+            );
             let pass = tokio::select! {
                 pass = pass => pass,
                 _ = async {
@@ -211,12 +225,17 @@ async fn reconcile_loop(
 
 fn report(state: &ServerState, pass: &Pass, started: Instant, request: &SyncRequest) {
     let now = SystemClock.now() as f64 / 1000.0;
-    state.metrics.observe(pass, started.elapsed().as_secs_f64(), now);
+    state
+        .metrics
+        .observe(pass, started.elapsed().as_secs_f64(), now);
     match pass {
         Pass::ValidationFailed { revision, errors } => {
             tracing::warn!(revision = %revision, errors, "ValidationFailed: the last good version keeps running");
         }
-        Pass::Reconciled { revision, environments } => {
+        Pass::Reconciled {
+            revision,
+            environments,
+        } => {
             for env in environments {
                 tracing::info!(
                     environment = %env.environment,

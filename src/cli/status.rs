@@ -54,7 +54,9 @@ pub struct HistoryArgs {
 
 pub fn status(_cli: &Cli, args: &StatusArgs) -> anyhow::Result<Outcome> {
     let view = match &args.server {
-        Some(server) => super::client::status(server, &args.token_env, args.environment.as_deref())?,
+        Some(server) => {
+            super::client::status(server, &args.token_env, args.environment.as_deref())?
+        }
         None => {
             let ledger = SqliteLedger::open_read_only(&args.state.state_path())?;
             StatusView::read(&ledger, args.environment.as_deref())?
@@ -64,7 +66,11 @@ pub fn status(_cli: &Cli, args: &StatusArgs) -> anyhow::Result<Outcome> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
         Format::Table => print!("{}", status_table(&view, SystemClock.now())),
     }
-    Ok(if view.converged() { Outcome::Clean } else { Outcome::Findings })
+    Ok(if view.converged() {
+        Outcome::Clean
+    } else {
+        Outcome::Findings
+    })
 }
 
 fn status_table(view: &StatusView, now: i64) -> String {
@@ -72,7 +78,10 @@ fn status_table(view: &StatusView, now: i64) -> String {
     if let Some(revision) = &view.revision {
         let short = &revision.commit[..revision.commit.len().min(8)];
         if revision.valid {
-            out.push_str(&format!("revision {short} (seen {} ago)\n", age(now - revision.seen_at)));
+            out.push_str(&format!(
+                "revision {short} (seen {} ago)\n",
+                age(now - revision.seen_at)
+            ));
         } else {
             out.push_str(&format!(
                 "revision {short} is INVALID ({} errors, ValidationFailed): the last good version keeps running\n",
@@ -90,13 +99,27 @@ fn status_table(view: &StatusView, now: i64) -> String {
                 version(g.desired_digest.as_deref(), g.desired_revision.as_deref()),
                 short_digest(g.observed_digest.as_deref()),
                 g.state.as_str().to_owned(),
-                format!("{} ({} ago)", rfc3339(g.changed_at), age(now - g.changed_at)),
+                format!(
+                    "{} ({} ago)",
+                    rfc3339(g.changed_at),
+                    age(now - g.changed_at)
+                ),
             ]
         })
         .collect();
-    let rows: Vec<[&str; 6]> = rows.iter().map(|r| r.each_ref().map(String::as_str)).collect();
+    let rows: Vec<[&str; 6]> = rows
+        .iter()
+        .map(|r| r.each_ref().map(String::as_str))
+        .collect();
     out.push_str(&table(
-        &["ENVIRONMENT", "GATEWAY", "DESIRED", "LIVE", "STATE", "LAST CHANGE"],
+        &[
+            "ENVIRONMENT",
+            "GATEWAY",
+            "DESIRED",
+            "LIVE",
+            "STATE",
+            "LAST CHANGE",
+        ],
         &rows,
     ));
     out
@@ -137,6 +160,14 @@ fn history_table(attempts: &[Attempt]) -> String {
             ]
         })
         .collect();
-    let rows: Vec<[&str; 6]> = rows.iter().map(|r| r.each_ref().map(String::as_str)).collect();
-    table(&["STARTED", "GATEWAY", "VERSION", "TRIGGER", "OUTCOME", "ERROR"], &rows)
+    let rows: Vec<[&str; 6]> = rows
+        .iter()
+        .map(|r| r.each_ref().map(String::as_str))
+        .collect();
+    table(
+        &[
+            "STARTED", "GATEWAY", "VERSION", "TRIGGER", "OUTCOME", "ERROR",
+        ],
+        &rows,
+    )
 }

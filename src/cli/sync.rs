@@ -14,11 +14,7 @@ use crate::{
 };
 use clap::ValueEnum;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use std::{
-    collections::HashMap,
-    io::IsTerminal,
-    sync::Mutex,
-};
+use std::{collections::HashMap, io::IsTerminal, sync::Mutex};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -51,12 +47,19 @@ pub enum Format {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let runtime = tokio::runtime::Runtime::new()?;
     if let Some(server) = &args.server {
-        return runtime.block_on(super::client::trigger_sync(server, &args.token_env, args.environment.as_deref()));
+        return runtime.block_on(super::client::trigger_sync(
+            server,
+            &args.token_env,
+            args.environment.as_deref(),
+        ));
     }
     runtime.block_on(async {
         let engine = Engine::new(cli, &args.state, &args.engine)?;
         let (_, loaded) = engine.fetch_and_load().await?;
-        engine.reconciler.resolve_unfinished(loaded.repository.as_ref()).await?;
+        engine
+            .reconciler
+            .resolve_unfinished(loaded.repository.as_ref())
+            .await?;
         if let (Some(env), Some(repo)) = (&args.environment, &loaded.repository)
             && !repo.environments.contains_key(env)
         {
@@ -65,7 +68,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         let progress = Bars::new(std::io::stderr().is_terminal());
         let pass = engine
             .reconciler
-            .pass(&loaded, Trigger::Manual, args.environment.as_deref(), &progress)
+            .pass(
+                &loaded,
+                Trigger::Manual,
+                args.environment.as_deref(),
+                &progress,
+            )
             .await?;
         progress.clear();
         if matches!(pass, Pass::ValidationFailed { .. }) {
@@ -75,7 +83,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             Format::Json => println!("{}", serde_json::to_string_pretty(&pass)?),
             Format::Table => print!("{}", summary(&pass)),
         }
-        Ok(if pass.converged() { Outcome::Clean } else { Outcome::Findings })
+        Ok(if pass.converged() {
+            Outcome::Clean
+        } else {
+            Outcome::Findings
+        })
     })
 }
 
@@ -85,7 +97,10 @@ fn summary(pass: &Pass) -> String {
             "revision {} is invalid ({errors} errors): nothing applied; the last good version keeps running\n",
             &revision[..revision.len().min(8)]
         ),
-        Pass::Reconciled { revision, environments } => {
+        Pass::Reconciled {
+            revision,
+            environments,
+        } => {
             let rows: Vec<[String; 4]> = environments
                 .iter()
                 .map(|e| {
@@ -104,11 +119,17 @@ fn summary(pass: &Pass) -> String {
                     ]
                 })
                 .collect();
-            let rows: Vec<[&str; 4]> = rows.iter().map(|r| r.each_ref().map(String::as_str)).collect();
+            let rows: Vec<[&str; 4]> = rows
+                .iter()
+                .map(|r| r.each_ref().map(String::as_str))
+                .collect();
             format!(
                 "revision {}\n{}",
                 &revision[..revision.len().min(8)],
-                table(&["ENVIRONMENT", "GATEWAYS", "CHANGES", "NOT IN SYNC"], &rows)
+                table(
+                    &["ENVIRONMENT", "GATEWAYS", "CHANGES", "NOT IN SYNC"],
+                    &rows
+                )
             )
         }
     }

@@ -453,7 +453,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_port_is_unreachable() {
-        let gateway = HttpGateway::new(&spec(None, Some("2s")), &context(None)).unwrap();
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut spec = spec(None, Some("2s"));
+        spec.url = format!("http://127.0.0.1:{port}");
+        let gateway = HttpGateway::new(&spec, &context(None)).unwrap();
         let e = gateway.live().await.unwrap_err();
         assert!(matches!(e, GatewayError::Unreachable(_)), "{e:?}");
     }

@@ -144,6 +144,9 @@ pub trait Gateway: Send + Sync {
     ) -> Result<Applied, GatewayError>;
 }
 
+/// Reads a secret by name: the process environment, or (in Kubernetes) a Secret.
+pub type SecretSource = dyn Fn(&str) -> Option<String> + Send + Sync;
+
 /// How drivers reach the outside world: where relative file paths live,
 /// where secrets come from, and the default request timeout.
 #[derive(Clone)]
@@ -151,7 +154,7 @@ pub struct DriverContext {
     /// Base for relative `file` gateway paths.
     pub data_dir: PathBuf,
     /// Reads a secret by environment-variable name.
-    pub secret: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub secret: Arc<SecretSource>,
     pub timeout: Duration,
 }
 

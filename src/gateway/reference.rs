@@ -495,7 +495,7 @@ fn busy(state: &GatewayState, started: Instant) -> Response {
 
 /// Whether the preconditions of a `PUT` hold against what runs now:
 /// `Err` is the answer to send instead.
-fn preconditions(headers: &HeaderMap, running: Option<&Digest>) -> Result<(), Response> {
+fn preconditions(headers: &HeaderMap, running: Option<&Digest>) -> Result<(), Box<Response>> {
     let changed = |message: &str| {
         let mut response =
             (StatusCode::PRECONDITION_FAILED, format!("{message}\n")).into_response();
@@ -504,7 +504,7 @@ fn preconditions(headers: &HeaderMap, running: Option<&Digest>) -> Result<(), Re
                 .headers_mut()
                 .insert(header::ETAG, etag_header(digest));
         }
-        response
+        Box::new(response)
     };
     let text = |name: header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
     if let Some(tags) = text(header::IF_MATCH) {
@@ -533,17 +533,21 @@ fn preconditions(headers: &HeaderMap, running: Option<&Digest>) -> Result<(), Re
                 )),
             };
         }
-        return Err((
-            StatusCode::BAD_REQUEST,
-            "only `If-None-Match: *` is supported\n",
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::BAD_REQUEST,
+                "only `If-None-Match: *` is supported\n",
+            )
+                .into_response(),
+        ));
     }
-    Err((
-        StatusCode::PRECONDITION_REQUIRED,
-        "send If-Match: \"<digest last read>\", or If-None-Match: * when it ran nothing\n",
-    )
-        .into_response())
+    Err(Box::new(
+        (
+            StatusCode::PRECONDITION_REQUIRED,
+            "send If-Match: \"<digest last read>\", or If-None-Match: * when it ran nothing\n",
+        )
+            .into_response(),
+    ))
 }
 
 /// Clears the reload flag however the reload ends: swapped, failed, or the
@@ -609,7 +613,7 @@ async fn put_config(
                 .into_response();
         }
         if let Err(response) = preconditions(&headers, running) {
-            return response;
+            return *response;
         }
         if !examined.problems.is_empty() {
             state.last_error = Some(summary(&examined.problems));
@@ -820,7 +824,7 @@ mod tests {
     #[test]
     fn times_are_rfc3339() {
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_435_445);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_428_245);
         assert_eq!(rfc3339(t), "2026-11-23T10:04:05Z");
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");

@@ -26,7 +26,9 @@ pub struct StateLabels {
 }
 
 fn seconds_buckets() -> Histogram {
-    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
 }
 
 pub struct Metrics {
@@ -51,14 +53,20 @@ impl Default for Metrics {
             reconciles.clone(),
         );
         let reconcile_seconds =
-            Family::<EnvironmentLabels, Histogram, fn() -> Histogram>::new_with_constructor(seconds_buckets);
+            Family::<EnvironmentLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                seconds_buckets,
+            );
         registry.register(
             "reconcile_duration_seconds",
             "Duration of reconcile passes by environment",
             reconcile_seconds.clone(),
         );
         let gateways = Family::<StateLabels, Gauge>::default();
-        registry.register("gateways", "Gateways by environment and state", gateways.clone());
+        registry.register(
+            "gateways",
+            "Gateways by environment and state",
+            gateways.clone(),
+        );
         let last_success = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "last_successful_sync_timestamp_seconds",
@@ -66,9 +74,17 @@ impl Default for Metrics {
             last_success.clone(),
         );
         let fetch_seconds = seconds_buckets();
-        registry.register("git_fetch_duration_seconds", "Duration of git fetches", fetch_seconds.clone());
+        registry.register(
+            "git_fetch_duration_seconds",
+            "Duration of git fetches",
+            fetch_seconds.clone(),
+        );
         let fetch_errors = Counter::default();
-        registry.register("git_fetch_errors", "Failed git fetches", fetch_errors.clone());
+        registry.register(
+            "git_fetch_errors",
+            "Failed git fetches",
+            fetch_errors.clone(),
+        );
         let webhooks_rejected = Counter::default();
         registry.register(
             "webhook_rejected",
@@ -113,7 +129,11 @@ impl Metrics {
             return;
         };
         for env in environments {
-            let outcome = if env.converged() { "converged" } else { "partial" };
+            let outcome = if env.converged() {
+                "converged"
+            } else {
+                "partial"
+            };
             self.reconciles
                 .get_or_create(&OutcomeLabels {
                     environment: env.environment.clone(),

@@ -75,13 +75,20 @@ async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
     if state.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no revision fetched and validated yet\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no revision fetched and validated yet\n",
+        )
+            .into_response()
     }
 }
 
 async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -96,14 +103,20 @@ struct EnvQuery {
     env: Option<String>,
 }
 
-async fn status(State(state): State<Arc<ServerState>>, headers: HeaderMap, Query(q): Query<EnvQuery>) -> Response {
+async fn status(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(q): Query<EnvQuery>,
+) -> Response {
     let scope = match state.tokens.authorize(&headers, q.env.as_deref()) {
         Ok(scope) => scope,
         Err(response) => return response,
     };
     let ledger = state.ledger.clone();
     let env = q.env.clone();
-    let view = tokio::task::spawn_blocking(move || StatusView::read(ledger.as_ref(), env.as_deref())).await;
+    let view =
+        tokio::task::spawn_blocking(move || StatusView::read(ledger.as_ref(), env.as_deref()))
+            .await;
     match view {
         Ok(Ok(view)) => Json(view.retain(|e| scope.allows(e))).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -128,7 +141,9 @@ async fn history(
     }
     let ledger = state.ledger.clone();
     let limit = q.limit.unwrap_or(20).min(1000);
-    let result = tokio::task::spawn_blocking(move || ledger.history(&env, q.gateway.as_deref(), limit)).await;
+    let result =
+        tokio::task::spawn_blocking(move || ledger.history(&env, q.gateway.as_deref(), limit))
+            .await;
     match result {
         Ok(Ok(attempts)) => Json(attempts).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -136,14 +151,23 @@ async fn history(
     }
 }
 
-async fn sync(State(state): State<Arc<ServerState>>, headers: HeaderMap, Query(q): Query<EnvQuery>, _body: Bytes) -> Response {
+async fn sync(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Query(q): Query<EnvQuery>,
+    _body: Bytes,
+) -> Response {
     if let Err(response) = state.tokens.authorize(&headers, q.env.as_deref()) {
         return response;
     }
     request_sync(&state, Trigger::Manual, q.env).await
 }
 
-async fn request_sync(state: &ServerState, trigger: Trigger, environment: Option<String>) -> Response {
+async fn request_sync(
+    state: &ServerState,
+    trigger: Trigger,
+    environment: Option<String>,
+) -> Response {
     let request = SyncRequest {
         trigger,
         environment,
@@ -151,9 +175,13 @@ async fn request_sync(state: &ServerState, trigger: Trigger, environment: Option
     };
     match state.sync.try_send(request) {
         // NB: a full queue means a pass is already pending; it will see this change too.
-        Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {
-            (StatusCode::ACCEPTED, Json(serde_json::json!({"accepted": true}))).into_response()
+        Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"accepted": true})),
+        )
+            .into_response(),
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
     }
 }

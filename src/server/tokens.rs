@@ -53,7 +53,9 @@ impl Tokens {
                 "admin" => Scope::Admin,
                 env => Scope::Environment(env.to_owned()),
             };
-            tokens.hashed.push((Sha256::digest(token.as_bytes()).into(), scope));
+            tokens
+                .hashed
+                .push((Sha256::digest(token.as_bytes()).into(), scope));
         }
         Ok(tokens)
     }
@@ -64,7 +66,11 @@ impl Tokens {
         // NB: every stored hash is compared, each in constant time, so timing
         // says nothing about which (if any) matched.
         for (hash, scope) in &self.hashed {
-            let same = hash.iter().zip(presented).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+            let same = hash
+                .iter()
+                .zip(presented)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
             if same && found.is_none() {
                 found = Some(scope.clone());
             }
@@ -75,7 +81,11 @@ impl Tokens {
     /// The scope of the request's bearer token, checked against the
     /// environment it asks about; `401` or `403` otherwise.
     #[allow(clippy::result_large_err)]
-    pub fn authorize(&self, headers: &HeaderMap, environment: Option<&str>) -> Result<Scope, Response> {
+    pub fn authorize(
+        &self,
+        headers: &HeaderMap,
+        environment: Option<&str>,
+    ) -> Result<Scope, Response> {
         if self.hashed.is_empty() {
             return Ok(Scope::Open);
         }
@@ -106,7 +116,10 @@ mod tests {
 
     fn bearer(token: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
         headers
     }
 
@@ -114,12 +127,20 @@ mod tests {
     fn scopes_limit_environments() {
         let tokens = Tokens::parse("development dev-token\nadmin root-token\n# comment\n").unwrap();
         assert_eq!(
-            tokens.authorize(&bearer("dev-token"), Some("development")).unwrap(),
+            tokens
+                .authorize(&bearer("dev-token"), Some("development"))
+                .unwrap(),
             Scope::Environment("development".into())
         );
-        let refused = tokens.authorize(&bearer("dev-token"), Some("production")).unwrap_err();
+        let refused = tokens
+            .authorize(&bearer("dev-token"), Some("production"))
+            .unwrap_err();
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-        assert!(tokens.authorize(&bearer("root-token"), Some("production")).is_ok());
+        assert!(
+            tokens
+                .authorize(&bearer("root-token"), Some("production"))
+                .is_ok()
+        );
         let unknown = tokens.authorize(&bearer("guess"), None).unwrap_err();
         assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
         let missing = tokens.authorize(&HeaderMap::new(), None).unwrap_err();

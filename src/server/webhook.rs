@@ -18,9 +18,16 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::sync::Arc;
 
-pub async fn receive(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn receive(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(secret) = &state.webhook_secret else {
-        return error(StatusCode::NOT_FOUND, "the git webhook is off (no secret configured)");
+        return error(
+            StatusCode::NOT_FOUND,
+            "the git webhook is off (no secret configured)",
+        );
     };
     if !verified(secret, &headers, &body) {
         state.metrics.webhooks_rejected.inc();
@@ -33,7 +40,10 @@ pub async fn receive(State(state): State<Arc<ServerState>>, headers: HeaderMap, 
 
 /// Whether the request carries a valid GitHub signature or GitLab token.
 pub fn verified(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
-    if let Some(signature) = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok()) {
+    if let Some(signature) = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+    {
         let Some(hex) = signature.strip_prefix("sha256=") else {
             return false;
         };
@@ -58,7 +68,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())
@@ -84,7 +94,10 @@ mod tests {
     fn github_and_gitlab_deliveries() {
         let body = br#"{"ref":"refs/heads/main"}"#;
         let mut headers = HeaderMap::new();
-        headers.insert("x-hub-signature-256", github_signature("s3", body).parse().unwrap());
+        headers.insert(
+            "x-hub-signature-256",
+            github_signature("s3", body).parse().unwrap(),
+        );
         assert!(verified("s3", &headers, body));
         assert!(!verified("other", &headers, body));
         assert!(!verified("s3", &headers, b"tampered"));

@@ -33,7 +33,10 @@ fn documents() -> Vec<Desired> {
             });
         }
     }
-    assert!(documents.len() >= 2, "the example renders at least two distinct documents");
+    assert!(
+        documents.len() >= 2,
+        "the example renders at least two distinct documents"
+    );
     documents
 }
 
@@ -66,8 +69,11 @@ fn context(token: Option<&str>) -> DriverContext {
 
 /// The driver as the reconciler gets it.
 fn client(process: &GatewayProcess) -> Arc<dyn Gateway> {
-    gateway::connect(&model::Gateway::Http(spec(&process.url, true, None)), &context(Some(TOKEN)))
-        .expect("driver connects")
+    gateway::connect(
+        &model::Gateway::Http(spec(&process.url, true, None)),
+        &context(Some(TOKEN)),
+    )
+    .expect("driver connects")
 }
 
 fn driver(process: &GatewayProcess) -> HttpGateway {
@@ -82,7 +88,12 @@ fn start(data: &std::path::Path, extra: &[&str]) -> GatewayProcess {
 }
 
 /// The admin API, as a person simulating a hand edit or a fault would use it.
-async fn admin(process: &GatewayProcess, method: reqwest::Method, path: &str, body: String) -> reqwest::Response {
+async fn admin(
+    process: &GatewayProcess,
+    method: reqwest::Method,
+    path: &str,
+    body: String,
+) -> reqwest::Response {
     reqwest::Client::new()
         .request(method, format!("{}{path}", process.url))
         .bearer_auth(TOKEN)
@@ -93,8 +104,19 @@ async fn admin(process: &GatewayProcess, method: reqwest::Method, path: &str, bo
 }
 
 async fn faults(process: &GatewayProcess, body: &str) {
-    let response = admin(process, reqwest::Method::POST, "/admin/v1/faults", body.to_owned()).await;
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+    let response = admin(
+        process,
+        reqwest::Method::POST,
+        "/admin/v1/faults",
+        body.to_owned(),
+    )
+    .await;
+    assert_eq!(
+        response.status(),
+        200,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
 }
 
 #[tokio::test]
@@ -110,7 +132,12 @@ async fn apply_then_read_back_with_the_digest_as_etag() {
     assert_eq!(gateway.config().await.unwrap(), None);
 
     let applied = gateway.apply(first, None, 1).await.unwrap();
-    assert_eq!(applied, Applied::Swapped { digest: first.digest.clone() });
+    assert_eq!(
+        applied,
+        Applied::Swapped {
+            digest: first.digest.clone()
+        }
+    );
     let live = gateway.live().await.unwrap();
     assert_eq!(live.digest.as_ref(), Some(&first.digest));
     assert_eq!(live.generation, Some(1));
@@ -140,8 +167,16 @@ async fn apply_then_read_back_with_the_digest_as_etag() {
         .await
         .unwrap();
     assert_eq!(status["digest"], first.digest.as_str());
-    assert!(status["packs"].as_object().is_some_and(|p| !p.is_empty()), "{status}");
-    assert!(status["startedAt"].as_str().is_some_and(|t| t.ends_with('Z')), "{status}");
+    assert!(
+        status["packs"].as_object().is_some_and(|p| !p.is_empty()),
+        "{status}"
+    );
+    assert!(
+        status["startedAt"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{status}"
+    );
     assert!(status["appliedAt"].as_str().is_some(), "{status}");
 
     // The driver's dry run agrees with the gateway.
@@ -156,15 +191,28 @@ async fn the_same_digest_is_not_modified() {
     let gateway = client(&process);
     let first = &documents()[0];
     gateway.apply(first, None, 1).await.unwrap();
-    assert_eq!(gateway.apply(first, Some(&first.digest), 2).await.unwrap(), Applied::Unchanged);
+    assert_eq!(
+        gateway.apply(first, Some(&first.digest), 2).await.unwrap(),
+        Applied::Unchanged
+    );
     // Reformatted, the same document is the same digest.
     let pretty: Value = serde_json::from_str(&first.body).unwrap();
     let reformatted = Desired {
         body: Arc::from(serde_json::to_string_pretty(&pretty).unwrap()),
         ..first.clone()
     };
-    assert_eq!(gateway.apply(&reformatted, Some(&first.digest), 3).await.unwrap(), Applied::Unchanged);
-    assert_eq!(gateway.live().await.unwrap().generation, Some(1), "nothing was done");
+    assert_eq!(
+        gateway
+            .apply(&reformatted, Some(&first.digest), 3)
+            .await
+            .unwrap(),
+        Applied::Unchanged
+    );
+    assert_eq!(
+        gateway.live().await.unwrap().generation,
+        Some(1),
+        "nothing was done"
+    );
 }
 
 #[tokio::test]
@@ -178,27 +226,60 @@ async fn a_hand_edit_makes_the_next_apply_fail_its_precondition() {
 
     // Someone edits the running gateway by hand.
     let mut edited: Value = serde_json::from_str(&first.body).unwrap();
-    edited["enforcement"] = if edited["enforcement"] == "enforce" { "monitor" } else { "enforce" }.into();
-    let response = admin(&process, reqwest::Method::PUT, "/admin/v1/config", edited.to_string()).await;
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+    edited["enforcement"] = if edited["enforcement"] == "enforce" {
+        "monitor"
+    } else {
+        "enforce"
+    }
+    .into();
+    let response = admin(
+        &process,
+        reqwest::Method::PUT,
+        "/admin/v1/config",
+        edited.to_string(),
+    )
+    .await;
+    assert_eq!(
+        response.status(),
+        200,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
     let live = gateway.live().await.unwrap();
     let hand_digest = live.digest.expect("runs the hand edit");
     assert_ne!(hand_digest, first.digest);
     assert_eq!(live.generation, Some(1), "a hand edit keeps the generation");
 
-    let error = gateway.apply(second, Some(&first.digest), 2).await.unwrap_err();
+    let error = gateway
+        .apply(second, Some(&first.digest), 2)
+        .await
+        .unwrap_err();
     assert!(matches!(error, GatewayError::Changed { .. }), "{error:?}");
     // Expecting nothing while something runs is a change too.
     let error = gateway.apply(second, None, 2).await.unwrap_err();
     assert!(matches!(error, GatewayError::Changed { .. }), "{error:?}");
-    assert_eq!(gateway.live().await.unwrap().digest, Some(hand_digest.clone()));
+    assert_eq!(
+        gateway.live().await.unwrap().digest,
+        Some(hand_digest.clone())
+    );
 
     // Re-read, then the apply goes through.
     let applied = gateway.apply(second, Some(&hand_digest), 2).await.unwrap();
-    assert_eq!(applied, Applied::Swapped { digest: second.digest.clone() });
+    assert_eq!(
+        applied,
+        Applied::Swapped {
+            digest: second.digest.clone()
+        }
+    );
 
     // The admin API validates too.
-    let response = admin(&process, reqwest::Method::PUT, "/admin/v1/config", invalid_document()).await;
+    let response = admin(
+        &process,
+        reqwest::Method::PUT,
+        "/admin/v1/config",
+        invalid_document(),
+    )
+    .await;
     assert_eq!(response.status(), 422);
 }
 
@@ -209,13 +290,21 @@ async fn an_older_generation_is_a_conflict() {
     let gateway = client(&process);
     let documents = documents();
     gateway.apply(&documents[0], None, 7).await.unwrap();
-    let error = gateway.apply(&documents[1], Some(&documents[0].digest), 6).await.unwrap_err();
+    let error = gateway
+        .apply(&documents[1], Some(&documents[0].digest), 6)
+        .await
+        .unwrap_err();
     match error {
-        GatewayError::StaleGeneration { running, offered } => assert_eq!((running, offered), (7, 6)),
+        GatewayError::StaleGeneration { running, offered } => {
+            assert_eq!((running, offered), (7, 6))
+        }
         other => panic!("expected a stale generation, got {other:?}"),
     }
     // The same generation again is allowed (a retry of the same push).
-    gateway.apply(&documents[1], Some(&documents[0].digest), 7).await.unwrap();
+    gateway
+        .apply(&documents[1], Some(&documents[0].digest), 7)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -232,24 +321,39 @@ async fn an_invalid_document_is_refused_and_the_old_one_keeps_running() {
         body: Arc::from(body),
         ..first.clone()
     };
-    match gateway.apply(&bad, Some(&first.digest), 2).await.unwrap_err() {
+    match gateway
+        .apply(&bad, Some(&first.digest), 2)
+        .await
+        .unwrap_err()
+    {
         GatewayError::Refused { problems } => {
             assert!(
-                problems.iter().any(|p| p.path.ends_with("/chain/0") && p.message.contains("pii-detecter")),
+                problems
+                    .iter()
+                    .any(|p| p.path.ends_with("/chain/0") && p.message.contains("pii-detecter")),
                 "{problems:?}"
             );
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
     let live = gateway.live().await.unwrap();
-    assert_eq!((live.digest.as_ref(), live.generation), (Some(&first.digest), Some(1)));
+    assert_eq!(
+        (live.digest.as_ref(), live.generation),
+        (Some(&first.digest), Some(1))
+    );
     let config = gateway.config().await.unwrap().unwrap();
     assert_eq!(Digest::of_json(&config).as_ref(), Some(&first.digest));
 
     // Not JSON at all is refused the same way, and validate agrees.
     let driver = driver(&process);
-    assert!(matches!(driver.validate("{not json").await, Err(GatewayError::Refused { .. })));
-    assert!(matches!(driver.validate(&bad.body).await, Err(GatewayError::Refused { .. })));
+    assert!(matches!(
+        driver.validate("{not json").await,
+        Err(GatewayError::Refused { .. })
+    ));
+    assert!(matches!(
+        driver.validate(&bad.body).await,
+        Err(GatewayError::Refused { .. })
+    ));
 }
 
 #[tokio::test]
@@ -276,12 +380,26 @@ async fn a_put_during_a_slow_reload_is_told_to_retry() {
             Err(GatewayError::Changed { .. }) => {}
             other => panic!("unexpected {other:?}"),
         }
-        assert!(Instant::now() < deadline, "never saw the reload in progress");
-        assert!(!slow.is_finished(), "the slow reload finished before a probe saw it");
+        assert!(
+            Instant::now() < deadline,
+            "never saw the reload in progress"
+        );
+        assert!(
+            !slow.is_finished(),
+            "the slow reload finished before a probe saw it"
+        );
     };
-    assert!(busy.is_some_and(|d| d >= Duration::from_secs(1)), "Retry-After: {busy:?}");
+    assert!(
+        busy.is_some_and(|d| d >= Duration::from_secs(1)),
+        "Retry-After: {busy:?}"
+    );
     let applied = slow.await.unwrap().unwrap();
-    assert_eq!(applied, Applied::Swapped { digest: documents[0].digest.clone() });
+    assert_eq!(
+        applied,
+        Applied::Swapped {
+            digest: documents[0].digest.clone()
+        }
+    );
 }
 
 #[tokio::test]
@@ -290,7 +408,11 @@ async fn credentials_are_required_and_never_echoed() {
     let process = start(data.path(), &[]);
     let first = &documents()[0];
 
-    let anonymous = gateway::connect(&model::Gateway::Http(spec(&process.url, false, None)), &context(None)).unwrap();
+    let anonymous = gateway::connect(
+        &model::Gateway::Http(spec(&process.url, false, None)),
+        &context(None),
+    )
+    .unwrap();
     let wrong = gateway::connect(
         &model::Gateway::Http(spec(&process.url, true, None)),
         &context(Some("wrong-tok-never-print-me")),
@@ -303,24 +425,47 @@ async fn credentials_are_required_and_never_echoed() {
             gateway.apply(first, None, 1).await.unwrap_err(),
         ];
         for error in errors {
-            assert!(matches!(error, GatewayError::Unauthorized { status: 401 }), "{who}: {error:?}");
+            assert!(
+                matches!(error, GatewayError::Unauthorized { status: 401 }),
+                "{who}: {error:?}"
+            );
             let text = format!("{error} {error:?}");
-            assert!(!text.contains(TOKEN) && !text.contains("never-print-me"), "{who}: {text}");
+            assert!(
+                !text.contains(TOKEN) && !text.contains("never-print-me"),
+                "{who}: {text}"
+            );
         }
     }
     // The right token works; a missing variable names the variable, not a value.
     assert_eq!(client(&process).live().await.unwrap().digest, None);
-    let Err(error) = gateway::connect(&model::Gateway::Http(spec(&process.url, true, None)), &context(None)) else {
+    let Err(error) = gateway::connect(
+        &model::Gateway::Http(spec(&process.url, true, None)),
+        &context(None),
+    ) else {
         panic!("a missing token variable must fail");
     };
-    assert!(matches!(error, GatewayError::Config(_)) && error.to_string().contains(TOKEN_ENV), "{error}");
+    assert!(
+        matches!(error, GatewayError::Config(_)) && error.to_string().contains(TOKEN_ENV),
+        "{error}"
+    );
     // Nothing about the token in the gateway's own output either.
     assert!(!process.stderr().contains(TOKEN));
 
     // A gateway started without its token variable refuses to run open.
-    let run = crate::support::sluice(&["gateway", "--listen", "127.0.0.1:0", "--ephemeral", "--token-env", "SLUICE_TEST_UNSET_VARIABLE"]);
+    let run = crate::support::sluice(&[
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--ephemeral",
+        "--token-env",
+        "SLUICE_TEST_UNSET_VARIABLE",
+    ]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("SLUICE_TEST_UNSET_VARIABLE"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("SLUICE_TEST_UNSET_VARIABLE"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test]
@@ -348,12 +493,23 @@ async fn an_ephemeral_gateway_forgets_on_restart() {
     let first = &documents()[0];
     {
         let process = GatewayProcess::start(&["--ephemeral"], &[]);
-        let gateway = gateway::connect(&model::Gateway::Http(spec(&process.url, false, None)), &context(None)).unwrap();
+        let gateway = gateway::connect(
+            &model::Gateway::Http(spec(&process.url, false, None)),
+            &context(None),
+        )
+        .unwrap();
         gateway.apply(first, None, 1).await.unwrap();
-        assert_eq!(gateway.live().await.unwrap().digest.as_ref(), Some(&first.digest));
+        assert_eq!(
+            gateway.live().await.unwrap().digest.as_ref(),
+            Some(&first.digest)
+        );
     }
     let process = GatewayProcess::start(&["--ephemeral"], &[]);
-    let gateway = gateway::connect(&model::Gateway::Http(spec(&process.url, false, None)), &context(None)).unwrap();
+    let gateway = gateway::connect(
+        &model::Gateway::Http(spec(&process.url, false, None)),
+        &context(None),
+    )
+    .unwrap();
     assert_eq!(gateway.live().await.unwrap().digest, None, "push again");
     assert_eq!(gateway.config().await.unwrap(), None);
 }
@@ -366,7 +522,10 @@ async fn injected_errors_then_success() {
     faults(&process, r#"{"status": 500, "count": 2}"#).await;
     for _ in 0..2 {
         let error = gateway.live().await.unwrap_err();
-        assert!(matches!(error, GatewayError::Status { status: 500, .. }), "{error:?}");
+        assert!(
+            matches!(error, GatewayError::Status { status: 500, .. }),
+            "{error:?}"
+        );
         assert!(error.is_transient());
     }
     assert_eq!(gateway.live().await.unwrap().digest, None);
@@ -374,8 +533,15 @@ async fn injected_errors_then_success() {
     faults(&process, r#"{"status": 503}"#).await;
     let first = &documents()[0];
     let error = gateway.apply(first, None, 1).await.unwrap_err();
-    assert!(matches!(error, GatewayError::Status { status: 503, .. }), "{error:?}");
-    assert_eq!(gateway.live().await.unwrap().digest, None, "a failed request changes nothing");
+    assert!(
+        matches!(error, GatewayError::Status { status: 503, .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        gateway.live().await.unwrap().digest,
+        None,
+        "a failed request changes nothing"
+    );
     gateway.apply(first, None, 1).await.unwrap();
 }
 
@@ -391,8 +557,14 @@ async fn a_hang_past_the_client_timeout_is_a_timeout() {
     faults(&process, r#"{"hang_ms": 5000, "count": 1}"#).await;
     let started = Instant::now();
     let error = gateway.live().await.unwrap_err();
-    assert!(matches!(error, GatewayError::Timeout(d) if d == Duration::from_millis(300)), "{error:?}");
-    assert!(started.elapsed() < Duration::from_secs(4), "gave up in time");
+    assert!(
+        matches!(error, GatewayError::Timeout(d) if d == Duration::from_millis(300)),
+        "{error:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "gave up in time"
+    );
     assert!(error.is_transient());
     // The fault is spent; the gateway answers again.
     assert_eq!(gateway.live().await.unwrap().digest, None);
@@ -400,9 +572,17 @@ async fn a_hang_past_the_client_timeout_is_a_timeout() {
 
 #[tokio::test]
 async fn nobody_listening_is_unreachable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}");
-    let gateway = gateway::connect(&model::Gateway::Http(spec(&url, false, Some("2s"))), &context(None)).unwrap();
+    let gateway = gateway::connect(
+        &model::Gateway::Http(spec(&url, false, Some("2s"))),
+        &context(None),
+    )
+    .unwrap();
     let error = gateway.live().await.unwrap_err();
     assert!(matches!(error, GatewayError::Unreachable(_)), "{error:?}");
 }
@@ -416,6 +596,8 @@ fn sigterm_shuts_it_down_cleanly() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = process.wait_exit(Duration::from_secs(10)).expect("exits after SIGTERM");
+    let status = process
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}: {}", process.stderr());
 }

@@ -5,6 +5,7 @@ mod corpus;
 mod digest;
 mod gateway;
 mod init;
+mod reconcile;
 mod render;
 mod schema;
 mod support;

@@ -402,7 +402,7 @@ fn reopening_a_ledger_applies_no_migration_again_and_keeps_its_records() {
 }
 
 #[test]
-fn two_processes_opening_a_new_file_at_once_both_succeed() {
+fn two_connections_opening_a_new_file_at_once_both_migrate_it_once() {
     let (_dir, path) = ledger_path();
     let barrier = Barrier::new(2);
     std::thread::scope(|scope| {
@@ -588,6 +588,9 @@ fn a_second_ledger_on_another_thread_sees_an_attempt_in_flight() {
 
 /// Set in the child process of the kill test: the ledger path to write to.
 const KILL_CHILD_ENV: &str = "SLUICE_LEDGER_TEST_KILL_CHILD";
+/// What the child prints before its attempt id. Libtest may print the test's
+/// name on the same line first, so the parent looks for it anywhere in a line.
+const KILL_CHILD_MARKER: &str = "sluice-attempt-in-flight:";
 
 #[test]
 fn an_attempt_started_by_a_killed_process_is_seen_unfinished_by_the_next() {
@@ -597,7 +600,7 @@ fn an_attempt_started_by_a_killed_process_is_seen_unfinished_by_the_next() {
         let id = ledger
             .start_attempt(&start("production", "gw", NOW))
             .unwrap();
-        println!("started {id}");
+        println!("{KILL_CHILD_MARKER}{id}");
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
         // Only reached if the parent closed stdin without killing us.
@@ -622,7 +625,10 @@ fn an_attempt_started_by_a_killed_process_is_seen_unfinished_by_the_next() {
     let id: AttemptId = stdout
         .lines()
         .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("started ").map(|id| id.parse().unwrap()))
+        .find_map(|line| {
+            let (_, id) = line.rsplit_once(KILL_CHILD_MARKER)?;
+            Some(id.trim().parse().unwrap())
+        })
         .expect("the child reports its attempt");
     child.kill().unwrap(); // SIGKILL: no destructors, no clean close
     let status = child.wait().unwrap();
@@ -753,13 +759,10 @@ fn prune_honours_a_configured_retention_per_environment() {
 }
 
 #[test]
-fn prune_drops_old_revisions_past_the_longest_retention_unless_still_named_or_newest() {
+fn prune_drops_revisions_past_the_longest_retention_unless_an_attempt_or_gateway_names_them() {
     let (_dir, path, ledger) = fresh();
     ledger
         .record_revision(&revision("ancient", NOW - 400 * DAY, true))
-        .unwrap();
-    ledger
-        .record_revision(&revision("recent", NOW - 200 * DAY, true))
         .unwrap();
     ledger
         .record_revision(&revision("desired", NOW - 399 * DAY, true))
@@ -768,12 +771,11 @@ fn prune_drops_old_revisions_past_the_longest_retention_unless_still_named_or_ne
         .record_revision(&revision("attempted", NOW - 398 * DAY, true))
         .unwrap();
     ledger
-        .record_revision(&revision("newest", NOW - 397 * DAY, false))
+        .record_revision(&revision("half-year", NOW - 200 * DAY, true))
         .unwrap();
     ledger
-        .record_revision(&revision("later", NOW - 397 * DAY - 1, true))
+        .record_revision(&revision("current", NOW - DAY, true))
         .unwrap();
-    // "newest" is last: seen last, and "later" is older despite its insertion order.
     ledger
         .upsert_gateway(&GatewayRecord {
             desired_revision: Some("desired".to_string()),
@@ -790,20 +792,47 @@ fn prune_drops_old_revisions_past_the_longest_retention_unless_still_named_or_ne
         .finish_attempt(id, NOW - 10 * DAY, Outcome::Applied, None)
         .unwrap();
 
-    // Production (365 days) is the longest retention known: "recent" stays
-    // although staging alone would drop it.
+    // Production's 365 days is the longest retention known, so "half-year"
+    // stays although staging's 90 days alone would drop it.
+    assert_eq!(ledger.prune(NOW, &production_or_not).unwrap(), 1);
+    assert_eq!(
+        commits(&path),
+        ["attempted", "current", "desired", "half-year"]
+    );
+}
+
+#[test]
+fn prune_never_drops_the_newest_revision_however_old() {
+    let (_dir, path, ledger) = fresh();
+    ledger
+        .upsert_gateway(&gateway("staging", "gw", GatewayState::InSync))
+        .unwrap();
+    ledger
+        .record_revision(&revision("old", NOW - 500 * DAY, true))
+        .unwrap();
+    ledger
+        .record_revision(&revision("newest", NOW - 400 * DAY, false))
+        .unwrap();
+    // Inserted last but seen earlier, so not the newest.
+    ledger
+        .record_revision(&revision("late-insert", NOW - 450 * DAY, true))
+        .unwrap();
+
     assert_eq!(ledger.prune(NOW, &production_or_not).unwrap(), 2);
-    let conn = Connection::open(&path).unwrap();
+    assert_eq!(commits(&path), ["newest"]);
+    assert_eq!(ledger.last_revision().unwrap().unwrap().commit, "newest");
+}
+
+/// The commits left in the revisions table, sorted.
+fn commits(path: &Path) -> Vec<String> {
+    let conn = Connection::open(path).unwrap();
     let mut stmt = conn
         .prepare("SELECT commit_id FROM revisions ORDER BY commit_id")
         .unwrap();
-    let left: Vec<String> = stmt
-        .query_map([], |row| row.get(0))
+    stmt.query_map([], |row| row.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(left, ["attempted", "desired", "newest", "recent"]);
-    assert_eq!(ledger.last_revision().unwrap().unwrap().commit, "newest");
+        .unwrap()
 }
 
 #[test]

@@ -1,0 +1,179 @@
+//! `sluice sync`, `status` and `history` against real git repositories,
+//! real file gateways and a real SQLite ledger.
+
+use crate::support::TestRepo;
+use std::{fs, path::Path};
+
+/// Runs a subcommand against `repo` with its state in `data`.
+pub fn with_state(repo: &TestRepo, data: &Path, args: &[&str]) -> crate::support::Run {
+    let mut all = args.to_vec();
+    all.extend(["--data-dir", data.to_str().unwrap()]);
+    repo.sluice(&all)
+}
+
+fn gateway_file(data: &Path, env: &str, gateway: &str) -> String {
+    fs::read_to_string(data.join(format!("gateways/{env}/{gateway}.json"))).unwrap()
+}
+
+#[test]
+fn sync_converges_then_changes_nothing() {
+    let repo = TestRepo::example();
+    let data = tempfile::tempdir().unwrap();
+    let first = with_state(&repo, data.path(), &["sync", "-o", "json"]);
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    let pass = first.json();
+    assert_eq!(pass["result"], "reconciled");
+    let applied: usize = pass["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["gateways"].as_array().unwrap())
+        .filter(|g| g["applied"] == true)
+        .count();
+    assert_eq!(applied, 5);
+
+    // What the gateways hold is exactly the rendered document.
+    let render = repo.sluice(&[
+        "render",
+        "production",
+        "--gateway",
+        "prod-eu-1",
+        "--rev",
+        "HEAD",
+        "-o",
+        "json",
+    ]);
+    let digest = render.json()[0]["digest"].as_str().unwrap().to_owned();
+    let body = gateway_file(data.path(), "production", "prod-eu-1");
+    assert_eq!(
+        sluice::config::Digest::of_json(&body).unwrap().as_str(),
+        digest
+    );
+
+    let second = with_state(&repo, data.path(), &["sync", "-o", "json"]);
+    assert_eq!(second.code, 0);
+    assert!(second.stdout.contains("\"applied\": false"));
+    assert!(!second.stdout.contains("\"applied\": true"));
+
+    let status = with_state(&repo, data.path(), &["status", "-o", "json"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let view = status.json();
+    let states: Vec<&str> = view["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["in-sync"; 5]);
+
+    let history = with_state(&repo, data.path(), &["history", "production", "-o", "json"]);
+    let attempts = history.json();
+    let attempts = attempts.as_array().unwrap();
+    // One apply per production gateway: the second pass recorded no attempt.
+    assert_eq!(attempts.len(), 2);
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["outcome"] == "applied" && a["trigger"] == "manual")
+    );
+}
+
+#[test]
+fn an_invalid_commit_is_never_applied_and_the_next_valid_one_is() {
+    let repo = TestRepo::example();
+    let data = tempfile::tempdir().unwrap();
+    assert_eq!(with_state(&repo, data.path(), &["sync"]).code, 0);
+    let before = gateway_file(data.path(), "production", "prod-eu-1");
+
+    // Invalid: a typo in production's overlay.
+    let overlay = repo.read("environments/production/packs/baseline.yaml");
+    repo.write(
+        "environments/production/packs/baseline.yaml",
+        overlay.replace("action: block\n    pci_mode", "action: blok\n    pci_mode"),
+    );
+    repo.commit("typo");
+    let run = with_state(&repo, data.path(), &["sync"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("is invalid"), "{}", run.stdout);
+    assert!(run.stderr.contains("schema.enum"), "{}", run.stderr);
+    assert_eq!(gateway_file(data.path(), "production", "prod-eu-1"), before);
+    let status = with_state(&repo, data.path(), &["status"]);
+    assert_eq!(status.code, 1);
+    assert!(status.stdout.contains("INVALID"), "{}", status.stdout);
+
+    // The fix applies, raising retention in production only.
+    repo.write(
+        "environments/production/packs/baseline.yaml",
+        overlay.replace("retention_days: 365", "retention_days: 400"),
+    );
+    repo.commit("fix");
+    let run = with_state(&repo, data.path(), &["sync", "-o", "json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let after = gateway_file(data.path(), "production", "prod-eu-1");
+    assert!(after.contains("\"retention_days\":400"));
+    assert_eq!(with_state(&repo, data.path(), &["status"]).code, 0);
+}
+
+#[test]
+fn a_hand_edited_file_gateway_is_put_back() {
+    let repo = TestRepo::example();
+    let data = tempfile::tempdir().unwrap();
+    assert_eq!(with_state(&repo, data.path(), &["sync"]).code, 0);
+    let path = data.path().join("gateways/staging/staging-1.json");
+    let good = fs::read_to_string(&path).unwrap();
+    fs::write(&path, good.replace("\"redact\"", "\"block\"")).unwrap();
+    let run = with_state(
+        &repo,
+        data.path(),
+        &["sync", "--env", "staging", "-o", "json"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(fs::read_to_string(&path).unwrap(), good);
+    let history = with_state(&repo, data.path(), &["history", "staging", "-o", "json"]);
+    assert_eq!(history.json().as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn status_without_a_ledger_says_so() {
+    let repo = TestRepo::example();
+    let data = tempfile::tempdir().unwrap();
+    let run = with_state(&repo, data.path(), &["status"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("state.db"), "{}", run.stderr);
+}
+
+#[test]
+fn sync_follows_a_remote_served_over_loopback() {
+    let origin = TestRepo::example();
+    let server = crate::support::GitDaemon::serve(origin.path());
+    let data = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let run = crate::support::sluice(&[
+        "sync",
+        "--repo",
+        &url,
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let head = origin.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    assert_eq!(run.json()["revision"], head.as_str());
+
+    let text = origin.read("base/packs/models.yaml");
+    origin.write("base/packs/models.yaml", text.replace("600", "900"));
+    let next = origin.commit("rate");
+    let run = crate::support::sluice(&[
+        "sync",
+        "--repo",
+        &url,
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["revision"], next.as_str());
+    assert!(gateway_file(data.path(), "eval", "eval-1").contains("\"requests_per_minute\":900"));
+}
