@@ -31,7 +31,8 @@
 //!   persisted); the generation stays as it was, since no reconciler made it.
 //! - `POST /admin/v1/faults` with `{"status": 500, "count": 2}`,
 //!   `{"hang_ms": 5000, "count": 1}` (both may be combined: hang, then
-//!   answer) or `{"reload_delay_ms": 300}`: the next `count` (default 1)
+//!   answer) or `{"reload_delay_ms": 300}`; `"method": "PUT"` limits a
+//!   fault to that method: the next `count` (default 1)
 //!   protocol requests fail or hang; every swap takes the reload delay, during
 //!   which other `PUT`s get `429`. `DELETE /admin/v1/faults` clears them all.
 //!
@@ -169,10 +170,13 @@ struct Running {
     packs: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Fault {
     status: Option<StatusCode>,
     hang: Option<Duration>,
+    /// Only requests with this method play it (e.g. `PUT`, to fail applies
+    /// but not reads); any method when `None`.
+    method: Option<axum::http::Method>,
 }
 
 /// What `state.json` holds.
@@ -356,7 +360,14 @@ async fn authenticate(State(shared): State<Arc<Shared>>, request: Request, next:
 
 /// Plays the next injected fault, if any, before a protocol request.
 async fn faults(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let fault = shared.lock().faults.pop_front();
+    let fault = {
+        let mut state = shared.lock();
+        let position = state
+            .faults
+            .iter()
+            .position(|f| f.method.as_ref().is_none_or(|m| m == request.method()));
+        position.and_then(|i| state.faults.remove(i))
+    };
     let Some(fault) = fault else {
         return next.run(request).await;
     };
@@ -724,6 +735,7 @@ struct FaultRequest {
     hang_ms: Option<u64>,
     count: Option<usize>,
     reload_delay_ms: Option<u64>,
+    method: Option<String>,
 }
 
 async fn add_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -766,9 +778,21 @@ async fn add_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
             )
                 .into_response();
         }
+        let method = match request
+            .method
+            .as_deref()
+            .map(str::parse::<axum::http::Method>)
+        {
+            None => None,
+            Some(Ok(method)) => Some(method),
+            Some(Err(_)) => {
+                return (StatusCode::BAD_REQUEST, "not an HTTP method\n").into_response();
+            }
+        };
         let fault = Fault {
             status,
             hang: request.hang_ms.map(Duration::from_millis),
+            method,
         };
         state.faults.extend(std::iter::repeat_n(fault, count));
     }

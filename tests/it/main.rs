@@ -3,6 +3,7 @@
 
 mod corpus;
 mod digest;
+mod faults;
 mod gateway;
 mod init;
 mod reconcile;

@@ -120,17 +120,7 @@ impl Run {
 }
 
 pub fn sluice(args: &[&str]) -> Run {
-    let output: Output = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .env_remove("SLUICE_REPO")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("sluice runs");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    sluice_with(args, &[])
 }
 
 pub fn copy_tree(from: &Path, to: &Path) {
@@ -158,13 +148,25 @@ impl GatewayProcess {
     /// Starts `sluice gateway --listen 127.0.0.1:0 ARGS` with `envs` set and
     /// waits (with a deadline) for its `listening on ADDR` line.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> GatewayProcess {
+        Self::start_on("127.0.0.1:0", args, envs)
+    }
+
+    /// The same on a given address (to come back where it was).
+    pub fn start_on(listen: &str, args: &[&str], envs: &[(&str, &str)]) -> GatewayProcess {
+        let mut all = vec!["gateway", "--listen", listen];
+        all.extend(args);
+        Self::spawn(&all, envs)
+    }
+
+    /// Any long-running `sluice` command that prints `listening on ADDR`
+    /// (`gateway`, `run`).
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> GatewayProcess {
         use std::io::{BufRead, BufReader, Read};
         use std::process::Stdio;
         use std::sync::{Arc, Mutex, mpsc};
         use std::time::Duration;
 
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["gateway", "--listen", "127.0.0.1:0"])
             .args(args)
             .envs(envs.iter().copied())
             .env_remove("SLUICE_REPO")
@@ -210,7 +212,7 @@ impl GatewayProcess {
                 Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    panic!("sluice gateway did not start: {}", stderr.lock().unwrap());
+                    panic!("sluice {args:?} did not start: {}", stderr.lock().unwrap());
                 }
             }
         };
@@ -219,6 +221,24 @@ impl GatewayProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `host:port` it listens on.
+    pub fn address(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM: a graceful stop.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
     }
 
     /// What it wrote to standard error so far.
@@ -300,5 +320,52 @@ impl Drop for GitDaemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One HTTP request from a synchronous test: status and body.
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new()
+            .request(method.parse().unwrap(), url)
+            .body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request is answered");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    })
+}
+
+/// Polls `check` until it holds or `seconds` pass; the message says what was awaited.
+pub fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `sluice ARGS` with extra environment variables.
+pub fn sluice_with(args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let output: Output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .env_remove("SLUICE_REPO")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("sluice runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }

@@ -1,0 +1,286 @@
+//! The reconciler against real reference gateways (separate processes on
+//! 127.0.0.1) that fail in each way the protocol allows, and `sluice run`
+//! killed mid-rollout.
+
+use crate::support::{GatewayProcess, TestRepo, eventually, http, sluice_with};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use tempfile::TempDir;
+
+const TOKEN_ENV: &str = "PROD_GATEWAY_TOKEN";
+const TOKEN: &str = "prod-gw-token-5a1e";
+
+/// The example repository with production pointed at `n` reference gateways.
+struct Fleet {
+    repo: TestRepo,
+    data: TempDir,
+    gateways: Vec<GatewayProcess>,
+    dirs: Vec<TempDir>,
+}
+
+impl Fleet {
+    fn new(n: usize, extra: &[&str]) -> Fleet {
+        let repo = TestRepo::example();
+        let dirs: Vec<TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+        let gateways: Vec<GatewayProcess> = dirs
+            .iter()
+            .map(|d| {
+                let mut args = vec![
+                    "--data",
+                    d.path().to_str().unwrap(),
+                    "--token-env",
+                    TOKEN_ENV,
+                ];
+                args.extend(extra);
+                GatewayProcess::start(&args, &[(TOKEN_ENV, TOKEN)])
+            })
+            .collect();
+        let mut yaml = String::from("gateways:\n");
+        for (i, g) in gateways.iter().enumerate() {
+            yaml.push_str(&format!(
+                "  - name: gw-{i}\n    driver: http\n    url: {}\n    tokenEnv: {TOKEN_ENV}\n    timeout: 1s\n",
+                g.url
+            ));
+        }
+        repo.write("environments/production/gateways.yaml", yaml);
+        repo.commit("http gateways");
+        Fleet {
+            repo,
+            data: tempfile::tempdir().unwrap(),
+            gateways,
+            dirs,
+        }
+    }
+
+    fn data(&self) -> &str {
+        self.data.path().to_str().unwrap()
+    }
+
+    fn sync(&self) -> crate::support::Run {
+        let repo = self.repo.path().to_str().unwrap();
+        sluice_with(
+            &[
+                "sync",
+                "--env",
+                "production",
+                "-o",
+                "json",
+                "--repo",
+                repo,
+                "--data-dir",
+                self.data(),
+            ],
+            &[(TOKEN_ENV, TOKEN)],
+        )
+    }
+
+    fn fault(&self, gateway: usize, body: &str) {
+        let url = format!("{}/admin/v1/faults", self.gateways[gateway].url);
+        let auth = format!("Bearer {TOKEN}");
+        let (status, text) = http(
+            "POST",
+            &url,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body,
+        );
+        assert_eq!(status, 200, "{text}");
+    }
+
+    fn clear_faults(&self, gateway: usize) {
+        let url = format!("{}/admin/v1/faults", self.gateways[gateway].url);
+        let auth = format!("Bearer {TOKEN}");
+        http("DELETE", &url, &[("authorization", &auth)], "");
+    }
+
+    fn history(&self) -> Vec<Value> {
+        let run = sluice_with(
+            &[
+                "history",
+                "production",
+                "--limit",
+                "1000",
+                "-o",
+                "json",
+                "--data-dir",
+                self.data(),
+            ],
+            &[],
+        );
+        run.json().as_array().unwrap().clone()
+    }
+}
+
+/// State of each gateway in a sync's JSON report.
+fn states(pass: &Value) -> BTreeMap<String, String> {
+    pass["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["gateways"].as_array().unwrap())
+        .map(|g| {
+            (
+                g["gateway"].as_str().unwrap().to_owned(),
+                g["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn all_in_sync(n: usize) -> BTreeMap<String, String> {
+    (0..n)
+        .map(|i| (format!("gw-{i}"), "in-sync".to_owned()))
+        .collect()
+}
+
+#[test]
+fn errors_are_retried_and_one_failing_gateway_blocks_no_other() {
+    let fleet = Fleet::new(3, &[]);
+    fleet.fault(0, r#"{"status":500,"count":2}"#); // recovers within the retries
+    fleet.fault(1, r#"{"status":500,"count":1000,"method":"PUT"}"#); // does not
+    let run = fleet.sync();
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let found = states(&run.json());
+    assert_eq!(found["gw-0"], "in-sync");
+    assert_eq!(found["gw-1"], "failed");
+    assert_eq!(found["gw-2"], "in-sync");
+
+    fleet.clear_faults(1);
+    let run = fleet.sync();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(states(&run.json()), all_in_sync(3));
+    let history = fleet.history();
+    let failed: Vec<&Value> = history
+        .iter()
+        .filter(|a| a["outcome"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["gateway"], "gw-1");
+    assert!(failed[0]["error"].as_str().unwrap().contains("500"));
+}
+
+#[test]
+fn refused_busy_and_changed_answers_are_handled_by_kind() {
+    let fleet = Fleet::new(3, &[]);
+    fleet.fault(0, r#"{"status":422,"count":1,"method":"PUT"}"#); // refused: not retried
+    fleet.fault(1, r#"{"status":429,"count":2,"method":"PUT"}"#); // busy: retried
+    fleet.fault(2, r#"{"status":412,"count":1,"method":"PUT"}"#); // changed: read again, applied
+    let run = fleet.sync();
+    let found = states(&run.json());
+    assert_eq!(found["gw-0"], "failed", "{}", run.stdout);
+    assert_eq!(found["gw-1"], "in-sync");
+    assert_eq!(found["gw-2"], "in-sync");
+    // The refused one converges once the gateway accepts.
+    let run = fleet.sync();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let refused = fleet
+        .history()
+        .into_iter()
+        .find(|a| a["gateway"] == "gw-0" && a["outcome"] == "failed");
+    assert!(
+        refused.expect("the refusal is in the ledger")["error"]
+            .as_str()
+            .unwrap()
+            .contains("422")
+    );
+}
+
+#[test]
+fn a_hanging_or_stopped_gateway_is_unreachable_until_it_comes_back() {
+    let mut fleet = Fleet::new(2, &[]);
+    fleet.fault(0, r#"{"hang_ms":30000,"count":1000}"#);
+    let address = fleet.gateways[1].address().to_owned();
+    fleet.gateways[1].kill_hard();
+    let run = fleet.sync();
+    assert_eq!(run.code, 1);
+    let found = states(&run.json());
+    assert_eq!(found["gw-0"], "unreachable");
+    assert_eq!(found["gw-1"], "unreachable");
+
+    fleet.clear_faults(0);
+    let data = fleet.dirs[1].path().to_str().unwrap().to_owned();
+    fleet.gateways[1] = GatewayProcess::start_on(
+        &address,
+        &["--data", &data, "--token-env", TOKEN_ENV],
+        &[(TOKEN_ENV, TOKEN)],
+    );
+    let run = fleet.sync();
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(states(&run.json()), all_in_sync(2));
+}
+
+#[test]
+fn killed_mid_rollout_it_converges_on_restart_without_losing_or_inventing_records() {
+    // Slow gateways and one at a time: the rollout is in flight when killed.
+    let fleet = Fleet::new(4, &["--reload-delay-ms", "600"]);
+    let repo = fleet.repo.path().to_str().unwrap().to_owned();
+    let run_args = [
+        "run",
+        "--repo",
+        &repo,
+        "--data-dir",
+        fleet.data(),
+        "--listen",
+        "127.0.0.1:0",
+        "--concurrency",
+        "1",
+        "--interval",
+        "1h",
+    ];
+    let mut first = GatewayProcess::spawn(&run_args, &[(TOKEN_ENV, TOKEN)]);
+    eventually(60, "an attempt in flight after one applied", || {
+        let history = fleet.history();
+        history.iter().any(|a| a["outcome"].is_null())
+            && history.iter().any(|a| a["outcome"] == "applied")
+    });
+    first.kill_hard();
+    let before = fleet.history();
+    assert!(
+        before.iter().any(|a| a["outcome"].is_null()),
+        "an unfinished attempt is visible"
+    );
+
+    let mut second = GatewayProcess::spawn(&run_args, &[(TOKEN_ENV, TOKEN)]);
+    eventually(60, "every gateway in sync", || {
+        let status = sluice_with(
+            &[
+                "status",
+                "--env",
+                "production",
+                "-o",
+                "json",
+                "--data-dir",
+                fleet.data(),
+            ],
+            &[],
+        );
+        status.code == 0
+    });
+    second.terminate();
+    assert!(
+        second
+            .wait_exit(std::time::Duration::from_secs(30))
+            .is_some(),
+        "run stops on SIGTERM"
+    );
+
+    let after = fleet.history();
+    assert!(
+        after.iter().all(|a| !a["outcome"].is_null()),
+        "no attempt left unfinished"
+    );
+    // Records finished before the kill are kept as they were.
+    for old in before.iter().filter(|a| !a["outcome"].is_null()) {
+        assert!(after.contains(old), "lost or changed: {old}");
+    }
+    // Each gateway got its version applied exactly once: nothing duplicated, nothing invented.
+    for gateway in ["gw-0", "gw-1", "gw-2", "gw-3"] {
+        let applied = after
+            .iter()
+            .filter(|a| a["gateway"] == gateway && a["outcome"] == "applied")
+            .count();
+        assert_eq!(applied, 1, "{gateway}: {after:#?}");
+    }
+}
