@@ -1,19 +1,39 @@
 #!/usr/bin/env bash
-# Sluice's main job on the bundled example: validate the config repository,
-# then render every gateway's desired state and show its version.
+# Sluice's main job on the bundled example, on one machine with no cluster:
+# `sluice run` follows this checkout's branch, validates examples/config-repo,
+# renders every gateway's desired state and pushes it into the example's file
+# gateways (under .sluice-demo/gateways), keeping the ledger in
+# .sluice-demo/state.db; then `sluice status` shows which version runs where.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 export PATH=$HOME/.cargo/bin:$PATH
 cargo build --locked --release --quiet --bin sluice
-sluice=target/release/sluice
+sluice=$PWD/target/release/sluice
 repo=examples/config-repo
+data=.sluice-demo
+branch=$(git rev-parse --abbrev-ref HEAD)
 
 echo "== sluice validate --repo $repo"
 $sluice validate --repo "$repo"
+
 echo
-echo "== sluice render production --repo $repo"
-$sluice render production --repo "$repo"
+echo "== sluice run --repo $repo --branch $branch --data-dir $data"
+$sluice run --repo "$repo" --branch "$branch" --data-dir "$data" --listen 127.0.0.1:0 --interval 30s &
+run=$!
+trap 'kill -TERM $run 2>/dev/null; wait $run 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do
+	if $sluice status --data-dir "$data" >/dev/null 2>&1; then break; fi
+	sleep 0.2
+done
+
 echo
-echo "== sluice render -o table --repo $repo"
-$sluice render -o table --repo "$repo"
+echo "== sluice status --data-dir $data"
+$sluice status --data-dir "$data"
+echo
+echo "== sluice history production --data-dir $data"
+$sluice history production --data-dir "$data"
+echo
+echo "== what the production gateway now runs ($data/gateways/production/prod-eu-1.json)"
+head -c 300 "$data/gateways/production/prod-eu-1.json"
+echo " …"

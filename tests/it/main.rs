@@ -9,5 +9,6 @@ mod init;
 mod reconcile;
 mod render;
 mod schema;
+mod server;
 mod support;
 mod validate;
