@@ -217,9 +217,29 @@ async fn reconcile_loop(
                 Err(e) => tracing::error!(error = %e, "reconcile pass failed"),
             }
         }
+        if let Some(repo) = last_good.as_ref().and_then(|l| l.repository.as_ref()) {
+            prune(engine, repo);
+        }
         if *stop.borrow() {
             return;
         }
+    }
+}
+
+/// Drops ledger records past each environment's retention (production 365
+/// days, others 90).
+fn prune(engine: &Engine, repo: &crate::config::Repository) {
+    let retention = |environment: &str| {
+        let production = repo
+            .environments
+            .get(environment)
+            .is_some_and(|e| e.spec.is_production);
+        crate::ledger::default_retention(production)
+    };
+    match engine.reconciler.ledger().prune(SystemClock.now(), &retention) {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(rows, "pruned ledger records past retention"),
+        Err(e) => tracing::warn!(error = %e, "cannot prune the ledger"),
     }
 }
 

@@ -121,12 +121,7 @@ impl HttpGateway {
                 (Some(value), Some(token))
             }
         };
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // NB: a redirect could carry the token to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        let client = shared_client()
             .map_err(|e| GatewayError::Config(format!("gateway `{}`: {e}", spec.name)))?;
         Ok(HttpGateway {
             client,
@@ -158,6 +153,7 @@ impl HttpGateway {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
+            .timeout(self.timeout)
             .header(header::ACCEPT, "application/json");
         if let Some(authorization) = &self.authorization {
             request = request.header(header::AUTHORIZATION, authorization.clone());
@@ -287,6 +283,22 @@ impl HttpGateway {
             _ => text.to_owned(),
         }
     }
+}
+
+/// One client for every gateway: its connection pool is shared, and a
+/// large fleet does not pay for thousands of pools and TLS setups.
+fn shared_client() -> Result<reqwest::Client, String> {
+    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                // NB: a redirect could carry the token to another host.
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(64)
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
 }
 
 /// An error and its sources on one line: reqwest's own message alone is
