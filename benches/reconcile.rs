@@ -60,7 +60,12 @@ async fn status(State(fleet): State<Arc<Fleet>>, Path(id): Path<String>) -> Resp
     axum::Json(body).into_response()
 }
 
-async fn put(State(fleet): State<Arc<Fleet>>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn put(
+    State(fleet): State<Arc<Fleet>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     {
         let mark = *fleet.mark.lock().unwrap();
         let mut first = fleet.first_put.lock().unwrap();
@@ -78,10 +83,17 @@ async fn put(State(fleet): State<Arc<Fleet>>, Path(id): Path<String>, headers: H
         .unwrap_or(0);
     let mut gateways = fleet.gateways.lock().unwrap();
     let running = gateways.get(&id).cloned();
-    if running.as_ref().is_some_and(|r| r.digest == digest.as_str()) {
+    if running
+        .as_ref()
+        .is_some_and(|r| r.digest == digest.as_str())
+    {
         return StatusCode::NOT_MODIFIED.into_response();
     }
-    let precondition = match (&running, headers.get("if-match"), headers.get("if-none-match")) {
+    let precondition = match (
+        &running,
+        headers.get("if-match"),
+        headers.get("if-none-match"),
+    ) {
         (None, _, Some(_)) => true,
         (Some(r), Some(tag), _) => tag.to_str().is_ok_and(|t| t.trim_matches('"') == r.digest),
         _ => false,
@@ -131,13 +143,20 @@ fn main() {
 
     let (first, rss) = timed_sync(&binary, &repo, &data);
     let applied = fleet.gateways.lock().unwrap().len();
-    assert_eq!(applied, ENVIRONMENTS * GATEWAYS_PER_ENVIRONMENT, "every gateway applied");
+    assert_eq!(
+        applied,
+        ENVIRONMENTS * GATEWAYS_PER_ENVIRONMENT,
+        "every gateway applied"
+    );
     println!(
         "sluice sync, commit to all {applied} gateways verified: {first:.2?}, peak RSS {} MiB",
         rss / 1024
     );
     let (again, rss) = timed_sync(&binary, &repo, &data);
-    println!("sluice sync, no change, all {applied} gateways read: {again:.2?}, peak RSS {} MiB", rss / 1024);
+    println!(
+        "sluice sync, no change, all {applied} gateways read: {again:.2?}, peak RSS {} MiB",
+        rss / 1024
+    );
 
     let floor = runtime.block_on(floor(&base, &repo, &fleet));
     println!(
@@ -164,7 +183,11 @@ fn timed_sync(binary: &FsPath, repo: &FsPath, data: &FsPath) -> (Duration, u64) 
     let elapsed = start.elapsed();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "sluice sync failed: {stderr}");
-    let rss = stderr.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    let rss = stderr
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
     (elapsed, rss)
 }
 
@@ -182,7 +205,14 @@ async fn floor(base: &str, repo: &FsPath, fleet: &Fleet) -> Duration {
         let base = base.to_owned();
         async move {
             let status = format!("{base}/g/{id}/sluice/v1/status");
-            client.get(&status).send().await.unwrap().bytes().await.unwrap();
+            client
+                .get(&status)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
             let response = client
                 .put(format!("{base}/g/{id}/sluice/v1/config"))
                 .header("if-none-match", "*")
@@ -192,7 +222,14 @@ async fn floor(base: &str, repo: &FsPath, fleet: &Fleet) -> Duration {
                 .await
                 .unwrap();
             assert!(response.status().is_success());
-            client.get(&status).send().await.unwrap().bytes().await.unwrap();
+            client
+                .get(&status)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
         }
     });
     use futures::StreamExt;
@@ -213,7 +250,14 @@ fn webhook_latency(
 ) {
     let secret = "bench-secret";
     let mut child = Command::new(binary)
-        .args(["run", "--interval", "1h", "--listen", "127.0.0.1:0", "--repo"])
+        .args([
+            "run",
+            "--interval",
+            "1h",
+            "--listen",
+            "127.0.0.1:0",
+            "--repo",
+        ])
         .arg(repo)
         .arg("--data-dir")
         .arg(data)
@@ -227,7 +271,10 @@ fn webhook_latency(
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let url = format!("http://{}/hooks/git", line.trim().trim_start_matches("listening on "));
+    let url = format!(
+        "http://{}/hooks/git",
+        line.trim().trim_start_matches("listening on ")
+    );
     let client = reqwest::Client::new();
     let mut latencies = Vec::new();
     for run in 0..WEBHOOK_RUNS {
@@ -243,7 +290,10 @@ fn webhook_latency(
         let response = runtime.block_on(
             client
                 .post(&url)
-                .header("x-hub-signature-256", github_signature(secret, body.as_bytes()))
+                .header(
+                    "x-hub-signature-256",
+                    github_signature(secret, body.as_bytes()),
+                )
                 .body(body)
                 .send(),
         );
@@ -290,7 +340,8 @@ fn wait_converged(binary: &FsPath, data: &FsPath) {
 }
 
 fn ids() -> impl Iterator<Item = String> {
-    (0..ENVIRONMENTS).flat_map(|e| (0..GATEWAYS_PER_ENVIRONMENT).map(move |g| format!("env-{e:03}-gw-{g:03}")))
+    (0..ENVIRONMENTS)
+        .flat_map(|e| (0..GATEWAYS_PER_ENVIRONMENT).map(move |g| format!("env-{e:03}-gw-{g:03}")))
 }
 
 fn rendered_body(repo: &FsPath) -> String {
@@ -309,13 +360,28 @@ fn generate(repo: &FsPath, base: &str) {
     }
     for e in 0..ENVIRONMENTS {
         let slug = format!("env-{e:03}");
-        write(repo, &format!("environments/{slug}/environment.yaml"), &format!("slug: {slug}\nname: Environment {e}\n"));
+        write(
+            repo,
+            &format!("environments/{slug}/environment.yaml"),
+            &format!("slug: {slug}\nname: Environment {e}\n"),
+        );
         let mut gateways = String::from("gateways:\n");
         for g in 0..GATEWAYS_PER_ENVIRONMENT {
-            let _ = write!(gateways, "  - name: gw-{g:03}\n    driver: http\n    url: {base}/g/{slug}-gw-{g:03}\n");
+            let _ = write!(
+                gateways,
+                "  - name: gw-{g:03}\n    driver: http\n    url: {base}/g/{slug}-gw-{g:03}\n"
+            );
         }
-        write(repo, &format!("environments/{slug}/gateways.yaml"), &gateways);
-        write(repo, &format!("environments/{slug}/packs/base-00.yaml"), &own_pack(999));
+        write(
+            repo,
+            &format!("environments/{slug}/gateways.yaml"),
+            &gateways,
+        );
+        write(
+            repo,
+            &format!("environments/{slug}/packs/base-00.yaml"),
+            &own_pack(999),
+        );
     }
 }
 
@@ -344,7 +410,10 @@ fn git(repo: &FsPath, args: &[&str]) {
 
 fn sluice_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let release = exe.parent().and_then(FsPath::parent).expect("target/release");
+    let release = exe
+        .parent()
+        .and_then(FsPath::parent)
+        .expect("target/release");
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--bin", "sluice"])
         .status()

@@ -6,6 +6,7 @@ use super::{
     Cli, Outcome, StateArgs,
     engine::{Engine, EngineArgs, parse_duration},
 };
+use crate::source::prefix;
 use crate::{
     config::Loaded,
     ledger::Trigger,
@@ -134,6 +135,7 @@ async fn reconcile_loop(
     args: &Args,
 ) {
     let mut current: Option<(String, Arc<Loaded>)> = None;
+    let mut resolved = false;
     let mut last_good: Option<Arc<Loaded>> = None;
     let mut request = Some(SyncRequest {
         trigger: Trigger::Startup,
@@ -178,7 +180,8 @@ async fn reconcile_loop(
         let Some((_, loaded)) = current.clone() else {
             continue;
         };
-        if next.trigger == Trigger::Startup {
+        if !resolved {
+            resolved = true;
             let repo = loaded
                 .repository
                 .as_ref()
@@ -192,15 +195,23 @@ async fn reconcile_loop(
             state.ready.store(true, Ordering::SeqCst);
         }
         let started = Instant::now();
-        let passes = std::iter::once(loaded.clone())
-            .chain(last_good.clone().filter(|_| loaded.repository.is_none()));
-        for revision in passes {
-            let pass = engine.reconciler.pass(
-                &revision,
-                next.trigger,
-                next.environment.as_deref(),
-                &NoProgress,
-            );
+        let keep_last_good = last_good.clone().filter(|_| loaded.repository.is_none());
+        let passes =
+            std::iter::once((loaded.clone(), true)).chain(keep_last_good.map(|l| (l, false)));
+        for (revision, is_head) in passes {
+            let pass = async {
+                let reconciler = &engine.reconciler;
+                let only = next.environment.as_deref();
+                if is_head {
+                    reconciler
+                        .pass(&revision, next.trigger, only, &NoProgress)
+                        .await
+                } else {
+                    reconciler
+                        .keep(&revision, next.trigger, only, &NoProgress)
+                        .await
+                }
+            };
             let pass = tokio::select! {
                 pass = pass => pass,
                 _ = async {
@@ -236,7 +247,11 @@ fn prune(engine: &Engine, repo: &crate::config::Repository) {
             .is_some_and(|e| e.spec.is_production);
         crate::ledger::default_retention(production)
     };
-    match engine.reconciler.ledger().prune(SystemClock.now(), &retention) {
+    match engine
+        .reconciler
+        .ledger()
+        .prune(SystemClock.now(), &retention)
+    {
         Ok(0) => {}
         Ok(rows) => tracing::info!(rows, "pruned ledger records past retention"),
         Err(e) => tracing::warn!(error = %e, "cannot prune the ledger"),
@@ -259,7 +274,7 @@ fn report(state: &ServerState, pass: &Pass, started: Instant, request: &SyncRequ
             for env in environments {
                 tracing::info!(
                     environment = %env.environment,
-                    revision = %&revision[..revision.len().min(8)],
+                    revision = %prefix(revision, 8),
                     trigger = request.trigger.as_str(),
                     in_sync = env.in_sync(),
                     gateways = env.gateways.len(),

@@ -2,6 +2,7 @@
 //! file or a running server.
 
 use super::{Cli, Outcome, StateArgs, output::table};
+use crate::source::prefix;
 use crate::{
     ledger::{Attempt, Ledger, SqliteLedger},
     reconcile::{
@@ -62,6 +63,11 @@ pub fn status(_cli: &Cli, args: &StatusArgs) -> anyhow::Result<Outcome> {
             StatusView::read(&ledger, args.environment.as_deref())?
         }
     };
+    if let Some(env) = &args.environment
+        && view.gateways.is_empty()
+    {
+        anyhow::bail!("no gateways recorded for environment `{env}`");
+    }
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
         Format::Table => print!("{}", status_table(&view, SystemClock.now())),
@@ -76,7 +82,7 @@ pub fn status(_cli: &Cli, args: &StatusArgs) -> anyhow::Result<Outcome> {
 fn status_table(view: &StatusView, now: i64) -> String {
     let mut out = String::new();
     if let Some(revision) = &view.revision {
-        let short = &revision.commit[..revision.commit.len().min(8)];
+        let short = prefix(&revision.commit, 8);
         if revision.valid {
             out.push_str(&format!(
                 "revision {short} (seen {} ago)\n",
@@ -136,6 +142,12 @@ pub fn history(_cli: &Cli, args: &HistoryArgs) -> anyhow::Result<Outcome> {
         )?,
         None => {
             let ledger = SqliteLedger::open_read_only(&args.state.state_path())?;
+            if ledger.gateways(Some(&args.environment))?.is_empty() {
+                anyhow::bail!(
+                    "no gateways recorded for environment `{}`",
+                    args.environment
+                );
+            }
             ledger.history(&args.environment, args.gateway.as_deref(), args.limit)?
         }
     };

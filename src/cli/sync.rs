@@ -8,6 +8,7 @@ use super::{
     engine::{Engine, EngineArgs},
     output::{print_findings, table},
 };
+use crate::source::prefix;
 use crate::{
     ledger::{GatewayState, Trigger},
     reconcile::{Pass, Progress},
@@ -95,7 +96,7 @@ fn summary(pass: &Pass) -> String {
     match pass {
         Pass::ValidationFailed { revision, errors } => format!(
             "revision {} is invalid ({errors} errors): nothing applied; the last good version keeps running\n",
-            &revision[..revision.len().min(8)]
+            prefix(revision, 8)
         ),
         Pass::Reconciled {
             revision,
@@ -125,7 +126,7 @@ fn summary(pass: &Pass) -> String {
                 .collect();
             format!(
                 "revision {}\n{}",
-                &revision[..revision.len().min(8)],
+                prefix(revision, 8),
                 table(
                     &["ENVIRONMENT", "GATEWAYS", "CHANGES", "NOT IN SYNC"],
                     &rows

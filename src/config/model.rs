@@ -326,6 +326,7 @@ impl JsonSchema for EnvVarName {
             "pattern": "^[A-Z_][A-Z0-9_]*$",
             "description": "The name of an environment variable, e.g. PROD_GATEWAY_TOKEN.",
             "x-hint": "name an environment variable (capitals, digits, underscores), never the secret itself",
+            "x-redact": true,
         })
     }
 }

@@ -217,19 +217,23 @@ fn describe(error: &ValidationError<'_>, root: &Value, file: &str, out: &mut Vec
             describe_alternatives(context, &at, instance, root, file, out);
         }
         ValidationErrorKind::Pattern { .. } => {
-            let hint = node_at(root, parent(error.schema_path().as_str()))
+            let node = node_at(root, parent(error.schema_path().as_str()));
+            let hint = node
                 .and_then(|n| n.get("x-hint"))
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            out.push(
-                Finding::error(
-                    "schema.format",
-                    file,
-                    format!("{} is not well formed", shown(instance)),
-                )
+            // NB: where a secret's *name* belongs, a malformed value is often
+            // the secret itself: never show it.
+            let secret = node.and_then(|n| n.get("x-redact")).is_some();
+            let message = if secret {
+                "the value is not an environment-variable name".to_owned()
+            } else {
+                format!("{} is not well formed", shown(instance))
+            };
+            let finding = Finding::error("schema.format", file, message)
                 .pointer(at)
-                .hint_opt(hint),
-            );
+                .hint_opt(hint);
+            out.push(if secret { finding.redacted() } else { finding });
         }
         ValidationErrorKind::Minimum { .. }
         | ValidationErrorKind::Maximum { .. }
@@ -305,9 +309,12 @@ fn not_one_of(file: &str, at: &str, found: &Value, options: &[String]) -> Findin
 
 fn unknown_key(file: &str, at: &str, key: &str, allowed: &[String]) -> Finding {
     let pointer = format!("{at}/{}", escape(key));
+    // NB: only the key matters here, and the value of an unexpected key may
+    // be a secret (`url:` where `urlEnv:` belongs), so the line is masked.
     let finding = Finding::error("schema.unknown-key", file, format!("unknown key `{key}`"))
         .pointer(pointer)
-        .at_key();
+        .at_key()
+        .redacted();
     if looks_secret(key) {
         return finding.redacted().hint(
             "secrets never live in the repository: keep the value in an environment \

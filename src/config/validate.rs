@@ -46,6 +46,7 @@ pub fn check(repo: &Repository, env_dirs: &[String]) -> Vec<Finding> {
         }
     }
     check_promotion(repo, env_dirs, &mut out);
+    check_file_paths(repo, &mut out);
     out
 }
 
@@ -221,6 +222,19 @@ fn check_gateways(env: &Environment, out: &mut Vec<Finding>) {
                 .pointer(&pointer),
             );
         }
+        if let Gateway::File(file_gateway) = gateway
+            && !is_confined(&file_gateway.path)
+        {
+            out.push(
+                Finding::error(
+                    "gateway.path-escape",
+                    file,
+                    "a file gateway's path must stay inside Sluice's data directory",
+                )
+                .pointer(format!("/gateways/{i}/path"))
+                .hint("use a relative path without `..`, e.g. gateways/production/edge.json"),
+            );
+        }
         if let Gateway::Http(http) = gateway
             && carries_credentials(&http.url)
         {
@@ -234,6 +248,45 @@ fn check_gateways(env: &Environment, out: &mut Vec<Finding>) {
                 .hint("remove them from the URL and name an environment variable with `tokenEnv`")
                 .redacted(),
             );
+        }
+    }
+}
+
+/// A relative path that never climbs: whoever can merge to the repository
+/// must not be able to make Sluice write anywhere else.
+fn is_confined(path: &str) -> bool {
+    let path = std::path::Path::new(path);
+    !path.as_os_str().is_empty()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+}
+
+/// File gateways of the whole repository that write the same file.
+fn check_file_paths(repo: &Repository, out: &mut Vec<Finding>) {
+    let mut seen: HashMap<std::path::PathBuf, String> = HashMap::new();
+    for env in repo.environments.values() {
+        for (i, gateway) in env.gateways.iter().enumerate() {
+            let Gateway::File(file_gateway) = gateway else {
+                continue;
+            };
+            let normal: std::path::PathBuf = std::path::Path::new(&file_gateway.path)
+                .components()
+                .collect();
+            let here = format!("{}/{}", env.slug, file_gateway.name);
+            if let Some(first) = seen.insert(normal, here.clone()) {
+                out.push(
+                    Finding::error(
+                        "gateway.path-duplicate",
+                        &env.gateways_file,
+                        format!("gateway {here} writes the same file as {first}"),
+                    )
+                    .pointer(format!("/gateways/{i}/path")),
+                );
+            }
         }
     }
 }

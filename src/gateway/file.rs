@@ -49,7 +49,12 @@ pub fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("config");
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // NB: unique per write, so concurrent writers never share a temp file.
+    let temp = dir.join(format!(
+        ".{name}.{}.{:016x}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     let mut file = fs::File::create(&temp)?;
     file.write_all(body)?;
     file.sync_all()?;

@@ -170,7 +170,9 @@ impl HttpGateway {
         if e.is_timeout() {
             GatewayError::Timeout(self.timeout)
         } else {
-            GatewayError::Unreachable(self.scrub(&chain(e)))
+            // NB: reqwest names the URL, whose user-info or query could hold a credential.
+            let text = chain(e).replace(&self.base, &crate::source::follow::redact_url(&self.base));
+            GatewayError::Unreachable(self.scrub(&text))
         }
     }
 
@@ -288,7 +290,8 @@ impl HttpGateway {
 /// One client for every gateway: its connection pool is shared, and a
 /// large fleet does not pay for thousands of pools and TLS setups.
 fn shared_client() -> Result<reqwest::Client, String> {
-    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
+    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> =
+        std::sync::OnceLock::new();
     CLIENT
         .get_or_init(|| {
             reqwest::Client::builder()

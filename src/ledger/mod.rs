@@ -201,7 +201,8 @@ pub struct GatewayRecord {
 /// The store the reconciler keeps its memory in.
 pub trait Ledger: Send + Sync {
     fn record_revision(&self, revision: &RevisionRecord) -> Result<(), LedgerError>;
-    /// The newest revision recorded, valid or not.
+    /// The revision recorded most recently, valid or not (a commit seen
+    /// again, as after a reset, is the newest again).
     fn last_revision(&self) -> Result<Option<RevisionRecord>, LedgerError>;
     /// Writes an attempt as started; returns its id.
     fn start_attempt(&self, start: &AttemptStart) -> Result<AttemptId, LedgerError>;

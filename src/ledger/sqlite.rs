@@ -259,9 +259,10 @@ impl Ledger for SqliteLedger {
         })?;
         self.conn()
             .prepare_cached(
-                "INSERT INTO revisions (commit_id, seen_at, valid, errors, findings)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO revisions (commit_id, seen_at, last_seen_at, valid, errors, findings)
+                 VALUES (?1, ?2, ?2, ?3, ?4, ?5)
                  ON CONFLICT (commit_id) DO UPDATE SET
+                     last_seen_at = excluded.seen_at,
                      valid = excluded.valid,
                      errors = excluded.errors,
                      findings = excluded.findings",
@@ -284,7 +285,7 @@ impl Ledger for SqliteLedger {
             .query_row(
                 &format!(
                     "SELECT {REVISION_COLUMNS} FROM revisions
-                     ORDER BY seen_at DESC, seq DESC LIMIT 1"
+                     ORDER BY last_seen_at DESC, seq DESC LIMIT 1"
                 ),
                 [],
                 revision_from_row,

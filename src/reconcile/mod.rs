@@ -42,6 +42,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
     },
 };
+use tracing::Instrument;
 
 /// Errors that stop a whole pass (a gateway's failure never does).
 #[derive(Debug, thiserror::Error)]
@@ -201,8 +202,29 @@ impl Reconciler {
         Ok(driver)
     }
 
-    /// One pass over a loaded revision (of every environment, or of `only`).
+    /// One pass over a loaded revision (of every environment, or of `only`),
+    /// recorded in the ledger as the newest revision seen.
     pub async fn pass(
+        &self,
+        loaded: &Loaded,
+        trigger: Trigger,
+        only: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<Pass, ReconcileError> {
+        let errors = loaded.findings.iter().filter(|f| f.is_error()).count();
+        self.ledger.record_revision(&RevisionRecord {
+            commit: loaded.revision.to_string(),
+            seen_at: self.clock.now(),
+            valid: loaded.repository.is_some(),
+            errors,
+            findings: serde_json::to_string(&loaded.findings).unwrap_or_default(),
+        })?;
+        self.keep(loaded, trigger, only, progress).await
+    }
+
+    /// A pass that keeps an older, valid revision running (while the head is
+    /// invalid) without recording it as the newest seen.
+    pub async fn keep(
         &self,
         loaded: &Loaded,
         trigger: Trigger,
@@ -211,13 +233,6 @@ impl Reconciler {
     ) -> Result<Pass, ReconcileError> {
         let revision = loaded.revision.to_string();
         let errors = loaded.findings.iter().filter(|f| f.is_error()).count();
-        self.ledger.record_revision(&RevisionRecord {
-            commit: revision.clone(),
-            seen_at: self.clock.now(),
-            valid: loaded.repository.is_some(),
-            errors,
-            findings: serde_json::to_string(&loaded.findings).unwrap_or_default(),
-        })?;
         let Some(repo) = &loaded.repository else {
             tracing::warn!(revision, errors, "revision is invalid; nothing applied");
             return Ok(Pass::ValidationFailed { revision, errors });
@@ -285,11 +300,14 @@ impl Reconciler {
             gateway = %desired.gateway,
             revision = %revision.short(),
         );
-        let _enter = span.enter();
-        let report = match self.driver(&desired.environment, spec) {
-            Ok(driver) => self.converge(driver.as_ref(), &desired, trigger).await,
-            Err(error) => failure(&desired, None, &error),
-        };
+        let report = async {
+            match self.driver(&desired.environment, spec) {
+                Ok(driver) => self.converge(driver.as_ref(), &desired, trigger).await,
+                Err(error) => failure(&desired, None, &error),
+            }
+        }
+        .instrument(span)
+        .await;
         if let Err(e) = self
             .ledger
             .upsert_gateway(&self.record(&report, &desired, previous))
@@ -340,7 +358,10 @@ impl Reconciler {
         let (outcome, report) = match result {
             Ok(applied) => match self.retrying(|| driver.live()).await {
                 Ok(after) if after.digest.as_ref() == Some(&desired.digest) => {
-                    let changed = matches!(applied, Applied::Swapped { .. });
+                    // NB: `Unchanged` after a retry whose first try swapped
+                    // but lost its answer still changed the gateway.
+                    let changed = matches!(applied, Applied::Swapped { .. })
+                        || live.digest.as_ref() != Some(&desired.digest);
                     let outcome = if changed {
                         Outcome::Applied
                     } else {

@@ -2,6 +2,7 @@
 //! records by a pure function.
 
 use crate::ledger::{GatewayRecord, GatewayState, Ledger, LedgerError, Millis, RevisionRecord};
+use crate::source::prefix;
 use serde::{Deserialize, Serialize};
 
 /// The newest revision seen and whether it could be applied.
@@ -60,13 +61,13 @@ impl StatusView {
 
 /// `sha256:<12>` of a digest, or `-`.
 pub fn short_digest(digest: Option<&str>) -> String {
-    digest.map_or("-".into(), |d| d[..d.len().min(19)].to_owned())
+    digest.map_or("-".into(), |d| prefix(d, 19).to_owned())
 }
 
 /// `sha256:<12>@<8>`, the form versions are shown in.
 pub fn version(digest: Option<&str>, revision: Option<&str>) -> String {
     match (digest, revision) {
-        (Some(d), Some(r)) => format!("{}@{}", short_digest(Some(d)), &r[..r.len().min(8)]),
+        (Some(d), Some(r)) => format!("{}@{}", short_digest(Some(d)), prefix(r, 8)),
         (Some(d), None) => short_digest(Some(d)),
         _ => "-".into(),
     }

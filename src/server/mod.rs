@@ -157,10 +157,16 @@ async fn sync(
     Query(q): Query<EnvQuery>,
     _body: Bytes,
 ) -> Response {
-    if let Err(response) = state.tokens.authorize(&headers, q.env.as_deref()) {
-        return response;
-    }
-    request_sync(&state, Trigger::Manual, q.env).await
+    let scope = match state.tokens.authorize(&headers, q.env.as_deref()) {
+        Ok(scope) => scope,
+        Err(response) => return response,
+    };
+    // NB: a token scoped to one environment reconciles that environment only.
+    let environment = match scope {
+        Scope::Environment(env) => Some(env),
+        Scope::Admin | Scope::Open => q.env,
+    };
+    request_sync(&state, Trigger::Manual, environment).await
 }
 
 async fn request_sync(

@@ -112,7 +112,7 @@ impl Follower {
                 .map(|h| h.oid());
             head.ok_or_else(|| SourceError::RevisionNotFound {
                 rev: self.branch.clone(),
-                path: url.to_owned(),
+                path: redact_url(url),
             })?
         };
         if local_head == Some(remote_head) {

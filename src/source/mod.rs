@@ -59,7 +59,7 @@ impl Revision {
     /// The form used in versions: 8 hex digits of the commit, or `worktree`.
     pub fn short(&self) -> &str {
         match self {
-            Revision::Commit(id) => &id[..id.len().min(8)],
+            Revision::Commit(id) => prefix(id, 8),
             Revision::WorkTree => "worktree",
         }
     }
@@ -72,6 +72,13 @@ impl fmt::Display for Revision {
             Revision::WorkTree => f.write_str("worktree"),
         }
     }
+}
+
+/// At most the first `chars` bytes of an id or digest, for display; the
+/// whole text when that would split a character (ids from a server may be
+/// anything).
+pub fn prefix(text: &str, chars: usize) -> &str {
+    text.get(..chars.min(text.len())).unwrap_or(text)
 }
 
 /// What a path names, without following a final symbolic link.

@@ -109,6 +109,9 @@ impl Fleet {
             ],
             &[],
         );
+        if run.code == 2 {
+            return Vec::new(); // nothing recorded yet
+        }
         run.json().as_array().unwrap().clone()
     }
 }

@@ -19,7 +19,7 @@ pub(super) const APPLICATION_ID: i64 = 0x534C_4345;
 
 /// Every migration, oldest first; the schema version a file reaches is the
 /// number applied.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this Sluice writes and understands.
 pub(super) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -81,6 +81,14 @@ CREATE TABLE gateways (
     error            TEXT,
     PRIMARY KEY (environment, gateway)
 ) WITHOUT ROWID;
+";
+
+/// Version 2: when each revision was last seen, so the newest head is
+/// "last" even when a branch is reset to a commit seen before (a rollback).
+const V2: &str = "
+ALTER TABLE revisions ADD COLUMN last_seen_at INTEGER;
+UPDATE revisions SET last_seen_at = seen_at;
+CREATE INDEX revisions_by_last_seen ON revisions (last_seen_at DESC, seq DESC);
 ";
 
 /// Reads the schema version.

@@ -119,7 +119,7 @@ fn revisions_seen_in_the_same_millisecond_are_ordered_by_insertion() {
 }
 
 #[test]
-fn recording_a_commit_again_keeps_one_row_and_its_first_sighting_but_the_new_verdict() {
+fn recording_a_commit_again_keeps_one_row_and_its_first_sighting_and_makes_it_the_newest() {
     let (_dir, path, ledger) = fresh();
     ledger.record_revision(&revision("aaa", NOW, true)).unwrap();
     ledger
@@ -129,9 +129,9 @@ fn recording_a_commit_again_keeps_one_row_and_its_first_sighting_but_the_new_ver
         .record_revision(&revision("aaa", NOW + 2, false))
         .unwrap();
     assert_eq!(count_rows(&path, "revisions"), 2);
-    // "aaa" keeps its first seen_at, so it does not become the newest...
-    assert_eq!(ledger.last_revision().unwrap().unwrap().commit, "bbb");
-    // ...but its validation result is the latest one.
+    // A branch reset back to "aaa" (a rollback) makes it the newest again...
+    assert_eq!(ledger.last_revision().unwrap().unwrap().commit, "aaa");
+    // ...it keeps its first seen_at, and its validation result is the latest one.
     let conn = Connection::open(&path).unwrap();
     let (seen_at, valid, errors): (Millis, bool, i64) = conn
         .query_row(
