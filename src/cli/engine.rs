@@ -32,6 +32,9 @@ pub struct EngineArgs {
     pub git_ssh_key: Option<PathBuf>,
 }
 
+/// Longest a fetch may take before the loop gives up on it for this pass.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     config::model::parse_duration(text)
         .ok_or_else(|| format!("`{text}` is not a duration (e.g. 500ms, 30s, 5m, 1h)"))
@@ -41,6 +44,34 @@ pub struct Engine {
     pub follower: Arc<Follower>,
     pub reconciler: Arc<Reconciler>,
     pub limits: Limits,
+    /// Held while the engine lives: one reconciler per ledger, so a `sync`
+    /// cannot resolve the in-flight attempts of a running `run` as interrupted.
+    _lock: std::fs::File,
+}
+
+/// Takes the ledger's lock file, or says who has it.
+fn lock(state: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = state.with_extension("lock");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `sluice run` or `sluice sync` is using {} (lock {}); use `sluice sync --server URL` to ask it to reconcile",
+            state.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 impl Engine {
@@ -48,6 +79,7 @@ impl Engine {
         let data_dir = state.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        let lock = lock(&state.state_path())?;
         let ledger = SqliteLedger::open(&state.state_path())?;
         let mut context = DriverContext::new(data_dir.clone());
         context.timeout = args.timeout;
@@ -76,6 +108,7 @@ impl Engine {
             limits: Limits {
                 max_file_bytes: cli.max_file_size,
             },
+            _lock: lock,
         })
     }
 
@@ -92,9 +125,14 @@ impl Engine {
         .await?
     }
 
-    /// Only the head commit (cheap when the remote has not moved).
+    /// Only the head commit (cheap when the remote has not moved). Bounded
+    /// in time: a remote that hangs must not wedge the loop.
     pub async fn fetch(&self) -> anyhow::Result<String> {
         let follower = self.follower.clone();
-        Ok(tokio::task::spawn_blocking(move || follower.fetch()).await??)
+        let fetch = tokio::task::spawn_blocking(move || follower.fetch());
+        match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
+            Ok(result) => Ok(result??),
+            Err(_) => anyhow::bail!("fetching the branch took more than {FETCH_TIMEOUT:?}"),
+        }
     }
 }

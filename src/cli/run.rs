@@ -80,10 +80,11 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
+    let shutdown = server::shutdown_signal()?;
     println!("listening on {}", listener.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown.await;
         tracing::info!("shutting down: letting in-flight applies finish");
         let _ = stop_tx.send(true);
     });
@@ -101,27 +102,6 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     reconcile_loop(&engine, &state, sync_rx, stop_rx, args).await;
     let _ = server.await;
     Ok(Outcome::Clean)
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }
 
 /// Passes until told to stop: at start, every interval, and on each sync

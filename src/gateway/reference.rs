@@ -103,36 +103,14 @@ impl std::fmt::Debug for ReferenceOptions {
 /// for that line, and it gives the port when listening on port 0).
 pub async fn serve(listener: TcpListener, options: ReferenceOptions) -> io::Result<()> {
     let gateway = ReferenceGateway::open(options)?;
+    let shutdown = crate::server::shutdown_signal()?;
     let addr = listener.local_addr()?;
     {
         let mut out = io::stdout().lock();
         writeln!(out, "listening on {addr}")?;
         out.flush()?;
     }
-    gateway.serve_until(listener, shutdown_signal()).await
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
+    gateway.serve_until(listener, shutdown).await
 }
 
 /// A reference gateway with its state loaded, ready to serve.

@@ -59,6 +59,23 @@ pub struct ServerState {
     pub sync: mpsc::Sender<SyncRequest>,
 }
 
+/// A future that resolves on the first SIGTERM or SIGINT. The handlers are
+/// installed when this is called, not when the future is first polled, so a
+/// signal that arrives right after a process says it is listening is not lost
+/// (and does not kill it the default way).
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        tracing::info!("shutting down");
+    })
+}
+
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
