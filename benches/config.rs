@@ -13,6 +13,10 @@
 //!
 //! Figures are written to BENCHMARKS.md by hand from this output.
 
+mod common;
+
+use common::{git, write};
+
 use sluice::{
     config::{Limits, load, render_all},
     source::GitSnapshot,
@@ -221,22 +225,6 @@ fn pack(name: &str, n: usize) -> String {
     format!(
         "# generated pack {n}\npack:\n  name: {name}\n  version: 1.{n}.0\n  description: Synthetic pack number {n}\npolicies:\n  chain: [audit-logger, pii-detector, prompt-injection, model-allowlist, rate-limit, x-custom-{n}]\npolicy:\n  audit-logger:\n    retention_days: 90\n    immutable: true\n  pii-detector:\n    action: redact\n    detect_patterns: [email, phone, credit_card]\n    pci_mode: false\n  prompt-injection:\n    action: block\n    threshold: 0.75\n  model-allowlist:\n    models: [gpt-4o, gpt-4o-mini, claude-sonnet-4]\n  rate-limit:\n    requests_per_minute: {rpm}\n  x-custom-{n}:\n    mode: strict\n    labels: [a, b, c]\n"
     )
-}
-
-fn write(repo: &Path, path: &str, content: &str) {
-    let target = repo.join(path);
-    fs::create_dir_all(target.parent().unwrap()).unwrap();
-    fs::write(target, content).unwrap();
-}
-
-fn git(repo: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args(["-c", "user.name=bench", "-c", "user.email=bench@sluice.dev"])
-        .args(args)
-        .current_dir(repo)
-        .status()
-        .expect("git runs");
-    assert!(status.success(), "git {args:?}");
 }
 
 /// The release binary beside this bench executable (target/release/sluice).

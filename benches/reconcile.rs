@@ -12,6 +12,10 @@
 //!   gateway at the same concurrency, and Sluice's time as a ratio to it;
 //! - `sluice run`: webhook to the first gateway applied (p50 of 10 pushes).
 
+mod common;
+
+use common::{git, write};
+
 use axum::{
     Router,
     body::Bytes,
@@ -390,22 +394,6 @@ fn own_pack(requests_per_minute: usize) -> String {
     format!(
         "pack:\n  name: base-00\n  version: 1.0.0\npolicies:\n  chain: [rate-limit]\npolicy:\n  rate-limit:\n    requests_per_minute: {requests_per_minute}\n"
     )
-}
-
-fn write(repo: &FsPath, path: &str, content: &str) {
-    let target = repo.join(path);
-    fs::create_dir_all(target.parent().unwrap()).unwrap();
-    fs::write(target, content).unwrap();
-}
-
-fn git(repo: &FsPath, args: &[&str]) {
-    let status = Command::new("git")
-        .args(["-c", "user.name=bench", "-c", "user.email=bench@sluice.dev"])
-        .args(args)
-        .current_dir(repo)
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
 }
 
 fn sluice_binary() -> PathBuf {

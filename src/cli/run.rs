@@ -116,6 +116,7 @@ async fn reconcile_loop(
 ) {
     let mut current: Option<(String, Arc<Loaded>)> = None;
     let mut resolved = false;
+    let mut pruned: Option<Instant> = None;
     let mut last_good: Option<Arc<Loaded>> = None;
     let mut request = Some(SyncRequest {
         trigger: Trigger::Startup,
@@ -150,7 +151,10 @@ async fn reconcile_loop(
             .observe(fetched.elapsed().as_secs_f64());
         if current.as_ref().is_none_or(|(c, _)| *c != commit) {
             match engine.fetch_and_load().await {
-                Ok(loaded) => current = Some(loaded),
+                Ok(loaded) => {
+                    tracing::debug!("loaded and validated the head");
+                    current = Some(loaded);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot load the branch head");
                     continue;
@@ -208,14 +212,21 @@ async fn reconcile_loop(
                 Err(e) => tracing::error!(error = %e, "reconcile pass failed"),
             }
         }
-        if let Some(repo) = last_good.as_ref().and_then(|l| l.repository.as_ref()) {
+        // NB: hourly, not per pass: retention is counted in days, and a
+        // prune must not sit between a webhook and its apply.
+        if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY)
+            && let Some(repo) = last_good.as_ref().and_then(|l| l.repository.as_ref())
+        {
             prune(engine, repo);
+            pruned = Some(Instant::now());
         }
         if *stop.borrow() {
             return;
         }
     }
 }
+
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Drops ledger records past each environment's retention (production 365
 /// days, others 90).

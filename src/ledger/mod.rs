@@ -167,18 +167,18 @@ impl GatewayState {
         }
     }
 
+    pub const ALL: [GatewayState; 7] = [
+        GatewayState::InSync,
+        GatewayState::Drifted,
+        GatewayState::Pending,
+        GatewayState::Applying,
+        GatewayState::Failed,
+        GatewayState::Unreachable,
+        GatewayState::Gated,
+    ];
+
     pub fn parse(text: &str) -> Option<GatewayState> {
-        [
-            GatewayState::InSync,
-            GatewayState::Drifted,
-            GatewayState::Pending,
-            GatewayState::Applying,
-            GatewayState::Failed,
-            GatewayState::Unreachable,
-            GatewayState::Gated,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

@@ -238,6 +238,7 @@ impl Reconciler {
             return Ok(Pass::ValidationFailed { revision, errors });
         };
         let rendered = render_all(repo, only);
+        tracing::debug!(gateways = rendered.len(), "rendered");
         let previous: HashMap<(String, String), GatewayRecord> = self
             .ledger
             .gateways(only)?

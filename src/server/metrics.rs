@@ -111,16 +111,6 @@ impl Default for Metrics {
     }
 }
 
-const STATES: [GatewayState; 7] = [
-    GatewayState::InSync,
-    GatewayState::Drifted,
-    GatewayState::Pending,
-    GatewayState::Applying,
-    GatewayState::Failed,
-    GatewayState::Unreachable,
-    GatewayState::Gated,
-];
-
 impl Metrics {
     /// Counts a finished pass.
     pub fn observe(&self, pass: &Pass, seconds: f64, now_seconds: f64) {
@@ -145,7 +135,7 @@ impl Metrics {
                     environment: env.environment.clone(),
                 })
                 .observe(seconds);
-            for state in STATES {
+            for state in GatewayState::ALL {
                 let count = env.gateways.iter().filter(|g| g.state == state).count();
                 self.gateways
                     .get_or_create(&StateLabels {
