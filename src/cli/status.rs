@@ -26,6 +26,13 @@ pub struct StatusArgs {
     pub environment: Option<String>,
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
+    #[command(flatten)]
+    pub from: LedgerSource,
+}
+
+/// Where `status` and `history` read the ledger.
+#[derive(Debug, clap::Args)]
+pub struct LedgerSource {
     /// Read a running `sluice run` (e.g. http://127.0.0.1:7878) instead of the state file.
     #[arg(long)]
     pub server: Option<String>,
@@ -45,21 +52,17 @@ pub struct HistoryArgs {
     pub limit: usize,
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
-    #[arg(long)]
-    pub server: Option<String>,
-    #[arg(long, default_value = "SLUICE_API_TOKEN")]
-    pub token_env: String,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub from: LedgerSource,
 }
 
 pub fn status(_cli: &Cli, args: &StatusArgs) -> anyhow::Result<Outcome> {
-    let view = match &args.server {
+    let view = match &args.from.server {
         Some(server) => {
-            super::client::status(server, &args.token_env, args.environment.as_deref())?
+            super::client::status(server, &args.from.token_env, args.environment.as_deref())?
         }
         None => {
-            let ledger = SqliteLedger::open_read_only(&args.state.state_path())?;
+            let ledger = SqliteLedger::open_read_only(&args.from.state.state_path())?;
             StatusView::read(&ledger, args.environment.as_deref())?
         }
     };
@@ -132,16 +135,16 @@ fn status_table(view: &StatusView, now: i64) -> String {
 }
 
 pub fn history(_cli: &Cli, args: &HistoryArgs) -> anyhow::Result<Outcome> {
-    let attempts = match &args.server {
+    let attempts = match &args.from.server {
         Some(server) => super::client::history(
             server,
-            &args.token_env,
+            &args.from.token_env,
             &args.environment,
             args.gateway.as_deref(),
             args.limit,
         )?,
         None => {
-            let ledger = SqliteLedger::open_read_only(&args.state.state_path())?;
+            let ledger = SqliteLedger::open_read_only(&args.from.state.state_path())?;
             if ledger.gateways(Some(&args.environment))?.is_empty() {
                 anyhow::bail!(
                     "no gateways recorded for environment `{}`",
