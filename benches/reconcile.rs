@@ -281,9 +281,13 @@ fn webhook_latency(
     );
     let client = reqwest::Client::new();
     let mut latencies = Vec::new();
+    let metrics = url.replace("/hooks/git", "/metrics");
     for run in 0..WEBHOOK_RUNS {
-        // Wait until the previous pass is over (every gateway runs the head).
+        // Wait until the previous pass is over: every gateway runs the head,
+        // and the last environment of the pass has been counted (a push
+        // during a pass would wait for it, measuring the pass, not the hook).
         wait_converged(binary, data);
+        wait_passes(runtime, &client, &metrics, run + 1);
         let pack = repo.join("environments/env-000/packs/base-00.yaml");
         fs::write(&pack, own_pack(1000 + run)).unwrap();
         git(repo, &["commit", "-q", "-am", "push"]);
@@ -322,6 +326,35 @@ fn webhook_latency(
         latencies[0],
         latencies[WEBHOOK_RUNS - 1]
     );
+}
+
+/// Waits until `sluice run` has finished `passes` passes over the last environment.
+fn wait_passes(
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    metrics: &str,
+    passes: usize,
+) {
+    let last = format!("env-{:03}", ENVIRONMENTS - 1);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = runtime
+            .block_on(async { client.get(metrics).send().await?.text().await })
+            .unwrap_or_default();
+        let counted: usize = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("sluice_reconciles_total")
+                    && l.contains(&format!("environment=\"{last}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
+            .sum();
+        if counted >= passes {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the pass never finished");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn wait_converged(binary: &FsPath, data: &FsPath) {

@@ -145,13 +145,12 @@ pub fn history(_cli: &Cli, args: &HistoryArgs) -> anyhow::Result<Outcome> {
         )?,
         None => {
             let ledger = SqliteLedger::open_read_only(&args.from.state.state_path())?;
-            if ledger.gateways(Some(&args.environment))?.is_empty() {
-                anyhow::bail!(
-                    "no gateways recorded for environment `{}`",
-                    args.environment
-                );
+            let attempts =
+                ledger.history(&args.environment, args.gateway.as_deref(), args.limit)?;
+            if attempts.is_empty() && ledger.gateways(Some(&args.environment))?.is_empty() {
+                anyhow::bail!("nothing recorded for environment `{}`", args.environment);
             }
-            ledger.history(&args.environment, args.gateway.as_deref(), args.limit)?
+            attempts
         }
     };
     match args.output {

@@ -224,6 +224,10 @@ pub trait Ledger: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Attempt>, LedgerError>;
     fn upsert_gateway(&self, record: &GatewayRecord) -> Result<(), LedgerError>;
+    /// Several records at once (one transaction where the store has them).
+    fn upsert_gateways(&self, records: &[GatewayRecord]) -> Result<(), LedgerError> {
+        records.iter().try_for_each(|r| self.upsert_gateway(r))
+    }
     /// Every gateway's record (of one environment, or all), by environment then gateway.
     fn gateways(&self, environment: Option<&str>) -> Result<Vec<GatewayRecord>, LedgerError>;
     /// Deletes finished attempts and revisions older than each environment's

@@ -414,34 +414,19 @@ impl Ledger for SqliteLedger {
     /// Writes a gateway's record whole, as given: the caller decides
     /// `changed_at`, since only it knows whether the state really changed.
     fn upsert_gateway(&self, record: &GatewayRecord) -> Result<(), LedgerError> {
-        self.conn()
-            .prepare_cached(&format!(
-                "INSERT INTO gateways ({GATEWAY_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (environment, gateway) DO UPDATE SET
-                     desired_digest = excluded.desired_digest,
-                     desired_revision = excluded.desired_revision,
-                     observed_digest = excluded.observed_digest,
-                     state = excluded.state,
-                     changed_at = excluded.changed_at,
-                     updated_at = excluded.updated_at,
-                     error = excluded.error"
-            ))
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    record.environment,
-                    record.gateway,
-                    record.desired_digest,
-                    record.desired_revision,
-                    record.observed_digest,
-                    record.state.as_str(),
-                    record.changed_at,
-                    record.updated_at,
-                    record.error
-                ])
-            })
-            .map(drop)
-            .map_err(query_error("writing a gateway record"))
+        upsert_gateway(&self.conn(), record)
+    }
+
+    fn upsert_gateways(&self, records: &[GatewayRecord]) -> Result<(), LedgerError> {
+        let doing = "writing gateway records";
+        let conn = self.conn();
+        // NB: one transaction for a batch: per-record commits dominate a
+        // pass over thousands of gateways.
+        let tx = conn.unchecked_transaction().map_err(query_error(doing))?;
+        for record in records {
+            upsert_gateway(&tx, record)?;
+        }
+        tx.commit().map_err(query_error(doing))
     }
 
     fn gateways(&self, environment: Option<&str>) -> Result<Vec<GatewayRecord>, LedgerError> {
@@ -528,4 +513,35 @@ impl Ledger for SqliteLedger {
         tx.commit().map_err(query_error(doing))?;
         Ok(deleted)
     }
+}
+
+/// Writes one gateway record on a connection (or inside a transaction).
+fn upsert_gateway(conn: &rusqlite::Connection, record: &GatewayRecord) -> Result<(), LedgerError> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO gateways ({GATEWAY_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (environment, gateway) DO UPDATE SET
+                     desired_digest = excluded.desired_digest,
+                     desired_revision = excluded.desired_revision,
+                     observed_digest = excluded.observed_digest,
+                     state = excluded.state,
+                     changed_at = excluded.changed_at,
+                     updated_at = excluded.updated_at,
+                     error = excluded.error"
+    ))
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            record.environment,
+            record.gateway,
+            record.desired_digest,
+            record.desired_revision,
+            record.observed_digest,
+            record.state.as_str(),
+            record.changed_at,
+            record.updated_at,
+            record.error
+        ])
+    })
+    .map(drop)
+    .map_err(query_error("writing a gateway record"))
 }

@@ -252,6 +252,7 @@ impl Reconciler {
         {
             progress.environment(&env.slug, env.gateways.len());
         }
+        let records = RecordBuffer::new(self.ledger.as_ref());
         let jobs = rendered.iter().filter_map(|r| {
             let env = repo.environments.get(&r.environment)?;
             let spec = env.gateways.iter().find(|g| g.name() == r.gateway)?;
@@ -268,11 +269,13 @@ impl Reconciler {
                     trigger,
                     previous,
                     progress,
+                    &records,
                 )
             })
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
             .await;
+        records.flush();
         Ok(Pass::Reconciled {
             revision,
             environments: group(reports),
@@ -287,6 +290,7 @@ impl Reconciler {
         trigger: Trigger,
         previous: Option<&GatewayRecord>,
         progress: &dyn Progress,
+        records: &RecordBuffer<'_>,
     ) -> GatewayReport {
         let desired = Desired {
             environment: rendered.environment.clone(),
@@ -309,12 +313,7 @@ impl Reconciler {
         }
         .instrument(span)
         .await;
-        if let Err(e) = self
-            .ledger
-            .upsert_gateway(&self.record(&report, &desired, previous))
-        {
-            tracing::error!(error = %e, "cannot write gateway state to the ledger");
-        }
+        records.push(self.record(&report, &desired, previous));
         progress.gateway_done(&report.environment, &report.gateway, report.state);
         report
     }
@@ -524,6 +523,49 @@ impl Reconciler {
             );
         }
         Ok(unfinished.len())
+    }
+}
+
+/// Gateway records written in batches: one transaction per batch rather
+/// than one per gateway (status lags a pass by at most one batch).
+struct RecordBuffer<'a> {
+    ledger: &'a dyn Ledger,
+    pending: Mutex<Vec<GatewayRecord>>,
+}
+
+impl<'a> RecordBuffer<'a> {
+    const BATCH: usize = 256;
+
+    fn new(ledger: &'a dyn Ledger) -> Self {
+        RecordBuffer {
+            ledger,
+            pending: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn push(&self, record: GatewayRecord) {
+        let full = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.push(record);
+            (pending.len() >= Self::BATCH).then(|| std::mem::take(&mut *pending))
+        };
+        if let Some(batch) = full {
+            self.write(&batch);
+        }
+    }
+
+    fn flush(&self) {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        self.write(&batch);
+    }
+
+    fn write(&self, batch: &[GatewayRecord]) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.ledger.upsert_gateways(batch) {
+            tracing::error!(error = %e, records = batch.len(), "cannot write gateway states to the ledger");
+        }
     }
 }
 
