@@ -20,7 +20,7 @@ use std::{
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -66,7 +66,6 @@ fn tokens(args: &Args) -> anyhow::Result<Tokens> {
 
 async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let engine = Engine::new(cli, &args.state, &args.engine)?;
-    let (sync_tx, sync_rx) = mpsc::channel(1);
     let state = Arc::new(ServerState {
         ledger: engine.reconciler.ledger().clone(),
         ready: Default::default(),
@@ -75,7 +74,7 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         webhook_secret: std::env::var(&args.webhook_secret_env)
             .ok()
             .filter(|s| !s.is_empty()),
-        sync: sync_tx,
+        sync: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -99,7 +98,7 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                 .await
         })
     };
-    reconcile_loop(&engine, &state, sync_rx, stop_rx, args).await;
+    reconcile_loop(&engine, &state, stop_rx, args).await;
     let _ = server.await;
     Ok(Outcome::Clean)
 }
@@ -110,7 +109,6 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
 async fn reconcile_loop(
     engine: &Engine,
     state: &ServerState,
-    mut requests: mpsc::Receiver<SyncRequest>,
     mut stop: watch::Receiver<bool>,
     args: &Args,
 ) {
@@ -133,7 +131,7 @@ async fn reconcile_loop(
                     environment: None,
                     received: Instant::now(),
                 },
-                Some(request) = requests.recv() => request,
+                request = state.sync.next() => request,
             },
         };
         let fetched = Instant::now();

@@ -228,6 +228,9 @@ pub trait Ledger: Send + Sync {
     fn upsert_gateways(&self, records: &[GatewayRecord]) -> Result<(), LedgerError> {
         records.iter().try_for_each(|r| self.upsert_gateway(r))
     }
+    /// Forgets gateways that are no longer in the repository, by
+    /// (environment, gateway).
+    fn remove_gateways(&self, gone: &[(String, String)]) -> Result<(), LedgerError>;
     /// Every gateway's record (of one environment, or all), by environment then gateway.
     fn gateways(&self, environment: Option<&str>) -> Result<Vec<GatewayRecord>, LedgerError>;
     /// Deletes finished attempts and revisions older than each environment's

@@ -429,6 +429,18 @@ impl Ledger for SqliteLedger {
         tx.commit().map_err(query_error(doing))
     }
 
+    fn remove_gateways(&self, gone: &[(String, String)]) -> Result<(), LedgerError> {
+        let doing = "removing records of gateways no longer configured";
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction().map_err(query_error(doing))?;
+        for (environment, gateway) in gone {
+            tx.prepare_cached("DELETE FROM gateways WHERE environment = ?1 AND gateway = ?2")
+                .and_then(|mut stmt| stmt.execute(params![environment, gateway]))
+                .map_err(query_error(doing))?;
+        }
+        tx.commit().map_err(query_error(doing))
+    }
+
     fn gateways(&self, environment: Option<&str>) -> Result<Vec<GatewayRecord>, LedgerError> {
         let conn = self.conn();
         let rows = match environment {

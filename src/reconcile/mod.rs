@@ -276,6 +276,21 @@ impl Reconciler {
             .collect()
             .await;
         records.flush();
+        if only.is_none() {
+            // NB: a gateway removed from gateways.yaml (or its environment
+            // removed) must not stay in status, failed, forever.
+            let configured: std::collections::HashSet<(&str, &str)> = rendered
+                .iter()
+                .map(|r| (r.environment.as_str(), r.gateway.as_str()))
+                .collect();
+            let gone: Vec<(String, String)> = previous
+                .into_keys()
+                .filter(|(env, gw)| !configured.contains(&(env.as_str(), gw.as_str())))
+                .collect();
+            if !gone.is_empty() {
+                self.ledger.remove_gateways(&gone)?;
+            }
+        }
         Ok(Pass::Reconciled {
             revision,
             environments: group(reports),

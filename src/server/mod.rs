@@ -38,7 +38,7 @@ use std::sync::{
     Arc,
     atomic::{AtomicBool, Ordering},
 };
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 /// A request to reconcile now.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub struct ServerState {
     pub tokens: Tokens,
     /// Shared secret of the git webhook; without one the hook is off.
     pub webhook_secret: Option<String>,
-    pub sync: mpsc::Sender<SyncRequest>,
+    pub sync: SyncQueue,
 }
 
 /// A future that resolves on the first SIGTERM or SIGINT. The handlers are
@@ -196,15 +196,90 @@ async fn request_sync(
         environment,
         received: std::time::Instant::now(),
     };
-    match state.sync.try_send(request) {
-        // NB: a full queue means a pass is already pending; it will see this change too.
-        Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => (
-            StatusCode::ACCEPTED,
-            Json(serde_json::json!({"accepted": true})),
-        )
-            .into_response(),
-        Err(mpsc::error::TrySendError::Closed(_)) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    state.sync.push(request);
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"accepted": true})),
+    )
+        .into_response()
+}
+
+/// Requests to reconcile, merged while one waits: a request for all
+/// environments absorbs any other, two for different environments become
+/// one for all, so no request is lost and none piles up.
+#[derive(Default)]
+pub struct SyncQueue {
+    pending: std::sync::Mutex<Option<SyncRequest>>,
+    ready: Notify,
+}
+
+impl SyncQueue {
+    pub fn push(&self, request: SyncRequest) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        *pending = Some(match pending.take() {
+            None => request,
+            Some(waiting) => merge(waiting, request),
+        });
+        self.ready.notify_one();
+    }
+
+    /// The next request, waiting for one.
+    pub async fn next(&self) -> SyncRequest {
+        loop {
+            if let Some(request) = self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                return request;
+            }
+            // NB: notify_one stores a permit when nobody waits, so a push
+            // between the check and this await is not missed.
+            self.ready.notified().await;
         }
+    }
+}
+
+fn merge(waiting: SyncRequest, new: SyncRequest) -> SyncRequest {
+    let environment = match (waiting.environment, new.environment) {
+        (Some(a), Some(b)) if a == b => Some(a),
+        _ => None,
+    };
+    SyncRequest {
+        // The older arrival, so latency is counted from the first request.
+        received: waiting.received.min(new.received),
+        trigger: waiting.trigger,
+        environment,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(environment: Option<&str>) -> SyncRequest {
+        SyncRequest {
+            trigger: Trigger::Manual,
+            environment: environment.map(str::to_owned),
+            received: std::time::Instant::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_requests_merge_into_their_union() {
+        let queue = SyncQueue::default();
+        queue.push(request(Some("development")));
+        queue.push(request(Some("development")));
+        assert_eq!(
+            queue.next().await.environment.as_deref(),
+            Some("development")
+        );
+        queue.push(request(Some("development")));
+        queue.push(request(None));
+        assert_eq!(queue.next().await.environment, None);
+        queue.push(request(Some("development")));
+        queue.push(request(Some("production")));
+        assert_eq!(queue.next().await.environment, None);
     }
 }

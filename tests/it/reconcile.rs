@@ -177,3 +177,23 @@ fn sync_follows_a_remote_served_over_loopback() {
     assert_eq!(run.json()["revision"], next.as_str());
     assert!(gateway_file(data.path(), "eval", "eval-1").contains("\"requests_per_minute\":900"));
 }
+
+#[test]
+fn a_removed_gateway_leaves_the_status() {
+    let repo = TestRepo::example();
+    let data = tempfile::tempdir().unwrap();
+    assert_eq!(with_state(&repo, data.path(), &["sync"]).code, 0);
+    let gateways = repo.read("environments/production/gateways.yaml");
+    let cut = gateways.find("  - name: prod-us-1").unwrap();
+    repo.write("environments/production/gateways.yaml", &gateways[..cut]);
+    repo.commit("retire prod-us-1");
+    assert_eq!(with_state(&repo, data.path(), &["sync"]).code, 0);
+    let status = with_state(&repo, data.path(), &["status", "-o", "json"]);
+    let names: Vec<String> = status.json()["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["gateway"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["dev-1", "eval-1", "prod-eu-1", "staging-1"]);
+}
