@@ -226,15 +226,14 @@ async fn reconcile_loop(
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Drops ledger records past each environment's retention (production 365
-/// days, others 90).
+/// Drops ledger records past each environment's retention (`retention` in
+/// environment.yaml; default production 365 days, others 90).
 fn prune(engine: &Engine, repo: &crate::config::Repository) {
-    let retention = |environment: &str| {
-        let production = repo
-            .environments
-            .get(environment)
-            .is_some_and(|e| e.spec.is_production);
-        crate::ledger::default_retention(production)
+    let retention = |environment: &str| match repo.environments.get(environment) {
+        Some(env) => env.retention(),
+        // NB: an environment no longer in the repository keeps the longer
+        // retention: its records may be all that is left of it.
+        None => crate::ledger::default_retention(true),
     };
     match engine
         .reconciler

@@ -85,6 +85,15 @@ pub enum PackSource {
 }
 
 impl Environment {
+    /// How long the ledger keeps this environment's records.
+    pub fn retention(&self) -> std::time::Duration {
+        self.spec
+            .retention
+            .as_ref()
+            .and_then(|r| r.parse())
+            .unwrap_or_else(|| crate::ledger::default_retention(self.spec.is_production))
+    }
+
     /// The enforcement in force: the environment's own, else the
     /// repository default, else `enforce`.
     pub fn enforcement(&self, manifest: &Manifest) -> Enforcement {
@@ -92,5 +101,21 @@ impl Environment {
             .enforcement
             .or(manifest.defaults.enforcement)
             .unwrap_or(Enforcement::Enforce)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn retention_comes_from_the_environment_or_its_kind() {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
+        let tree = crate::source::WorkTree::open(&example).unwrap();
+        let loaded = super::load(&tree, &super::Limits::default()).unwrap();
+        let repo = loaded.repository.unwrap();
+        let days = |env: &str| repo.environments[env].retention() / 86_400;
+        assert_eq!(days("production"), Duration::from_secs(400));
+        assert_eq!(days("staging"), Duration::from_secs(90));
     }
 }

@@ -83,6 +83,9 @@ pub struct EnvironmentSpec {
     pub drift: Option<DriftSpec>,
     #[serde(default)]
     pub alerts: Vec<AlertSpec>,
+    /// How long the ledger keeps this environment's records (default 365d
+    /// for production environments, 90d for others).
+    pub retention: Option<DurationText>,
 }
 
 /// Where this environment's changes must come from.

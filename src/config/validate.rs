@@ -148,6 +148,7 @@ fn check_environment(env: &Environment, out: &mut Vec<Finding>) {
         }
     }
     let durations = [
+        ("/retention", env.spec.retention.as_ref()),
         (
             "/promotion/soak",
             env.spec.promotion.as_ref().and_then(|p| p.soak.as_ref()),
