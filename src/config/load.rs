@@ -68,7 +68,11 @@ pub fn load(snapshot: &dyn Snapshot, limits: &Limits) -> Result<Loaded, SourceEr
     findings.extend(parsed.iter().flat_map(|p| p.findings.iter().cloned()));
     let mut assembled = assemble(snapshot.revision().clone(), &parsed);
     findings.append(&mut assembled.findings);
-    findings.extend(validate::check(&assembled.draft, &collected.env_dirs));
+    findings.extend(validate::check(
+        &assembled.draft,
+        &collected.env_dirs,
+        &assembled.strays,
+    ));
 
     let texts: HashMap<&str, &str> = collected
         .files
@@ -371,6 +375,7 @@ fn typed(raw: &RawFile, value: Value, findings: &mut Vec<Finding>) -> Option<Con
 struct Assembled {
     draft: Repository,
     findings: Vec<Finding>,
+    strays: validate::Strays,
 }
 
 /// Builds the typed repository from the files that passed the first pass,
@@ -483,6 +488,7 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
             },
         );
     }
+    let strays = strays(parsed, &environments);
     Assembled {
         draft: Repository {
             revision,
@@ -491,7 +497,36 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
             environments,
         },
         findings,
+        strays,
     }
+}
+
+/// Gateways and own packs of environments whose environment.yaml did not
+/// load: still checked, so one broken file does not hide the findings of
+/// its neighbours.
+fn strays(parsed: &[Parsed<'_>], environments: &BTreeMap<String, Environment>) -> validate::Strays {
+    let loaded = |path: &str| {
+        let dir = if path.contains(&format!("/{PACKS_DIR}/")) {
+            parent_dir(parent_dir(path))
+        } else {
+            parent_dir(path)
+        };
+        environments.contains_key(file_stem(dir))
+    };
+    let mut strays = validate::Strays::default();
+    for p in parsed
+        .iter()
+        .filter(|p| p.raw.path.starts_with(ENVIRONMENTS) && !loaded(&p.raw.path))
+    {
+        match &p.content {
+            Some(Content::Gateways(g)) => strays
+                .gateways
+                .push((p.raw.path.clone(), g.gateways.clone())),
+            Some(Content::Pack(pack)) => strays.packs.push((p.raw.path.clone(), pack.clone())),
+            _ => {}
+        }
+    }
+    strays
 }
 
 /// Merges an overlay over its base pack and checks the result as a whole pack.

@@ -15,7 +15,14 @@ pub const SLUICE_MIN_SLUG: usize = 3;
 pub const SLUICE_MAX_SLUG: usize = 50;
 
 /// Every semantic finding about a (possibly partial) repository.
-pub fn check(repo: &Repository, env_dirs: &[String]) -> Vec<Finding> {
+/// Files of environments that did not load (see `load::strays`).
+#[derive(Debug, Default)]
+pub struct Strays {
+    pub gateways: Vec<(String, Vec<Gateway>)>,
+    pub packs: Vec<(String, std::sync::Arc<Pack>)>,
+}
+
+pub fn check(repo: &Repository, env_dirs: &[String], strays: &Strays) -> Vec<Finding> {
     let mut out = Vec::new();
     if env_dirs.is_empty() {
         out.push(
@@ -33,7 +40,7 @@ pub fn check(repo: &Repository, env_dirs: &[String]) -> Vec<Finding> {
     check_slugs(repo, &mut out);
     for env in repo.environments.values() {
         check_environment(env, &mut out);
-        check_gateways(env, &mut out);
+        check_gateways(&env.gateways_file, &env.gateways, &mut out);
         for (name, effective) in &env.packs {
             match &effective.source {
                 PackSource::Base { .. } => {}
@@ -47,6 +54,12 @@ pub fn check(repo: &Repository, env_dirs: &[String]) -> Vec<Finding> {
     }
     check_promotion(repo, env_dirs, &mut out);
     check_file_paths(repo, &mut out);
+    for (file, gateways) in &strays.gateways {
+        check_gateways(file, gateways, &mut out);
+    }
+    for (file, pack) in &strays.packs {
+        check_pack(file, pack, &mut out);
+    }
     out
 }
 
@@ -196,10 +209,9 @@ fn is_valid_gateway_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-fn check_gateways(env: &Environment, out: &mut Vec<Finding>) {
-    let file = &env.gateways_file;
+fn check_gateways(file: &str, gateways: &[Gateway], out: &mut Vec<Finding>) {
     let mut seen = BTreeSet::new();
-    for (i, gateway) in env.gateways.iter().enumerate() {
+    for (i, gateway) in gateways.iter().enumerate() {
         let name = gateway.name();
         let pointer = format!("/gateways/{i}/name");
         if !is_valid_gateway_name(name) {
