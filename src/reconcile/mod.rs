@@ -347,14 +347,15 @@ impl Reconciler {
         let Action::Apply { expected } = plan(&desired.digest, &live) else {
             return report(desired, GatewayState::InSync, live.digest, false, None);
         };
-        let attempt = match self.ledger.start_attempt(&AttemptStart {
+        let start = AttemptStart {
             environment: desired.environment.clone(),
             gateway: desired.gateway.clone(),
             revision: desired.revision.clone(),
             digest: desired.digest.to_string(),
             trigger,
             started_at: self.clock.now(),
-        }) {
+        };
+        let attempt = match blocking(|| self.ledger.start_attempt(&start)) {
             Ok(id) => id,
             Err(e) => {
                 // NB: no attempt without its record: an unrecorded apply could
@@ -402,10 +403,11 @@ impl Reconciler {
                 failure(desired, live.digest.clone(), &error),
             ),
         };
-        if let Err(e) =
+        let finished_at = self.clock.now();
+        if let Err(e) = blocking(|| {
             self.ledger
-                .finish_attempt(attempt, self.clock.now(), outcome, report.error.as_deref())
-        {
+                .finish_attempt(attempt, finished_at, outcome, report.error.as_deref())
+        }) {
             tracing::error!(error = %e, attempt, "cannot finish the attempt in the ledger");
         }
         report
@@ -538,6 +540,16 @@ impl Reconciler {
             );
         }
         Ok(unfinished.len())
+    }
+}
+
+/// Runs a ledger write (synchronous I/O) without stalling the other
+/// gateways' requests on the same runtime worker.
+fn blocking<T>(write: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(write),
+        _ => write(),
     }
 }
 
