@@ -2,6 +2,7 @@
 
 use std::{
     fs,
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Output},
 };
@@ -297,6 +298,9 @@ impl GitDaemon {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            // NB: its own process group, so the children it forks per
+            // connection go with it.
+            .process_group(0)
             .spawn()
             .expect("git daemon starts");
         let daemon = GitDaemon { child, port, name };
@@ -318,6 +322,8 @@ impl GitDaemon {
 
 impl Drop for GitDaemon {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
