@@ -209,14 +209,7 @@ async fn floor(base: &str, repo: &FsPath, fleet: &Fleet) -> Duration {
         let base = base.to_owned();
         async move {
             let status = format!("{base}/g/{id}/sluice/v1/status");
-            client
-                .get(&status)
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            read(&client, &status).await;
             let response = client
                 .put(format!("{base}/g/{id}/sluice/v1/config"))
                 .header("if-none-match", "*")
@@ -226,14 +219,7 @@ async fn floor(base: &str, repo: &FsPath, fleet: &Fleet) -> Duration {
                 .await
                 .unwrap();
             assert!(response.status().is_success());
-            client
-                .get(&status)
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            read(&client, &status).await;
         }
     });
     use futures::StreamExt;
@@ -242,6 +228,10 @@ async fn floor(base: &str, repo: &FsPath, fleet: &Fleet) -> Duration {
         .collect::<Vec<()>>()
         .await;
     start.elapsed()
+}
+
+async fn read(client: &reqwest::Client, url: &str) {
+    client.get(url).send().await.unwrap().bytes().await.unwrap();
 }
 
 /// Webhook to the first gateway applied, with `sluice run` following the repo.

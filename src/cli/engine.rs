@@ -112,15 +112,14 @@ impl Engine {
         })
     }
 
-    /// Fetches the branch and loads its head (off the async runtime's threads).
-    pub async fn fetch_and_load(&self) -> anyhow::Result<(String, Arc<Loaded>)> {
+    /// Loads and validates one fetched commit (off the async runtime's threads).
+    pub async fn load(&self, commit: &str) -> anyhow::Result<Arc<Loaded>> {
         let follower = self.follower.clone();
         let limits = self.limits;
+        let commit = commit.to_owned();
         tokio::task::spawn_blocking(move || {
-            let commit = follower.fetch()?;
             let snapshot = follower.snapshot(&commit)?;
-            let loaded = config::load(&snapshot, &limits)?;
-            Ok((commit, Arc::new(loaded)))
+            Ok(Arc::new(config::load(&snapshot, &limits)?))
         })
         .await?
     }

@@ -148,10 +148,11 @@ async fn reconcile_loop(
             .fetch_seconds
             .observe(fetched.elapsed().as_secs_f64());
         if current.as_ref().is_none_or(|(c, _)| *c != commit) {
-            match engine.fetch_and_load().await {
+            // NB: the commit just fetched, not a second fetch.
+            match engine.load(&commit).await {
                 Ok(loaded) => {
                     tracing::debug!("loaded and validated the head");
-                    current = Some(loaded);
+                    current = Some((commit, loaded));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot load the branch head");

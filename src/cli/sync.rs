@@ -56,7 +56,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     }
     runtime.block_on(async {
         let engine = Engine::new(cli, &args.state, &args.engine)?;
-        let (_, loaded) = engine.fetch_and_load().await?;
+        let commit = engine.fetch().await?;
+        let loaded = engine.load(&commit).await?;
         engine
             .reconciler
             .resolve_unfinished(loaded.repository.as_ref())

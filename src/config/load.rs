@@ -570,7 +570,8 @@ fn parent_dir(path: &str) -> &str {
     path.rfind('/').map_or("", |i| &path[..i])
 }
 
-fn file_stem(path: &str) -> &str {
+/// A file's name without its directory and `.yaml`/`.yml` (a pack's name).
+pub(super) fn file_stem(path: &str) -> &str {
     let name = path.rsplit('/').next().unwrap_or(path);
     pack_name(name).unwrap_or(name)
 }

@@ -332,11 +332,7 @@ fn name_mismatch(file: &str, pack: &Pack, name: &str) -> Finding {
 }
 
 fn check_pack(file: &str, pack: &Pack, out: &mut Vec<Finding>) {
-    let stem = file
-        .rsplit('/')
-        .next()
-        .and_then(|n| n.strip_suffix(".yaml").or_else(|| n.strip_suffix(".yml")))
-        .unwrap_or(file);
+    let stem = super::load::file_stem(file);
     if !is_valid_gateway_name(stem) {
         out.push(
             Finding::error(

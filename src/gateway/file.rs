@@ -122,16 +122,9 @@ impl Gateway for FileGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn desired(body: &str) -> Desired {
-        Desired {
-            environment: "dev".into(),
-            gateway: "g".into(),
-            digest: Digest::of_json(body).unwrap(),
-            body: Arc::from(body),
-            revision: "abc".into(),
-        }
+        Desired::of_body(body)
     }
 
     #[tokio::test]

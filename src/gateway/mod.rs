@@ -32,6 +32,20 @@ pub struct Desired {
     pub revision: String,
 }
 
+#[cfg(test)]
+impl Desired {
+    /// A desired state carrying `body` (JSON), for driver tests.
+    pub(crate) fn of_body(body: &str) -> Desired {
+        Desired {
+            environment: "dev".into(),
+            gateway: "g".into(),
+            digest: Digest::of_json(body).expect("test bodies are JSON"),
+            body: Arc::from(body),
+            revision: "abc".into(),
+        }
+    }
+}
+
 /// What a gateway reports it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Live {

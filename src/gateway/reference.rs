@@ -836,13 +836,7 @@ mod tests {
     }
 
     fn desired(body: &str) -> Desired {
-        Desired {
-            environment: "dev".into(),
-            gateway: "g".into(),
-            digest: Digest::of_json(body).unwrap(),
-            body: Arc::from(body),
-            revision: "abc".into(),
-        }
+        Desired::of_body(body)
     }
 
     /// An in-process gateway and a driver pointed at it.

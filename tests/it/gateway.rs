@@ -103,20 +103,25 @@ async fn admin(
         .expect("admin request")
 }
 
-async fn faults(process: &GatewayProcess, body: &str) {
-    let response = admin(
-        process,
-        reqwest::Method::POST,
-        "/admin/v1/faults",
-        body.to_owned(),
-    )
-    .await;
+/// An admin request that must succeed.
+async fn admin_ok(process: &GatewayProcess, method: reqwest::Method, path: &str, body: String) {
+    let response = admin(process, method, path, body).await;
     assert_eq!(
         response.status(),
         200,
         "{}",
         response.text().await.unwrap_or_default()
     );
+}
+
+async fn faults(process: &GatewayProcess, body: &str) {
+    admin_ok(
+        process,
+        reqwest::Method::POST,
+        "/admin/v1/faults",
+        body.to_owned(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -232,19 +237,13 @@ async fn a_hand_edit_makes_the_next_apply_fail_its_precondition() {
         "enforce"
     }
     .into();
-    let response = admin(
+    admin_ok(
         &process,
         reqwest::Method::PUT,
         "/admin/v1/config",
         edited.to_string(),
     )
     .await;
-    assert_eq!(
-        response.status(),
-        200,
-        "{}",
-        response.text().await.unwrap_or_default()
-    );
     let live = gateway.live().await.unwrap();
     let hand_digest = live.digest.expect("runs the hand edit");
     assert_ne!(hand_digest, first.digest);

@@ -148,15 +148,18 @@ fn sync_follows_a_remote_served_over_loopback() {
     let server = crate::support::GitDaemon::serve(origin.path());
     let data = tempfile::tempdir().unwrap();
     let url = server.url();
-    let run = crate::support::sluice(&[
-        "sync",
-        "--repo",
-        &url,
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
+    let sync = || {
+        crate::support::sluice(&[
+            "sync",
+            "--repo",
+            &url,
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+    };
+    let run = sync();
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let head = origin.git(&["rev-parse", "HEAD"]).trim().to_owned();
     assert_eq!(run.json()["revision"], head.as_str());
@@ -164,15 +167,7 @@ fn sync_follows_a_remote_served_over_loopback() {
     let text = origin.read("base/packs/models.yaml");
     origin.write("base/packs/models.yaml", text.replace("600", "900"));
     let next = origin.commit("rate");
-    let run = crate::support::sluice(&[
-        "sync",
-        "--repo",
-        &url,
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
+    let run = sync();
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(run.json()["revision"], next.as_str());
     assert!(gateway_file(data.path(), "eval", "eval-1").contains("\"requests_per_minute\":900"));

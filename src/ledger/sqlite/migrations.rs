@@ -97,19 +97,23 @@ pub(super) fn user_version(conn: &Connection) -> Result<i64, LedgerError> {
         .map_err(query_error("reading the ledger schema version"))
 }
 
+/// Whether a file at schema `found` needs migrating; a newer one is refused.
+fn behind(found: i64) -> Result<bool, LedgerError> {
+    if found > LATEST {
+        return Err(LedgerError::TooNew {
+            found,
+            known: LATEST,
+        });
+    }
+    Ok(found < LATEST)
+}
+
 /// Brings the file up to [`LATEST`], applying only the steps it lacks.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
     loop {
         // Checked before taking the write lock too, so a reader-writer of a
         // newer file fails without blocking anyone.
-        let found = user_version(conn)?;
-        if found > LATEST {
-            return Err(LedgerError::TooNew {
-                found,
-                known: LATEST,
-            });
-        }
-        if found == LATEST {
+        if !behind(user_version(conn)?)? {
             return Ok(());
         }
         let doing = "migrating the ledger schema";
@@ -118,13 +122,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
             .map_err(query_error(doing))?;
         // Another process may have migrated while this one waited for the lock.
         let found = user_version(&tx)?;
-        if found > LATEST {
-            return Err(LedgerError::TooNew {
-                found,
-                known: LATEST,
-            });
-        }
-        if found == LATEST {
+        if !behind(found)? {
             return Ok(());
         }
         let step = usize::try_from(found).map_err(|_| LedgerError::Query {
