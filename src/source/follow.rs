@@ -133,6 +133,9 @@ impl Follower {
     fn callbacks(&self) -> RemoteCallbacks<'_> {
         let mut callbacks = RemoteCallbacks::new();
         let credentials = self.credentials.clone();
+        // libgit2 asks again after a refusal (up to its replay limit), and
+        // the token will not have changed: it is offered once per connection.
+        let mut token_offered = false;
         callbacks.credentials(move |_url, username, allowed| {
             if allowed.is_ssh_key()
                 && let Some(key) = &credentials.ssh_key
@@ -140,12 +143,26 @@ impl Follower {
                 return Cred::ssh_key(username.unwrap_or("git"), None, key, None);
             }
             if allowed.is_user_pass_plaintext()
-                && let Some(token) = credentials
-                    .token_env
-                    .as_deref()
-                    .and_then(|v| std::env::var(v).ok())
+                && let Some(var) = credentials.token_env.as_deref()
             {
-                return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), &token);
+                if token_offered {
+                    return Err(git2::Error::from_str(&format!(
+                        "the remote refused the token in ${var}"
+                    )));
+                }
+                match std::env::var(var) {
+                    Ok(token) => {
+                        token_offered = true;
+                        let user = username.unwrap_or("x-access-token");
+                        return Cred::userpass_plaintext(user, &token);
+                    }
+                    Err(_) if !allowed.is_default() => {
+                        return Err(git2::Error::from_str(&format!(
+                            "the remote asks for credentials and ${var} is not set"
+                        )));
+                    }
+                    Err(_) => {}
+                }
             }
             Cred::default()
         });

@@ -4,6 +4,7 @@
 mod corpus;
 mod digest;
 mod faults;
+mod fetch;
 mod gateway;
 mod init;
 mod reconcile;

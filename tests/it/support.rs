@@ -375,3 +375,218 @@ pub fn sluice_with(args: &[&str], envs: &[(&str, &str)]) -> Run {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// A repository served over git's smart HTTP protocol on a free loopback
+/// port: `git http-backend` run as a CGI per request, behind HTTP Basic auth
+/// that accepts exactly one user and password. Stopped on drop.
+pub struct GitHttp {
+    /// Dropped first: its runtime ends the server and kills any CGI left.
+    runtime: Option<tokio::runtime::Runtime>,
+    port: u16,
+    name: String,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Clone)]
+struct GitHttpState {
+    root: PathBuf,
+    authorization: String,
+    user: String,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl GitHttp {
+    /// Serves `repo` (its parent is the project root) to `user:password`.
+    pub fn serve(repo: &Path, user: &str, password: &str) -> GitHttp {
+        use std::sync::{Arc, atomic::AtomicUsize};
+        let name = repo.file_name().unwrap().to_string_lossy().into_owned();
+        let refused = Arc::new(AtomicUsize::new(0));
+        let served = Arc::new(AtomicUsize::new(0));
+        let state = GitHttpState {
+            root: repo.parent().unwrap().to_owned(),
+            authorization: format!("Basic {}", base64(format!("{user}:{password}").as_bytes())),
+            user: user.to_owned(),
+            refused: refused.clone(),
+            served: served.clone(),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).unwrap()
+        };
+        let app = axum::Router::new()
+            .fallback(git_http_backend)
+            .with_state(state);
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        GitHttp {
+            runtime: Some(runtime),
+            port,
+            name,
+            refused,
+            served,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/NAME`, with `user_info` (`user:password`) if given.
+    pub fn url(&self, user_info: Option<&str>) -> String {
+        let user_info = user_info.map(|u| format!("{u}@")).unwrap_or_default();
+        format!("http://{user_info}127.0.0.1:{}/{}", self.port, self.name)
+    }
+
+    /// Requests answered 401 (missing or wrong credentials) so far.
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Requests let through to `git http-backend` so far.
+    pub fn served(&self) -> usize {
+        self.served.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for GitHttp {
+    fn drop(&mut self) {
+        // Cancels the server and every request in flight; their CGI
+        // processes are `kill_on_drop`.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+}
+
+/// One request: the Basic auth check, then `git http-backend` as a CGI.
+async fn git_http_backend(
+    axum::extract::State(state): axum::extract::State<GitHttpState>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::{body::Body, http::StatusCode, response::IntoResponse};
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let (parts, body) = request.into_parts();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    if header("authorization") != state.authorization {
+        state.refused.fetch_add(1, Ordering::SeqCst);
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("www-authenticate", "Basic realm=\"git\"")],
+            "authentication required\n",
+        )
+            .into_response();
+    }
+    state.served.fetch_add(1, Ordering::SeqCst);
+    let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let backend = Path::new(git_exec_path().trim()).join("git-http-backend");
+    let mut child = match tokio::process::Command::new(backend)
+        .env("GIT_PROJECT_ROOT", &state.root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", parts.method.as_str())
+        .env("PATH_INFO", parts.uri.path())
+        .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        // git sends large requests gzipped; http-backend inflates them itself.
+        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+        .env("GIT_PROTOCOL", header("git-protocol"))
+        .env("REMOTE_USER", &state.user)
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    };
+    // Written alongside the reading, so neither side blocks on a full pipe.
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::spawn(async move {
+        let _ = stdin.write_all(&body).await;
+    });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut response = axum::http::Response::builder();
+    loop {
+        let mut line = String::new();
+        match stdout.read_line(&mut line).await {
+            Ok(0) | Err(_) => return StatusCode::BAD_GATEWAY.into_response(),
+            Ok(_) => {}
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return StatusCode::BAD_GATEWAY.into_response();
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("status") {
+            let code = value.split(' ').next().unwrap_or("").parse().unwrap_or(500);
+            response = response.status(code);
+        } else {
+            response = response.header(name, value);
+        }
+    }
+    // The rest is the body, streamed; the child is reaped (or killed) with it.
+    let body = futures::stream::unfold((stdout, child), |(mut stdout, child)| async move {
+        let mut chunk = vec![0u8; 64 * 1024];
+        match stdout.read(&mut chunk).await {
+            Ok(0) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                Some((Ok::<_, std::io::Error>(chunk), (stdout, child)))
+            }
+            Err(e) => Some((Err(e), (stdout, child))),
+        }
+    });
+    response
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
+
+/// `git --exec-path`, asked once.
+fn git_exec_path() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let output = Command::new("git").arg("--exec-path").output().unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    })
+}
+
+/// Standard base64 with padding (for an `Authorization: Basic` value).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
