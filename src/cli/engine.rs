@@ -30,6 +30,10 @@ pub struct EngineArgs {
     /// SSH private key for the repository.
     #[arg(long)]
     pub git_ssh_key: Option<PathBuf>,
+    /// A directory outside the data dir that `file` gateways with absolute
+    /// paths may write (repeat for several).
+    #[arg(long = "file-root", value_name = "DIR")]
+    pub file_roots: Vec<PathBuf>,
 }
 
 /// Longest a fetch may take before the loop gives up on it for this pass.
@@ -83,6 +87,7 @@ impl Engine {
         let ledger = SqliteLedger::open(&state.state_path())?;
         let mut context = DriverContext::new(data_dir.clone());
         context.timeout = args.timeout;
+        context.file_roots = args.file_roots.clone();
         let reconciler = Reconciler::new(
             Arc::new(ledger),
             Arc::new(SystemClock),
@@ -105,9 +110,7 @@ impl Engine {
         Ok(Engine {
             follower: Arc::new(follower),
             reconciler: Arc::new(reconciler),
-            limits: Limits {
-                max_file_bytes: cli.max_file_size,
-            },
+            limits: cli.limits(),
             _lock: lock,
         })
     }

@@ -152,10 +152,16 @@ fn init_tracing(format: LogFormat) {
 /// Opens the snapshot the flags name and loads the repository from it.
 fn load(cli: &Cli, rev: Option<&str>) -> anyhow::Result<crate::config::Loaded> {
     let snapshot = crate::source::open(&cli.repo, rev)?;
-    let limits = crate::config::Limits {
-        max_file_bytes: cli.max_file_size,
-    };
-    Ok(crate::config::load(snapshot.as_ref(), &limits)?)
+    Ok(crate::config::load(snapshot.as_ref(), &cli.limits())?)
+}
+
+impl Cli {
+    fn limits(&self) -> crate::config::Limits {
+        crate::config::Limits {
+            max_file_bytes: self.max_file_size,
+            ..Default::default()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -31,12 +31,18 @@ pub const PACKS_DIR: &str = "packs";
 pub struct Limits {
     /// Largest file read, in bytes; a larger one is a finding.
     pub max_file_bytes: u64,
+    /// Most directory entries and files looked at in one revision.
+    pub max_entries: usize,
+    /// Most bytes read in one revision, over all files.
+    pub max_total_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_file_bytes: 1024 * 1024,
+            max_entries: 100_000,
+            max_total_bytes: 512 * 1024 * 1024,
         }
     }
 }
@@ -121,6 +127,7 @@ fn collect(snapshot: &dyn Snapshot, limits: &Limits) -> Result<Collected, Source
         limits,
         files: Vec::new(),
         findings: Vec::new(),
+        spent: Spent::default(),
     };
     if reader.read(MANIFEST, FileKind::Manifest, None)?.is_none() {
         reader.findings.push(
@@ -140,6 +147,9 @@ fn collect(snapshot: &dyn Snapshot, limits: &Limits) -> Result<Collected, Source
             Some(Resolved::Dir { .. }) => {}
             _ => continue,
         }
+        if !reader.spend(&dir, 0) {
+            break;
+        }
         env_dirs.push(name);
         reader.read_environment(&dir, &base_names)?;
     }
@@ -155,9 +165,46 @@ struct Reader<'a> {
     limits: &'a Limits,
     files: Vec<RawFile>,
     findings: Vec<Finding>,
+    spent: Spent,
+}
+
+/// What reading a revision has cost so far.
+#[derive(Default)]
+struct Spent {
+    entries: usize,
+    bytes: u64,
+    exhausted: bool,
 }
 
 impl Reader<'_> {
+    /// Counts an entry (and the bytes it will cost); false once the
+    /// revision is over its budget, which is reported once, where it tripped.
+    fn spend(&mut self, path: &str, bytes: u64) -> bool {
+        if self.spent.exhausted {
+            return false;
+        }
+        self.spent.entries += 1;
+        self.spent.bytes += bytes;
+        let limits = self.limits;
+        if self.spent.entries <= limits.max_entries && self.spent.bytes <= limits.max_total_bytes {
+            return true;
+        }
+        self.spent.exhausted = true;
+        self.findings.push(
+            Finding::error(
+                "repo.too-large",
+                path,
+                format!(
+                    "the repository is over Sluice's budget of {} entries or {} MiB; stopped reading here",
+                    limits.max_entries,
+                    limits.max_total_bytes >> 20
+                ),
+            )
+            .hint("a policy repository is small; is --repo pointing at the right repository?"),
+        );
+        false
+    }
+
     /// Follows links; a link leaving the repository or looping is a finding.
     fn resolve(&mut self, path: &str) -> Result<Option<Resolved>, SourceError> {
         match resolve(self.snapshot, path) {
@@ -208,6 +255,9 @@ impl Reader<'_> {
             }
         };
         let max = self.limits.max_file_bytes;
+        if !self.spend(path, size.min(max)) {
+            return Ok(Some(()));
+        }
         let bytes = if size > max {
             None
         } else {
@@ -241,7 +291,13 @@ impl Reader<'_> {
         let mut names: Vec<String> = Vec::new();
         for entry in self.list(dir)? {
             let path = format!("{dir}/{entry}");
+            if self.spent.exhausted {
+                break;
+            }
             let Some(name) = pack_name(&entry) else {
+                if !self.spend(&path, 0) {
+                    break;
+                }
                 self.findings.push(
                     Finding::warning("file.ignored", &path, "not a pack file; ignored")
                         .hint("pack files end in .yaml or .yml"),
@@ -279,6 +335,9 @@ impl Reader<'_> {
         }
         for entry in self.list(dir)? {
             if ![ENVIRONMENT_FILE, GATEWAYS_FILE, PACKS_DIR].contains(&entry.as_str()) {
+                if !self.spend(&format!("{dir}/{entry}"), 0) {
+                    break;
+                }
                 let known = [ENVIRONMENT_FILE, GATEWAYS_FILE, PACKS_DIR];
                 let hint = schema::did_you_mean(&entry, known.into_iter())
                     .map(|m| format!("did you mean `{m}`?"))
@@ -588,5 +647,52 @@ fn locate(findings: &mut [Finding], texts: &HashMap<&str, &str>) {
             .entry(finding.file.clone())
             .or_insert_with(|| SpanIndex::build(text));
         finding.place(index.locate(&finding.pointer, finding.at_key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> crate::source::WorkTree {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
+        crate::source::WorkTree::open(&root).unwrap()
+    }
+
+    fn too_large(limits: &Limits) -> Vec<Finding> {
+        let loaded = load(&example(), limits).unwrap();
+        assert!(
+            loaded.repository.is_none(),
+            "an over-budget revision is invalid"
+        );
+        loaded
+            .findings
+            .into_iter()
+            .filter(|f| f.rule == "repo.too-large")
+            .collect()
+    }
+
+    #[test]
+    fn a_revision_over_the_entry_budget_stops_with_one_finding() {
+        let limits = Limits {
+            max_entries: 5,
+            ..Limits::default()
+        };
+        assert_eq!(too_large(&limits).len(), 1);
+    }
+
+    #[test]
+    fn a_revision_over_the_byte_budget_stops_with_one_finding() {
+        let limits = Limits {
+            max_total_bytes: 600,
+            ..Limits::default()
+        };
+        assert_eq!(too_large(&limits).len(), 1);
+    }
+
+    #[test]
+    fn the_example_is_well_within_the_default_budget() {
+        let loaded = load(&example(), &Limits::default()).unwrap();
+        assert!(loaded.repository.is_some());
     }
 }

@@ -242,10 +242,10 @@ fn check_gateways(file: &str, gateways: &[Gateway], out: &mut Vec<Finding>) {
                 Finding::error(
                     "gateway.path-escape",
                     file,
-                    "a file gateway's path must stay inside Sluice's data directory",
+                    "a file gateway's path may not climb out with `..`",
                 )
                 .pointer(format!("/gateways/{i}/path"))
-                .hint("use a relative path without `..`, e.g. gateways/production/edge.json"),
+                .hint("use a path relative to Sluice's data directory, e.g. gateways/production/edge.json, or an absolute one the operator allows with --file-root"),
             );
         }
         if let Gateway::Http(http) = gateway
@@ -267,13 +267,16 @@ fn check_gateways(file: &str, gateways: &[Gateway], out: &mut Vec<Finding>) {
 
 /// A relative path that never climbs: whoever can merge to the repository
 /// must not be able to make Sluice write anywhere else.
+/// No `..` anywhere: a relative path stays under the data dir, an absolute
+/// one under whichever `--file-root` admits it (checked by the driver).
 fn is_confined(path: &str) -> bool {
+    use std::path::Component;
     let path = std::path::Path::new(path);
-    !path.as_os_str().is_empty()
+    path.file_name().is_some()
         && path.components().all(|c| {
             matches!(
                 c,
-                std::path::Component::Normal(_) | std::path::Component::CurDir
+                Component::Normal(_) | Component::CurDir | Component::RootDir
             )
         })
 }

@@ -427,9 +427,9 @@ mod tests {
 
     fn context(secret: Option<&'static str>) -> DriverContext {
         DriverContext {
-            data_dir: PathBuf::from("."),
             secret: Arc::new(move |_| secret.map(str::to_owned)),
             timeout: Duration::from_secs(3),
+            ..DriverContext::new(PathBuf::from("."))
         }
     }
 

@@ -16,7 +16,11 @@ pub mod reference;
 
 use crate::config::{Digest, model};
 use async_trait::async_trait;
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 pub use protocol::Problem;
 
@@ -167,6 +171,9 @@ pub type SecretSource = dyn Fn(&str) -> Option<String> + Send + Sync;
 pub struct DriverContext {
     /// Base for relative `file` gateway paths.
     pub data_dir: PathBuf,
+    /// Directories outside the data dir that `file` gateways may write:
+    /// the operator's choice (`--file-root`), never the repository's.
+    pub file_roots: Vec<PathBuf>,
     /// Reads a secret by environment-variable name.
     pub secret: Arc<SecretSource>,
     pub timeout: Duration,
@@ -176,10 +183,27 @@ impl DriverContext {
     pub fn new(data_dir: PathBuf) -> Self {
         DriverContext {
             data_dir,
+            file_roots: Vec::new(),
             secret: Arc::new(|name| std::env::var(name).ok()),
             timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Where a `file` gateway writes: a relative path under the data dir
+/// (validation keeps it there); an absolute one only under a `--file-root`.
+fn file_path(path: &str, context: &DriverContext) -> Result<PathBuf, GatewayError> {
+    let path = Path::new(path);
+    if path.is_relative() {
+        return Ok(context.data_dir.join(path));
+    }
+    if context.file_roots.iter().any(|root| path.starts_with(root)) {
+        return Ok(path.to_path_buf());
+    }
+    Err(GatewayError::Config(format!(
+        "{} is outside the directories this Sluice may write; allow its directory with --file-root",
+        path.display()
+    )))
 }
 
 /// The driver for a gateway listed in `gateways.yaml`.
@@ -189,9 +213,9 @@ pub fn connect(
 ) -> Result<Arc<dyn Gateway>, GatewayError> {
     match spec {
         model::Gateway::Http(http) => Ok(Arc::new(http::HttpGateway::new(http, context)?)),
-        model::Gateway::File(file) => Ok(Arc::new(file::FileGateway::new(
-            context.data_dir.join(&file.path),
-        ))),
+        model::Gateway::File(file) => Ok(Arc::new(file::FileGateway::new(file_path(
+            &file.path, context,
+        )?))),
         model::Gateway::Configmap(_) => Err(GatewayError::Config(
             "the configmap driver runs only under `sluice controller`".into(),
         )),

@@ -857,9 +857,9 @@ mod tests {
             timeout: Some(model::DurationText("2s".into())),
         };
         let context = DriverContext {
-            data_dir: PathBuf::from("."),
             secret: Arc::new(|_| Some("tok".into())),
             timeout: Duration::from_secs(2),
+            ..DriverContext::new(PathBuf::from("."))
         };
         (HttpGateway::new(&spec, &context).unwrap(), url, stop)
     }

@@ -19,7 +19,7 @@ use std::time::Duration;
 pub type Millis = i64;
 
 /// Errors from reading or writing the ledger.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LedgerError {
     #[error("cannot open the ledger at {path}: {message}")]
     Open { path: String, message: String },
@@ -130,6 +130,30 @@ pub struct AttemptStart {
     pub started_at: Millis,
 }
 
+/// The end of an apply attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptFinish {
+    pub id: AttemptId,
+    pub finished_at: Millis,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+}
+
+/// Writes that go to the store together (one transaction where it has them).
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    pub starts: Vec<AttemptStart>,
+    pub finishes: Vec<AttemptFinish>,
+    pub records: Vec<GatewayRecord>,
+}
+
+/// What a batch did: the started attempts' ids in order, and each finish's result.
+#[derive(Debug)]
+pub struct BatchResult {
+    pub started: Vec<AttemptId>,
+    pub finished: Vec<Result<(), LedgerError>>,
+}
+
 /// An attempt as recorded: finished or not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
@@ -214,6 +238,22 @@ pub trait Ledger: Send + Sync {
         outcome: Outcome,
         error: Option<&str>,
     ) -> Result<(), LedgerError>;
+    /// Starts, finishes and gateway records together; a failure of the
+    /// whole batch writes none of it.
+    fn write(&self, batch: &WriteBatch) -> Result<BatchResult, LedgerError> {
+        let started = batch
+            .starts
+            .iter()
+            .map(|start| self.start_attempt(start))
+            .collect::<Result<Vec<_>, _>>()?;
+        let finished = batch
+            .finishes
+            .iter()
+            .map(|f| self.finish_attempt(f.id, f.finished_at, f.outcome, f.error.as_deref()))
+            .collect();
+        self.upsert_gateways(&batch.records)?;
+        Ok(BatchResult { started, finished })
+    }
     /// Attempts started and never finished (a crash or kill mid-apply).
     fn unfinished_attempts(&self) -> Result<Vec<Attempt>, LedgerError>;
     /// An environment's attempts, newest first.

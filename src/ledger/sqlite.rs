@@ -14,8 +14,8 @@ mod migrations;
 mod tests;
 
 use super::{
-    Attempt, AttemptId, AttemptStart, GatewayRecord, GatewayState, Ledger, LedgerError, Millis,
-    Outcome, RevisionRecord, Trigger,
+    Attempt, AttemptFinish, AttemptId, AttemptStart, BatchResult, GatewayRecord, GatewayState,
+    Ledger, LedgerError, Millis, Outcome, RevisionRecord, Trigger, WriteBatch,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
@@ -295,32 +295,9 @@ impl Ledger for SqliteLedger {
     }
 
     fn start_attempt(&self, start: &AttemptStart) -> Result<AttemptId, LedgerError> {
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO attempts
-                     (environment, gateway, revision, digest, triggered_by, started_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 RETURNING id",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_row(
-                    params![
-                        start.environment,
-                        start.gateway,
-                        start.revision,
-                        start.digest,
-                        start.trigger.as_str(),
-                        start.started_at
-                    ],
-                    |row| row.get(0),
-                )
-            })
-            .map_err(query_error("starting an attempt"))
+        start_attempt(&self.conn(), start)
     }
 
-    /// Finishes an unfinished attempt. The `finished_at IS NULL` guard makes
-    /// the check and the write one statement, so two processes racing to
-    /// finish the same attempt cannot both succeed.
     fn finish_attempt(
         &self,
         id: AttemptId,
@@ -328,38 +305,39 @@ impl Ledger for SqliteLedger {
         outcome: Outcome,
         error: Option<&str>,
     ) -> Result<(), LedgerError> {
-        let doing = "finishing an attempt";
+        finish_attempt(
+            &self.conn(),
+            &AttemptFinish {
+                id,
+                finished_at,
+                outcome,
+                error: error.map(str::to_owned),
+            },
+        )
+    }
+
+    /// NB: one transaction for the whole group: a commit per attempt is
+    /// most of the ledger's cost in a large rollout.
+    fn write(&self, batch: &WriteBatch) -> Result<BatchResult, LedgerError> {
+        let doing = "writing a batch";
         let conn = self.conn();
-        let changed = conn
-            .prepare_cached(
-                "UPDATE attempts SET finished_at = ?2, outcome = ?3, error = ?4
-                 WHERE id = ?1 AND finished_at IS NULL",
-            )
-            .and_then(|mut stmt| stmt.execute(params![id, finished_at, outcome.as_str(), error]))
-            .map_err(query_error(doing))?;
-        if changed == 1 {
-            return Ok(());
+        let tx = conn.unchecked_transaction().map_err(query_error(doing))?;
+        let started = batch
+            .starts
+            .iter()
+            .map(|start| start_attempt(&tx, start))
+            .collect::<Result<Vec<_>, _>>()?;
+        // A finish that fails (unknown or already finished) fails alone.
+        let finished = batch
+            .finishes
+            .iter()
+            .map(|finish| finish_attempt(&tx, finish))
+            .collect();
+        for record in &batch.records {
+            upsert_gateway(&tx, record)?;
         }
-        // Nothing changed: say whether the attempt is missing or already done.
-        let existing: Option<(Option<Millis>, Option<String>)> = conn
-            .query_row(
-                "SELECT finished_at, outcome FROM attempts WHERE id = ?1",
-                [id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(query_error(doing))?;
-        match existing {
-            None => Err(LedgerError::NoSuchAttempt(id)),
-            Some((finished, outcome)) => Err(LedgerError::Query {
-                doing,
-                message: format!(
-                    "attempt {id} was already finished (at {}, {})",
-                    finished.map_or_else(|| "?".to_string(), |at| at.to_string()),
-                    outcome.as_deref().unwrap_or("?"),
-                ),
-            }),
-        }
+        tx.commit().map_err(query_error(doing))?;
+        Ok(BatchResult { started, finished })
     }
 
     fn unfinished_attempts(&self) -> Result<Vec<Attempt>, LedgerError> {
@@ -528,6 +506,74 @@ impl Ledger for SqliteLedger {
 }
 
 /// Writes one gateway record on a connection (or inside a transaction).
+fn start_attempt(conn: &Connection, start: &AttemptStart) -> Result<AttemptId, LedgerError> {
+    conn.prepare_cached(
+        "INSERT INTO attempts
+             (environment, gateway, revision, digest, triggered_by, started_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         RETURNING id",
+    )
+    .and_then(|mut stmt| {
+        stmt.query_row(
+            params![
+                start.environment,
+                start.gateway,
+                start.revision,
+                start.digest,
+                start.trigger.as_str(),
+                start.started_at
+            ],
+            |row| row.get(0),
+        )
+    })
+    .map_err(query_error("starting an attempt"))
+}
+
+/// Finishes an unfinished attempt. The `finished_at IS NULL` guard makes
+/// the check and the write one statement, so two processes racing to
+/// finish the same attempt cannot both succeed.
+fn finish_attempt(conn: &Connection, finish: &AttemptFinish) -> Result<(), LedgerError> {
+    let doing = "finishing an attempt";
+    let id = finish.id;
+    let changed = conn
+        .prepare_cached(
+            "UPDATE attempts SET finished_at = ?2, outcome = ?3, error = ?4
+             WHERE id = ?1 AND finished_at IS NULL",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id,
+                finish.finished_at,
+                finish.outcome.as_str(),
+                finish.error
+            ])
+        })
+        .map_err(query_error(doing))?;
+    if changed == 1 {
+        return Ok(());
+    }
+    // Nothing changed: say whether the attempt is missing or already done.
+    let existing: Option<(Option<Millis>, Option<String>)> = conn
+        .query_row(
+            "SELECT finished_at, outcome FROM attempts WHERE id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(query_error(doing))?;
+    match existing {
+        None => Err(LedgerError::NoSuchAttempt(id)),
+        Some((finished, outcome)) => Err(LedgerError::Query {
+            doing,
+            message: format!(
+                "attempt {id} was already finished (at {}, {})",
+                finished.map_or_else(|| "?".to_string(), |at| at.to_string()),
+                outcome.as_deref().unwrap_or("?"),
+            ),
+        }),
+    }
+}
+
 fn upsert_gateway(conn: &rusqlite::Connection, record: &GatewayRecord) -> Result<(), LedgerError> {
     conn.prepare_cached(&format!(
         "INSERT INTO gateways ({GATEWAY_COLUMNS})

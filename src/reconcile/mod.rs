@@ -16,6 +16,7 @@
 //! drivers come in through traits.
 
 pub mod clock;
+mod journal;
 mod plan;
 pub mod retry;
 pub mod status;
@@ -27,8 +28,8 @@ use crate::{
     config::{Digest, Loaded, RenderedGateway, Repository, model, render_all},
     gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, Live},
     ledger::{
-        AttemptStart, GatewayRecord, GatewayState, Ledger, LedgerError, Outcome, RevisionRecord,
-        Trigger,
+        AttemptFinish, AttemptStart, GatewayRecord, GatewayState, Ledger, LedgerError, Outcome,
+        RevisionRecord, Trigger,
     },
     source::Revision,
 };
@@ -140,6 +141,7 @@ pub struct Reconciler {
     options: Options,
     drivers: Mutex<HashMap<String, Arc<dyn Gateway>>>,
     generation: AtomicU64,
+    journal: journal::Journal,
 }
 
 impl Reconciler {
@@ -150,6 +152,7 @@ impl Reconciler {
         options: Options,
     ) -> Self {
         Reconciler {
+            journal: journal::Journal::new(ledger.clone()),
             ledger,
             clock,
             context,
@@ -252,7 +255,7 @@ impl Reconciler {
         {
             progress.environment(&env.slug, env.gateways.len());
         }
-        let records = RecordBuffer::new(self.ledger.as_ref());
+        let records = RecordBuffer::new(&self.journal);
         let jobs = rendered.iter().filter_map(|r| {
             let env = repo.environments.get(&r.environment)?;
             let spec = env.gateways.iter().find(|g| g.name() == r.gateway)?;
@@ -276,6 +279,7 @@ impl Reconciler {
             .collect()
             .await;
         records.flush();
+        self.journal.flush().await;
         if only.is_none() {
             // NB: a gateway removed from gateways.yaml (or its environment
             // removed) must not stay in status, failed, forever.
@@ -355,7 +359,7 @@ impl Reconciler {
             trigger,
             started_at: self.clock.now(),
         };
-        let attempt = match blocking(|| self.ledger.start_attempt(&start)) {
+        let attempt = match self.journal.start(start).await {
             Ok(id) => id,
             Err(e) => {
                 // NB: no attempt without its record: an unrecorded apply could
@@ -403,13 +407,12 @@ impl Reconciler {
                 failure(desired, live.digest.clone(), &error),
             ),
         };
-        let finished_at = self.clock.now();
-        if let Err(e) = blocking(|| {
-            self.ledger
-                .finish_attempt(attempt, finished_at, outcome, report.error.as_deref())
-        }) {
-            tracing::error!(error = %e, attempt, "cannot finish the attempt in the ledger");
-        }
+        self.journal.finish(AttemptFinish {
+            id: attempt,
+            finished_at: self.clock.now(),
+            outcome,
+            error: report.error.clone(),
+        });
         report
     }
 
@@ -543,29 +546,19 @@ impl Reconciler {
     }
 }
 
-/// Runs a ledger write (synchronous I/O) without stalling the other
-/// gateways' requests on the same runtime worker.
-fn blocking<T>(write: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(write),
-        _ => write(),
-    }
-}
-
-/// Gateway records written in batches: one transaction per batch rather
-/// than one per gateway (status lags a pass by at most one batch).
+/// Gateway records sent to the journal in batches rather than one by one
+/// (status lags a pass by at most one batch).
 struct RecordBuffer<'a> {
-    ledger: &'a dyn Ledger,
+    journal: &'a journal::Journal,
     pending: Mutex<Vec<GatewayRecord>>,
 }
 
 impl<'a> RecordBuffer<'a> {
     const BATCH: usize = 256;
 
-    fn new(ledger: &'a dyn Ledger) -> Self {
+    fn new(journal: &'a journal::Journal) -> Self {
         RecordBuffer {
-            ledger,
+            journal,
             pending: Mutex::new(Vec::new()),
         }
     }
@@ -577,22 +570,13 @@ impl<'a> RecordBuffer<'a> {
             (pending.len() >= Self::BATCH).then(|| std::mem::take(&mut *pending))
         };
         if let Some(batch) = full {
-            self.write(&batch);
+            self.journal.records(batch);
         }
     }
 
     fn flush(&self) {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        self.write(&batch);
-    }
-
-    fn write(&self, batch: &[GatewayRecord]) {
-        if batch.is_empty() {
-            return;
-        }
-        if let Err(e) = self.ledger.upsert_gateways(batch) {
-            tracing::error!(error = %e, records = batch.len(), "cannot write gateway states to the ledger");
-        }
+        self.journal.records(batch);
     }
 }
 

@@ -7,6 +7,7 @@ use super::{GitSnapshot, SourceError};
 use git2::{Cred, Direction, FetchOptions, Oid, RemoteCallbacks, Repository};
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// How to authenticate to a remote. Secrets are named, never held in config.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +36,11 @@ pub fn is_remote(repo: &str) -> bool {
 }
 
 const TRACKING_PREFIX: &str = "refs/remotes/sluice/";
+/// Longest a fetch's transfer may run.
+const FETCH_DEADLINE: Duration = Duration::from_secs(110);
+/// Most a fetch may download: a policy repository is small; a remote that
+/// sends more is broken or hostile.
+const MAX_FETCH_BYTES: usize = 1 << 30;
 
 impl Follower {
     pub fn new(repo: &str, branch: &str, cache_root: &Path, credentials: Credentials) -> Self {
@@ -119,11 +125,28 @@ impl Follower {
             return Ok(remote_head.to_string());
         }
         let mut options = FetchOptions::new();
-        options.remote_callbacks(self.callbacks());
+        let mut callbacks = self.callbacks();
+        // NB: a remote that streams without end (or too slowly) is cut off
+        // here, inside the fetch, rather than left running on its thread.
+        let deadline = Instant::now() + FETCH_DEADLINE;
+        callbacks.transfer_progress(move |progress| {
+            progress.received_bytes() <= MAX_FETCH_BYTES && Instant::now() < deadline
+        });
+        options.remote_callbacks(callbacks);
         let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
         remote
             .fetch(&[refspec.as_str()], Some(&mut options), None)
-            .map_err(|e| remote_error(url, e))?;
+            .map_err(|e| match e.code() {
+                git2::ErrorCode::User => SourceError::OpenRepository {
+                    path: redact_url(url),
+                    message: format!(
+                        "the fetch was stopped: more than {} MiB or {:?}",
+                        MAX_FETCH_BYTES >> 20,
+                        FETCH_DEADLINE
+                    ),
+                },
+                _ => remote_error(url, e),
+            })?;
         let head: Oid = repo
             .refname_to_id(&tracking)
             .map_err(|e| remote_error(url, e))?;
@@ -134,12 +157,21 @@ impl Follower {
         let mut callbacks = RemoteCallbacks::new();
         let credentials = self.credentials.clone();
         // libgit2 asks again after a refusal (up to its replay limit), and
-        // the token will not have changed: it is offered once per connection.
+        // the key or token will not have changed: each is offered once per
+        // connection.
         let mut token_offered = false;
+        let mut key_offered = false;
         callbacks.credentials(move |_url, username, allowed| {
             if allowed.is_ssh_key()
                 && let Some(key) = &credentials.ssh_key
             {
+                if key_offered {
+                    return Err(git2::Error::from_str(&format!(
+                        "the remote refused the SSH key {}",
+                        key.display()
+                    )));
+                }
+                key_offered = true;
                 return Cred::ssh_key(username.unwrap_or("git"), None, key, None);
             }
             if allowed.is_user_pass_plaintext()

@@ -61,9 +61,9 @@ fn spec(url: &str, token: bool, timeout: Option<&str>) -> model::HttpGateway {
 fn context(token: Option<&str>) -> DriverContext {
     let token = token.map(str::to_owned);
     DriverContext {
-        data_dir: PathBuf::from("."),
         secret: Arc::new(move |name| (name == TOKEN_ENV).then(|| token.clone()).flatten()),
         timeout: Duration::from_secs(10),
+        ..DriverContext::new(PathBuf::from("."))
     }
 }
 

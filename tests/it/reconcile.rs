@@ -192,3 +192,38 @@ fn a_removed_gateway_leaves_the_status() {
         .collect();
     assert_eq!(names, ["dev-1", "eval-1", "prod-eu-1", "staging-1"]);
 }
+
+#[test]
+fn an_absolute_file_gateway_path_needs_an_operator_allowed_root() {
+    let repo = TestRepo::example();
+    let data = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("edge/policy.json");
+    fs::create_dir_all(target.parent().unwrap()).unwrap();
+    repo.write(
+        "environments/eval/gateways.yaml",
+        format!(
+            "gateways:\n  - name: eval-1\n    driver: file\n    path: {}\n",
+            target.display()
+        ),
+    );
+    repo.commit("an absolute gateway path");
+
+    let refused = with_state(&repo, data.path(), &["sync", "--env", "eval", "-o", "json"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stdout.contains("--file-root"), "{}", refused.stdout);
+    assert!(
+        !target.exists(),
+        "nothing is written outside an allowed root"
+    );
+
+    let root = outside.path().to_str().unwrap();
+    let allowed = with_state(
+        &repo,
+        data.path(),
+        &["sync", "--env", "eval", "--file-root", root, "-o", "json"],
+    );
+    assert_eq!(allowed.code, 0, "{}{}", allowed.stdout, allowed.stderr);
+    let body = fs::read_to_string(&target).unwrap();
+    assert!(body.contains("requests_per_minute"), "{body}");
+}

@@ -853,3 +853,46 @@ fn a_poisoned_lock_does_not_kill_the_ledger() {
     ledger.record_revision(&revision("aaa", NOW, true)).unwrap();
     assert!(ledger.last_revision().unwrap().is_some());
 }
+
+#[test]
+fn a_batch_commits_starts_finishes_and_records_together() {
+    let (_dir, path, ledger) = fresh();
+    let earlier = ledger.start_attempt(&start("prod", "gw-0", NOW)).unwrap();
+    let batch = WriteBatch {
+        starts: vec![start("prod", "gw-1", NOW), start("prod", "gw-2", NOW)],
+        finishes: vec![
+            AttemptFinish {
+                id: earlier,
+                finished_at: NOW + 5,
+                outcome: Outcome::Applied,
+                error: None,
+            },
+            // Unknown: fails alone, the rest of the batch still lands.
+            AttemptFinish {
+                id: 9_999,
+                finished_at: NOW + 5,
+                outcome: Outcome::Failed,
+                error: Some("boom".into()),
+            },
+        ],
+        records: vec![gateway("prod", "gw-1", GatewayState::Applying)],
+    };
+    let result = ledger.write(&batch).unwrap();
+
+    assert_eq!(result.started.len(), 2);
+    assert!(result.started.iter().all(|id| *id > earlier));
+    assert!(result.finished[0].is_ok());
+    assert!(matches!(
+        result.finished[1],
+        Err(LedgerError::NoSuchAttempt(9_999))
+    ));
+    assert_eq!(count_rows(&path, "attempts"), 3);
+    let unfinished: BTreeSet<String> = ledger
+        .unfinished_attempts()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.start.gateway)
+        .collect();
+    assert_eq!(unfinished, BTreeSet::from(["gw-1".into(), "gw-2".into()]));
+    assert_eq!(ledger.gateways(Some("prod")).unwrap().len(), 1);
+}
