@@ -222,6 +222,35 @@ pub struct GatewayRecord {
     pub error: Option<String>,
 }
 
+/// A version an environment ran whole: every gateway verified at `digest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub environment: String,
+    pub revision: String,
+    pub digest: String,
+    /// The packs of that version, as JSON (`[{name, version, digest}]`).
+    pub packs: String,
+    pub verified_at: Millis,
+}
+
+/// A gateway found running something other than what Sluice verified there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftEpisode {
+    pub environment: String,
+    pub gateway: String,
+    /// The revision whose render the gateway should run.
+    pub revision: String,
+    pub desired_digest: String,
+    /// `None` when the live config could not be read as a digest.
+    pub live_digest: Option<String>,
+    /// The field-level changes, as JSON (see `config::diff`).
+    pub changes: String,
+    pub onset_at: Millis,
+    pub resolved_at: Option<Millis>,
+    /// How it ended: `healed`, `reverted` (back by hand), `superseded` (a new version applied).
+    pub resolution: Option<String>,
+}
+
 /// The store the reconciler keeps its memory in.
 pub trait Ledger: Send + Sync {
     fn record_revision(&self, revision: &RevisionRecord) -> Result<(), LedgerError>;
@@ -273,6 +302,29 @@ pub trait Ledger: Send + Sync {
     fn remove_gateways(&self, gone: &[(String, String)]) -> Result<(), LedgerError>;
     /// Every gateway's record (of one environment, or all), by environment then gateway.
     fn gateways(&self, environment: Option<&str>) -> Result<Vec<GatewayRecord>, LedgerError>;
+    /// Records that an environment runs `deployment.digest` on every gateway;
+    /// a no-op (false) when that is already its newest deployment.
+    fn record_deployment(&self, deployment: &Deployment) -> Result<bool, LedgerError>;
+    /// An environment's deployments, newest first.
+    fn deployments(&self, environment: &str, limit: usize) -> Result<Vec<Deployment>, LedgerError>;
+    /// Opens a drift episode for its gateway; when one is already open, it
+    /// is updated with what the gateway runs now and `false` is returned.
+    fn open_drift(&self, episode: &DriftEpisode) -> Result<bool, LedgerError>;
+    /// Closes a gateway's open episode; returns it, if there was one.
+    fn resolve_drift(
+        &self,
+        environment: &str,
+        gateway: &str,
+        at: Millis,
+        resolution: &str,
+    ) -> Result<Option<DriftEpisode>, LedgerError>;
+    /// Drift episodes (open only, or all), newest first.
+    fn drift_episodes(
+        &self,
+        environment: Option<&str>,
+        open_only: bool,
+        limit: usize,
+    ) -> Result<Vec<DriftEpisode>, LedgerError>;
     /// Deletes finished attempts and revisions older than each environment's
     /// retention; returns how many rows went.
     fn prune(

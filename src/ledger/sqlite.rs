@@ -14,8 +14,9 @@ mod migrations;
 mod tests;
 
 use super::{
-    Attempt, AttemptFinish, AttemptId, AttemptStart, BatchResult, GatewayRecord, GatewayState,
-    Ledger, LedgerError, Millis, Outcome, RevisionRecord, Trigger, WriteBatch,
+    Attempt, AttemptFinish, AttemptId, AttemptStart, BatchResult, Deployment, DriftEpisode,
+    GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Outcome, RevisionRecord, Trigger,
+    WriteBatch,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
@@ -360,7 +361,7 @@ impl Ledger for SqliteLedger {
         limit: usize,
     ) -> Result<Vec<Attempt>, LedgerError> {
         let doing = "reading attempt history";
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = clamp(limit);
         let conn = self.conn();
         // Two statements rather than `(?2 IS NULL OR gateway = ?2)`, so each
         // can use its own index.
@@ -500,12 +501,191 @@ impl Ledger for SqliteLedger {
                 )
                 .map_err(query_error(doing))?;
         }
+        for environment in &known {
+            let before = cutoff(now, retention(environment));
+            deleted += tx
+                .execute(
+                    "DELETE FROM drift_episodes
+                     WHERE environment = ?1 AND resolved_at IS NOT NULL AND resolved_at < ?2",
+                    params![environment, before],
+                )
+                .map_err(query_error(doing))?;
+            // The newest deployment stays: it is what the environment runs.
+            deleted += tx
+                .execute(
+                    "DELETE FROM deployments
+                     WHERE environment = ?1 AND verified_at < ?2
+                       AND id <> (SELECT MAX(id) FROM deployments WHERE environment = ?1)",
+                    params![environment, before],
+                )
+                .map_err(query_error(doing))?;
+        }
         tx.commit().map_err(query_error(doing))?;
         Ok(deleted)
     }
+
+    fn record_deployment(&self, deployment: &Deployment) -> Result<bool, LedgerError> {
+        let doing = "recording a deployment";
+        let conn = self.conn();
+        let newest: Option<String> = conn
+            .prepare_cached(
+                "SELECT digest FROM deployments WHERE environment = ?1 ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row([&deployment.environment], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(query_error(doing))?;
+        if newest.as_deref() == Some(deployment.digest.as_str()) {
+            return Ok(false);
+        }
+        conn.prepare_cached(
+            "INSERT INTO deployments (environment, revision, digest, packs, verified_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                deployment.environment,
+                deployment.revision,
+                deployment.digest,
+                deployment.packs,
+                deployment.verified_at
+            ])
+        })
+        .map_err(query_error(doing))?;
+        Ok(true)
+    }
+
+    fn deployments(&self, environment: &str, limit: usize) -> Result<Vec<Deployment>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT environment, revision, digest, packs, verified_at FROM deployments
+                 WHERE environment = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(query_error("listing deployments"))?;
+        stmt.query_map(params![environment, clamp(limit)], |row| {
+            Ok(Deployment {
+                environment: row.get(0)?,
+                revision: row.get(1)?,
+                digest: row.get(2)?,
+                packs: row.get(3)?,
+                verified_at: row.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(query_error("listing deployments"))
+    }
+
+    fn open_drift(&self, episode: &DriftEpisode) -> Result<bool, LedgerError> {
+        let doing = "opening a drift episode";
+        let conn = self.conn();
+        let updated = conn
+            .prepare_cached(
+                "UPDATE drift_episodes SET live_digest = ?3, changes = ?4
+                 WHERE environment = ?1 AND gateway = ?2 AND resolved_at IS NULL",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    episode.environment,
+                    episode.gateway,
+                    episode.live_digest,
+                    episode.changes
+                ])
+            })
+            .map_err(query_error(doing))?;
+        if updated > 0 {
+            return Ok(false);
+        }
+        conn.prepare_cached(
+            "INSERT INTO drift_episodes
+                 (environment, gateway, revision, desired_digest, live_digest, changes, onset_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                episode.environment,
+                episode.gateway,
+                episode.revision,
+                episode.desired_digest,
+                episode.live_digest,
+                episode.changes,
+                episode.onset_at
+            ])
+        })
+        .map_err(query_error(doing))?;
+        Ok(true)
+    }
+
+    fn resolve_drift(
+        &self,
+        environment: &str,
+        gateway: &str,
+        at: Millis,
+        resolution: &str,
+    ) -> Result<Option<DriftEpisode>, LedgerError> {
+        self.conn()
+            .prepare_cached(&format!(
+                "UPDATE drift_episodes SET resolved_at = ?3, resolution = ?4
+                 WHERE environment = ?1 AND gateway = ?2 AND resolved_at IS NULL
+                 RETURNING {DRIFT_COLUMNS}"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![environment, gateway, at, resolution],
+                    drift_from_row,
+                )
+                .optional()
+            })
+            .map_err(query_error("resolving a drift episode"))
+    }
+
+    fn drift_episodes(
+        &self,
+        environment: Option<&str>,
+        open_only: bool,
+        limit: usize,
+    ) -> Result<Vec<DriftEpisode>, LedgerError> {
+        let doing = "listing drift episodes";
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {DRIFT_COLUMNS} FROM drift_episodes
+                 WHERE (?1 IS NULL OR environment = ?1) AND (?2 = 0 OR resolved_at IS NULL)
+                 ORDER BY onset_at DESC, id DESC LIMIT ?3"
+            ))
+            .map_err(query_error(doing))?;
+        stmt.query_map(
+            params![environment, open_only, clamp(limit)],
+            drift_from_row,
+        )
+        .and_then(|rows| rows.collect())
+        .map_err(query_error(doing))
+    }
 }
 
-/// Writes one gateway record on a connection (or inside a transaction).
+const DRIFT_COLUMNS: &str = "environment, gateway, revision, desired_digest, live_digest, \
+                             changes, onset_at, resolved_at, resolution";
+
+fn drift_from_row(row: &Row<'_>) -> rusqlite::Result<DriftEpisode> {
+    Ok(DriftEpisode {
+        environment: row.get(0)?,
+        gateway: row.get(1)?,
+        revision: row.get(2)?,
+        desired_digest: row.get(3)?,
+        live_digest: row.get(4)?,
+        changes: row.get(5)?,
+        onset_at: row.get(6)?,
+        resolved_at: row.get(7)?,
+        resolution: row.get(8)?,
+    })
+}
+
+/// A row limit as SQLite takes it.
+fn clamp(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 fn start_attempt(conn: &Connection, start: &AttemptStart) -> Result<AttemptId, LedgerError> {
     conn.prepare_cached(
         "INSERT INTO attempts
@@ -574,6 +754,7 @@ fn finish_attempt(conn: &Connection, finish: &AttemptFinish) -> Result<(), Ledge
     }
 }
 
+/// Writes one gateway record on a connection (or inside a transaction).
 fn upsert_gateway(conn: &rusqlite::Connection, record: &GatewayRecord) -> Result<(), LedgerError> {
     conn.prepare_cached(&format!(
         "INSERT INTO gateways ({GATEWAY_COLUMNS})

@@ -28,8 +28,8 @@ use crate::{
     config::{Digest, Loaded, RenderedGateway, Repository, model, render_all},
     gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, Live},
     ledger::{
-        AttemptFinish, AttemptStart, GatewayRecord, GatewayState, Ledger, LedgerError, Outcome,
-        RevisionRecord, Trigger,
+        AttemptFinish, AttemptStart, Deployment, GatewayRecord, GatewayState, Ledger, LedgerError,
+        Outcome, RevisionRecord, Trigger,
     },
     source::Revision,
 };
@@ -295,9 +295,11 @@ impl Reconciler {
                 self.ledger.remove_gateways(&gone)?;
             }
         }
+        let environments = group(reports);
+        self.record_deployments(&environments, &rendered, &revision);
         Ok(Pass::Reconciled {
             revision,
-            environments: group(reports),
+            environments,
         })
     }
 
@@ -498,6 +500,31 @@ impl Reconciler {
             changed_at,
             updated_at: now,
             error: report.error.clone(),
+        }
+    }
+
+    /// Environments whose every gateway is verified at the desired version
+    /// now run it whole: the versions rollback and promotion gates go by.
+    fn record_deployments(
+        &self,
+        environments: &[EnvironmentReport],
+        rendered: &[RenderedGateway],
+        revision: &str,
+    ) {
+        for env in environments.iter().filter(|e| e.converged()) {
+            let Some(first) = rendered.iter().find(|r| r.environment == env.environment) else {
+                continue;
+            };
+            let deployment = Deployment {
+                environment: env.environment.clone(),
+                revision: revision.to_owned(),
+                digest: first.digest.to_string(),
+                packs: serde_json::to_string(&first.packs).unwrap_or_default(),
+                verified_at: self.clock.now(),
+            };
+            if let Err(e) = self.ledger.record_deployment(&deployment) {
+                tracing::error!(environment = %env.environment, error = %e, "cannot record the deployment");
+            }
         }
     }
 

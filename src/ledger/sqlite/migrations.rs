@@ -19,7 +19,7 @@ pub(super) const APPLICATION_ID: i64 = 0x534C_4345;
 
 /// Every migration, oldest first; the schema version a file reaches is the
 /// number applied.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this Sluice writes and understands.
 pub(super) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -89,6 +89,40 @@ const V2: &str = "
 ALTER TABLE revisions ADD COLUMN last_seen_at INTEGER;
 UPDATE revisions SET last_seen_at = seen_at;
 CREATE INDEX revisions_by_last_seen ON revisions (last_seen_at DESC, seq DESC);
+";
+
+/// Version 3: the versions each environment ran whole (for rollback and
+/// promotion gates) and drift episodes.
+const V3: &str = "
+-- An environment ran `digest` (from `revision`) on every gateway, verified,
+-- from `verified_at`; one row per change of version.
+CREATE TABLE deployments (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment TEXT    NOT NULL,
+    revision    TEXT    NOT NULL,
+    digest      TEXT    NOT NULL,
+    packs       TEXT    NOT NULL,
+    verified_at INTEGER NOT NULL
+);
+CREATE INDEX deployments_newest ON deployments (environment, id DESC);
+
+-- A gateway found running something other than what Sluice verified there,
+-- from `onset_at` until `resolved_at`. At most one open episode per gateway.
+CREATE TABLE drift_episodes (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment    TEXT    NOT NULL,
+    gateway        TEXT    NOT NULL,
+    revision       TEXT    NOT NULL,
+    desired_digest TEXT    NOT NULL,
+    live_digest    TEXT,
+    changes        TEXT    NOT NULL,
+    onset_at       INTEGER NOT NULL,
+    resolved_at    INTEGER,
+    resolution     TEXT
+);
+CREATE UNIQUE INDEX drift_open ON drift_episodes (environment, gateway)
+    WHERE resolved_at IS NULL;
+CREATE INDEX drift_history ON drift_episodes (environment, onset_at DESC, id DESC);
 ";
 
 /// Reads the schema version.

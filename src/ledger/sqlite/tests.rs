@@ -896,3 +896,139 @@ fn a_batch_commits_starts_finishes_and_records_together() {
     assert_eq!(unfinished, BTreeSet::from(["gw-1".into(), "gw-2".into()]));
     assert_eq!(ledger.gateways(Some("prod")).unwrap().len(), 1);
 }
+
+fn deployment(environment: &str, revision: &str, digest: &str, at: Millis) -> Deployment {
+    Deployment {
+        environment: environment.into(),
+        revision: revision.into(),
+        digest: digest.into(),
+        packs: "[]".into(),
+        verified_at: at,
+    }
+}
+
+#[test]
+fn a_deployment_is_recorded_once_per_change_of_version() {
+    let (_dir, _path, ledger) = fresh();
+    assert!(
+        ledger
+            .record_deployment(&deployment("prod", "r1", "sha256:a", NOW))
+            .unwrap()
+    );
+    assert!(
+        !ledger
+            .record_deployment(&deployment("prod", "r2", "sha256:a", NOW + 1))
+            .unwrap()
+    );
+    assert!(
+        ledger
+            .record_deployment(&deployment("prod", "r3", "sha256:b", NOW + 2))
+            .unwrap()
+    );
+    // Back to an older version is a new deployment.
+    assert!(
+        ledger
+            .record_deployment(&deployment("prod", "r4", "sha256:a", NOW + 3))
+            .unwrap()
+    );
+    assert!(
+        ledger
+            .record_deployment(&deployment("dev", "r1", "sha256:a", NOW))
+            .unwrap()
+    );
+
+    let revisions: Vec<String> = ledger
+        .deployments("prod", 10)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.revision)
+        .collect();
+    assert_eq!(revisions, ["r4", "r3", "r1"]);
+    assert_eq!(ledger.deployments("prod", 1).unwrap().len(), 1);
+}
+
+fn episode(gateway: &str, live: &str, at: Millis) -> DriftEpisode {
+    DriftEpisode {
+        environment: "prod".into(),
+        gateway: gateway.into(),
+        revision: "c0ffee".into(),
+        desired_digest: "sha256:want".into(),
+        live_digest: Some(live.into()),
+        changes: "[]".into(),
+        onset_at: at,
+        resolved_at: None,
+        resolution: None,
+    }
+}
+
+#[test]
+fn a_gateway_has_one_open_drift_episode_until_it_is_resolved() {
+    let (_dir, _path, ledger) = fresh();
+    assert!(
+        ledger
+            .open_drift(&episode("gw-1", "sha256:x", NOW))
+            .unwrap()
+    );
+    assert!(
+        !ledger
+            .open_drift(&episode("gw-1", "sha256:y", NOW + 5))
+            .unwrap()
+    );
+    let open = ledger.drift_episodes(Some("prod"), true, 10).unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].onset_at, NOW, "the onset stays");
+    assert_eq!(open[0].live_digest.as_deref(), Some("sha256:y"));
+
+    let resolved = ledger
+        .resolve_drift("prod", "gw-1", NOW + 9, "healed")
+        .unwrap()
+        .expect("an open episode");
+    assert_eq!(resolved.resolved_at, Some(NOW + 9));
+    assert_eq!(resolved.resolution.as_deref(), Some("healed"));
+    assert!(
+        ledger
+            .resolve_drift("prod", "gw-1", NOW + 10, "healed")
+            .unwrap()
+            .is_none()
+    );
+    assert!(ledger.drift_episodes(None, true, 10).unwrap().is_empty());
+
+    assert!(
+        ledger
+            .open_drift(&episode("gw-1", "sha256:z", NOW + 20))
+            .unwrap()
+    );
+    assert_eq!(
+        ledger
+            .drift_episodes(Some("prod"), false, 10)
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn resolved_drift_and_superseded_deployments_age_out() {
+    let (_dir, _path, ledger) = fresh();
+    ledger
+        .upsert_gateway(&gateway("prod", "gw-1", GatewayState::InSync))
+        .unwrap();
+    ledger
+        .record_deployment(&deployment("prod", "r1", "sha256:a", NOW - 400 * DAY))
+        .unwrap();
+    ledger
+        .record_deployment(&deployment("prod", "r2", "sha256:b", NOW - 399 * DAY))
+        .unwrap();
+    ledger
+        .open_drift(&episode("gw-1", "sha256:x", NOW - 399 * DAY))
+        .unwrap();
+    ledger
+        .resolve_drift("prod", "gw-1", NOW - 398 * DAY, "healed")
+        .unwrap();
+
+    ledger.prune(NOW, &|_| default_retention(true)).unwrap();
+    let left = ledger.deployments("prod", 10).unwrap();
+    assert_eq!(left.len(), 1, "the newest deployment stays");
+    assert_eq!(left[0].revision, "r2");
+    assert!(ledger.drift_episodes(None, false, 10).unwrap().is_empty());
+}
