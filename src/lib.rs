@@ -12,6 +12,7 @@
 //! | [gateway]   | the `Gateway` trait, its drivers, the reference gateway |
 //! | [reconcile] | the loop: plan, apply, verify; no knowledge of where it runs |
 //! | [ledger]    | which version runs where, every attempt (SQLite) |
+//! | [drift]     | what a drifted gateway runs against what it should; alerts |
 //! | [server]    | HTTP: health, metrics, status API, git webhook |
 //! | [cli]       | the `sluice` command |
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod drift;
 pub mod gateway;
 pub mod ledger;
 pub mod reconcile;

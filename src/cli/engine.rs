@@ -4,6 +4,7 @@
 use super::{Cli, StateArgs};
 use crate::{
     config::{self, Limits, Loaded},
+    drift::notify::Notifier,
     gateway::DriverContext,
     ledger::SqliteLedger,
     reconcile::{Options, Reconciler, SystemClock, retry::Backoff},
@@ -47,6 +48,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub struct Engine {
     pub follower: Arc<Follower>,
     pub reconciler: Arc<Reconciler>,
+    /// Drift and failure alerts on their way out; flush before exiting.
+    pub alerts: Arc<Notifier>,
     pub limits: Limits,
     /// Held while the engine lives: one reconciler per ledger, so a `sync`
     /// cannot resolve the in-flight attempts of a running `run` as interrupted.
@@ -88,6 +91,7 @@ impl Engine {
         let mut context = DriverContext::new(data_dir.clone());
         context.timeout = args.timeout;
         context.file_roots = args.file_roots.clone();
+        let alerts = Notifier::start(context.secret.clone(), Backoff::default());
         let reconciler = Reconciler::new(
             Arc::new(ledger),
             Arc::new(SystemClock),
@@ -96,7 +100,8 @@ impl Engine {
                 concurrency: args.concurrency,
                 backoff: Backoff::default(),
             },
-        );
+        )
+        .with_alerts(alerts.clone());
         let repo = cli.repo.to_string_lossy().into_owned();
         let follower = Follower::new(
             &repo,
@@ -110,6 +115,7 @@ impl Engine {
         Ok(Engine {
             follower: Arc::new(follower),
             reconciler: Arc::new(reconciler),
+            alerts,
             limits: cli.limits(),
             _lock: lock,
         })

@@ -2,6 +2,7 @@
 //! subcommand. Exit codes: 0 fine, 1 findings, 2 usage or environment error.
 
 mod client;
+mod drift;
 mod engine;
 mod gateway;
 mod init;
@@ -79,6 +80,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// What ran where and when in one environment.
     History(status::HistoryArgs),
+    /// Read every gateway back and show what drifted from what Sluice verified; exit 1 on drift.
+    Drift(drift::Args),
     /// Run the reference gateway: speaks the Sluice gateway protocol, keeps its config on disk.
     Gateway(gateway::Args),
 }
@@ -134,6 +137,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Sync(args) => sync::run(cli, args),
         Command::Status(args) => status::status(cli, args),
         Command::History(args) => status::history(cli, args),
+        Command::Drift(args) => drift::run(cli, args),
     }
 }
 

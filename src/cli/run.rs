@@ -99,6 +99,7 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         })
     };
     reconcile_loop(&engine, &state, stop_rx, args).await;
+    engine.alerts.flush(super::sync::ALERT_GRACE).await;
     let _ = server.await;
     Ok(Outcome::Clean)
 }
@@ -116,24 +117,44 @@ async fn reconcile_loop(
     let mut resolved = false;
     let mut pruned: Option<Instant> = None;
     let mut last_good: Option<Arc<Loaded>> = None;
+    let mut drift = DriftSchedule::default();
+    let mut next_poll = Instant::now() + args.interval;
     let mut request = Some(SyncRequest {
         trigger: Trigger::Startup,
         environment: None,
         received: Instant::now(),
     });
     loop {
+        let due = drift.next();
         let next = match request.take() {
             Some(request) => request,
             None => tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
-                _ = tokio::time::sleep(args.interval) => SyncRequest {
+                _ = tokio::time::sleep_until(next_poll.into()) => SyncRequest {
                     trigger: Trigger::Poll,
                     environment: None,
+                    received: Instant::now(),
+                },
+                _ = sleep_until(due.as_ref().map(|(_, at)| *at)) => SyncRequest {
+                    trigger: Trigger::Drift,
+                    environment: due.map(|(env, _)| env),
                     received: Instant::now(),
                 },
                 request = state.sync.next() => request,
             },
         };
+        if next.trigger == Trigger::Drift {
+            // NB: a scan reads the gateways against what was last applied;
+            // it does not fetch.
+            if let Some(good) = &last_good {
+                scan(engine, state, good, &next).await;
+                drift.scanned(good, next.environment.as_deref());
+            }
+            continue;
+        }
+        if next.environment.is_none() {
+            next_poll = Instant::now() + args.interval;
+        }
         let fetched = Instant::now();
         let commit = match engine.fetch().await {
             Ok(commit) => commit,
@@ -211,6 +232,10 @@ async fn reconcile_loop(
                 Err(e) => tracing::error!(error = %e, "reconcile pass failed"),
             }
         }
+        if let Some(good) = &last_good {
+            // A pass reads every gateway it covers: that is a scan too.
+            drift.scanned(good, next.environment.as_deref());
+        }
         // NB: hourly, not per pass: retention is counted in days, and a
         // prune must not sit between a webhook and its apply.
         if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY)
@@ -226,6 +251,61 @@ async fn reconcile_loop(
 }
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// When each environment's next drift scan is due (`drift.interval`).
+#[derive(Default)]
+struct DriftSchedule {
+    due: std::collections::HashMap<String, Instant>,
+}
+
+impl DriftSchedule {
+    /// The environment whose scan is due first.
+    fn next(&self) -> Option<(String, Instant)> {
+        self.due
+            .iter()
+            .min_by_key(|(_, at)| **at)
+            .map(|(env, at)| (env.clone(), *at))
+    }
+
+    /// `only` (or every environment) was just read: its next scan is one
+    /// interval away. Environments gone from the repository are forgotten.
+    fn scanned(&mut self, loaded: &Loaded, only: Option<&str>) {
+        let Some(repo) = &loaded.repository else {
+            return;
+        };
+        self.due
+            .retain(|env, _| repo.environments.contains_key(env));
+        let now = Instant::now();
+        for env in repo.environments.values() {
+            if only.is_none_or(|o| o == env.slug) || !self.due.contains_key(&env.slug) {
+                let interval = env.drift_interval(&repo.manifest);
+                self.due.insert(env.slug.clone(), now + interval);
+            }
+        }
+    }
+}
+
+/// One environment's drift scan: a pass over the last applied revision.
+async fn scan(engine: &Engine, state: &ServerState, loaded: &Loaded, request: &SyncRequest) {
+    let started = Instant::now();
+    let only = request.environment.as_deref();
+    match engine
+        .reconciler
+        .keep(loaded, Trigger::Drift, only, &NoProgress)
+        .await
+    {
+        Ok(pass) => report(state, &pass, started, request),
+        Err(e) => tracing::error!(error = %e, "drift scan failed"),
+    }
+}
 
 /// Drops ledger records past each environment's retention (`retention` in
 /// environment.yaml; default production 365 days, others 90).

@@ -45,6 +45,9 @@ pub enum Format {
     Json,
 }
 
+/// Longest `sync` waits for its alerts to be delivered before exiting.
+pub const ALERT_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let runtime = tokio::runtime::Runtime::new()?;
     if let Some(server) = &args.server {
@@ -78,6 +81,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             )
             .await?;
         progress.clear();
+        engine.alerts.flush(ALERT_GRACE).await;
         if matches!(pass, Pass::ValidationFailed { .. }) {
             print_findings(&loaded, cli.color.stderr());
         }

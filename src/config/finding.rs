@@ -146,6 +146,7 @@ pub struct Palette {
     pub error: &'static str,
     pub warning: &'static str,
     pub accent: &'static str,
+    pub success: &'static str,
     pub bold: &'static str,
     pub reset: &'static str,
 }
@@ -155,6 +156,7 @@ impl Palette {
         error: "",
         warning: "",
         accent: "",
+        success: "",
         bold: "",
         reset: "",
     };
@@ -162,6 +164,7 @@ impl Palette {
         error: "\x1b[1;31m",
         warning: "\x1b[1;33m",
         accent: "\x1b[1;34m",
+        success: "\x1b[32m",
         bold: "\x1b[1m",
         reset: "\x1b[0m",
     };

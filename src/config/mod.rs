@@ -14,6 +14,7 @@
 //! Everything after the snapshot is a pure function over data.
 
 pub mod catalog;
+pub mod diff;
 pub mod document;
 pub mod finding;
 mod load;
@@ -92,6 +93,31 @@ impl Environment {
             .as_ref()
             .and_then(|r| r.parse())
             .unwrap_or_else(|| crate::ledger::default_retention(self.spec.is_production))
+    }
+
+    /// What to do on drift: the environment's, else the repository default,
+    /// else `detect`.
+    pub fn drift_policy(&self, manifest: &Manifest) -> model::DriftPolicy {
+        self.drift_setting(manifest, |d| d.policy)
+            .unwrap_or(model::DriftPolicy::Detect)
+    }
+
+    /// How often live state is read back (default one minute).
+    pub fn drift_interval(&self, manifest: &Manifest) -> std::time::Duration {
+        self.drift_setting(manifest, |d| d.interval.as_ref().and_then(|i| i.parse()))
+            .unwrap_or(std::time::Duration::from_secs(60))
+    }
+
+    fn drift_setting<T>(
+        &self,
+        manifest: &Manifest,
+        pick: impl Fn(&model::DriftSpec) -> Option<T>,
+    ) -> Option<T> {
+        self.spec
+            .drift
+            .as_ref()
+            .and_then(&pick)
+            .or_else(|| manifest.defaults.drift.as_ref().and_then(&pick))
     }
 
     /// The enforcement in force: the environment's own, else the

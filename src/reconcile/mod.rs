@@ -25,11 +25,16 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use plan::{Action, plan};
 
 use crate::{
-    config::{Digest, Loaded, RenderedGateway, Repository, model, render_all},
+    config::{
+        Digest, Environment, Loaded, RenderedGateway, Repository,
+        model::{self, AlertSpec, DriftPolicy, EnvironmentKind},
+        render_all,
+    },
+    drift::{self, Alert, AlertEvent, Alerts, DriftReport, NoAlerts},
     gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, Live},
     ledger::{
-        AttemptFinish, AttemptStart, Deployment, GatewayRecord, GatewayState, Ledger, LedgerError,
-        Outcome, RevisionRecord, Trigger,
+        AttemptFinish, AttemptStart, Deployment, DriftEpisode, GatewayRecord, GatewayState, Ledger,
+        LedgerError, Outcome, RevisionRecord, Trigger,
     },
     source::Revision,
 };
@@ -90,6 +95,41 @@ pub struct GatewayReport {
     /// Whether this pass changed what the gateway runs.
     pub applied: bool,
     pub error: Option<String>,
+    /// What the gateway ran instead, when it had drifted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftReport>,
+}
+
+/// One gateway's work in a pass.
+struct Job<'a> {
+    rendered: &'a RenderedGateway,
+    spec: &'a model::Gateway,
+    previous: Option<&'a GatewayRecord>,
+    policy: &'a EnvironmentPolicy,
+}
+
+/// What an environment's settings say about drift and alerts.
+struct EnvironmentPolicy {
+    drift: DriftPolicy,
+    /// Empty for `eval` environments, which never alert.
+    sinks: Arc<[AlertSpec]>,
+}
+
+impl EnvironmentPolicy {
+    fn of(repo: &Repository, env: &Environment) -> Self {
+        let sinks = match env.spec.kind {
+            EnvironmentKind::Eval => Vec::new(),
+            EnvironmentKind::Standard => env.spec.alerts.clone(),
+        };
+        EnvironmentPolicy {
+            drift: env.drift_policy(&repo.manifest),
+            sinks: sinks.into(),
+        }
+    }
+
+    fn alerts_on_drift(&self) -> bool {
+        self.drift != DriftPolicy::Detect && !self.sinks.is_empty()
+    }
 }
 
 /// One environment after a pass: honest about partial rollouts.
@@ -142,6 +182,7 @@ pub struct Reconciler {
     drivers: Mutex<HashMap<String, Arc<dyn Gateway>>>,
     generation: AtomicU64,
     journal: journal::Journal,
+    alerts: Arc<dyn Alerts>,
 }
 
 impl Reconciler {
@@ -153,6 +194,7 @@ impl Reconciler {
     ) -> Self {
         Reconciler {
             journal: journal::Journal::new(ledger.clone()),
+            alerts: Arc::new(NoAlerts),
             ledger,
             clock,
             context,
@@ -160,6 +202,12 @@ impl Reconciler {
             drivers: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
         }
+    }
+
+    /// Sends drift and failure alerts to `alerts` (by default, nowhere).
+    pub fn with_alerts(mut self, alerts: Arc<dyn Alerts>) -> Self {
+        self.alerts = alerts;
+        self
     }
 
     pub fn ledger(&self) -> &Arc<dyn Ledger> {
@@ -256,25 +304,23 @@ impl Reconciler {
             progress.environment(&env.slug, env.gateways.len());
         }
         let records = RecordBuffer::new(&self.journal);
-        let jobs = rendered.iter().filter_map(|r| {
-            let env = repo.environments.get(&r.environment)?;
-            let spec = env.gateways.iter().find(|g| g.name() == r.gateway)?;
-            Some((r, spec))
+        let policies: HashMap<&str, EnvironmentPolicy> = repo
+            .environments
+            .values()
+            .map(|env| (env.slug.as_str(), EnvironmentPolicy::of(repo, env)))
+            .collect();
+        let jobs = rendered.iter().filter_map(|rendered| {
+            let env = repo.environments.get(&rendered.environment)?;
+            let spec = env.gateways.iter().find(|g| g.name() == rendered.gateway)?;
+            Some(Job {
+                rendered,
+                spec,
+                previous: previous.get(&(rendered.environment.clone(), rendered.gateway.clone())),
+                policy: policies.get(env.slug.as_str())?,
+            })
         });
         let reports: Vec<GatewayReport> = futures::stream::iter(jobs)
-            .map(|(rendered, spec)| {
-                let previous =
-                    previous.get(&(rendered.environment.clone(), rendered.gateway.clone()));
-                self.reconcile_gateway(
-                    rendered,
-                    spec,
-                    &loaded.revision,
-                    trigger,
-                    previous,
-                    progress,
-                    &records,
-                )
-            })
+            .map(|job| self.reconcile_gateway(job, &loaded.revision, trigger, progress, &records))
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
             .await;
@@ -305,14 +351,18 @@ impl Reconciler {
 
     async fn reconcile_gateway(
         &self,
-        rendered: &RenderedGateway,
-        spec: &model::Gateway,
+        job: Job<'_>,
         revision: &Revision,
         trigger: Trigger,
-        previous: Option<&GatewayRecord>,
         progress: &dyn Progress,
         records: &RecordBuffer<'_>,
     ) -> GatewayReport {
+        let Job {
+            rendered,
+            spec,
+            previous,
+            policy,
+        } = job;
         let desired = Desired {
             environment: rendered.environment.clone(),
             gateway: rendered.gateway.clone(),
@@ -328,31 +378,213 @@ impl Reconciler {
         );
         let report = async {
             match self.driver(&desired.environment, spec) {
-                Ok(driver) => self.converge(driver.as_ref(), &desired, trigger).await,
+                Ok(driver) => {
+                    self.converge(driver.as_ref(), &desired, trigger, previous, policy)
+                        .await
+                }
                 Err(error) => failure(&desired, None, &error),
             }
         }
         .instrument(span)
         .await;
+        if report.error.is_some() && previous.is_none_or(|p| p.state != report.state) {
+            self.alert(
+                policy,
+                AlertEvent::ApplyFailed,
+                &desired,
+                &report,
+                report.error.clone(),
+            );
+        }
         records.push(self.record(&report, &desired, previous));
         progress.gateway_done(&report.environment, &report.gateway, report.state);
         report
     }
 
-    /// Reads the gateway, applies when it differs, verifies.
+    /// Reads the gateway; applies when it differs (unless it drifted and the
+    /// policy says to leave it), verifies.
     async fn converge(
         &self,
         driver: &dyn Gateway,
         desired: &Desired,
         trigger: Trigger,
+        previous: Option<&GatewayRecord>,
+        policy: &EnvironmentPolicy,
     ) -> GatewayReport {
         let live = match self.retrying(|| driver.live()).await {
             Ok(live) => live,
             Err(error) => return failure(desired, None, &error),
         };
+        let was_drifted = previous.is_some_and(|p| p.state == GatewayState::Drifted);
         let Action::Apply { expected } = plan(&desired.digest, &live) else {
-            return report(desired, GatewayState::InSync, live.digest, false, None);
+            let report = report(desired, GatewayState::InSync, live.digest, false, None);
+            if was_drifted {
+                self.drift_ended(desired, &report, policy, "reverted");
+            }
+            return report;
         };
+        // NB: drift is a gateway moving off what Sluice verified there; one
+        // that runs nothing (restarted empty) or an older version (a change
+        // not yet applied) is just pushed.
+        let verified_here = previous.is_some_and(|p| {
+            p.desired_digest.as_deref() == Some(desired.digest.as_str())
+                && matches!(p.state, GatewayState::InSync | GatewayState::Drifted)
+        });
+        let drift = match &live.digest {
+            Some(_) if verified_here => {
+                Some(self.drift_found(driver, desired, &live, policy).await)
+            }
+            _ => None,
+        };
+        if let Some(drift) = drift.clone()
+            && policy.drift != DriftPolicy::Heal
+            && trigger != Trigger::Manual
+        {
+            let mut report = report(desired, GatewayState::Drifted, live.digest, false, None);
+            report.drift = Some(drift);
+            return report;
+        }
+        let trigger = match drift {
+            Some(_) if trigger != Trigger::Manual => Trigger::Drift,
+            _ => trigger,
+        };
+        let mut report = self
+            .apply_and_verify(driver, desired, trigger, &live, expected)
+            .await;
+        if report.state == GatewayState::InSync && (was_drifted || drift.is_some()) {
+            let how = if drift.is_some() {
+                "healed"
+            } else {
+                "superseded"
+            };
+            self.drift_ended(desired, &report, policy, how);
+        }
+        report.drift = drift;
+        report
+    }
+
+    /// Records a drift episode (opening one only if none is open) and
+    /// alerts on a new one.
+    async fn drift_found(
+        &self,
+        driver: &dyn Gateway,
+        desired: &Desired,
+        live: &Live,
+        policy: &EnvironmentPolicy,
+    ) -> DriftReport {
+        let (changes, diff) = drift::compare_live(driver, desired).await;
+        let episode = DriftEpisode {
+            environment: desired.environment.clone(),
+            gateway: desired.gateway.clone(),
+            revision: desired.revision.clone(),
+            desired_digest: desired.digest.to_string(),
+            live_digest: live.digest.as_ref().map(|d| d.to_string()),
+            changes: serde_json::to_string(&changes).unwrap_or_default(),
+            onset_at: self.clock.now(),
+            resolved_at: None,
+            resolution: None,
+        };
+        let new_episode = self.ledger.open_drift(&episode).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot record the drift episode");
+            false
+        });
+        let report = DriftReport {
+            new_episode,
+            changes,
+            diff,
+        };
+        if new_episode {
+            tracing::warn!(
+                live = live.digest.as_ref().map_or("", |d| d.short()),
+                changes = report.changes.len(),
+                "drift: the gateway no longer runs what Sluice verified"
+            );
+            let mut alert =
+                self.alert_for(AlertEvent::DriftDetected, desired, live.digest.as_ref());
+            alert.changes = report.changes.clone();
+            alert.diff = report.diff.clone();
+            if policy.alerts_on_drift() {
+                alert.sinks = policy.sinks.clone();
+                self.alerts.send(alert);
+            }
+        }
+        report
+    }
+
+    /// Closes the gateway's open drift episode, if any, and says so.
+    fn drift_ended(
+        &self,
+        desired: &Desired,
+        report: &GatewayReport,
+        policy: &EnvironmentPolicy,
+        how: &str,
+    ) {
+        let closed = self.ledger.resolve_drift(
+            &desired.environment,
+            &desired.gateway,
+            self.clock.now(),
+            how,
+        );
+        match closed {
+            Ok(Some(_)) => {
+                tracing::info!(resolution = how, "drift resolved");
+                if policy.alerts_on_drift() {
+                    self.alert(
+                        policy,
+                        AlertEvent::DriftResolved,
+                        desired,
+                        report,
+                        Some(how.into()),
+                    );
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot close the drift episode"),
+        }
+    }
+
+    fn alert_for(&self, event: AlertEvent, desired: &Desired, live: Option<&Digest>) -> Alert {
+        Alert {
+            event,
+            environment: desired.environment.clone(),
+            gateway: desired.gateway.clone(),
+            revision: desired.revision.clone(),
+            desired_version: Alert::version(&desired.digest, &desired.revision),
+            live_version: live.map(|d| d.short().to_owned()),
+            changes: Vec::new(),
+            diff: String::new(),
+            detail: None,
+            at: self.clock.now(),
+            sinks: Arc::from(Vec::new()),
+        }
+    }
+
+    fn alert(
+        &self,
+        policy: &EnvironmentPolicy,
+        event: AlertEvent,
+        desired: &Desired,
+        report: &GatewayReport,
+        detail: Option<String>,
+    ) {
+        if policy.sinks.is_empty() {
+            return;
+        }
+        let mut alert = self.alert_for(event, desired, report.observed.as_ref());
+        alert.detail = detail;
+        alert.sinks = policy.sinks.clone();
+        self.alerts.send(alert);
+    }
+
+    /// Records the attempt, applies, reads back and verifies.
+    async fn apply_and_verify(
+        &self,
+        driver: &dyn Gateway,
+        desired: &Desired,
+        trigger: Trigger,
+        live: &Live,
+        expected: Option<Digest>,
+    ) -> GatewayReport {
         let start = AttemptStart {
             environment: desired.environment.clone(),
             gateway: desired.gateway.clone(),
@@ -370,7 +602,7 @@ impl Reconciler {
                 return report(
                     desired,
                     GatewayState::Failed,
-                    live.digest,
+                    live.digest.clone(),
                     false,
                     Some(e.to_string()),
                 );
@@ -622,6 +854,7 @@ fn report(
         observed,
         applied,
         error,
+        drift: None,
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub fetch_errors: Counter,
     pub webhooks_rejected: Counter,
     pub invalid_revisions: Counter,
+    pub drifted: Family<EnvironmentLabels, Gauge>,
+    pub drift_episodes: Family<EnvironmentLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -97,8 +99,22 @@ impl Default for Metrics {
             "Passes over a revision that failed validation",
             invalid_revisions.clone(),
         );
+        let drifted = Family::<EnvironmentLabels, Gauge>::default();
+        registry.register(
+            "drifted_gateways",
+            "Gateways running something other than what Sluice verified there",
+            drifted.clone(),
+        );
+        let drift_episodes = Family::<EnvironmentLabels, Counter>::default();
+        registry.register(
+            "drift_episodes",
+            "Drift episodes opened, by environment",
+            drift_episodes.clone(),
+        );
         Metrics {
             registry,
+            drifted,
+            drift_episodes,
             reconciles,
             reconcile_seconds,
             gateways,
@@ -135,6 +151,23 @@ impl Metrics {
                     environment: env.environment.clone(),
                 })
                 .observe(seconds);
+            let labels = EnvironmentLabels {
+                environment: env.environment.clone(),
+            };
+            let drifted = env
+                .gateways
+                .iter()
+                .filter(|g| g.state == GatewayState::Drifted);
+            self.drifted
+                .get_or_create(&labels)
+                .set(drifted.count() as i64);
+            let onsets = env
+                .gateways
+                .iter()
+                .filter(|g| g.drift.as_ref().is_some_and(|d| d.new_episode));
+            self.drift_episodes
+                .get_or_create(&labels)
+                .inc_by(onsets.count() as u64);
             for state in GatewayState::ALL {
                 let count = env.gateways.iter().filter(|g| g.state == state).count();
                 self.gateways

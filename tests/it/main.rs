@@ -3,6 +3,7 @@
 
 mod corpus;
 mod digest;
+mod drift;
 mod faults;
 mod fetch;
 mod gateway;

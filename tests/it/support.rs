@@ -590,3 +590,83 @@ fn base64(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// An HTTP endpoint on 127.0.0.1 that records every POST it receives
+/// (alert sinks): `X-Sluice-Event`, the signature header and the JSON body.
+pub struct Receiver {
+    runtime: Option<tokio::runtime::Runtime>,
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub event: String,
+    pub signature: Option<String>,
+    pub raw: String,
+    pub body: serde_json::Value,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        use std::sync::{Arc, Mutex};
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).unwrap()
+        };
+        let sink = received.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, raw: String| {
+                let sink = sink.clone();
+                async move {
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    sink.lock().unwrap().push(Received {
+                        event: header("x-sluice-event").unwrap_or_default(),
+                        signature: header("x-sluice-signature-256"),
+                        body: serde_json::from_str(&raw).unwrap_or_default(),
+                        raw,
+                    });
+                    "ok"
+                }
+            }),
+        );
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Receiver {
+            runtime: Some(runtime),
+            url,
+            received,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// How many alerts of `event` arrived.
+    pub fn count(&self, event: &str) -> usize {
+        self.received().iter().filter(|r| r.event == event).count()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! `sluice drift`: a one-shot, read-only scan: each gateway's live state
+//! against what Sluice verified there; the diff of every drifted one.
+
+use super::{Cli, Outcome, StateArgs, engine::EngineArgs, output::table};
+use crate::{
+    config::finding::Palette,
+    drift::scan::{Found, Observation, observe},
+    gateway::DriverContext,
+    ledger::{Ledger, SqliteLedger},
+    source::prefix,
+};
+use clap::ValueEnum;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this environment.
+    #[arg(long = "env")]
+    pub environment: Option<String>,
+    /// The revision gateways should run; default: the newest valid revision
+    /// in the ledger, else HEAD.
+    #[arg(long)]
+    pub rev: Option<String>,
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let state = args.state.state_path();
+    let ledger = state
+        .exists()
+        .then(|| SqliteLedger::open_read_only(&state))
+        .transpose()?;
+    let rev = match (&args.rev, &ledger) {
+        (Some(rev), _) => Some(rev.clone()),
+        (None, Some(ledger)) => ledger
+            .last_revision()?
+            .filter(|r| r.valid)
+            .map(|r| r.commit),
+        (None, None) => None,
+    };
+    let loaded = super::load(cli, Some(rev.as_deref().unwrap_or("HEAD")))?;
+    let Some(repo) = &loaded.repository else {
+        super::output::print_findings(&loaded, cli.color.stderr());
+        anyhow::bail!(
+            "revision {} is invalid: nothing to compare with",
+            loaded.revision
+        );
+    };
+    if let Some(env) = &args.environment
+        && !repo.environments.contains_key(env)
+    {
+        anyhow::bail!("no environment `{env}` at revision {}", loaded.revision);
+    }
+    let records = match &ledger {
+        Some(ledger) => ledger.gateways(args.environment.as_deref())?,
+        None => Vec::new(),
+    };
+    let mut context = DriverContext::new(args.state.data_dir.clone());
+    context.timeout = args.engine.timeout;
+    context.file_roots = args.engine.file_roots.clone();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let found = runtime.block_on(observe(
+        repo,
+        &loaded.revision.to_string(),
+        &records,
+        &context,
+        args.environment.as_deref(),
+        args.engine.concurrency,
+    ));
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&found)?),
+        Format::Text => print!("{}", text(&found, cli.color.stdout())),
+    }
+    let drifted = found.iter().any(|o| o.found == Found::Drifted);
+    Ok(if drifted {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
+}
+
+/// A table of every gateway, then the diff of each drifted one.
+fn text(found: &[Observation], palette: Palette) -> String {
+    let rows: Vec<[String; 5]> = found
+        .iter()
+        .map(|o| {
+            [
+                o.environment.clone(),
+                o.gateway.clone(),
+                found_label(o.found).to_owned(),
+                o.desired.short().to_owned(),
+                o.live
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |d| d.short().to_owned()),
+            ]
+        })
+        .collect();
+    let rows: Vec<[&str; 5]> = rows
+        .iter()
+        .map(|r| r.each_ref().map(String::as_str))
+        .collect();
+    let mut out = table(
+        &["ENVIRONMENT", "GATEWAY", "FOUND", "DESIRED", "LIVE"],
+        &rows,
+    );
+    for o in found.iter().filter(|o| o.found == Found::Drifted) {
+        out.push_str(&format!(
+            "\n{}{}/{} drifted{}: runs {}, Sluice verified {}\n",
+            palette.bold,
+            o.environment,
+            o.gateway,
+            palette.reset,
+            o.live.as_ref().map_or("?", |d| d.short()),
+            o.desired.short(),
+        ));
+        for change in &o.changes {
+            out.push_str(&format!("  {}\n", change.describe()));
+        }
+        out.push_str(&coloured_diff(&o.diff, palette));
+    }
+    for o in found.iter().filter(|o| o.error.is_some()) {
+        out.push_str(&format!(
+            "\n{}/{}: {}\n",
+            o.environment,
+            o.gateway,
+            o.error.as_deref().map_or("", |e| prefix(e, 300))
+        ));
+    }
+    out
+}
+
+fn found_label(found: Found) -> &'static str {
+    match found {
+        Found::InSync => "in-sync",
+        Found::Drifted => "drifted",
+        Found::Pending => "pending",
+        Found::Empty => "empty",
+        Found::Unreachable => "unreachable",
+    }
+}
+
+fn coloured_diff(diff: &str, palette: Palette) -> String {
+    diff.lines()
+        .map(|line| {
+            let colour = match line.as_bytes().first() {
+                _ if line.starts_with("+++") || line.starts_with("---") => palette.bold,
+                Some(b'+') => palette.success,
+                Some(b'-') => palette.error,
+                Some(b'@') => palette.accent,
+                _ => "",
+            };
+            let reset = if colour.is_empty() { "" } else { palette.reset };
+            format!("{colour}{line}{reset}\n")
+        })
+        .collect()
+}

@@ -1,0 +1,116 @@
+//! Drift: a gateway running something other than what Sluice verified there
+//! (a hand edit, another tool, a restore from backup).
+//!
+//! The reconciler finds it when it reads a gateway back, in a pass or in the
+//! periodic scan of an environment (`drift.interval`); what happens next is
+//! the environment's `drift.policy`: `detect` records an episode, `alert`
+//! also notifies, `heal` notifies and applies the desired state again. A
+//! gateway that restarted empty is re-applied without being called drift.
+//! This module holds what drift is made of: the comparison of the live
+//! document with the desired one, the alerts, and their delivery.
+
+pub mod notify;
+pub mod scan;
+
+use crate::{
+    config::{
+        Digest,
+        diff::{self, Change},
+        model::AlertSpec,
+    },
+    gateway::{Desired, Gateway},
+    ledger::Millis,
+};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// What a drifted gateway runs, against what it should.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftReport {
+    /// A new episode (not one already open for this gateway).
+    pub new_episode: bool,
+    /// Field by field, desired → live.
+    pub changes: Vec<Change>,
+    /// Unified text diff, desired as `a`, live as `b`.
+    pub diff: String,
+}
+
+/// Reads the gateway's live document and compares it with the desired one.
+/// A document that cannot be read is reported as a whole-document change.
+pub async fn compare_live(driver: &dyn Gateway, desired: &Desired) -> (Vec<Change>, String) {
+    let wanted: Value = serde_json::from_str(&desired.body).unwrap_or(Value::Null);
+    let live = match driver.config().await {
+        Ok(Some(text)) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        Ok(None) => Value::Null,
+        Err(e) => Value::String(format!("<unreadable: {e}>")),
+    };
+    compare(&wanted, &live)
+}
+
+/// The changes from `desired` to `live`, and their text diff.
+pub fn compare(desired: &Value, live: &Value) -> (Vec<Change>, String) {
+    (
+        diff::changes(desired, live),
+        diff::text(desired, live, "desired", "live"),
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertEvent {
+    DriftDetected,
+    DriftResolved,
+    ApplyFailed,
+}
+
+impl AlertEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::DriftDetected => "drift-detected",
+            AlertEvent::DriftResolved => "drift-resolved",
+            AlertEvent::ApplyFailed => "apply-failed",
+        }
+    }
+}
+
+/// Something people should hear about, with where to tell them.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub event: AlertEvent,
+    pub environment: String,
+    pub gateway: String,
+    pub revision: String,
+    pub desired_version: String,
+    pub live_version: Option<String>,
+    pub changes: Vec<Change>,
+    pub diff: String,
+    /// How a drift ended (`healed`, `reverted`, `superseded`), or why an apply failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub at: Millis,
+    #[serde(skip)]
+    pub sinks: Arc<[AlertSpec]>,
+}
+
+impl Alert {
+    /// `sha256:<12>@<8>` for a digest and the revision it came from.
+    pub fn version(digest: &Digest, revision: &str) -> String {
+        format!("{}@{}", digest.short(), crate::source::prefix(revision, 8))
+    }
+}
+
+/// Where the reconciler hands alerts; delivery (and its retries) is the
+/// sink's business and never holds up a pass.
+pub trait Alerts: Send + Sync {
+    fn send(&self, alert: Alert);
+}
+
+/// For runs that notify nobody (`sluice sync`, tests of other things).
+pub struct NoAlerts;
+
+impl Alerts for NoAlerts {
+    fn send(&self, _alert: Alert) {}
+}

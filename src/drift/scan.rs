@@ -1,0 +1,132 @@
+//! A read-only look at every gateway against the revision it should run:
+//! what `sluice drift` prints. Nothing is applied or recorded.
+
+use super::compare_live;
+use crate::{
+    config::{Digest, RenderedGateway, Repository, diff::Change, render_all},
+    gateway::{self, Desired, DriverContext},
+    ledger::{GatewayRecord, GatewayState},
+};
+use futures::StreamExt;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// What a gateway was found running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Found {
+    InSync,
+    /// Something other than what Sluice verified there (or, with no ledger
+    /// record, other than the revision's render).
+    Drifted,
+    /// An older version: the change is not applied yet (not drift).
+    Pending,
+    /// Nothing (restarted empty, or never configured): not drift.
+    Empty,
+    Unreachable,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Observation {
+    pub environment: String,
+    pub gateway: String,
+    pub found: Found,
+    pub desired: Digest,
+    pub live: Option<Digest>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub diff: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Reads every gateway (of `only`, or all) at most `concurrency` at once.
+pub async fn observe(
+    repo: &Repository,
+    revision: &str,
+    records: &[GatewayRecord],
+    context: &DriverContext,
+    only: Option<&str>,
+    concurrency: usize,
+) -> Vec<Observation> {
+    let records: HashMap<(&str, &str), &GatewayRecord> = records
+        .iter()
+        .map(|r| ((r.environment.as_str(), r.gateway.as_str()), r))
+        .collect();
+    let rendered = render_all(repo, only);
+    let mut found: Vec<Observation> = futures::stream::iter(&rendered)
+        .map(|r| {
+            let record = records.get(&(r.environment.as_str(), r.gateway.as_str()));
+            observe_one(repo, r, revision, record.copied(), context)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    found.sort_by(|a, b| (&a.environment, &a.gateway).cmp(&(&b.environment, &b.gateway)));
+    found
+}
+
+async fn observe_one(
+    repo: &Repository,
+    rendered: &RenderedGateway,
+    revision: &str,
+    record: Option<&GatewayRecord>,
+    context: &DriverContext,
+) -> Observation {
+    let mut observation = Observation {
+        environment: rendered.environment.clone(),
+        gateway: rendered.gateway.clone(),
+        found: Found::Unreachable,
+        desired: rendered.digest.clone(),
+        live: None,
+        changes: Vec::new(),
+        diff: String::new(),
+        error: None,
+    };
+    let spec = repo
+        .environments
+        .get(&rendered.environment)
+        .and_then(|env| env.gateways.iter().find(|g| g.name() == rendered.gateway));
+    let driver = match spec.map(|spec| gateway::connect(spec, context)) {
+        Some(Ok(driver)) => driver,
+        Some(Err(e)) => {
+            observation.error = Some(e.to_string());
+            return observation;
+        }
+        None => return observation,
+    };
+    let live = match driver.live().await {
+        Ok(live) => live,
+        Err(e) => {
+            observation.error = Some(e.to_string());
+            return observation;
+        }
+    };
+    observation.live = live.digest.clone();
+    // What Sluice last verified here; with no record, the revision's render.
+    let verified = match record {
+        Some(r) if r.state == GatewayState::InSync || r.state == GatewayState::Drifted => {
+            r.desired_digest.as_deref()
+        }
+        Some(_) => None,
+        None => Some(rendered.digest.as_str()),
+    };
+    observation.found = match &live.digest {
+        Some(d) if *d == rendered.digest => Found::InSync,
+        None => Found::Empty,
+        Some(_) if verified == Some(rendered.digest.as_str()) => Found::Drifted,
+        Some(_) => Found::Pending,
+    };
+    if observation.found == Found::Drifted {
+        let desired = Desired {
+            environment: rendered.environment.clone(),
+            gateway: rendered.gateway.clone(),
+            digest: rendered.digest.clone(),
+            body: rendered.canonical.clone(),
+            revision: revision.to_owned(),
+        };
+        (observation.changes, observation.diff) = compare_live(driver.as_ref(), &desired).await;
+    }
+    observation
+}
