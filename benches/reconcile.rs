@@ -39,6 +39,8 @@ const ENVIRONMENTS: usize = 100;
 const GATEWAYS_PER_ENVIRONMENT: usize = 100;
 const CONCURRENCY: usize = 32;
 const WEBHOOK_RUNS: usize = 10;
+/// Gateways hand-edited before the drift scan.
+const DRIFTED: usize = 100;
 
 #[derive(Default)]
 struct Fleet {
@@ -52,6 +54,35 @@ struct Fleet {
 struct Running {
     digest: String,
     generation: u64,
+    body: Bytes,
+}
+
+async fn config(State(fleet): State<Arc<Fleet>>, Path(id): Path<String>) -> Response {
+    match fleet.gateways.lock().unwrap().get(&id).cloned() {
+        Some(r) => (
+            StatusCode::OK,
+            [("etag", format!("\"{}\"", r.digest))],
+            r.body,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// What a hand edit does: `count` gateways now run another document.
+fn hand_edit(fleet: &Fleet, count: usize) {
+    let mut gateways = fleet.gateways.lock().unwrap();
+    for id in ids().take(count) {
+        let running = gateways.get_mut(&id).expect("applied");
+        let text = String::from_utf8_lossy(&running.body).replace("\"redact\"", "\"block\"");
+        assert_ne!(
+            text.as_bytes(),
+            &running.body[..],
+            "the edit changes something"
+        );
+        running.digest = Digest::of_json(&text).unwrap().to_string();
+        running.body = Bytes::from(text);
+    }
 }
 
 async fn status(State(fleet): State<Arc<Fleet>>, Path(id): Path<String>) -> Response {
@@ -113,6 +144,7 @@ async fn put(
         Running {
             digest: digest.as_str().to_owned(),
             generation,
+            body,
         },
     );
     (StatusCode::OK, [("etag", format!("\"{digest}\""))]).into_response()
@@ -121,7 +153,10 @@ async fn put(
 async fn serve(fleet: Arc<Fleet>) -> String {
     let app = Router::new()
         .route("/g/{id}/sluice/v1/status", get(status))
-        .route("/g/{id}/sluice/v1/config", axum::routing::put(put))
+        .route(
+            "/g/{id}/sluice/v1/config",
+            axum::routing::put(put).get(config),
+        )
         .with_state(fleet);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -162,6 +197,13 @@ fn main() {
         rss / 1024
     );
 
+    hand_edit(&fleet, DRIFTED);
+    let (scan, rss) = timed(&binary, "drift", &repo, &data, 1);
+    println!(
+        "sluice drift, read-only scan of all {applied} gateways ({DRIFTED} drifted, each read and diffed): {scan:.2?}, peak RSS {} MiB",
+        rss / 1024
+    );
+
     let floor = runtime.block_on(floor(&base, &repo, &fleet));
     println!(
         "floor (bare tokio client, GET+PUT+GET per gateway, concurrency {CONCURRENCY}): {floor:.2?}; sluice/floor = {:.2}",
@@ -173,20 +215,36 @@ fn main() {
 
 /// Runs `sluice sync` and returns its wall time and peak RSS (KiB).
 fn timed_sync(binary: &FsPath, repo: &FsPath, data: &FsPath) -> (Duration, u64) {
+    timed(binary, "sync", repo, data, 0)
+}
+
+/// Runs `sluice COMMAND` over the fleet, expecting exit `code`; returns its
+/// wall time and peak RSS (KiB).
+fn timed(
+    binary: &FsPath,
+    command: &str,
+    repo: &FsPath,
+    data: &FsPath,
+    code: i32,
+) -> (Duration, u64) {
     let start = Instant::now();
     let output = Command::new("/usr/bin/time")
         .args(["-f", "%M"])
         .arg(binary)
-        .args(["sync", "--concurrency", &CONCURRENCY.to_string(), "--repo"])
+        .args([command, "--concurrency", &CONCURRENCY.to_string(), "--repo"])
         .arg(repo)
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::null())
         .output()
-        .expect("sluice sync runs");
+        .expect("sluice runs");
     let elapsed = start.elapsed();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "sluice sync failed: {stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "sluice {command}: {stderr}"
+    );
     let rss = stderr
         .lines()
         .last()
