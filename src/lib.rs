@@ -12,6 +12,7 @@
 //! | [gateway]   | the `Gateway` trait, its drivers, the reference gateway |
 //! | [reconcile] | the loop: plan, apply, verify; no knowledge of where it runs |
 //! | [ledger]    | which version runs where, every attempt (SQLite) |
+//! | [rollback]  | a branch that puts one environment back on a version it ran whole |
 //! | [server]    | HTTP: health, metrics, status API, git webhook |
 //! | [cli]       | the `sluice` command |
 #![forbid(unsafe_code)]
@@ -22,5 +23,6 @@ pub mod config;
 pub mod gateway;
 pub mod ledger;
 pub mod reconcile;
+pub mod rollback;
 pub mod server;
 pub mod source;

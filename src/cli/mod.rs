@@ -7,6 +7,7 @@ mod gateway;
 mod init;
 mod output;
 mod render;
+mod rollback;
 mod run;
 mod schema;
 mod status;
@@ -79,6 +80,9 @@ pub enum Command {
     Status(status::StatusArgs),
     /// What ran where and when in one environment.
     History(status::HistoryArgs),
+    /// Put an environment back on a version it ran whole before: a new
+    /// branch with one commit, checked by rendering; history is never rewritten.
+    Rollback(rollback::Args),
     /// Run the reference gateway: speaks the Sluice gateway protocol, keeps its config on disk.
     Gateway(gateway::Args),
 }
@@ -134,6 +138,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Sync(args) => sync::run(cli, args),
         Command::Status(args) => status::status(cli, args),
         Command::History(args) => status::history(cli, args),
+        Command::Rollback(args) => rollback::run(cli, args),
     }
 }
 

@@ -17,7 +17,7 @@ pub mod catalog;
 pub mod document;
 pub mod finding;
 mod load;
-mod merge;
+pub mod merge;
 pub mod model;
 mod parallel;
 pub mod render;

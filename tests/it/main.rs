@@ -9,6 +9,7 @@ mod gateway;
 mod init;
 mod reconcile;
 mod render;
+mod rollback;
 mod schema;
 mod server;
 mod support;
