@@ -8,6 +8,7 @@ mod gateway;
 mod init;
 mod output;
 mod render;
+mod rollback;
 mod run;
 mod schema;
 mod status;
@@ -82,6 +83,9 @@ pub enum Command {
     History(status::HistoryArgs),
     /// Read every gateway back and show what drifted from what Sluice verified; exit 1 on drift.
     Drift(drift::Args),
+    /// Put an environment back on a version it ran whole before: a new
+    /// branch with one commit, checked by rendering; history is never rewritten.
+    Rollback(rollback::Args),
     /// Run the reference gateway: speaks the Sluice gateway protocol, keeps its config on disk.
     Gateway(gateway::Args),
 }
@@ -138,6 +142,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Status(args) => status::status(cli, args),
         Command::History(args) => status::history(cli, args),
         Command::Drift(args) => drift::run(cli, args),
+        Command::Rollback(args) => rollback::run(cli, args),
     }
 }
 

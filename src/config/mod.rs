@@ -18,7 +18,7 @@ pub mod diff;
 pub mod document;
 pub mod finding;
 mod load;
-mod merge;
+pub mod merge;
 pub mod model;
 mod parallel;
 pub mod render;

@@ -153,58 +153,64 @@ impl Follower {
         Ok(head.to_string())
     }
 
-    fn callbacks(&self) -> RemoteCallbacks<'_> {
-        let mut callbacks = RemoteCallbacks::new();
-        let credentials = self.credentials.clone();
-        // libgit2 asks again after a refusal (up to its replay limit), and
-        // the key or token will not have changed: each is offered once per
-        // connection.
-        let mut token_offered = false;
-        let mut key_offered = false;
-        callbacks.credentials(move |_url, username, allowed| {
-            if allowed.is_ssh_key()
-                && let Some(key) = &credentials.ssh_key
-            {
-                if key_offered {
-                    return Err(git2::Error::from_str(&format!(
-                        "the remote refused the SSH key {}",
-                        key.display()
-                    )));
-                }
-                key_offered = true;
-                return Cred::ssh_key(username.unwrap_or("git"), None, key, None);
-            }
-            if allowed.is_user_pass_plaintext()
-                && let Some(var) = credentials.token_env.as_deref()
-            {
-                if token_offered {
-                    return Err(git2::Error::from_str(&format!(
-                        "the remote refused the token in ${var}"
-                    )));
-                }
-                match std::env::var(var) {
-                    Ok(token) => {
-                        token_offered = true;
-                        let user = username.unwrap_or("x-access-token");
-                        return Cred::userpass_plaintext(user, &token);
-                    }
-                    Err(_) if !allowed.is_default() => {
-                        return Err(git2::Error::from_str(&format!(
-                            "the remote asks for credentials and ${var} is not set"
-                        )));
-                    }
-                    Err(_) => {}
-                }
-            }
-            Cred::default()
-        });
-        callbacks
+    fn callbacks(&self) -> RemoteCallbacks<'static> {
+        remote_callbacks(&self.credentials)
     }
 
     /// The snapshot of one commit of the followed repository.
     pub fn snapshot(&self, commit: &str) -> Result<GitSnapshot, SourceError> {
         GitSnapshot::open(self.repository_path(), commit)
     }
+}
+
+/// Callbacks that authenticate to a remote with `credentials` (fetch and
+/// push alike).
+pub(crate) fn remote_callbacks(credentials: &Credentials) -> RemoteCallbacks<'static> {
+    let mut callbacks = RemoteCallbacks::new();
+    let credentials = credentials.clone();
+    // libgit2 asks again after a refusal (up to its replay limit), and
+    // the key or token will not have changed: each is offered once per
+    // connection.
+    let mut token_offered = false;
+    let mut key_offered = false;
+    callbacks.credentials(move |_url, username, allowed| {
+        if allowed.is_ssh_key()
+            && let Some(key) = &credentials.ssh_key
+        {
+            if key_offered {
+                return Err(git2::Error::from_str(&format!(
+                    "the remote refused the SSH key {}",
+                    key.display()
+                )));
+            }
+            key_offered = true;
+            return Cred::ssh_key(username.unwrap_or("git"), None, key, None);
+        }
+        if allowed.is_user_pass_plaintext()
+            && let Some(var) = credentials.token_env.as_deref()
+        {
+            if token_offered {
+                return Err(git2::Error::from_str(&format!(
+                    "the remote refused the token in ${var}"
+                )));
+            }
+            match std::env::var(var) {
+                Ok(token) => {
+                    token_offered = true;
+                    let user = username.unwrap_or("x-access-token");
+                    return Cred::userpass_plaintext(user, &token);
+                }
+                Err(_) if !allowed.is_default() => {
+                    return Err(git2::Error::from_str(&format!(
+                        "the remote asks for credentials and ${var} is not set"
+                    )));
+                }
+                Err(_) => {}
+            }
+        }
+        Cred::default()
+    });
+    callbacks
 }
 
 fn open(path: &Path) -> Result<Repository, SourceError> {

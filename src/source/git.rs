@@ -85,7 +85,7 @@ impl GitSnapshot {
 }
 
 /// Where `path` sits inside the repository's work tree, when it is not its root.
-fn subdirectory(repo: &Repository, path: &Path) -> Option<std::path::PathBuf> {
+pub(crate) fn subdirectory(repo: &Repository, path: &Path) -> Option<std::path::PathBuf> {
     let workdir = std::fs::canonicalize(repo.workdir()?).ok()?;
     let path = std::fs::canonicalize(path).ok()?;
     let relative = path.strip_prefix(&workdir).ok()?;

@@ -17,6 +17,7 @@ mod worktree;
 
 pub use follow::{Credentials, Follower};
 pub use git::GitSnapshot;
+pub(crate) use git::subdirectory;
 pub use worktree::WorkTree;
 
 use std::fmt;

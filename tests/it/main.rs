@@ -10,6 +10,7 @@ mod gateway;
 mod init;
 mod reconcile;
 mod render;
+mod rollback;
 mod schema;
 mod server;
 mod support;
