@@ -12,6 +12,7 @@
 //! | [gateway]   | the `Gateway` trait, its drivers, the reference gateway |
 //! | [reconcile] | the loop: plan, apply, verify; no knowledge of where it runs |
 //! | [ledger]    | which version runs where, every attempt (SQLite) |
+//! | [plan]      | what a change does, for its reviewer; governance-weakening changes |
 //! | [drift]     | what a drifted gateway runs against what it should; alerts |
 //! | [rollback]  | a branch that puts one environment back on a version it ran whole |
 //! | [server]    | HTTP: health, metrics, status API, git webhook |
@@ -24,6 +25,7 @@ pub mod config;
 pub mod drift;
 pub mod gateway;
 pub mod ledger;
+pub mod plan;
 pub mod reconcile;
 pub mod rollback;
 pub mod server;

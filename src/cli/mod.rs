@@ -7,6 +7,7 @@ mod engine;
 mod gateway;
 mod init;
 mod output;
+mod plan;
 mod render;
 mod rollback;
 mod run;
@@ -81,6 +82,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// What ran where and when in one environment.
     History(status::HistoryArgs),
+    /// What a change between two revisions does, per environment; exit 1 when it weakens production unapproved.
+    Plan(plan::Args),
     /// Read every gateway back and show what drifted from what Sluice verified; exit 1 on drift.
     Drift(drift::Args),
     /// Put an environment back on a version it ran whole before: a new
@@ -142,6 +145,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Status(args) => status::status(cli, args),
         Command::History(args) => status::history(cli, args),
         Command::Drift(args) => drift::run(cli, args),
+        Command::Plan(args) => plan::run(cli, args),
         Command::Rollback(args) => rollback::run(cli, args),
     }
 }

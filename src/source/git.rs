@@ -9,6 +9,7 @@ pub struct GitSnapshot {
     repo: Repository,
     tree: Oid,
     revision: Revision,
+    message: String,
 }
 
 impl GitSnapshot {
@@ -30,6 +31,7 @@ impl GitSnapshot {
             .and_then(|object| object.peel_to_commit())
             .map_err(|_| not_found())?;
         let revision = Revision::Commit(commit.id().to_string());
+        let message = String::from_utf8_lossy(commit.message_bytes()).into_owned();
         let tree = match subdirectory(&repo, path) {
             None => commit.tree_id(),
             Some(prefix) => {
@@ -49,7 +51,13 @@ impl GitSnapshot {
             repo,
             tree,
             revision,
+            message,
         })
+    }
+
+    /// The commit's message (trailers such as approvals live there).
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     fn root(&self) -> Result<Tree<'_>, SourceError> {

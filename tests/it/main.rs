@@ -8,6 +8,7 @@ mod faults;
 mod fetch;
 mod gateway;
 mod init;
+mod plan;
 mod reconcile;
 mod render;
 mod rollback;

@@ -1,0 +1,89 @@
+//! `sluice plan`: what a change between two revisions does, per
+//! environment; exit 1 when it weakens a production environment without
+//! an approval.
+
+use super::{Cli, Outcome, StateArgs, output::print_findings};
+use crate::{
+    config::{self, Loaded, Repository},
+    ledger::SqliteLedger,
+    plan::{self, Plan},
+    source::GitSnapshot,
+};
+use clap::ValueEnum;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The revision the change starts from (e.g. the pull request's base).
+    #[arg(long)]
+    pub base: String,
+    /// The revision with the change (e.g. the pull request's head).
+    #[arg(long)]
+    pub head: String,
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    /// Approve weakening changes (CI passes it from a review label); the
+    /// value names who approved.
+    #[arg(long, num_args = 0..=1, default_missing_value = "--approved")]
+    pub approved: Option<String>,
+    /// Compare with what runs now, from this ledger, when it exists.
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let (base, head) = std::thread::scope(|scope| {
+        let base = scope.spawn(|| load(cli, &args.base));
+        let head = load(cli, &args.head);
+        (base.join().expect("loading does not panic"), head)
+    });
+    let (base, _) = base?;
+    let (head, message) = head?;
+    // NB: an invalid revision is a finding (exit 1), as in `validate`.
+    let (Some(base_repo), Some(head_repo)) = (valid(cli, &base), valid(cli, &head)) else {
+        return Ok(Outcome::Findings);
+    };
+    let mut plan = Plan::new(
+        base_repo,
+        &base.revision.to_string(),
+        head_repo,
+        &head.revision.to_string(),
+    );
+    plan.approved_by = args.approved.clone().or_else(|| plan::approval(&message));
+    let state = args.state.state_path();
+    if state.exists() {
+        plan = plan.with_running(&SqliteLedger::open_read_only(&state)?)?;
+    }
+    match args.output {
+        Format::Text => print!("{}", plan::text(&plan)),
+        Format::Markdown => print!("{}", plan::markdown(&plan)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+    }
+    Ok(if plan.blocked() {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
+}
+
+/// Loads a revision; returns it with its commit message.
+fn load(cli: &Cli, rev: &str) -> anyhow::Result<(Loaded, String)> {
+    let snapshot = GitSnapshot::open(&cli.repo, rev)?;
+    let loaded = config::load(&snapshot, &cli.limits())?;
+    Ok((loaded, snapshot.message().to_owned()))
+}
+
+/// The repository of a valid revision; the findings of an invalid one.
+fn valid<'a>(cli: &Cli, loaded: &'a Loaded) -> Option<&'a Repository> {
+    if loaded.repository.is_none() {
+        print_findings(loaded, cli.color.stderr());
+        eprintln!("revision {} is invalid: no plan", loaded.revision);
+    }
+    loaded.repository.as_ref()
+}

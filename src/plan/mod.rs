@@ -1,0 +1,358 @@
+//! What a change does, for whoever reviews its pull request: per
+//! environment, the semantic changes of the rendered policy between two
+//! revisions, digests before and after, what runs now (from the ledger),
+//! and the changes that weaken governance in a production environment,
+//! which need an approval.
+
+pub mod semantic;
+
+use crate::{
+    config::{
+        Digest, Environment, Repository,
+        render::{canonical_json, document},
+    },
+    ledger::{GatewayState, Ledger, LedgerError},
+    source::prefix,
+};
+use semantic::Change;
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// The trailer that approves weakening changes in the head commit.
+pub const APPROVAL_TRAILER: &str = "Sluice-Approved-By:";
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub base: String,
+    pub head: String,
+    pub environments: Vec<EnvironmentPlan>,
+    /// Who approved weakening changes (the trailer's value, or `--approved`).
+    pub approved_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Added,
+    Removed,
+    Changed,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentPlan {
+    pub environment: String,
+    pub is_production: bool,
+    pub status: Status,
+    pub before: Option<Digest>,
+    pub after: Option<Digest>,
+    pub gateways_added: Vec<String>,
+    pub gateways_removed: Vec<String>,
+    /// The gateways whose desired state changes.
+    pub gateways: Vec<String>,
+    pub changes: Vec<Change>,
+    /// Why this change weakens governance (production environments only).
+    pub weakening: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<Running>,
+}
+
+/// What the ledger says the environment runs now.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Running {
+    pub digest: Option<String>,
+    pub revision: Option<String>,
+    pub in_sync: usize,
+    pub gateways: usize,
+    /// The head renders what already runs.
+    pub head_runs: bool,
+}
+
+impl Plan {
+    /// Builds the plan from `base` to `head`. An environment absent from
+    /// one side is added or removed.
+    pub fn new(base: &Repository, base_rev: &str, head: &Repository, head_rev: &str) -> Plan {
+        let names: BTreeSet<&String> = base
+            .environments
+            .keys()
+            .chain(head.environments.keys())
+            .collect();
+        let environments = names
+            .into_iter()
+            .map(|name| environment(base, head, name))
+            .collect();
+        Plan {
+            base: base_rev.to_owned(),
+            head: head_rev.to_owned(),
+            environments,
+            approved_by: None,
+        }
+    }
+
+    /// Adds what runs now, per environment, from the ledger.
+    pub fn with_running(mut self, ledger: &dyn Ledger) -> Result<Plan, LedgerError> {
+        let records = ledger.gateways(None)?;
+        for env in &mut self.environments {
+            let mine: Vec<_> = records
+                .iter()
+                .filter(|r| r.environment == env.environment)
+                .collect();
+            let deployment = ledger.deployments(&env.environment, 1)?.into_iter().next();
+            let digest = deployment.as_ref().map(|d| d.digest.clone());
+            env.running = Some(Running {
+                head_runs: digest.is_some()
+                    && digest.as_deref() == env.after.as_ref().map(Digest::as_str),
+                digest,
+                revision: deployment.map(|d| d.revision),
+                in_sync: mine
+                    .iter()
+                    .filter(|r| r.state == GatewayState::InSync)
+                    .count(),
+                gateways: mine.len(),
+            });
+        }
+        Ok(self)
+    }
+
+    /// Weakening changes in production environments.
+    pub fn weakening(&self) -> usize {
+        self.environments.iter().map(|e| e.weakening.len()).sum()
+    }
+
+    /// Weakening changes without an approval: what makes `plan` exit 1.
+    pub fn blocked(&self) -> bool {
+        self.weakening() > 0 && self.approved_by.is_none()
+    }
+}
+
+fn environment(base: &Repository, head: &Repository, name: &str) -> EnvironmentPlan {
+    let before = base.environments.get(name);
+    let after = head.environments.get(name);
+    let render = |repo: &Repository, env: &Environment| {
+        let doc = document(repo, env);
+        let digest = Digest::of(canonical_json(&doc).as_bytes());
+        (doc, digest)
+    };
+    let old = before.map(|env| render(base, env));
+    let new = after.map(|env| render(head, env));
+    let null = serde_json::Value::Null;
+    let changes = semantic::changes(
+        old.as_ref().map_or(&null, |(doc, _)| doc),
+        new.as_ref().map_or(&null, |(doc, _)| doc),
+    );
+    let names = |env: Option<&Environment>| -> BTreeSet<String> {
+        env.map(|e| e.gateways.iter().map(|g| g.name().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    let (old_gateways, new_gateways) = (names(before), names(after));
+    let status = match (&old, &new) {
+        (None, _) => Status::Added,
+        (_, None) => Status::Removed,
+        (Some((_, a)), Some((_, b))) if a == b && old_gateways == new_gateways => Status::Unchanged,
+        _ => Status::Changed,
+    };
+    let is_production =
+        after.is_some_and(|e| e.spec.is_production) || before.is_some_and(|e| e.spec.is_production);
+    let mut weakening = Vec::new();
+    if before.is_some_and(|e| e.spec.is_production) {
+        weakening.extend(changes.iter().filter_map(Change::weakening));
+        match after {
+            None => weakening.push(format!(
+                "production environment `{name}` removed while it is flagged isProduction"
+            )),
+            Some(env) if !env.spec.is_production => {
+                weakening.push("isProduction removed: its protections are lifted".into())
+            }
+            Some(env)
+                if env.retention() < before.map_or(env.retention(), Environment::retention) =>
+            {
+                weakening.push(format!(
+                    "ledger retention shortened from {} to {} days",
+                    before.map_or(0, |b| b.retention().as_secs() / 86_400),
+                    env.retention().as_secs() / 86_400
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let digest_changed = old.as_ref().map(|(_, d)| d) != new.as_ref().map(|(_, d)| d);
+    EnvironmentPlan {
+        environment: name.to_owned(),
+        is_production,
+        status,
+        gateways: if digest_changed {
+            new_gateways.intersection(&old_gateways).cloned().collect()
+        } else {
+            Vec::new()
+        },
+        gateways_added: new_gateways.difference(&old_gateways).cloned().collect(),
+        gateways_removed: old_gateways.difference(&new_gateways).cloned().collect(),
+        before: old.map(|(_, d)| d),
+        after: new.map(|(_, d)| d),
+        changes,
+        weakening,
+        running: None,
+    }
+}
+
+/// The approver named by an `Sluice-Approved-By:` trailer in a commit message.
+pub fn approval(message: &str) -> Option<String> {
+    message.lines().rev().find_map(|line| {
+        let value = line.trim().strip_prefix(APPROVAL_TRAILER)?.trim();
+        (!value.is_empty()).then(|| value.to_owned())
+    })
+}
+
+fn short(digest: Option<&Digest>) -> &str {
+    digest.map_or("-", Digest::short)
+}
+
+/// Plain text for a terminal.
+pub fn text(plan: &Plan) -> String {
+    let mut out = format!(
+        "plan {} → {}\n",
+        prefix(&plan.base, 8),
+        prefix(&plan.head, 8)
+    );
+    for env in plan
+        .environments
+        .iter()
+        .filter(|e| e.status != Status::Unchanged)
+    {
+        out.push_str(&format!(
+            "\n{} ({}){}: {} → {}\n",
+            env.environment,
+            status_word(env.status),
+            if env.is_production {
+                ", PRODUCTION"
+            } else {
+                ""
+            },
+            short(env.before.as_ref()),
+            short(env.after.as_ref()),
+        ));
+        for line in env_lines(env) {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out.push_str(&format!("\n{}\n", verdict(plan)));
+    out
+}
+
+/// Markdown for a pull-request comment.
+pub fn markdown(plan: &Plan) -> String {
+    let changed: Vec<&EnvironmentPlan> = plan
+        .environments
+        .iter()
+        .filter(|e| e.status != Status::Unchanged)
+        .collect();
+    let mut out = format!(
+        "### Sluice plan `{}` → `{}`\n\n",
+        prefix(&plan.base, 8),
+        prefix(&plan.head, 8)
+    );
+    if changed.is_empty() {
+        out.push_str("No environment's policy changes.\n");
+        return out;
+    }
+    out.push_str(
+        "| environment | change | before | after | gateways |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for env in &changed {
+        out.push_str(&format!(
+            "| {}{} | {} | `{}` | `{}` | {} |\n",
+            env.environment,
+            if env.is_production { " ⚠️" } else { "" },
+            status_word(env.status),
+            short(env.before.as_ref()),
+            short(env.after.as_ref()),
+            env.gateways.len() + env.gateways_added.len(),
+        ));
+    }
+    for env in &changed {
+        out.push_str(&format!("\n#### {}\n\n", env.environment));
+        for line in env_lines(env) {
+            out.push_str(&format!("- {}\n", line.replace('|', "\\|")));
+        }
+    }
+    out.push_str(&format!("\n**{}**\n", verdict(plan)));
+    out
+}
+
+fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Added => "added",
+        Status::Removed => "removed",
+        Status::Changed => "changed",
+        Status::Unchanged => "unchanged",
+    }
+}
+
+fn env_lines(env: &EnvironmentPlan) -> Vec<String> {
+    let mut lines: Vec<String> = env
+        .weakening
+        .iter()
+        .map(|w| format!("WEAKENS: {w}"))
+        .collect();
+    lines.extend(env.changes.iter().map(Change::describe));
+    if !env.gateways_added.is_empty() {
+        lines.push(format!("gateways added: {}", env.gateways_added.join(", ")));
+    }
+    if !env.gateways_removed.is_empty() {
+        lines.push(format!(
+            "gateways removed: {}",
+            env.gateways_removed.join(", ")
+        ));
+    }
+    if let Some(running) = &env.running {
+        lines.push(match (&running.digest, running.head_runs) {
+            (None, _) => "runs: nothing recorded yet".to_owned(),
+            (Some(_), true) => format!(
+                "runs: already the head's version ({}/{} gateways in sync)",
+                running.in_sync, running.gateways
+            ),
+            (Some(digest), false) => format!(
+                "runs: {} from {} ({}/{} gateways in sync); the head changes it",
+                prefix(digest, 19),
+                prefix(running.revision.as_deref().unwrap_or("?"), 8),
+                running.in_sync,
+                running.gateways
+            ),
+        });
+    }
+    if env.is_production && env.status != Status::Unchanged {
+        lines.push("warning: this changes a production environment".into());
+    }
+    lines
+}
+
+fn verdict(plan: &Plan) -> String {
+    let weakening = plan.weakening();
+    match (&plan.approved_by, weakening) {
+        (_, 0) => "No governance-weakening change.".to_owned(),
+        (Some(who), n) => format!("{n} governance-weakening change(s), approved by {who}."),
+        (None, n) => format!(
+            "{n} governance-weakening change(s) without approval: add a `{APPROVAL_TRAILER} <name>` trailer to the head commit, or approve the pull request's label."
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_approval_trailer_is_read_from_the_message() {
+        let message =
+            "Lower enforcement\n\nWe need it.\n\nSluice-Approved-By: Dana <dana@example.com>\n";
+        assert_eq!(
+            approval(message).as_deref(),
+            Some("Dana <dana@example.com>")
+        );
+        assert_eq!(approval("Sluice-Approved-By:   \n"), None);
+        assert_eq!(approval("no trailer"), None);
+    }
+}
