@@ -6,8 +6,9 @@
 //! digests, not commits.
 
 use super::{
-    Environment, Repository,
+    Environment, PackSource, Repository,
     document::{DocumentPack, FORMAT, PolicyDocument},
+    model::Pack,
     parallel,
 };
 use crate::source::Revision;
@@ -103,11 +104,15 @@ impl RenderedGateway {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PackDigest {
     pub name: String,
     pub version: String,
     pub digest: Digest,
+    /// What promotion compares across environments: the shared base pack
+    /// for an inherited or overlaid pack (an environment's own patch is its
+    /// own business), the pack itself for an environment's own pack.
+    pub source: Digest,
 }
 
 /// The policy document of an environment, shared by all its gateways.
@@ -124,7 +129,7 @@ pub fn document(repo: &Repository, env: &Environment) -> Value {
     serde_json::to_value(document).expect("a policy document serializes")
 }
 
-fn pack_document(pack: &super::model::Pack) -> Value {
+fn pack_document(pack: &Pack) -> Value {
     serde_json::to_value(DocumentPack::from_pack(pack)).expect("a pack serializes")
 }
 
@@ -148,10 +153,23 @@ fn render_environment(repo: &Repository, env: &Environment) -> Vec<RenderedGatew
     let packs: Arc<[PackDigest]> = env
         .packs
         .iter()
-        .map(|(name, effective)| PackDigest {
-            name: name.clone(),
-            version: effective.pack.pack.version.clone(),
-            digest: Digest::of(canonical_json(&pack_document(&effective.pack)).as_bytes()),
+        .map(|(name, effective)| {
+            let digest_of =
+                |pack: &Pack| Digest::of(canonical_json(&pack_document(pack)).as_bytes());
+            let digest = digest_of(&effective.pack);
+            let source = match &effective.source {
+                PackSource::Own { .. } => digest.clone(),
+                PackSource::Base { .. } | PackSource::Overlay { .. } => repo
+                    .base_packs
+                    .get(name)
+                    .map_or_else(|| digest.clone(), |base| digest_of(&base.pack)),
+            };
+            PackDigest {
+                name: name.clone(),
+                version: effective.pack.pack.version.clone(),
+                digest,
+                source,
+            }
         })
         .collect();
     env.gateways

@@ -62,6 +62,7 @@ pub enum AlertEvent {
     DriftDetected,
     DriftResolved,
     ApplyFailed,
+    PromotionGated,
 }
 
 impl AlertEvent {
@@ -70,6 +71,7 @@ impl AlertEvent {
             AlertEvent::DriftDetected => "drift-detected",
             AlertEvent::DriftResolved => "drift-resolved",
             AlertEvent::ApplyFailed => "apply-failed",
+            AlertEvent::PromotionGated => "promotion-gated",
         }
     }
 }

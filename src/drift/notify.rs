@@ -198,6 +198,11 @@ fn headline(alert: &Alert) -> String {
             alert.detail.as_deref().unwrap_or("resolved"),
             alert.desired_version
         ),
+        AlertEvent::PromotionGated => format!(
+            ":hourglass: Promotion to {} held: {}",
+            alert.environment,
+            alert.detail.as_deref().unwrap_or("gated")
+        ),
         AlertEvent::ApplyFailed => format!(
             ":x: Apply of {} to {place} failed: {}",
             alert.desired_version,

@@ -16,6 +16,7 @@
 //! drivers come in through traits.
 
 pub mod clock;
+pub mod gate;
 mod journal;
 mod plan;
 pub mod retry;
@@ -98,7 +99,13 @@ pub struct GatewayReport {
     /// What the gateway ran instead, when it had drifted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftReport>,
+    /// What the promotion gate waits for, when it holds the gateway back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gated: Option<String>,
 }
+
+/// Upstream deployments and drift episodes a gate looks at, at most.
+const GATE_HISTORY: usize = 1_000;
 
 /// One gateway's work in a pass.
 struct Job<'a> {
@@ -113,6 +120,8 @@ struct EnvironmentPolicy {
     drift: DriftPolicy,
     /// Empty for `eval` environments, which never alert.
     sinks: Arc<[AlertSpec]>,
+    /// Why the promotion gate holds this environment's new version back.
+    held: Option<String>,
 }
 
 impl EnvironmentPolicy {
@@ -124,6 +133,7 @@ impl EnvironmentPolicy {
         EnvironmentPolicy {
             drift: env.drift_policy(&repo.manifest),
             sinks: sinks.into(),
+            held: None,
         }
     }
 
@@ -304,11 +314,14 @@ impl Reconciler {
             progress.environment(&env.slug, env.gateways.len());
         }
         let records = RecordBuffer::new(&self.journal);
-        let policies: HashMap<&str, EnvironmentPolicy> = repo
-            .environments
-            .values()
-            .map(|env| (env.slug.as_str(), EnvironmentPolicy::of(repo, env)))
-            .collect();
+        let mut policies = HashMap::new();
+        for env in repo.environments.values() {
+            let mut policy = EnvironmentPolicy::of(repo, env);
+            if only.is_none_or(|o| o == env.slug) {
+                policy.held = self.gate(env, &rendered, &previous, &policy)?;
+            }
+            policies.insert(env.slug.as_str(), policy);
+        }
         let jobs = rendered.iter().filter_map(|rendered| {
             let env = repo.environments.get(&rendered.environment)?;
             let spec = env.gateways.iter().find(|g| g.name() == rendered.gateway)?;
@@ -423,6 +436,11 @@ impl Reconciler {
             }
             return report;
         };
+        if let Some(reason) = &policy.held {
+            let mut report = report(desired, GatewayState::Gated, live.digest, false, None);
+            report.gated = Some(reason.clone());
+            return report;
+        }
         // NB: drift is a gateway moving off what Sluice verified there; one
         // that runs nothing (restarted empty) or an older version (a change
         // not yet applied) is just pushed.
@@ -461,6 +479,66 @@ impl Reconciler {
         }
         report.drift = drift;
         report
+    }
+
+    /// Whether the environment's promotion gate holds its new version back,
+    /// and why; says so (once, when it starts holding) to the alert sinks.
+    fn gate(
+        &self,
+        env: &Environment,
+        rendered: &[RenderedGateway],
+        previous: &HashMap<(String, String), GatewayRecord>,
+        policy: &EnvironmentPolicy,
+    ) -> Result<Option<String>, ReconcileError> {
+        let Some(promotion) = &env.spec.promotion else {
+            return Ok(None);
+        };
+        let Some(soak) = promotion.soak.as_ref().and_then(|s| s.parse()) else {
+            return Ok(None);
+        };
+        let Some(first) = rendered.iter().find(|r| r.environment == env.slug) else {
+            return Ok(None);
+        };
+        let running = self.ledger.deployments(&env.slug, 1)?;
+        let upstream = gate::Upstream {
+            environment: &promotion.from,
+            deployments: &self.ledger.deployments(&promotion.from, GATE_HISTORY)?,
+            drift: &self
+                .ledger
+                .drift_episodes(Some(&promotion.from), false, GATE_HISTORY)?,
+        };
+        let decision = gate::check(
+            &first.packs,
+            running.first(),
+            &upstream,
+            soak,
+            self.clock.now(),
+        );
+        let reason = decision.reason(upstream.environment, soak);
+        let already = previous
+            .iter()
+            .any(|((e, _), r)| *e == env.slug && r.state == GatewayState::Gated);
+        if let Some(reason) = &reason
+            && !already
+            && !policy.sinks.is_empty()
+        {
+            tracing::info!(environment = %env.slug, reason, "promotion gated");
+            let mut alert = self.alert_for(
+                AlertEvent::PromotionGated,
+                &Desired {
+                    environment: env.slug.clone(),
+                    gateway: String::new(),
+                    digest: first.digest.clone(),
+                    body: first.canonical.clone(),
+                    revision: String::new(),
+                },
+                None,
+            );
+            alert.detail = Some(reason.clone());
+            alert.sinks = policy.sinks.clone();
+            self.alerts.send(alert);
+        }
+        Ok(reason)
     }
 
     /// Records a drift episode (opening one only if none is open) and
@@ -731,7 +809,7 @@ impl Reconciler {
             state: report.state,
             changed_at,
             updated_at: now,
-            error: report.error.clone(),
+            error: report.error.clone().or_else(|| report.gated.clone()),
         }
     }
 
@@ -855,6 +933,7 @@ fn report(
         applied,
         error,
         drift: None,
+        gated: None,
     }
 }
 
