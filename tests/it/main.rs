@@ -6,6 +6,7 @@ mod digest;
 mod drift;
 mod faults;
 mod fetch;
+mod gate;
 mod gateway;
 mod init;
 mod plan;
