@@ -9,6 +9,7 @@
 //!   5 runs) and the peak RSS of that process;
 //! - the same after a one-file change;
 //! - the `sluice validate --rev HEAD` command end to end;
+//! - `sluice plan` between the last two revisions, end to end;
 //! - `check-jsonschema` (PyPI) on the same files, when it is installed.
 //!
 //! Figures are written to BENCHMARKS.md by hand from this output.
@@ -94,6 +95,18 @@ fn main() {
         start.elapsed()
     });
     println!("`sluice validate --rev HEAD` end to end: median {cli:.1?}");
+    let plan = median(|| {
+        let start = Instant::now();
+        let status = Command::new(&binary)
+            .args(["plan", "--base", "HEAD~1", "--head", "HEAD", "--repo"])
+            .arg(repo)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("sluice runs");
+        assert!(status.success());
+        start.elapsed()
+    });
+    println!("`sluice plan --base HEAD~1 --head HEAD` (two full revisions) end to end: median {plan:.1?} (goal < 2 s)");
     check_jsonschema(repo, &binary, cli);
 }
 
