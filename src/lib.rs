@@ -13,6 +13,7 @@
 //! | [reconcile] | the loop: plan, apply, verify; no knowledge of where it runs |
 //! | [ledger]    | which version runs where, every attempt (SQLite) |
 //! | [drift]     | what a drifted gateway runs against what it should; alerts |
+//! | [promote]   | a branch that brings one environment's packs into the next one |
 //! | [rollback]  | a branch that puts one environment back on a version it ran whole |
 //! | [server]    | HTTP: health, metrics, status API, git webhook |
 //! | [cli]       | the `sluice` command |
@@ -24,6 +25,7 @@ pub mod config;
 pub mod drift;
 pub mod gateway;
 pub mod ledger;
+pub mod promote;
 pub mod reconcile;
 pub mod rollback;
 pub mod server;

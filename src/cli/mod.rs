@@ -7,6 +7,7 @@ mod engine;
 mod gateway;
 mod init;
 mod output;
+mod promote;
 mod render;
 mod rollback;
 mod run;
@@ -83,6 +84,9 @@ pub enum Command {
     History(status::HistoryArgs),
     /// Read every gateway back and show what drifted from what Sluice verified; exit 1 on drift.
     Drift(drift::Args),
+    /// Bring one environment's packs into the next one of the promotion
+    /// order: a new branch with one commit, checked by rendering, to review.
+    Promote(promote::Args),
     /// Put an environment back on a version it ran whole before: a new
     /// branch with one commit, checked by rendering; history is never rewritten.
     Rollback(rollback::Args),
@@ -142,6 +146,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Status(args) => status::status(cli, args),
         Command::History(args) => status::history(cli, args),
         Command::Drift(args) => drift::run(cli, args),
+        Command::Promote(args) => promote::run(cli, args),
         Command::Rollback(args) => rollback::run(cli, args),
     }
 }

@@ -8,6 +8,7 @@ mod faults;
 mod fetch;
 mod gateway;
 mod init;
+mod promote;
 mod reconcile;
 mod render;
 mod rollback;
