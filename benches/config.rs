@@ -106,7 +106,9 @@ fn main() {
         assert!(status.success());
         start.elapsed()
     });
-    println!("`sluice plan --base HEAD~1 --head HEAD` (two full revisions) end to end: median {plan:.1?} (goal < 2 s)");
+    println!(
+        "`sluice plan --base HEAD~1 --head HEAD` (two full revisions) end to end: median {plan:.1?} (goal < 2 s)"
+    );
     check_jsonschema(repo, &binary, cli);
 }
 

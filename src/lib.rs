@@ -14,6 +14,7 @@
 //! | [ledger]    | which version runs where, every attempt (SQLite) |
 //! | [plan]      | what a change does, for its reviewer; governance-weakening changes |
 //! | [drift]     | what a drifted gateway runs against what it should; alerts |
+//! | [promote]   | a branch that brings one environment's packs into the next one |
 //! | [rollback]  | a branch that puts one environment back on a version it ran whole |
 //! | [server]    | HTTP: health, metrics, status API, git webhook |
 //! | [cli]       | the `sluice` command |
@@ -26,6 +27,7 @@ pub mod drift;
 pub mod gateway;
 pub mod ledger;
 pub mod plan;
+pub mod promote;
 pub mod reconcile;
 pub mod rollback;
 pub mod server;

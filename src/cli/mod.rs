@@ -8,6 +8,7 @@ mod gateway;
 mod init;
 mod output;
 mod plan;
+mod promote;
 mod render;
 mod rollback;
 mod run;
@@ -86,6 +87,9 @@ pub enum Command {
     Plan(plan::Args),
     /// Read every gateway back and show what drifted from what Sluice verified; exit 1 on drift.
     Drift(drift::Args),
+    /// Bring one environment's packs into the next one of the promotion
+    /// order: a new branch with one commit, checked by rendering, to review.
+    Promote(promote::Args),
     /// Put an environment back on a version it ran whole before: a new
     /// branch with one commit, checked by rendering; history is never rewritten.
     Rollback(rollback::Args),
@@ -146,6 +150,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::History(args) => status::history(cli, args),
         Command::Drift(args) => drift::run(cli, args),
         Command::Plan(args) => plan::run(cli, args),
+        Command::Promote(args) => promote::run(cli, args),
         Command::Rollback(args) => rollback::run(cli, args),
     }
 }

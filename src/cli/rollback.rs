@@ -7,7 +7,13 @@ use super::{Cli, Outcome, StateArgs};
 use crate::{
     ledger::SqliteLedger,
     rollback::{self, Request, Rollback, RollbackError, Selector},
-    source::{Credentials, follow::redact_url, prefix},
+    source::{
+        Credentials,
+        commit::open_repository,
+        follow::redact_url,
+        prefix,
+        publish::{next_step, pull_request_url, push, url_of},
+    },
 };
 use clap::ValueEnum;
 use serde::Serialize;
@@ -102,38 +108,25 @@ fn make(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         limits: cli.limits(),
     };
     let made = rollback::prepare(&request, &ledger)?;
-    let repo = rollback::open_repository(&cli.repo)?;
-    let remote_url = rollback::url_of(&repo, &args.remote).unwrap_or_else(|| args.remote.clone());
+    let repo = open_repository(&cli.repo)?;
+    let remote_url = url_of(&repo, &args.remote).unwrap_or_else(|| args.remote.clone());
     let pushed = if args.push {
         let credentials = Credentials {
             token_env: args.git_token_env.clone(),
             ssh_key: args.git_ssh_key.clone(),
         };
-        Some(rollback::push(
-            &cli.repo,
-            &made.branch,
-            &args.remote,
-            &credentials,
-        )?)
+        Some(push(&cli.repo, &made.branch, &args.remote, &credentials)?)
     } else {
         None
     };
-    let pull_request_url = rollback::pull_request_url(&remote_url, &made.base, &made.branch);
-    let next = match (&pushed, &pull_request_url) {
-        (Some(_), Some(url)) => format!("open the pull request: {url}"),
-        (Some(_), None) => format!(
-            "open a pull request from {} into {}",
-            made.branch, made.base
-        ),
-        (None, Some(url)) => format!(
-            "git push {} {}, then open the pull request: {url}",
-            args.remote, made.branch
-        ),
-        (None, None) => format!(
-            "git push {} {}, then open a pull request into {}",
-            args.remote, made.branch, made.base
-        ),
-    };
+    let pull_request_url = pull_request_url(&remote_url, &made.base, &made.branch);
+    let next = next_step(
+        pushed.is_some(),
+        &args.remote,
+        &made.base,
+        &made.branch,
+        pull_request_url.as_deref(),
+    );
     let report = Report {
         rollback: &made,
         pushed: pushed.is_some(),

@@ -147,11 +147,22 @@ pub fn render_all(repo: &Repository, only: Option<&str>) -> Vec<RenderedGateway>
         .collect()
 }
 
-fn render_environment(repo: &Repository, env: &Environment) -> Vec<RenderedGateway> {
-    let canonical: Arc<str> = canonical_json(&document(repo, env)).into();
-    let digest = Digest::of(canonical.as_bytes());
-    let packs: Arc<[PackDigest]> = env
-        .packs
+/// Each environment's digest (the document its gateways all run), by slug;
+/// environments without gateways too.
+pub fn environment_digests(repo: &Repository) -> std::collections::BTreeMap<String, Digest> {
+    repo.environments
+        .iter()
+        .map(|(slug, env)| {
+            let canonical = canonical_json(&document(repo, env));
+            (slug.clone(), Digest::of(canonical.as_bytes()))
+        })
+        .collect()
+}
+
+/// The digest of each pack an environment runs, by pack name: what
+/// promotion compares (an environment without gateways has them too).
+pub fn pack_digests(repo: &Repository, env: &Environment) -> Vec<PackDigest> {
+    env.packs
         .iter()
         .map(|(name, effective)| {
             let digest_of =
@@ -171,7 +182,13 @@ fn render_environment(repo: &Repository, env: &Environment) -> Vec<RenderedGatew
                 source,
             }
         })
-        .collect();
+        .collect()
+}
+
+fn render_environment(repo: &Repository, env: &Environment) -> Vec<RenderedGateway> {
+    let canonical: Arc<str> = canonical_json(&document(repo, env)).into();
+    let digest = Digest::of(canonical.as_bytes());
+    let packs: Arc<[PackDigest]> = pack_digests(repo, env).into();
     env.gateways
         .iter()
         .map(|gateway| RenderedGateway {

@@ -17,25 +17,22 @@
 //! ```
 
 mod message;
-mod remote;
 mod restore;
 mod target;
-mod tree;
 
-pub use remote::{pull_request_url, push, url_of};
 pub use restore::{Materialised, overlay_for};
 pub use target::{Selection, Selector, describe, select};
 
 use crate::{
-    config::{
-        self, Digest, Limits, Repository,
-        model::Enforcement,
-        render::{canonical_json, document},
-    },
+    config::{self, Digest, Limits, Repository, model::Enforcement, render::environment_digests},
     ledger::{Ledger, LedgerError},
-    source::{GitSnapshot, SourceError, prefix},
+    source::{
+        GitSnapshot, SourceError,
+        commit::{self as tree, BranchError},
+        prefix,
+    },
 };
-use git2::{Oid, Signature};
+use git2::Oid;
 use serde::Serialize;
 use std::{collections::BTreeMap, path::Path};
 
@@ -89,12 +86,6 @@ pub enum RollbackError {
         base: String,
         digest: String,
     },
-    #[error(
-        "rollback writes a branch into a local repository, and --repo {repo} is a URL: clone it and pass the clone's path"
-    )]
-    NotLocal { repo: String },
-    #[error("cannot open the git repository at {path}: {message}")]
-    OpenRepository { path: String, message: String },
     #[error("no branch `{branch}` in {path} (pass the branch Sluice follows with --base)")]
     NoBase { branch: String, path: String },
     #[error(
@@ -149,28 +140,14 @@ pub enum RollbackError {
         doing: &'static str,
         message: String,
     },
-    #[error("`{branch}` is not a valid branch name")]
-    InvalidBranch { branch: String },
-    #[error(
-        "branch `{branch}` exists already (at {commit}) with other content; it is never overwritten: pass --branch NAME"
-    )]
-    BranchExists { branch: String, commit: String },
     #[error(
         "the rolled-back tree does not validate ({errors} errors, first: {first}); no branch was made"
     )]
     ResultInvalid { errors: usize, first: String },
     #[error("the rolled-back tree does not render as it must, so no branch was made: {}", mismatches.join("; "))]
     RenderCheck { mismatches: Vec<String> },
-    #[error("no remote `{remote}` in {path} (pass --remote NAME or a URL)")]
-    NoRemote { remote: String, path: String },
-    #[error("cannot push to {remote}: {message}")]
-    Push { remote: String, message: String },
-    #[error("{remote} refused branch `{branch}` ({message}); nothing is forced")]
-    PushRejected {
-        remote: String,
-        branch: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Branch(#[from] BranchError),
 }
 
 impl RollbackError {
@@ -253,25 +230,13 @@ pub struct Rollback {
     pub subject: String,
 }
 
-pub(crate) fn open_repository(path: &Path) -> Result<git2::Repository, RollbackError> {
-    git2::Repository::discover(path).map_err(|e| RollbackError::OpenRepository {
-        path: path.display().to_string(),
-        message: e.message().to_owned(),
-    })
-}
-
 /// Chooses the target in the ledger, builds the commit, checks its render
 /// and only then creates the branch. Nothing else in the repository moves.
 pub fn prepare(request: &Request, ledger: &dyn Ledger) -> Result<Rollback, RollbackError> {
     let path = request.repo.as_path();
     let shown = path.display().to_string();
-    if crate::source::follow::is_remote(&shown) {
-        return Err(RollbackError::NotLocal { repo: shown });
-    }
-    let repo = open_repository(path)?;
-    let root_prefix = crate::source::subdirectory(&repo, path)
-        .map(|p| format!("{}/", p.to_string_lossy().trim_end_matches('/')))
-        .unwrap_or_default();
+    let repo = tree::open_repository(path)?;
+    let root_prefix = tree::root_prefix(&repo, path);
     let env = request.environment.as_str();
 
     // 1. The target, from the ledger.
@@ -300,7 +265,7 @@ pub fn prepare(request: &Request, ledger: &dyn Ledger) -> Result<Rollback, Rollb
         })?;
     let head_id = head_commit.id().to_string();
     let head = load(path, &head_id, &request.limits)?;
-    let head_digests = digests(&head);
+    let head_digests = environment_digests(&head);
     let old = load(path, &target.revision, &request.limits).map_err(|e| match e {
         RollbackError::Read {
             source: SourceError::RevisionNotFound { .. },
@@ -314,7 +279,7 @@ pub fn prepare(request: &Request, ledger: &dyn Ledger) -> Result<Rollback, Rollb
         other => other,
     })?;
     let old_digest =
-        digests(&old)
+        environment_digests(&old)
             .remove(env)
             .ok_or_else(|| RollbackError::UnknownEnvironment {
                 environment: env.to_owned(),
@@ -402,10 +367,7 @@ pub fn prepare(request: &Request, ledger: &dyn Ledger) -> Result<Rollback, Rollb
         plan: &plan,
         subject: request.message.as_deref(),
     });
-    let signature = repo
-        .signature()
-        .or_else(|_| Signature::now("Sluice", "sluice@localhost"))
-        .map_err(git("making the commit's signature"))?;
+    let signature = tree::signature(&repo)?;
     let commit = repo
         .commit(
             None,
@@ -422,43 +384,20 @@ pub fn prepare(request: &Request, ledger: &dyn Ledger) -> Result<Rollback, Rollb
         }
         other => other,
     })?;
-    check(env, &target.digest, &head_digests, &digests(&rolled))?;
+    check(
+        env,
+        &target.digest,
+        &head_digests,
+        &environment_digests(&rolled),
+    )?;
 
     // 5. Only now the branch.
     let branch = request
         .branch
         .clone()
         .unwrap_or_else(|| message::default_branch(env, &target.digest));
-    let refname = format!("refs/heads/{branch}");
-    if !git2::Reference::is_valid_name(&refname) {
-        return Err(RollbackError::InvalidBranch { branch });
-    }
-    let (commit, created) = match repo.find_reference(&refname) {
-        Ok(existing) => {
-            let existing = existing
-                .peel_to_commit()
-                .map_err(git("reading the existing branch"))?;
-            if existing.tree_id() != new_tree.id() {
-                return Err(RollbackError::BranchExists {
-                    branch,
-                    commit: prefix(&existing.id().to_string(), 8).to_owned(),
-                });
-            }
-            (existing.id(), false)
-        }
-        Err(_) => {
-            let log = format!("sluice rollback {env}: {}", to.version);
-            repo.reference(&refname, commit, false, &log)
-                .map_err(|e| match e.code() {
-                    git2::ErrorCode::Exists => RollbackError::BranchExists {
-                        branch: branch.clone(),
-                        commit: "a concurrent write".into(),
-                    },
-                    _ => git("creating the branch")(e),
-                })?;
-            (commit, true)
-        }
-    };
+    let log = format!("sluice rollback {env}: {}", to.version);
+    let (commit, created) = tree::create_branch(&repo, &branch, commit, &log)?;
     Ok(Rollback {
         environment: env.to_owned(),
         from,
@@ -511,18 +450,6 @@ fn blob_text(
         .find_blob(id)
         .map_err(git("reading environment.yaml"))?;
     Ok(String::from_utf8_lossy(blob.content()).into_owned())
-}
-
-/// Each environment's digest (the document its gateways all run), by slug;
-/// environments without gateways too.
-pub fn digests(repo: &Repository) -> BTreeMap<String, Digest> {
-    repo.environments
-        .iter()
-        .map(|(slug, env)| {
-            let canonical = canonical_json(&document(repo, env));
-            (slug.clone(), Digest::of(canonical.as_bytes()))
-        })
-        .collect()
 }
 
 /// The rolled-back tree must render the target for the environment and

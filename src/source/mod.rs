@@ -7,12 +7,17 @@
 //!  (no rev)  ──► WorkTree     ─┘    (lstat, list, read)   (symlinks stay inside)
 //! ```
 //!
+//! [`commit`] and [`publish`] go the other way: they write a commit from git
+//! objects and hand it over as a branch (for `rollback` and `promote`).
+//!
 //! Symbolic links are followed by [`resolve`] itself rather than by the
 //! operating system, so the same rule holds for both: a link that stays inside
 //! the repository is followed, one that points outside is refused.
 
+pub mod commit;
 pub mod follow;
 mod git;
+pub mod publish;
 mod worktree;
 
 pub use follow::{Credentials, Follower};

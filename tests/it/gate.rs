@@ -7,7 +7,7 @@ use crate::support::{GatewayProcess, TestRepo};
 use sluice::{
     config::{Limits, load},
     gateway::DriverContext,
-    ledger::{GatewayState, Ledger, SqliteLedger, Trigger},
+    ledger::{GatewayState, SqliteLedger, Trigger},
     reconcile::{ManualClock, NoProgress, Options, Pass, Reconciler},
     source::GitSnapshot,
 };

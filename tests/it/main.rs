@@ -10,6 +10,7 @@ mod gate;
 mod gateway;
 mod init;
 mod plan;
+mod promote;
 mod reconcile;
 mod render;
 mod rollback;

@@ -1,9 +1,9 @@
-//! Publishing a rollback branch: pushing it (never forced) and the link
-//! that opens its pull request.
+//! Publishing a branch made by [`super::commit`]: pushing it (never
+//! forced) and the link that opens its pull (merge) request.
 
-use super::RollbackError;
-use crate::source::{
+use super::{
     Credentials,
+    commit::{BranchError, open_repository},
     follow::{redact_url, remote_callbacks},
 };
 use git2::{PushOptions, Repository};
@@ -23,19 +23,19 @@ pub fn push(
     branch: &str,
     remote: &str,
     credentials: &Credentials,
-) -> Result<String, RollbackError> {
-    let repo = super::open_repository(repo_path)?;
+) -> Result<String, BranchError> {
+    let repo = open_repository(repo_path)?;
     let mut handle = match repo.find_remote(remote) {
         Ok(found) => found,
         Err(_) if looks_like_location(remote) => {
             repo.remote_anonymous(remote)
-                .map_err(|e| RollbackError::Push {
+                .map_err(|e| BranchError::Push {
                     remote: redact_url(remote),
                     message: e.message().to_owned(),
                 })?
         }
         Err(_) => {
-            return Err(RollbackError::NoRemote {
+            return Err(BranchError::NoRemote {
                 remote: remote.to_owned(),
                 path: repo_path.display().to_string(),
             });
@@ -57,13 +57,13 @@ pub fn push(
         let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
         handle
             .push(&[refspec.as_str()], Some(&mut options))
-            .map_err(|e| RollbackError::Push {
+            .map_err(|e| BranchError::Push {
                 remote: shown.clone(),
                 message: e.message().replace(&url, &shown),
             })?;
     }
     if let Some(message) = rejected.into_inner() {
-        return Err(RollbackError::PushRejected {
+        return Err(BranchError::PushRejected {
             remote: shown,
             branch: branch.to_owned(),
             message,
@@ -73,7 +73,7 @@ pub fn push(
 }
 
 fn looks_like_location(remote: &str) -> bool {
-    crate::source::follow::is_remote(remote) || remote.contains('/') || Path::new(remote).exists()
+    super::follow::is_remote(remote) || remote.contains('/') || Path::new(remote).exists()
 }
 
 /// Where to open the pull (merge) request of `branch` into `base`, when the
@@ -94,6 +94,27 @@ pub fn pull_request_url(remote_url: &str, base: &str, branch: &str) -> Option<St
         ))
     } else {
         None
+    }
+}
+
+/// What to tell the user to do with a branch made for review: push it
+/// (unless `pushed`), then open its pull request, by URL when known.
+pub fn next_step(
+    pushed: bool,
+    remote: &str,
+    base: &str,
+    branch: &str,
+    pull_request_url: Option<&str>,
+) -> String {
+    match (pushed, pull_request_url) {
+        (true, Some(url)) => format!("open the pull request: {url}"),
+        (true, None) => format!("open a pull request from {branch} into {base}"),
+        (false, Some(url)) => {
+            format!("git push {remote} {branch}, then open the pull request: {url}")
+        }
+        (false, None) => {
+            format!("git push {remote} {branch}, then open a pull request into {base}")
+        }
     }
 }
 
