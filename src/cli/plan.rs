@@ -43,8 +43,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         let head = load(cli, &args.head);
         (base.join().expect("loading does not panic"), head)
     });
-    let (base, _) = base?;
-    let (head, message) = head?;
+    let (base, head) = (base?, head?);
     // NB: an invalid revision is a finding (exit 1), as in `validate`.
     let (Some(base_repo), Some(head_repo)) = (valid(cli, &base), valid(cli, &head)) else {
         return Ok(Outcome::Findings);
@@ -55,7 +54,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         head_repo,
         &head.revision.to_string(),
     );
-    plan.approved_by = args.approved.clone().or_else(|| plan::approval(&message));
+    plan.approved_by = args
+        .approved
+        .clone()
+        .or_else(|| plan::approval(head.message.as_deref().unwrap_or_default()));
     let state = args.state.state_path();
     if state.exists() {
         plan = plan.with_running(&SqliteLedger::open_read_only(&state)?)?;
@@ -72,11 +74,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     })
 }
 
-/// Loads a revision; returns it with its commit message.
-fn load(cli: &Cli, rev: &str) -> anyhow::Result<(Loaded, String)> {
+fn load(cli: &Cli, rev: &str) -> anyhow::Result<Loaded> {
     let snapshot = GitSnapshot::open(&cli.repo, rev)?;
-    let loaded = config::load(&snapshot, &cli.limits())?;
-    Ok((loaded, snapshot.message().to_owned()))
+    Ok(config::load(&snapshot, &cli.limits())?)
 }
 
 /// The repository of a valid revision; the findings of an invalid one.

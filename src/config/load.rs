@@ -57,6 +57,8 @@ pub struct Loaded {
     pub findings: Vec<Finding>,
     /// Text of the files that have findings, for showing source lines.
     pub sources: HashMap<String, String>,
+    /// The commit message (trailers such as a promotion's live there).
+    pub message: Option<String>,
 }
 
 impl Loaded {
@@ -102,6 +104,7 @@ pub fn load(snapshot: &dyn Snapshot, limits: &Limits) -> Result<Loaded, SourceEr
         repository,
         findings,
         sources,
+        message: snapshot.message().map(str::to_owned),
     })
 }
 

@@ -19,7 +19,7 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 
 /// The trailer that approves weakening changes in the head commit.
-pub const APPROVAL_TRAILER: &str = "Sluice-Approved-By:";
+pub const APPROVAL_TRAILER: &str = "Sluice-Approved-By";
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -198,12 +198,13 @@ fn environment(base: &Repository, head: &Repository, name: &str) -> EnvironmentP
     }
 }
 
-/// The approver named by an `Sluice-Approved-By:` trailer in a commit message.
+/// The approver named by a `Sluice-Approved-By:` trailer in a commit message.
 pub fn approval(message: &str) -> Option<String> {
-    message.lines().rev().find_map(|line| {
-        let value = line.trim().strip_prefix(APPROVAL_TRAILER)?.trim();
-        (!value.is_empty()).then(|| value.to_owned())
-    })
+    crate::promote::trailer::trailers(message)
+        .into_iter()
+        .rev()
+        .find(|t| t.key.eq_ignore_ascii_case(APPROVAL_TRAILER) && !t.value.trim().is_empty())
+        .map(|t| t.value.trim().to_owned())
 }
 
 fn short(digest: Option<&Digest>) -> &str {
@@ -335,7 +336,7 @@ fn verdict(plan: &Plan) -> String {
         (_, 0) => "No governance-weakening change.".to_owned(),
         (Some(who), n) => format!("{n} governance-weakening change(s), approved by {who}."),
         (None, n) => format!(
-            "{n} governance-weakening change(s) without approval: add a `{APPROVAL_TRAILER} <name>` trailer to the head commit, or approve the pull request's label."
+            "{n} governance-weakening change(s) without approval: add a `{APPROVAL_TRAILER}: <name>` trailer to the head commit, or approve the pull request's label."
         ),
     }
 }
@@ -352,7 +353,7 @@ mod tests {
             approval(message).as_deref(),
             Some("Dana <dana@example.com>")
         );
-        assert_eq!(approval("Sluice-Approved-By:   \n"), None);
+        assert_eq!(approval("Subject\n\nSluice-Approved-By:   \n"), None);
         assert_eq!(approval("no trailer"), None);
     }
 }

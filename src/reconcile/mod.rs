@@ -37,7 +37,8 @@ use crate::{
         AttemptFinish, AttemptStart, Deployment, DriftEpisode, GatewayRecord, GatewayState, Ledger,
         LedgerError, Outcome, RevisionRecord, Trigger,
     },
-    source::Revision,
+    promote::trailer::{self, Promotion},
+    source::{Revision, prefix},
 };
 use futures::StreamExt;
 use retry::Backoff;
@@ -314,11 +315,13 @@ impl Reconciler {
             progress.environment(&env.slug, env.gateways.len());
         }
         let records = RecordBuffer::new(&self.journal);
+        let promotion = loaded.message.as_deref().and_then(trailer::parse);
         let mut policies = HashMap::new();
         for env in repo.environments.values() {
             let mut policy = EnvironmentPolicy::of(repo, env);
             if only.is_none_or(|o| o == env.slug) {
-                policy.held = self.gate(env, &rendered, &previous, &policy)?;
+                let promoted = promotion.as_ref().filter(|p| p.to == env.slug);
+                policy.held = self.gate(env, &rendered, &previous, &policy, promoted)?;
             }
             policies.insert(env.slug.as_str(), policy);
         }
@@ -489,6 +492,7 @@ impl Reconciler {
         rendered: &[RenderedGateway],
         previous: &HashMap<(String, String), GatewayRecord>,
         policy: &EnvironmentPolicy,
+        promoted: Option<&Promotion>,
     ) -> Result<Option<String>, ReconcileError> {
         let Some(promotion) = &env.spec.promotion else {
             return Ok(None);
@@ -514,7 +518,19 @@ impl Reconciler {
             soak,
             self.clock.now(),
         );
-        let reason = decision.reason(upstream.environment, soak);
+        // NB: the head's promotion trailer says where the change came from.
+        let reason = decision
+            .reason(upstream.environment, soak)
+            .map(|reason| match promoted {
+                Some(p) => {
+                    let source = p
+                        .packs
+                        .first()
+                        .map_or("", |pack| prefix(&pack.source_revision, 8));
+                    format!("{reason} (promoted from {}@{source})", p.from)
+                }
+                None => reason,
+            });
         let already = previous
             .iter()
             .any(|((e, _), r)| *e == env.slug && r.state == GatewayState::Gated);

@@ -55,11 +55,6 @@ impl GitSnapshot {
         })
     }
 
-    /// The commit's message (trailers such as approvals live there).
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
     fn root(&self) -> Result<Tree<'_>, SourceError> {
         self.repo
             .find_tree(self.tree)
@@ -106,6 +101,10 @@ const MODE_SYMLINK: i32 = 0o120000;
 impl Snapshot for GitSnapshot {
     fn revision(&self) -> &Revision {
         &self.revision
+    }
+
+    fn message(&self) -> Option<&str> {
+        Some(&self.message)
     }
 
     fn lstat(&self, path: &str) -> Result<Option<Node>, SourceError> {

@@ -112,6 +112,10 @@ pub trait Snapshot {
     /// The bytes of a regular file, at most `max_bytes + 1` of them so a
     /// caller can tell that a file grew past its limit.
     fn read_file(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, SourceError>;
+    /// The commit message, for a snapshot of a commit.
+    fn message(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Where a path leads once symbolic links are followed.

@@ -153,3 +153,38 @@ fn production_waits_for_the_staging_soak_then_applies_by_itself() {
     setup.clock.advance(2 * MINUTE);
     assert_eq!(setup.state("production").0, GatewayState::InSync);
 }
+
+#[test]
+fn a_merged_promotion_is_held_with_its_source_then_applied() {
+    let setup = setup();
+    setup.pass();
+    setup.clock.advance(61 * MINUTE);
+    assert_eq!(setup.state("production").0, GatewayState::InSync);
+
+    // A new pack lands in staging and runs there.
+    setup.repo.write(
+        "environments/staging/packs/support.yaml",
+        "pack:\n  name: support\n  version: 2.4.0\npolicies:\n  chain: [prompt-injection]\npolicy:\n  prompt-injection:\n    action: block\n    threshold: 0.6\n",
+    );
+    let staged = setup.repo.commit("support pack in staging");
+    assert_eq!(setup.state("staging").0, GatewayState::InSync);
+
+    // Promoted by pull request: the branch is merged as it is.
+    let promote = setup
+        .repo
+        .sluice(&["promote", "staging", "production", "-o", "json"]);
+    assert_eq!(promote.code, 0, "{}{}", promote.stdout, promote.stderr);
+    let branch = promote.json()["branch"].as_str().unwrap().to_owned();
+    setup.repo.git(&["merge", "-q", "--ff-only", &branch]);
+
+    let (state, why) = setup.state("production");
+    assert_eq!(state, GatewayState::Gated);
+    let why = why.unwrap();
+    assert!(why.contains("support 2.4.0"), "{why}");
+    assert!(
+        why.contains(&format!("(promoted from staging@{})", &staged[..8])),
+        "the gate read the promotion trailer: {why}"
+    );
+    setup.clock.advance(61 * MINUTE);
+    assert_eq!(setup.state("production").0, GatewayState::InSync);
+}
