@@ -40,12 +40,19 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         .exists()
         .then(|| SqliteLedger::open_read_only(&state))
         .transpose()?;
+    let records = match &ledger {
+        Some(ledger) => ledger.gateways(args.environment.as_deref())?,
+        None => Vec::new(),
+    };
+    // NB: what the gateways should run is what the last pass applied: the
+    // newest revision if valid, else the last good one the records name.
     let rev = match (&args.rev, &ledger) {
         (Some(rev), _) => Some(rev.clone()),
         (None, Some(ledger)) => ledger
             .last_revision()?
             .filter(|r| r.valid)
-            .map(|r| r.commit),
+            .map(|r| r.commit)
+            .or_else(|| records.iter().find_map(|r| r.desired_revision.clone())),
         (None, None) => None,
     };
     let loaded = super::load(cli, Some(rev.as_deref().unwrap_or("HEAD")))?;
@@ -61,10 +68,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     {
         anyhow::bail!("no environment `{env}` at revision {}", loaded.revision);
     }
-    let records = match &ledger {
-        Some(ledger) => ledger.gateways(args.environment.as_deref())?,
-        None => Vec::new(),
-    };
     let mut context = DriverContext::new(args.state.data_dir.clone());
     context.timeout = args.engine.timeout;
     context.file_roots = args.engine.file_roots.clone();

@@ -9,6 +9,7 @@ mod init;
 mod output;
 mod plan;
 mod promote;
+mod publish;
 mod render;
 mod rollback;
 mod run;

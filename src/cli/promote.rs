@@ -4,20 +4,16 @@
 //! the render check refuses it, 2 on usage or environment errors (a FROM
 //! that is not TO's `promotion.from` without `--force`, an unknown pack).
 
-use super::{Cli, Outcome};
+use super::{
+    Cli, Outcome,
+    publish::{Published, PushArgs},
+};
 use crate::{
     promote::{self, PromoteError, Promoted, Request},
-    source::{
-        Credentials,
-        commit::open_repository,
-        follow::redact_url,
-        prefix,
-        publish::{next_step, pull_request_url, push, url_of},
-    },
+    source::prefix,
 };
 use clap::ValueEnum;
 use serde::Serialize;
-use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -44,18 +40,8 @@ pub struct Args {
     /// `Sluice-Forced` trailer.
     #[arg(long, requires = "force")]
     pub reason: Option<String>,
-    /// Push the branch (never forced) to --remote.
-    #[arg(long)]
-    pub push: bool,
-    /// Remote to push to: a remote's name in the repository, or a URL.
-    #[arg(long, default_value = "origin")]
-    pub remote: String,
-    /// Environment variable holding an HTTPS token for the push.
-    #[arg(long)]
-    pub git_token_env: Option<String>,
-    /// SSH private key for the push.
-    #[arg(long)]
-    pub git_ssh_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub publish: PushArgs,
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
@@ -70,12 +56,8 @@ pub enum Format {
 struct Report<'a> {
     #[serde(flatten)]
     promotion: &'a Promoted,
-    pushed: bool,
-    /// The remote's name, or its URL without credentials.
-    remote: String,
-    pull_request_url: Option<String>,
-    /// What to do next: the push command, or where to open the pull request.
-    next: Option<String>,
+    #[serde(flatten)]
+    published: Published,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
@@ -105,33 +87,14 @@ fn make(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         limits: cli.limits(),
     };
     let promotion = promote::prepare(&request)?;
-    let mut report = Report {
-        promotion: &promotion,
-        pushed: false,
-        remote: redact_url(&args.remote),
-        pull_request_url: None,
-        next: None,
+    let published = match &promotion.made {
+        Some(made) => args.publish.publish(cli, &promotion.base, &made.branch)?,
+        None => args.publish.unpublished(),
     };
-    if let Some(made) = &promotion.made {
-        let repo = open_repository(&cli.repo)?;
-        let remote_url = url_of(&repo, &args.remote).unwrap_or_else(|| args.remote.clone());
-        if args.push {
-            let credentials = Credentials {
-                token_env: args.git_token_env.clone(),
-                ssh_key: args.git_ssh_key.clone(),
-            };
-            report.remote = push(&cli.repo, &made.branch, &args.remote, &credentials)?;
-            report.pushed = true;
-        }
-        report.pull_request_url = pull_request_url(&remote_url, &promotion.base, &made.branch);
-        report.next = Some(next_step(
-            report.pushed,
-            &args.remote,
-            &promotion.base,
-            &made.branch,
-            report.pull_request_url.as_deref(),
-        ));
-    }
+    let report = Report {
+        promotion: &promotion,
+        published,
+    };
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => print!("{}", human(&report)),
@@ -222,13 +185,16 @@ fn human(report: &Report<'_>) -> String {
             prefix(&made.commit, 8)
         ),
     ));
-    if report.pushed {
-        rows.push(("pushed", format!("{} to {}", made.branch, report.remote)));
+    if report.published.pushed {
+        rows.push((
+            "pushed",
+            format!("{} to {}", made.branch, report.published.remote),
+        ));
     }
     for (label, text) in rows {
         out.push_str(&format!("  {label:<13}{text}\n"));
     }
-    if let Some(next) = &report.next {
+    if let Some(next) = Some(&report.published.next).filter(|n| !n.is_empty()) {
         out.push_str(&format!("next: {next}\n"));
     }
     out

@@ -3,21 +3,17 @@
 //! Exit 0 when the branch is made, 1 when the render check refuses it,
 //! 2 on usage or environment errors.
 
-use super::{Cli, Outcome, StateArgs};
+use super::{
+    Cli, Outcome, StateArgs,
+    publish::{Published, PushArgs},
+};
 use crate::{
     ledger::SqliteLedger,
     rollback::{self, Request, Rollback, RollbackError, Selector},
-    source::{
-        Credentials,
-        commit::open_repository,
-        follow::redact_url,
-        prefix,
-        publish::{next_step, pull_request_url, push, url_of},
-    },
+    source::prefix,
 };
 use clap::ValueEnum;
 use serde::Serialize;
-use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,18 +35,8 @@ pub struct Args {
     /// Subject line of the commit (the body and trailers are kept).
     #[arg(short, long)]
     pub message: Option<String>,
-    /// Push the branch (never forced) to --remote.
-    #[arg(long)]
-    pub push: bool,
-    /// Remote to push to: a remote's name in the repository, or a URL.
-    #[arg(long, default_value = "origin")]
-    pub remote: String,
-    /// Environment variable holding an HTTPS token for the push.
-    #[arg(long)]
-    pub git_token_env: Option<String>,
-    /// SSH private key for the push.
-    #[arg(long)]
-    pub git_ssh_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub publish: PushArgs,
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     #[command(flatten)]
@@ -67,12 +53,8 @@ pub enum Format {
 struct Report<'a> {
     #[serde(flatten)]
     rollback: &'a Rollback,
-    pushed: bool,
-    /// The remote's name, or its URL without credentials.
-    remote: String,
-    pull_request_url: Option<String>,
-    /// What to do next: the push command, or where to open the pull request.
-    next: String,
+    #[serde(flatten)]
+    published: Published,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
@@ -108,31 +90,9 @@ fn make(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         limits: cli.limits(),
     };
     let made = rollback::prepare(&request, &ledger)?;
-    let repo = open_repository(&cli.repo)?;
-    let remote_url = url_of(&repo, &args.remote).unwrap_or_else(|| args.remote.clone());
-    let pushed = if args.push {
-        let credentials = Credentials {
-            token_env: args.git_token_env.clone(),
-            ssh_key: args.git_ssh_key.clone(),
-        };
-        Some(push(&cli.repo, &made.branch, &args.remote, &credentials)?)
-    } else {
-        None
-    };
-    let pull_request_url = pull_request_url(&remote_url, &made.base, &made.branch);
-    let next = next_step(
-        pushed.is_some(),
-        &args.remote,
-        &made.base,
-        &made.branch,
-        pull_request_url.as_deref(),
-    );
     let report = Report {
         rollback: &made,
-        pushed: pushed.is_some(),
-        remote: pushed.unwrap_or_else(|| redact_url(&args.remote)),
-        pull_request_url,
-        next,
+        published: args.publish.publish(cli, &made.base, &made.branch)?,
     };
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -194,12 +154,15 @@ fn human(report: &Report<'_>) -> String {
             ),
         ));
     }
-    if report.pushed {
-        rows.push(("pushed", format!("{} to {}", r.branch, report.remote)));
+    if report.published.pushed {
+        rows.push((
+            "pushed",
+            format!("{} to {}", r.branch, report.published.remote),
+        ));
     }
     for (label, text) in rows {
         out.push_str(&format!("  {label:<13}{text}\n"));
     }
-    out.push_str(&format!("next: {}\n", report.next));
+    out.push_str(&format!("next: {}\n", report.published.next));
     out
 }

@@ -147,7 +147,17 @@ async fn reconcile_loop(
             // NB: a scan reads the gateways against what was last applied;
             // it does not fetch.
             if let Some(good) = &last_good {
-                scan(engine, state, good, &next).await;
+                tokio::select! {
+                    _ = scan(engine, state, good, &next) => {}
+                    _ = async {
+                        let _ = stop.wait_for(|s| *s).await;
+                        tokio::time::sleep(args.shutdown_grace).await;
+                    } => {
+                        tracing::warn!("shutdown grace expired during a drift scan");
+                        let _ = engine.reconciler.resolve_unfinished(good.repository.as_ref()).await;
+                        return;
+                    }
+                }
                 drift.scanned(good, next.environment.as_deref());
             }
             continue;

@@ -102,10 +102,12 @@ impl Environment {
             .unwrap_or(model::DriftPolicy::Detect)
     }
 
-    /// How often live state is read back (default one minute).
+    /// How often live state is read back (default one minute; never more
+    /// often than every second, whatever a default in sluice.yaml says).
     pub fn drift_interval(&self, manifest: &Manifest) -> std::time::Duration {
         self.drift_setting(manifest, |d| d.interval.as_ref().and_then(|i| i.parse()))
             .unwrap_or(std::time::Duration::from_secs(60))
+            .max(std::time::Duration::from_secs(1))
     }
 
     fn drift_setting<T>(

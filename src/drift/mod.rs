@@ -36,24 +36,57 @@ pub struct DriftReport {
     pub diff: String,
 }
 
+/// Largest live document compared field by field; a bigger one (a broken
+/// or hostile gateway) is reported as one whole-document change.
+const MAX_COMPARED_BYTES: usize = 4 << 20;
+/// Most changes kept for one drifted gateway (ledger, alerts, output).
+const MAX_CHANGES: usize = 200;
+/// Longest text diff kept for one drifted gateway.
+const MAX_DIFF_BYTES: usize = 64 << 10;
+
 /// Reads the gateway's live document and compares it with the desired one.
 /// A document that cannot be read is reported as a whole-document change.
 pub async fn compare_live(driver: &dyn Gateway, desired: &Desired) -> (Vec<Change>, String) {
     let wanted: Value = serde_json::from_str(&desired.body).unwrap_or(Value::Null);
     let live = match driver.config().await {
+        Ok(Some(text)) if text.len() > MAX_COMPARED_BYTES => Value::String(format!(
+            "<a document of {} bytes: too large to compare>",
+            text.len()
+        )),
         Ok(Some(text)) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
         Ok(None) => Value::Null,
         Err(e) => Value::String(format!("<unreadable: {e}>")),
     };
-    compare(&wanted, &live)
+    // NB: comparing megabytes is CPU work: off the runtime's workers.
+    tokio::task::spawn_blocking(move || compare(&wanted, &live))
+        .await
+        .unwrap_or_default()
 }
 
-/// The changes from `desired` to `live`, and their text diff.
+/// The changes from `desired` to `live` (at most [`MAX_CHANGES`]), and
+/// their text diff (at most [`MAX_DIFF_BYTES`]).
 pub fn compare(desired: &Value, live: &Value) -> (Vec<Change>, String) {
-    (
-        diff::changes(desired, live),
-        diff::text(desired, live, "desired", "live"),
-    )
+    let mut changes = diff::changes(desired, live);
+    changes.truncate(MAX_CHANGES);
+    let mut text = diff::text(desired, live, "desired", "live");
+    if cut(&mut text, MAX_DIFF_BYTES) {
+        text.push_str("\n… (diff cut)\n");
+    }
+    (changes, text)
+}
+
+/// Shortens `text` to at most `max` bytes on a character boundary; says
+/// whether it did.
+pub(crate) fn cut(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    text.truncate(end);
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -7,7 +7,7 @@
 //! costs alerts, never a pass or unbounded memory.
 //!
 //! The generic payload is the [`Alert`] as JSON (camelCase): `event`
-//! (`drift-detected`, `drift-resolved`, `apply-failed`), `environment`,
+//! (`drift-detected`, `drift-resolved`, `apply-failed`, `promotion-gated`), `environment`,
 //! `gateway`, `revision`, `desiredVersion`, `liveVersion`, `changes`
 //! (`[{pointer, kind, pack, policy, setting, from, to}]`), `diff`, `detail`,
 //! `at` (ms since the epoch). With `secretEnv`, the body is signed:
@@ -212,7 +212,10 @@ fn headline(alert: &Alert) -> String {
 }
 
 fn slack(alert: &Alert) -> serde_json::Value {
-    let headline = headline(alert);
+    let mut headline = headline(alert);
+    if super::cut(&mut headline, SLACK_SECTION) {
+        headline.push('…');
+    }
     let mut blocks = vec![json!({
         "type": "section",
         "text": {"type": "mrkdwn", "text": headline},
@@ -220,12 +223,7 @@ fn slack(alert: &Alert) -> serde_json::Value {
     if !alert.changes.is_empty() {
         let lines: Vec<String> = alert.changes.iter().map(|c| c.describe()).collect();
         let mut text = lines.join("\n");
-        if text.len() > SLACK_SECTION {
-            let cut = (0..=SLACK_SECTION)
-                .rev()
-                .find(|i| text.is_char_boundary(*i))
-                .unwrap_or(0);
-            text.truncate(cut);
+        if super::cut(&mut text, SLACK_SECTION) {
             text.push('…');
         }
         blocks.push(json!({

@@ -73,13 +73,15 @@ impl HttpGateway {
     /// so a missing secret shows up when gateways are connected rather than
     /// at the first apply.
     pub fn new(spec: &model::HttpGateway, context: &DriverContext) -> Result<Self, GatewayError> {
+        // NB: errors reach logs and alerts: the URL is shown without user-info.
+        let shown = crate::source::follow::redact_url(&spec.url);
         let url = Url::parse(&spec.url).map_err(|e| {
-            GatewayError::Config(format!("gateway `{}`: url `{}`: {e}", spec.name, spec.url))
+            GatewayError::Config(format!("gateway `{}`: url `{shown}`: {e}", spec.name))
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(GatewayError::Config(format!(
-                "gateway `{}`: url `{}` must start with http:// or https://",
-                spec.name, spec.url
+                "gateway `{}`: url `{shown}` must start with http:// or https://",
+                spec.name
             )));
         }
         let timeout = match &spec.timeout {

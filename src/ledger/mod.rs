@@ -267,22 +267,9 @@ pub trait Ledger: Send + Sync {
         outcome: Outcome,
         error: Option<&str>,
     ) -> Result<(), LedgerError>;
-    /// Starts, finishes and gateway records together; a failure of the
-    /// whole batch writes none of it.
-    fn write(&self, batch: &WriteBatch) -> Result<BatchResult, LedgerError> {
-        let started = batch
-            .starts
-            .iter()
-            .map(|start| self.start_attempt(start))
-            .collect::<Result<Vec<_>, _>>()?;
-        let finished = batch
-            .finishes
-            .iter()
-            .map(|f| self.finish_attempt(f.id, f.finished_at, f.outcome, f.error.as_deref()))
-            .collect();
-        self.upsert_gateways(&batch.records)?;
-        Ok(BatchResult { started, finished })
-    }
+    /// Starts, finishes and gateway records in one transaction: when it
+    /// fails, none of it is written.
+    fn write(&self, batch: &WriteBatch) -> Result<BatchResult, LedgerError>;
     /// Attempts started and never finished (a crash or kill mid-apply).
     fn unfinished_attempts(&self) -> Result<Vec<Attempt>, LedgerError>;
     /// An environment's attempts, newest first.

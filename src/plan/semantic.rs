@@ -116,22 +116,46 @@ impl Change {
                 policy,
                 setting,
                 from: Some(from),
-                to: Some(to),
+                to,
                 ..
-            } => weakened_setting(policy, setting, from, to),
+            } => weakened_setting(policy, setting, from, to.as_ref()),
             _ => None,
         }
     }
 }
 
-fn weakened_setting(policy: &str, setting: &str, from: &Value, to: &Value) -> Option<String> {
+/// A setting moved (or removed, `to` = `None`: the policy's default applies)
+/// in the direction of less protection.
+fn weakened_setting(
+    policy: &str,
+    setting: &str,
+    from: &Value,
+    to: Option<&Value>,
+) -> Option<String> {
+    let now = to.map_or_else(|| "removed".to_owned(), Value::to_string);
+    let was_true_now_not = *from == Value::Bool(true) && to != Some(&Value::Bool(true));
     match (policy, setting) {
-        ("pii-detector", "action") if from == "block" && to == "redact" => {
-            Some("pii-detector no longer blocks: block → redact".into())
+        ("pii-detector" | "prompt-injection", "action")
+            if from == "block" && to.is_none_or(|t| t != "block") =>
+        {
+            Some(format!(
+                "{policy} no longer blocks: block → {}",
+                to.map_or("removed".into(), |t| t
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned())
+            ))
         }
-        ("audit-logger", "retention_days") if to.as_f64() < from.as_f64() => Some(format!(
-            "audit retention shortened from {from} to {to} days"
-        )),
+        ("audit-logger", "retention_days") if to.is_none_or(|t| t.as_f64() < from.as_f64()) => {
+            Some(format!(
+                "audit retention shortened from {from} days to {now}"
+            ))
+        }
+        ("pii-detector", "pci_mode") | ("audit-logger", "immutable" | "log_all_access")
+            if was_true_now_not =>
+        {
+            Some(format!("{policy}.{setting} turned off ({now})"))
+        }
         _ => None,
     }
 }

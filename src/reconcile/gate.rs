@@ -72,16 +72,17 @@ impl Gate {
     }
 }
 
-/// Decides whether `desired` may be applied. Only packs that differ from
-/// what the environment runs (its newest deployment) are gated.
+/// Decides whether `desired` may be applied. Only packs the environment
+/// never ran (in any of its deployments, `ran`) are gated: a rollback to a
+/// version it ran before is not held back.
 pub fn check(
     desired: &[PackDigest],
-    running: Option<&Deployment>,
+    ran: &[Deployment],
     upstream: &Upstream<'_>,
     soak: Duration,
     now: Millis,
 ) -> Gate {
-    let running_packs = running.map(packs_of).unwrap_or_default();
+    let running_packs: Vec<(String, String)> = ran.iter().flat_map(packs_of).collect();
     let drifting = upstream.drift.iter().any(|e| e.resolved_at.is_none());
     let waiting: Vec<Waiting> = desired
         .iter()
@@ -208,7 +209,7 @@ mod tests {
 
     fn gate(
         desired: &[PackDigest],
-        running: Option<&Deployment>,
+        running: Option<Deployment>,
         deployments: &[Deployment],
         drift: &[DriftEpisode],
         now: Millis,
@@ -218,7 +219,7 @@ mod tests {
             deployments,
             drift,
         };
-        check(desired, running, &upstream, SOAK, now)
+        check(desired, running.as_slice(), &upstream, SOAK, now)
     }
 
     #[test]
@@ -255,12 +256,35 @@ mod tests {
         let changed = pack("support", "v2");
         let running = deployment(&[&same, &pack("support", "v1")], 0);
         let upstream = [deployment(&[&same, &changed], 10 * HOUR)];
-        let Gate::Held(waiting) = gate(&[same, changed], Some(&running), &upstream, &[], 10 * HOUR)
-        else {
+        let Gate::Held(waiting) = gate(
+            &[same, changed],
+            Some(running.clone()),
+            &upstream,
+            &[],
+            10 * HOUR,
+        ) else {
             panic!("held")
         };
         assert_eq!(waiting.len(), 1);
         assert_eq!(waiting[0].pack, "support");
+    }
+
+    #[test]
+    fn a_version_the_environment_ran_before_is_not_held() {
+        let old = pack("support", "v1");
+        let history = [
+            deployment(&[&pack("support", "v2")], 20 * HOUR),
+            deployment(&[&old], 10 * HOUR),
+        ];
+        let upstream = Upstream {
+            environment: "staging",
+            deployments: &[],
+            drift: &[],
+        };
+        assert_eq!(
+            check(&[old], &history, &upstream, SOAK, 30 * HOUR),
+            Gate::Open
+        );
     }
 
     #[test]

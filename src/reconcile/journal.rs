@@ -33,10 +33,14 @@ pub(super) struct Journal {
 impl Journal {
     pub(super) fn new(ledger: Arc<dyn Ledger>) -> Self {
         let (sender, receiver) = mpsc::channel();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("sluice-ledger".into())
-            .spawn(move || write_groups(ledger.as_ref(), &receiver))
-            .expect("the ledger thread starts");
+            .spawn(move || write_groups(ledger.as_ref(), &receiver));
+        if let Err(e) = spawned {
+            // Every write then answers that the thread is gone: no apply
+            // goes out unrecorded.
+            tracing::error!(error = %e, "cannot start the ledger thread");
+        }
         Journal { sender }
     }
 
@@ -124,9 +128,24 @@ fn write_group(ledger: &dyn Ledger, entries: Vec<Entry>) {
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, starts = batch.starts.len(), finishes = batch.finishes.len(), records = batch.records.len(), "cannot write to the ledger");
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
+            // NB: one bad entry must not cost the others their records:
+            // write them one by one, each with its own answer.
+            tracing::warn!(error = %e, "a group commit failed; writing its entries one by one");
+            for (start, reply) in batch.starts.iter().zip(replies) {
+                let _ = reply.send(ledger.start_attempt(start));
+            }
+            for finish in &batch.finishes {
+                let error = finish.error.as_deref();
+                if let Err(e) =
+                    ledger.finish_attempt(finish.id, finish.finished_at, finish.outcome, error)
+                {
+                    tracing::error!(error = %e, attempt = finish.id, "cannot finish the attempt in the ledger");
+                }
+            }
+            for record in &batch.records {
+                if let Err(e) = ledger.upsert_gateway(record) {
+                    tracing::error!(error = %e, gateway = %record.gateway, "cannot write the gateway's state");
+                }
             }
         }
     }

@@ -114,6 +114,8 @@ struct Job<'a> {
     spec: &'a model::Gateway,
     previous: Option<&'a GatewayRecord>,
     policy: &'a EnvironmentPolicy,
+    /// A drift episode is open for this gateway.
+    drifting: bool,
 }
 
 /// What an environment's settings say about drift and alerts.
@@ -123,6 +125,8 @@ struct EnvironmentPolicy {
     sinks: Arc<[AlertSpec]>,
     /// Why the promotion gate holds this environment's new version back.
     held: Option<String>,
+    /// The version every gateway of the environment was last verified at.
+    verified: Option<String>,
 }
 
 impl EnvironmentPolicy {
@@ -135,6 +139,7 @@ impl EnvironmentPolicy {
             drift: env.drift_policy(&repo.manifest),
             sinks: sinks.into(),
             held: None,
+            verified: None,
         }
     }
 
@@ -320,19 +325,31 @@ impl Reconciler {
         for env in repo.environments.values() {
             let mut policy = EnvironmentPolicy::of(repo, env);
             if only.is_none_or(|o| o == env.slug) {
+                let ran = self.ledger.deployments(&env.slug, GATE_HISTORY)?;
                 let promoted = promotion.as_ref().filter(|p| p.to == env.slug);
-                policy.held = self.gate(env, &rendered, &previous, &policy, promoted)?;
+                policy.held = self.gate(
+                    env, &rendered, &ran, &revision, &previous, &policy, promoted,
+                )?;
+                policy.verified = ran.into_iter().next().map(|d| d.digest);
             }
             policies.insert(env.slug.as_str(), policy);
         }
+        let drifting: std::collections::HashSet<(String, String)> = self
+            .ledger
+            .drift_episodes(only, true, usize::MAX)?
+            .into_iter()
+            .map(|e| (e.environment, e.gateway))
+            .collect();
         let jobs = rendered.iter().filter_map(|rendered| {
             let env = repo.environments.get(&rendered.environment)?;
             let spec = env.gateways.iter().find(|g| g.name() == rendered.gateway)?;
+            let key = (rendered.environment.clone(), rendered.gateway.clone());
             Some(Job {
                 rendered,
                 spec,
-                previous: previous.get(&(rendered.environment.clone(), rendered.gateway.clone())),
+                previous: previous.get(&key),
                 policy: policies.get(env.slug.as_str())?,
+                drifting: drifting.contains(&key),
             })
         });
         let reports: Vec<GatewayReport> = futures::stream::iter(jobs)
@@ -354,6 +371,10 @@ impl Reconciler {
                 .filter(|(env, gw)| !configured.contains(&(env.as_str(), gw.as_str())))
                 .collect();
             if !gone.is_empty() {
+                for (env, gateway) in &gone {
+                    self.ledger
+                        .resolve_drift(env, gateway, self.clock.now(), "removed")?;
+                }
                 self.ledger.remove_gateways(&gone)?;
             }
         }
@@ -378,6 +399,7 @@ impl Reconciler {
             spec,
             previous,
             policy,
+            ..
         } = job;
         let desired = Desired {
             environment: rendered.environment.clone(),
@@ -395,7 +417,7 @@ impl Reconciler {
         let report = async {
             match self.driver(&desired.environment, spec) {
                 Ok(driver) => {
-                    self.converge(driver.as_ref(), &desired, trigger, previous, policy)
+                    self.converge(driver.as_ref(), &desired, trigger, &job)
                         .await
                 }
                 Err(error) => failure(&desired, None, &error),
@@ -424,14 +446,14 @@ impl Reconciler {
         driver: &dyn Gateway,
         desired: &Desired,
         trigger: Trigger,
-        previous: Option<&GatewayRecord>,
-        policy: &EnvironmentPolicy,
+        job: &Job<'_>,
     ) -> GatewayReport {
+        let (previous, policy) = (job.previous, job.policy);
         let live = match self.retrying(|| driver.live()).await {
             Ok(live) => live,
             Err(error) => return failure(desired, None, &error),
         };
-        let was_drifted = previous.is_some_and(|p| p.state == GatewayState::Drifted);
+        let was_drifted = job.drifting;
         let Action::Apply { expected } = plan(&desired.digest, &live) else {
             let report = report(desired, GatewayState::InSync, live.digest, false, None);
             if was_drifted {
@@ -447,9 +469,12 @@ impl Reconciler {
         // NB: drift is a gateway moving off what Sluice verified there; one
         // that runs nothing (restarted empty) or an older version (a change
         // not yet applied) is just pushed.
+        // (A failed read in between does not make Sluice forget: the whole
+        // environment verified at this version counts too.)
         let verified_here = previous.is_some_and(|p| {
             p.desired_digest.as_deref() == Some(desired.digest.as_str())
-                && matches!(p.state, GatewayState::InSync | GatewayState::Drifted)
+                && (matches!(p.state, GatewayState::InSync | GatewayState::Drifted)
+                    || policy.verified.as_deref() == Some(desired.digest.as_str()))
         });
         let drift = match &live.digest {
             Some(_) if verified_here => {
@@ -490,6 +515,8 @@ impl Reconciler {
         &self,
         env: &Environment,
         rendered: &[RenderedGateway],
+        ran: &[Deployment],
+        revision: &str,
         previous: &HashMap<(String, String), GatewayRecord>,
         policy: &EnvironmentPolicy,
         promoted: Option<&Promotion>,
@@ -503,21 +530,12 @@ impl Reconciler {
         let Some(first) = rendered.iter().find(|r| r.environment == env.slug) else {
             return Ok(None);
         };
-        let running = self.ledger.deployments(&env.slug, 1)?;
         let upstream = gate::Upstream {
             environment: &promotion.from,
             deployments: &self.ledger.deployments(&promotion.from, GATE_HISTORY)?,
-            drift: &self
-                .ledger
-                .drift_episodes(Some(&promotion.from), false, GATE_HISTORY)?,
+            drift: &self.upstream_drift(&promotion.from)?,
         };
-        let decision = gate::check(
-            &first.packs,
-            running.first(),
-            &upstream,
-            soak,
-            self.clock.now(),
-        );
+        let decision = gate::check(&first.packs, ran, &upstream, soak, self.clock.now());
         // NB: the head's promotion trailer says where the change came from.
         let reason = decision
             .reason(upstream.environment, soak)
@@ -546,7 +564,7 @@ impl Reconciler {
                     gateway: String::new(),
                     digest: first.digest.clone(),
                     body: first.canonical.clone(),
-                    revision: String::new(),
+                    revision: revision.to_owned(),
                 },
                 None,
             );
@@ -555,6 +573,21 @@ impl Reconciler {
             self.alerts.send(alert);
         }
         Ok(reason)
+    }
+
+    /// Every open drift episode of an environment (at most one per gateway)
+    /// and its recently resolved ones: what a gate needs.
+    fn upstream_drift(&self, environment: &str) -> Result<Vec<DriftEpisode>, ReconcileError> {
+        let mut episodes = self
+            .ledger
+            .drift_episodes(Some(environment), true, usize::MAX)?;
+        let resolved = self
+            .ledger
+            .drift_episodes(Some(environment), false, GATE_HISTORY)?
+            .into_iter()
+            .filter(|e| e.resolved_at.is_some());
+        episodes.extend(resolved);
+        Ok(episodes)
     }
 
     /// Records a drift episode (opening one only if none is open) and
@@ -861,6 +894,8 @@ impl Reconciler {
         &self,
         repo: Option<&Repository>,
     ) -> Result<usize, ReconcileError> {
+        // NB: finishes still queued are not unfinished.
+        self.journal.flush().await;
         let unfinished = self.ledger.unfinished_attempts()?;
         for attempt in &unfinished {
             let spec = repo
@@ -886,8 +921,14 @@ impl Reconciler {
                     Some("interrupted: Sluice stopped before the apply was verified"),
                 )
             };
-            self.ledger
-                .finish_attempt(attempt.id, self.clock.now(), outcome, error)?;
+            if let Err(e) = self
+                .ledger
+                .finish_attempt(attempt.id, self.clock.now(), outcome, error)
+            {
+                // Finished meanwhile (another writer): nothing to resolve.
+                tracing::debug!(error = %e, attempt = attempt.id, "not resolved");
+                continue;
+            }
             tracing::warn!(
                 environment = %attempt.start.environment,
                 gateway = %attempt.start.gateway,

@@ -4,6 +4,9 @@ use super::{Node, Revision, Snapshot, SourceError};
 use git2::{ObjectType, Oid, Repository, Tree};
 use std::path::Path;
 
+/// The most of a commit message kept (its end, where trailers are).
+const MAX_MESSAGE_BYTES: usize = 64 << 10;
+
 /// The tree of one commit. Nothing in the work tree is read.
 pub struct GitSnapshot {
     repo: Repository,
@@ -31,7 +34,11 @@ impl GitSnapshot {
             .and_then(|object| object.peel_to_commit())
             .map_err(|_| not_found())?;
         let revision = Revision::Commit(commit.id().to_string());
-        let message = String::from_utf8_lossy(commit.message_bytes()).into_owned();
+        // NB: trailers sit at the end; a huge message is cut from the front.
+        let bytes = commit.message_bytes();
+        let message =
+            String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(MAX_MESSAGE_BYTES)..])
+                .into_owned();
         let tree = match subdirectory(&repo, path) {
             None => commit.tree_id(),
             Some(prefix) => {

@@ -1,0 +1,77 @@
+//! What `promote` and `rollback` share after their branch is made: the
+//! optional push and the next step to tell the user.
+
+use super::Cli;
+use crate::source::{
+    Credentials,
+    commit::open_repository,
+    follow::redact_url,
+    publish::{next_step, pull_request_url, push, url_of},
+};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Flags for pushing the branch.
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// Push the branch (never forced) to --remote.
+    #[arg(long)]
+    pub push: bool,
+    /// Remote to push to: a remote's name in the repository, or a URL.
+    #[arg(long, default_value = "origin")]
+    pub remote: String,
+    /// Environment variable holding an HTTPS token for the push.
+    #[arg(long)]
+    pub git_token_env: Option<String>,
+    /// SSH private key for the push.
+    #[arg(long)]
+    pub git_ssh_key: Option<PathBuf>,
+}
+
+/// Where the branch went and what to do next.
+#[derive(Debug, Serialize)]
+pub struct Published {
+    pub pushed: bool,
+    /// The remote's name, or its URL without credentials.
+    pub remote: String,
+    pub pull_request_url: Option<String>,
+    /// What to do next: the push command, or where to open the pull request.
+    pub next: String,
+}
+
+impl PushArgs {
+    /// Pushes `branch` when asked; says how to open the pull request into `base`.
+    pub fn publish(&self, cli: &Cli, base: &str, branch: &str) -> anyhow::Result<Published> {
+        let repo = open_repository(&cli.repo)?;
+        let remote_url = url_of(&repo, &self.remote).unwrap_or_else(|| self.remote.clone());
+        // NB: a remote given as a URL may carry a token; it is never shown.
+        let shown = redact_url(&self.remote);
+        let remote = if self.push {
+            let credentials = Credentials {
+                token_env: self.git_token_env.clone(),
+                ssh_key: self.git_ssh_key.clone(),
+            };
+            push(&cli.repo, branch, &self.remote, &credentials)?
+        } else {
+            shown.clone()
+        };
+        let pull_request_url = pull_request_url(&remote_url, base, branch);
+        let next = next_step(self.push, &shown, base, branch, pull_request_url.as_deref());
+        Ok(Published {
+            pushed: self.push,
+            remote,
+            pull_request_url,
+            next,
+        })
+    }
+
+    /// When nothing was made: nothing pushed, nothing to do.
+    pub fn unpublished(&self) -> Published {
+        Published {
+            pushed: false,
+            remote: redact_url(&self.remote),
+            pull_request_url: None,
+            next: String::new(),
+        }
+    }
+}
