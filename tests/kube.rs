@@ -11,6 +11,8 @@
 //! `CI=true`, where they fail. See `tests/kube/env.rs` and
 //! `docs/k8s-test-env.md`.
 
+#[path = "kube/configmap.rs"]
+mod configmap;
 #[path = "kube/core.rs"]
 mod core_objects;
 #[path = "kube/crd.rs"]

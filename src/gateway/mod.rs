@@ -5,10 +5,12 @@
 //! | ------ | --------------- | -------- |
 //! | `http` | `GET /sluice/v1/status` (cheap), `GET /sluice/v1/config` | `PUT /sluice/v1/config` with `If-Match` and `Sluice-Generation` |
 //! | `file` | the file's canonical digest | temp file, fsync, rename |
+//! | `configmap` | the ConfigMap's `policy.json`, digested | update conditional on `resourceVersion` |
 //!
 //! The reconciler knows only the trait; `connect` picks the driver named in
 //! `gateways.yaml`.
 
+pub mod configmap;
 pub(crate) mod file;
 pub mod http;
 pub mod protocol;
@@ -177,6 +179,8 @@ pub struct DriverContext {
     /// Reads a secret by environment-variable name.
     pub secret: Arc<SecretSource>,
     pub timeout: Duration,
+    /// The Kubernetes API, for `configmap` gateways (made on first use).
+    pub kube: configmap::KubeClient,
 }
 
 impl DriverContext {
@@ -186,6 +190,7 @@ impl DriverContext {
             file_roots: Vec::new(),
             secret: Arc::new(|name| std::env::var(name).ok()),
             timeout: Duration::from_secs(10),
+            kube: configmap::KubeClient::default(),
         }
     }
 }
@@ -216,8 +221,8 @@ pub fn connect(
         model::Gateway::File(file) => Ok(Arc::new(file::FileGateway::new(file_path(
             &file.path, context,
         )?))),
-        model::Gateway::Configmap(_) => Err(GatewayError::Config(
-            "the configmap driver runs only under `sluice controller`".into(),
-        )),
+        model::Gateway::Configmap(spec) => {
+            Ok(Arc::new(configmap::ConfigMapGateway::new(spec, context)))
+        }
     }
 }

@@ -52,6 +52,15 @@ static SOURCE: OnceLock<Source> = OnceLock::new();
 
 /// A client for the test API server, or `None` when there is none and the
 /// test should return early (never under `CI=true`, where this panics).
+/// The kubeconfig of the test API server, once [`client`] has found one
+/// (for tests that run the `sluice` binary against it).
+pub fn kubeconfig() -> Option<PathBuf> {
+    match SOURCE.get()? {
+        Source::Ready(path) => Some(path.clone()),
+        _ => None,
+    }
+}
+
 pub async fn client() -> Option<Client> {
     let source = tokio::task::spawn_blocking(|| SOURCE.get_or_init(locate))
         .await
