@@ -19,3 +19,5 @@ mod crd;
 mod env;
 #[path = "kube/rbac.rs"]
 mod rbac;
+#[path = "kube/sluice.rs"]
+mod sluice_crds;
