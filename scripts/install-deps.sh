@@ -29,3 +29,25 @@ command -v cargo >/dev/null 2>&1 || {
 	echo "install-deps: Rust (cargo) is required: https://rustup.rs" >&2
 	exit 2
 }
+
+# kubernetes-validate for the chart checks (scripts/chart-test.sh): a
+# virtualenv in the cache, keyed by the pinned requirements (about 10 s and
+# 150 MB). Needs python3 with venv (Debian: python3-venv, installed when missing).
+requirements=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/helm-render/requirements.txt
+venv=${XDG_CACHE_HOME:-$HOME/.cache}/sluice/py/kubernetes-validate-$(sha256sum <"$requirements" | cut -c1-12)
+if [[ ! -f $venv/.complete ]]; then
+	sudo=""
+	[[ $(id -u) -eq 0 ]] || sudo="sudo"
+	if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+		echo "install-deps: installing python3 and python3-venv" >&2
+		$sudo apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-venv >/dev/null
+	fi
+	echo "install-deps: installing $(grep -v '^#' "$requirements" | xargs) into $venv" >&2
+	rm -rf "$venv"
+	mkdir -p "$(dirname "$venv")"
+	python3 -m venv "$venv"
+	"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+	"$venv/bin/kubernetes-validate" --version >/dev/null
+	touch "$venv/.complete"
+fi

@@ -4,7 +4,9 @@
 # from Go modules (scripts/k8s-test-env.sh): with Go on the machine it is built
 # into a cache outside the repository (first time about 6–7 minutes) and
 # started for the run; without Go those tests say why they skipped, except
-# under CI=true, where they fail.
+# under CI=true, where they fail. The Helm chart is checked after the Rust
+# tests against the same server (scripts/chart-test.sh: rendered with Helm's
+# engine built from Go modules, validated with kubernetes-validate, applied).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +21,7 @@ trap 'rm -f "$log"' EXIT
 if bash scripts/k8s-test-env.sh build; then
 	bash scripts/k8s-test-env.sh run --no-build -- bash -c '
 		kubectl --kubeconfig "$KUBECONFIG" get --raw /version && echo
-		cargo test --locked' 2>&1 | tee "$log"
+		cargo test --locked && bash scripts/chart-test.sh' 2>&1 | tee "$log"
 else
 	status=$?
 	if [[ ${CI:-} == true ]]; then
@@ -28,8 +30,9 @@ else
 	fi
 	echo "test: no Kubernetes test server (needs Go); its tests will skip" >&2
 	cargo test --locked 2>&1 | tee "$log"
+	bash scripts/chart-test.sh 2>&1 | tee -a "$log"
 fi
 
-# One closing line over every test binary.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+# One closing line over every test binary and the chart checks.
+awk '/^test result:|^chart: [0-9]+ passed, [0-9]+ failed$/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
 	END { printf "%d passed, %d failed\n", p, f }' "$log"

@@ -17,6 +17,7 @@
 //! | [promote]   | a branch that brings one environment's packs into the next one |
 //! | [rollback]  | a branch that puts one environment back on a version it ran whole |
 //! | [server]    | HTTP: health, metrics, status API, git webhook |
+//! | [k8s]       | Kubernetes mode: the `sluice.dev` custom resources and their CRDs |
 //! | [cli]       | the `sluice` command |
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod drift;
 pub mod gateway;
+pub mod k8s;
 pub mod ledger;
 pub mod plan;
 pub mod promote;

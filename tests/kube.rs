@@ -21,3 +21,5 @@ mod crd;
 mod env;
 #[path = "kube/rbac.rs"]
 mod rbac;
+#[path = "kube/sluice.rs"]
+mod sluice_crds;

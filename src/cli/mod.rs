@@ -2,6 +2,7 @@
 //! subcommand. Exit codes: 0 fine, 1 findings, 2 usage or environment error.
 
 mod client;
+mod crds;
 mod drift;
 mod engine;
 mod gateway;
@@ -96,6 +97,8 @@ pub enum Command {
     Rollback(rollback::Args),
     /// Run the reference gateway: speaks the Sluice gateway protocol, keeps its config on disk.
     Gateway(gateway::Args),
+    /// Print or write the Kubernetes CustomResourceDefinitions (sluice.dev/v1alpha1).
+    Crds(crds::Args),
 }
 
 /// Where Sluice keeps its state.
@@ -143,6 +146,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Validate(args) => validate::run(cli, args),
         Command::Render(args) => render::run(cli, args),
         Command::Schema(args) => schema::run(args),
+        Command::Crds(args) => crds::run(args),
         Command::Init(args) => init::run(args),
         Command::Gateway(args) => gateway::run(args),
         Command::Run(args) => run::run(cli, args),
