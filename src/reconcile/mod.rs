@@ -34,8 +34,8 @@ use crate::{
     drift::{self, Alert, AlertEvent, Alerts, DriftReport, NoAlerts},
     gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, Live},
     ledger::{
-        AttemptFinish, AttemptStart, Deployment, DriftEpisode, GatewayRecord, GatewayState, Ledger,
-        LedgerError, Outcome, RevisionRecord, Trigger,
+        AttemptFinish, AttemptId, AttemptStart, Deployment, DriftEpisode, GatewayRecord,
+        GatewayState, Ledger, LedgerError, Outcome, RevisionRecord, Trigger,
     },
     promote::trailer::{self, Promotion},
     source::{Revision, prefix},
@@ -449,12 +449,36 @@ impl Reconciler {
         job: &Job<'_>,
     ) -> GatewayReport {
         let (previous, policy) = (job.previous, job.policy);
-        let live = match self.retrying(|| driver.live()).await {
+        // NB: a new version will almost surely be applied, so its attempt is
+        // recorded while the gateway is read rather than after: the commit's
+        // latency leaves the rollout's critical path. When nothing needs
+        // doing after all, the attempt is finished as unchanged.
+        let likely = policy.held.is_none()
+            && previous
+                .is_none_or(|p| p.desired_digest.as_deref() != Some(desired.digest.as_str()));
+        let (live, early) = if likely {
+            let (live, attempt) = tokio::join!(
+                self.retrying(|| driver.live()),
+                self.journal.start(self.attempt_start(desired, trigger))
+            );
+            (live, Some(attempt))
+        } else {
+            (self.retrying(|| driver.live()).await, None)
+        };
+        let live = match live {
             Ok(live) => live,
-            Err(error) => return failure(desired, None, &error),
+            Err(error) => {
+                if let Some(Ok(attempt)) = early {
+                    self.finish(attempt, Outcome::Failed, Some(error.to_string()));
+                }
+                return failure(desired, None, &error);
+            }
         };
         let was_drifted = job.drifting;
         let Action::Apply { expected } = plan(&desired.digest, &live) else {
+            if let Some(Ok(attempt)) = early {
+                self.finish(attempt, Outcome::Unchanged, None);
+            }
             let report = report(desired, GatewayState::InSync, live.digest, false, None);
             if was_drifted {
                 self.drift_ended(desired, &report, policy, "reverted");
@@ -495,7 +519,7 @@ impl Reconciler {
             _ => trigger,
         };
         let mut report = self
-            .apply_and_verify(driver, desired, trigger, &live, expected)
+            .apply_and_verify(driver, desired, trigger, &live, expected, early)
             .await;
         if report.state == GatewayState::InSync && (was_drifted || drift.is_some()) {
             let how = if drift.is_some() {
@@ -711,16 +735,17 @@ impl Reconciler {
         trigger: Trigger,
         live: &Live,
         expected: Option<Digest>,
+        early: Option<Result<AttemptId, LedgerError>>,
     ) -> GatewayReport {
-        let start = AttemptStart {
-            environment: desired.environment.clone(),
-            gateway: desired.gateway.clone(),
-            revision: desired.revision.clone(),
-            digest: desired.digest.to_string(),
-            trigger,
-            started_at: self.clock.now(),
+        let started = match early {
+            Some(started) => started,
+            None => {
+                self.journal
+                    .start(self.attempt_start(desired, trigger))
+                    .await
+            }
         };
-        let attempt = match self.journal.start(start).await {
+        let attempt = match started {
             Ok(id) => id,
             Err(e) => {
                 // NB: no attempt without its record: an unrecorded apply could
@@ -768,13 +793,28 @@ impl Reconciler {
                 failure(desired, live.digest.clone(), &error),
             ),
         };
+        self.finish(attempt, outcome, report.error.clone());
+        report
+    }
+
+    fn attempt_start(&self, desired: &Desired, trigger: Trigger) -> AttemptStart {
+        AttemptStart {
+            environment: desired.environment.clone(),
+            gateway: desired.gateway.clone(),
+            revision: desired.revision.clone(),
+            digest: desired.digest.to_string(),
+            trigger,
+            started_at: self.clock.now(),
+        }
+    }
+
+    fn finish(&self, id: AttemptId, outcome: Outcome, error: Option<String>) {
         self.journal.finish(AttemptFinish {
-            id: attempt,
+            id,
             finished_at: self.clock.now(),
             outcome,
-            error: report.error.clone(),
+            error,
         });
-        report
     }
 
     /// Applies with retries: transient failures back off; a gateway that
