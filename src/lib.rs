@@ -17,7 +17,7 @@
 //! | [promote]   | a branch that brings one environment's packs into the next one |
 //! | [rollback]  | a branch that puts one environment back on a version it ran whole |
 //! | [server]    | HTTP: health, metrics, status API, git webhook |
-//! | [k8s]       | Kubernetes mode: the `sluice.dev` custom resources and their CRDs |
+//! | [k8s]       | Kubernetes mode: the `sluice.dev` custom resources and their CRDs; leader election |
 //! | [cli]       | the `sluice` command |
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]

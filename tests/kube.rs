@@ -19,6 +19,8 @@ mod core_objects;
 mod crd;
 #[path = "kube/env.rs"]
 mod env;
+#[path = "kube/lease.rs"]
+mod lease;
 #[path = "kube/rbac.rs"]
 mod rbac;
 #[path = "kube/sluice.rs"]

@@ -1,5 +1,6 @@
-//! Kubernetes mode: the custom resources Sluice serves (`sluice.dev/v1alpha1`)
-//! and the CRD files generated from them.
+//! Kubernetes mode: the custom resources Sluice serves (`sluice.dev/v1alpha1`),
+//! the CRD files generated from them, and leader election on a Lease
+//! ([`lease`]).
 //!
 //! ```text
 //!   crd.rs (Rust types) ──► crds() ──► sluice crds --out crds/ ──► crds/*.yaml
@@ -10,11 +11,13 @@
 //! when `crds/` or the chart's copy differs.
 
 pub mod crd;
+pub mod lease;
 
 pub use crd::{
     ConfigRepository, ConfigRepositorySpec, ConfigRepositoryStatus, Environment, EnvironmentSpec,
     EnvironmentStatus, Gateway, GatewayDriver, GatewaySpec,
 };
+pub use lease::{LeaderElection, LeaseError};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
