@@ -4,7 +4,7 @@
 use super::{Cli, Outcome, StateArgs, output::table};
 use crate::source::prefix;
 use crate::{
-    ledger::{Attempt, Ledger, SqliteLedger},
+    ledger::{Attempt, DriftEpisode, Ledger, SqliteLedger},
     reconcile::{
         Clock, SystemClock,
         clock::{age, rfc3339},
@@ -50,6 +50,9 @@ pub struct HistoryArgs {
     pub gateway: Option<String>,
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Drift episodes (onset, resolution) instead of apply attempts.
+    #[arg(long)]
+    pub drift: bool,
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
     #[command(flatten)]
@@ -135,6 +138,9 @@ fn status_table(view: &StatusView, now: i64) -> String {
 }
 
 pub fn history(_cli: &Cli, args: &HistoryArgs) -> anyhow::Result<Outcome> {
+    if args.drift {
+        return drift_history(args);
+    }
     let attempts = match &args.from.server {
         Some(server) => super::client::history(
             server,
@@ -156,6 +162,45 @@ pub fn history(_cli: &Cli, args: &HistoryArgs) -> anyhow::Result<Outcome> {
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&attempts)?),
         Format::Table => print!("{}", history_table(&attempts)),
+    }
+    Ok(Outcome::Clean)
+}
+
+/// The environment's drift episodes, newest first (from the state file).
+fn drift_history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
+    if args.from.server.is_some() {
+        anyhow::bail!("--drift reads the state file; drop --server");
+    }
+    let ledger = SqliteLedger::open_read_only(&args.from.state.state_path())?;
+    let episodes: Vec<DriftEpisode> = ledger
+        .drift_episodes(Some(&args.environment), false, args.limit)?
+        .into_iter()
+        .filter(|e| args.gateway.as_deref().is_none_or(|g| g == e.gateway))
+        .collect();
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&episodes)?),
+        Format::Table => {
+            let rows: Vec<[String; 5]> = episodes
+                .iter()
+                .map(|e| {
+                    [
+                        rfc3339(e.onset_at),
+                        e.gateway.clone(),
+                        short_digest(e.live_digest.as_deref()),
+                        e.resolved_at.map_or_else(|| "open".to_owned(), rfc3339),
+                        e.resolution.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let rows: Vec<[&str; 5]> = rows
+                .iter()
+                .map(|r| r.each_ref().map(String::as_str))
+                .collect();
+            print!(
+                "{}",
+                table(&["ONSET", "GATEWAY", "LIVE", "RESOLVED", "HOW"], &rows)
+            );
+        }
     }
     Ok(Outcome::Clean)
 }

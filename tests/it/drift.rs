@@ -325,3 +325,58 @@ fn a_gateway_that_restarted_empty_is_reapplied_without_being_called_drift() {
     assert_eq!(gateway["applied"], true);
     assert_eq!(gateway["drift"], Value::Null, "{gateway}");
 }
+
+#[test]
+fn an_episode_ends_when_the_gateway_is_back_even_after_a_failure_in_between() {
+    let receiver = Receiver::start();
+    let production = Production::new("detect", "1s", &[]);
+    let (desired, config) = production.desired();
+    let run = production.run(&receiver);
+    eventually(30, "the first apply", || {
+        production.live_digest() == desired
+    });
+    let production_label = "environment=\"production\"";
+
+    production.hand_edit();
+    eventually(30, "drift seen", || {
+        metric(&run, "sluice_drifted_gateways", production_label) == 1.0
+    });
+    // The gateway fails every read for a while: it is no longer `drifted`.
+    let auth = format!("Bearer {TOKEN}");
+    let faults = format!("{}/admin/v1/faults", production.gateway.url);
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let (status, _) = http(
+        "POST",
+        &faults,
+        &headers,
+        r#"{"status":500,"count":1000,"method":"GET"}"#,
+    );
+    assert_eq!(status, 200);
+    eventually(30, "the failure seen", || {
+        metric(&run, "sluice_gateways", "state=\"failed\"") >= 1.0
+    });
+    // Then someone puts the verified document back by hand, and reads work again.
+    let (status, _) = http("DELETE", &faults, &headers, "");
+    assert_eq!(status, 200);
+    let (status, text) = http(
+        "PUT",
+        &format!("{}/admin/v1/config", production.gateway.url),
+        &headers,
+        &config.to_string(),
+    );
+    assert_eq!(status, 200, "{text}");
+    eventually(30, "back in sync", || {
+        metric(&run, "sluice_gateways", "state=\"in-sync\"") >= 1.0
+            && metric(&run, "sluice_drifted_gateways", production_label) == 0.0
+    });
+    eventually(30, "the episode closed", || {
+        let episodes = production.sluice(&["history", "production", "--drift", "-o", "json"], None);
+        let list = episodes.json();
+        list.as_array().is_some_and(|l| {
+            l.len() == 1 && l[0]["resolved_at"].is_number() && l[0]["resolution"] == "reverted"
+        })
+    });
+}
