@@ -393,17 +393,7 @@ pub fn prepare(request: &Request) -> Result<Promoted, PromoteError> {
         forced: report.forced.clone(),
     };
     let message = commit_message(&record, target, request.message.as_deref());
-    let signature = commit::signature(&repo)?;
-    let commit = repo
-        .commit(
-            None,
-            &signature,
-            &signature,
-            &message,
-            &new_tree,
-            &[&head_commit],
-        )
-        .map_err(git("writing the commit"))?;
+    let commit = commit::write_detached(&repo, &message, &new_tree, &head_commit)?;
     let commit_id = commit.to_string();
     let promoted_snapshot =
         GitSnapshot::open(path, &commit_id).map_err(|source| PromoteError::Read {

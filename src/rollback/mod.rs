@@ -135,11 +135,6 @@ pub enum RollbackError {
     },
     #[error("cannot write {what} as YAML: {message}")]
     Serialize { what: String, message: String },
-    #[error("git failed while {doing}: {message}")]
-    Git {
-        doing: &'static str,
-        message: String,
-    },
     #[error(
         "the rolled-back tree does not validate ({errors} errors, first: {first}); no branch was made"
     )]
@@ -161,13 +156,6 @@ impl RollbackError {
                 | RollbackError::ResultInvalid { .. }
                 | RollbackError::RenderCheck { .. }
         )
-    }
-}
-
-fn git(doing: &'static str) -> impl FnOnce(git2::Error) -> RollbackError {
-    move |e| RollbackError::Git {
-        doing,
-        message: e.message().to_owned(),
     }
 }
 
@@ -305,25 +293,29 @@ pub fn prepare(request: &Request, ledger: &dyn Ledger) -> Result<Rollback, Rollb
     // whatever shared content it needs materialised into it.
     let plan = restore::plan(env, &old, &head, &target.revision)?;
     let target_commit = repo
-        .find_commit(Oid::from_str(&target.revision).map_err(git("reading the target revision"))?)
-        .map_err(git("reading the target revision"))?;
+        .find_commit(
+            Oid::from_str(&target.revision).map_err(tree::git("reading the target revision"))?,
+        )
+        .map_err(tree::git("reading the target revision"))?;
     let env_dir = format!("{root_prefix}environments/{env}");
     let old_tree = target_commit
         .tree()
-        .map_err(git("reading the target tree"))?;
+        .map_err(tree::git("reading the target tree"))?;
     let (env_tree, _) =
         tree::entry(&old_tree, &env_dir).ok_or_else(|| RollbackError::UnknownEnvironment {
             environment: env.to_owned(),
             revision: target.revision.clone(),
         })?;
-    let head_tree = head_commit.tree().map_err(git("reading the head tree"))?;
+    let head_tree = head_commit
+        .tree()
+        .map_err(tree::git("reading the head tree"))?;
     let mut root = tree::put(
         &repo,
         Some(&head_tree),
         &env_dir,
         (env_tree, tree::MODE_TREE),
     )
-    .map_err(git("building the tree"))?;
+    .map_err(tree::git("building the tree"))?;
     let mut writes: Vec<(String, String)> = plan
         .materialised
         .iter()
@@ -339,17 +331,21 @@ pub fn prepare(request: &Request, ledger: &dyn Ledger) -> Result<Rollback, Rollb
     for (file, content) in &writes {
         let blob = repo
             .blob(content.as_bytes())
-            .map_err(git("writing a materialised file"))?;
-        let current = repo.find_tree(root).map_err(git("building the tree"))?;
+            .map_err(tree::git("writing a materialised file"))?;
+        let current = repo
+            .find_tree(root)
+            .map_err(tree::git("building the tree"))?;
         root = tree::put(
             &repo,
             Some(&current),
             &format!("{root_prefix}{file}"),
             (blob, tree::MODE_BLOB),
         )
-        .map_err(git("building the tree"))?;
+        .map_err(tree::git("building the tree"))?;
     }
-    let new_tree = repo.find_tree(root).map_err(git("building the tree"))?;
+    let new_tree = repo
+        .find_tree(root)
+        .map_err(tree::git("building the tree"))?;
 
     // 4. The commit object, not yet on any branch; loaded and rendered.
     let from = Point::of(&current.digest, &current.revision);
@@ -367,17 +363,7 @@ pub fn prepare(request: &Request, ledger: &dyn Ledger) -> Result<Rollback, Rollb
         plan: &plan,
         subject: request.message.as_deref(),
     });
-    let signature = tree::signature(&repo)?;
-    let commit = repo
-        .commit(
-            None,
-            &signature,
-            &signature,
-            &message,
-            &new_tree,
-            &[&head_commit],
-        )
-        .map_err(git("writing the commit"))?;
+    let commit = tree::write_detached(&repo, &message, &new_tree, &head_commit)?;
     let rolled = load(path, &commit.to_string(), &request.limits).map_err(|e| match e {
         RollbackError::Invalid { errors, first, .. } => {
             RollbackError::ResultInvalid { errors, first }
@@ -442,13 +428,13 @@ fn blob_text(
     tree: &git2::Tree<'_>,
     path: &str,
 ) -> Result<String, RollbackError> {
-    let (id, _) = tree::entry(tree, path).ok_or_else(|| RollbackError::Git {
+    let (id, _) = tree::entry(tree, path).ok_or_else(|| BranchError::Git {
         doing: "reading environment.yaml",
         message: format!("no {path} in the target revision"),
     })?;
     let blob = repo
         .find_blob(id)
-        .map_err(git("reading environment.yaml"))?;
+        .map_err(tree::git("reading environment.yaml"))?;
     Ok(String::from_utf8_lossy(blob.content()).into_owned())
 }
 

@@ -87,6 +87,19 @@ pub fn signature(repo: &Repository) -> Result<Signature<'static>, BranchError> {
         .map_err(git("making the commit's signature"))
 }
 
+/// Writes a commit of `tree` on `parent` without moving any ref: nothing
+/// points at it until a check has passed and a branch is made.
+pub fn write_detached(
+    repo: &Repository,
+    message: &str,
+    tree: &git2::Tree<'_>,
+    parent: &git2::Commit<'_>,
+) -> Result<Oid, BranchError> {
+    let signature = signature(repo)?;
+    repo.commit(None, &signature, &signature, message, tree, &[parent])
+        .map_err(git("writing the commit"))
+}
+
 /// Points the new branch `branch` at `commit`. A branch of that name that
 /// already holds the same tree is taken as it is (`false`: not created);
 /// one with other content is refused, never overwritten.
