@@ -13,6 +13,8 @@
 
 #[path = "kube/configmap.rs"]
 mod configmap;
+#[path = "kube/controller.rs"]
+mod controller;
 #[path = "kube/core.rs"]
 mod core_objects;
 #[path = "kube/crd.rs"]

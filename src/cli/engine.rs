@@ -81,27 +81,56 @@ fn lock(state: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-impl Engine {
-    pub fn new(cli: &Cli, state: &StateArgs, args: &EngineArgs) -> anyhow::Result<Engine> {
-        let data_dir = state.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+/// The reconciler over the SQLite ledger, with its alerts: what `run`,
+/// `sync` and `controller` share.
+pub struct Core {
+    pub reconciler: Arc<Reconciler>,
+    /// Drift and failure alerts on their way out; flush before exiting.
+    pub alerts: Arc<Notifier>,
+    /// The ledger's lock, held while the reconciler lives.
+    pub lock: std::fs::File,
+}
+
+impl Core {
+    /// Takes the ledger's lock and opens it; the drivers reach the world
+    /// through `context`.
+    pub fn open(
+        state: &StateArgs,
+        context: DriverContext,
+        concurrency: usize,
+    ) -> anyhow::Result<Core> {
+        std::fs::create_dir_all(&state.data_dir)
+            .with_context(|| format!("creating the data directory {}", state.data_dir.display()))?;
         let lock = lock(&state.state_path())?;
         let ledger = SqliteLedger::open(&state.state_path())?;
-        let mut context = DriverContext::new(data_dir.clone());
-        context.timeout = args.timeout;
-        context.file_roots = args.file_roots.clone();
         let alerts = Notifier::start(context.secret.clone(), Backoff::default());
         let reconciler = Reconciler::new(
             Arc::new(ledger),
             Arc::new(SystemClock),
             context,
             Options {
-                concurrency: args.concurrency,
+                concurrency,
                 backoff: Backoff::default(),
             },
         )
         .with_alerts(alerts.clone());
+        Ok(Core {
+            reconciler: Arc::new(reconciler),
+            alerts,
+            lock,
+        })
+    }
+}
+
+impl Engine {
+    pub fn new(cli: &Cli, state: &StateArgs, args: &EngineArgs) -> anyhow::Result<Engine> {
+        let data_dir = state.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        let mut context = DriverContext::new(data_dir.clone());
+        context.timeout = args.timeout;
+        context.file_roots = args.file_roots.clone();
+        let core = Core::open(state, context, args.concurrency)?;
         let repo = cli.repo.to_string_lossy().into_owned();
         let follower = Follower::new(
             &repo,
@@ -110,14 +139,15 @@ impl Engine {
             Credentials {
                 token_env: args.git_token_env.clone(),
                 ssh_key: args.git_ssh_key.clone(),
+                token: None,
             },
         );
         Ok(Engine {
             follower: Arc::new(follower),
-            reconciler: Arc::new(reconciler),
-            alerts,
+            reconciler: core.reconciler,
+            alerts: core.alerts,
             limits: cli.limits(),
-            _lock: lock,
+            _lock: core.lock,
         })
     }
 

@@ -2,6 +2,7 @@
 //! subcommand. Exit codes: 0 fine, 1 findings, 2 usage or environment error.
 
 mod client;
+mod controller;
 mod crds;
 mod drift;
 mod engine;
@@ -95,6 +96,8 @@ pub enum Command {
     /// Put an environment back on a version it ran whole before: a new
     /// branch with one commit, checked by rendering; history is never rewritten.
     Rollback(rollback::Args),
+    /// Kubernetes mode: reconcile the Environments of the cluster (sluice.dev CRDs).
+    Controller(controller::Args),
     /// Run the reference gateway: speaks the Sluice gateway protocol, keeps its config on disk.
     Gateway(gateway::Args),
     /// Print or write the Kubernetes CustomResourceDefinitions (sluice.dev/v1alpha1).
@@ -150,6 +153,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Init(args) => init::run(args),
         Command::Gateway(args) => gateway::run(args),
         Command::Run(args) => run::run(cli, args),
+        Command::Controller(args) => controller::run(cli, args),
         Command::Sync(args) => sync::run(cli, args),
         Command::Status(args) => status::status(cli, args),
         Command::History(args) => status::history(cli, args),

@@ -50,6 +50,7 @@ impl PushArgs {
             let credentials = Credentials {
                 token_env: self.git_token_env.clone(),
                 ssh_key: self.git_ssh_key.clone(),
+                token: None,
             };
             push(&cli.repo, branch, &self.remote, &credentials)?
         } else {

@@ -67,10 +67,11 @@ pub const HISTORY_LIMIT: usize = 20;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigRepositorySpec {
-    /// Where to clone from: `https://host/path`, `ssh://git@host/path` or
-    /// `git@host:path`. Credentials never go in the URL.
+    /// Where to clone from: `https://host/path`, `ssh://git@host/path`,
+    /// `git@host:path` or (unauthenticated, for mirrors inside the cluster)
+    /// `git://host/path`. Credentials never go in the URL.
     #[schemars(regex(
-        pattern = r"^(https?://[^\s@/]+/\S+|ssh://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$"
+        pattern = r"^(https?://[^\s@/]+/\S+|git://[^\s@/]+/\S+|ssh://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$"
     ))]
     pub url: String,
     /// The branch, tag or commit to follow; exactly one.
@@ -80,7 +81,8 @@ pub struct ConfigRepositorySpec {
     #[serde(default = "default_interval")]
     pub interval: DurationText,
     /// A Secret in this namespace with the credentials: key `token` for
-    /// HTTPS, or `identity` (a private key) and `known_hosts` for SSH.
+    /// HTTPS, or `identity` (or `ssh-privatekey`, as in a
+    /// `kubernetes.io/ssh-auth` Secret) holding a private key for SSH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
     /// Refuse heads that are not signed by one of these keys.

@@ -10,8 +10,10 @@
 //! The CRD files are never edited by hand; a test regenerates them and fails
 //! when `crds/` or the chart's copy differs.
 
+pub mod controller;
 pub mod crd;
 pub mod lease;
+pub mod status;
 
 pub use crd::{
     ConfigRepository, ConfigRepositorySpec, ConfigRepositoryStatus, Environment, EnvironmentSpec,

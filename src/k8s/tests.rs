@@ -149,6 +149,7 @@ fn the_url_pattern_accepts_git_urls_and_refuses_credentials() {
         "http://127.0.0.1:9418/policy",
         "ssh://git@git.example.com/platform/policy.git",
         "git@git.example.com:platform/policy.git",
+        "git://127.0.0.1:9418/policy",
     ] {
         assert!(validator.is_valid(&json!(good)), "{good}");
     }
@@ -157,6 +158,7 @@ fn the_url_pattern_accepts_git_urls_and_refuses_credentials() {
         "https://git.example.com",
         "/srv/git/policy",
         "file:///srv/git/policy",
+        "git://user@127.0.0.1/policy",
     ] {
         assert!(!validator.is_valid(&json!(bad)), "{bad}");
     }

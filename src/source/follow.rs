@@ -9,13 +9,27 @@ use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// How to authenticate to a remote. Secrets are named, never held in config.
+/// How to authenticate to a remote. Secrets are named, never held in config
+/// (the controller reads a token from a Secret and holds it as a [`Token`]).
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     /// Environment variable holding an HTTPS token.
     pub token_env: Option<String>,
+    /// An HTTPS token held in memory (read from a Kubernetes Secret); used
+    /// before `token_env`.
+    pub token: Option<Token>,
     /// Private key file for SSH remotes.
     pub ssh_key: Option<PathBuf>,
+}
+
+/// A secret value held in memory: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(pub String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
 }
 
 enum Location {
@@ -187,6 +201,17 @@ pub(crate) fn remote_callbacks(credentials: &Credentials) -> RemoteCallbacks<'st
             return Cred::ssh_key(username.unwrap_or("git"), None, key, None);
         }
         if allowed.is_user_pass_plaintext()
+            && let Some(Token(token)) = &credentials.token
+        {
+            if token_offered {
+                return Err(git2::Error::from_str(
+                    "the remote refused the token from the Secret",
+                ));
+            }
+            token_offered = true;
+            return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), token);
+        }
+        if allowed.is_user_pass_plaintext()
             && let Some(var) = credentials.token_env.as_deref()
         {
             if token_offered {
@@ -249,6 +274,15 @@ mod tests {
         assert!(is_remote("git@git.example:team/policy.git"));
         assert!(!is_remote("./policy"));
         assert!(!is_remote("/srv/policy"));
+    }
+
+    #[test]
+    fn a_token_never_shows_in_debug() {
+        let credentials = Credentials {
+            token: Some(Token("s3cret".into())),
+            ..Default::default()
+        };
+        assert!(!format!("{credentials:?}").contains("s3cret"));
     }
 
     #[test]

@@ -1,0 +1,151 @@
+//! `sluice controller`: Kubernetes mode. Wires the API client, the shared
+//! reconciler, the HTTP server and (with `--leader-elect`) the Lease around
+//! [`crate::k8s::controller`].
+
+use super::{
+    Cli, Outcome, StateArgs,
+    engine::{Core, parse_duration},
+};
+use crate::{
+    gateway::DriverContext,
+    k8s::{
+        controller::{self, Context, SecretValues},
+        lease::LeaderElection,
+    },
+    server::{self, Metrics, ServerState},
+};
+use anyhow::Context as _;
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+use tokio::sync::watch;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address of the HTTP server (/healthz, /readyz, /metrics).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// A second address serving /metrics (and the rest), e.g. for a metrics Service.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Watch only this namespace (default: every namespace).
+    #[arg(long)]
+    pub watch_namespace: Option<String>,
+    /// Reconcile only while holding the Lease (for more than one replica).
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "sluice-controller")]
+    pub lease_name: String,
+    /// The Lease's namespace (default: $POD_NAMESPACE, else the watched namespace, else `default`).
+    #[arg(long)]
+    pub lease_namespace: Option<String>,
+    /// Gateways worked on at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Per-request timeout for gateways that set none.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(serve(cli, args))
+}
+
+async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes API (set KUBECONFIG, or run in a cluster)")?;
+    let namespace = args.watch_namespace.as_deref();
+    controller::check_crds(&client, namespace).await?;
+
+    let secrets = SecretValues::default();
+    let mut context = DriverContext::new(args.state.data_dir.clone());
+    context.timeout = args.timeout;
+    context.secret = {
+        let secrets = secrets.clone();
+        Arc::new(move |name| secrets.get(name))
+    };
+    // NB: configmap gateways use the controller's client, not a second one
+    // made from the environment.
+    let _ = context.kube.set(client.clone());
+    let core = Core::open(&args.state, context, args.concurrency)?;
+
+    let state = Arc::new(ServerState {
+        ledger: core.reconciler.ledger().clone(),
+        ready: Default::default(),
+        metrics: Metrics::default(),
+        tokens: Default::default(),
+        webhook_secret: None,
+        sync: Default::default(),
+    });
+    let shutdown = server::shutdown_signal()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut stop: watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let mut servers = Vec::new();
+    for address in std::iter::once(args.listen).chain(args.metrics_listen) {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("listening on {address}"))?;
+        println!("listening on {}", listener.local_addr()?);
+        let app = server::router(state.clone());
+        let stop = stopped(stop_rx.clone());
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }));
+    }
+    let instance = std::env::var("POD_NAME").ok();
+    let reconciling = Arc::new(Context::new(
+        client.clone(),
+        core.reconciler.clone(),
+        state.clone(),
+        secrets,
+        args.state.data_dir.clone(),
+        cli.limits(),
+        instance.clone(),
+    ));
+    state.ready.store(true, Ordering::SeqCst);
+    let work = controller::run(reconciling, namespace, stopped(stop_rx.clone()));
+    if args.leader_elect {
+        // Leader election: the one call site (src/k8s/lease.rs).
+        let lease_namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .or_else(|| args.watch_namespace.clone())
+            .unwrap_or_else(|| "default".into());
+        // NB: every replica is pid 1 in its container: the pod's hostname
+        // and a random part keep identities apart.
+        let identity = instance.unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sluice".into());
+            format!(
+                "{host}-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            )
+        });
+        LeaderElection::new(client, &lease_namespace, &args.lease_name, &identity)
+            .run(work, stopped(stop_rx.clone()))
+            .await?;
+    } else {
+        work.await;
+    }
+    core.alerts.flush(super::sync::ALERT_GRACE).await;
+    for server in servers {
+        let _ = server.await;
+    }
+    Ok(Outcome::Clean)
+}

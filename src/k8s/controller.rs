@@ -1,0 +1,975 @@
+//! `sluice controller`: the Kubernetes mode's main loop. One kube-runtime
+//! controller over `Environment`s, woken also by the `ConfigRepository`s and
+//! `Gateway`s they reference, running the same [`Reconciler`] as `sluice run`.
+//!
+//! ```text
+//!   Environment ──► suspended? ──► ConfigRepository + Secret ──► fetch (Follower)
+//!        ▲                                                          │
+//!        │ status (server-side apply), Events              load + validate
+//!        │                                                          │
+//!   status::build ◄── Reconciler::pass(only = slug) ◄── + Gateway objects
+//! ```
+//!
+//! There are no finalizers: deleting an `Environment` leaves its gateways
+//! running the last version (taking policy away from a gateway is not a
+//! cleanup Sluice should do on its own).
+
+use super::{
+    ConfigRepository, Environment, Gateway,
+    crd::{EnvironmentStatus, GitRef},
+    status::{self, Observed, PassReport, Validation, reason},
+};
+use crate::{
+    config::{self, Limits, Loaded, model},
+    ledger::Trigger,
+    promote::trailer,
+    reconcile::{EnvironmentReport, NoProgress, Pass, Reconciler},
+    server::ServerState,
+    source::{Credentials, Follower, follow::Token, prefix},
+};
+use futures::StreamExt;
+use k8s_openapi::{
+    api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+    runtime::{
+        WatchStreamExt,
+        controller::{Action, Controller},
+        events::{Event, EventType, Recorder, Reporter},
+        predicates,
+        reflector::{self, ObjectRef},
+        watcher,
+    },
+};
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
+};
+
+/// The field manager of every status the controller writes.
+pub const FIELD_MANAGER: &str = "sluice-controller";
+/// Longest a fetch may take before the reconcile gives up on it.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+/// Prefix of the names under which Secret values reach the drivers.
+const SECRET_PREFIX: &str = "sluice.dev/secret/";
+
+/// What went wrong in the controller, one variant per failing operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the Sluice CRDs are not installed ({kind} is unknown to the API server); install them with `kubectl apply -f crds/` (or `sluice crds | kubectl apply -f -`)"
+    )]
+    CrdsMissing { kind: &'static str },
+    #[error("cannot list {kind} objects: {source}")]
+    List {
+        kind: &'static str,
+        source: Box<kube::Error>,
+    },
+    #[error("cannot read {kind} {namespace}/{name}: {source}")]
+    Get {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        source: Box<kube::Error>,
+    },
+    #[error("cannot write the status of Environment {namespace}/{name}: {source}")]
+    WriteStatus {
+        namespace: String,
+        name: String,
+        source: Box<kube::Error>,
+    },
+    #[error("cannot write the SSH key of Secret {name} to {path}: {source}")]
+    WriteKey {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the reconcile pass failed: {0}")]
+    Pass(#[from] crate::reconcile::ReconcileError),
+}
+
+impl Error {
+    /// A short label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::CrdsMissing { .. } => "crds_missing",
+            Error::List { .. } => "list",
+            Error::Get { .. } => "get",
+            Error::WriteStatus { .. } => "write_status",
+            Error::WriteKey { .. } => "write_key",
+            Error::Pass(_) => "pass",
+        }
+    }
+}
+
+/// Secret values the drivers read by name (`DriverContext::secret`): filled
+/// from `Gateway` objects' Secrets, falling back to the process environment
+/// for `tokenEnv` in `gateways.yaml`.
+#[derive(Clone, Default)]
+pub struct SecretValues(Arc<RwLock<HashMap<String, String>>>);
+
+impl SecretValues {
+    /// The value under `name`: a Secret's value when the name is one the
+    /// controller made, else the environment variable.
+    pub fn get(&self, name: &str) -> Option<String> {
+        if name.starts_with(SECRET_PREFIX) {
+            let values = self.0.read().unwrap_or_else(|e| e.into_inner());
+            return values.get(name).cloned();
+        }
+        std::env::var(name).ok()
+    }
+
+    fn insert(&self, name: String, value: String) {
+        let mut values = self.0.write().unwrap_or_else(|e| e.into_inner());
+        values.insert(name, value);
+    }
+}
+
+/// What every reconcile needs.
+pub struct Context {
+    pub client: Client,
+    /// One reconciler for the process (its drivers and ledger are shared).
+    pub reconciler: Arc<Reconciler>,
+    pub recorder: Recorder,
+    /// Health, readiness and metrics, served by the HTTP server.
+    pub server: Arc<ServerState>,
+    pub secrets: SecretValues,
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    /// Followed repositories, by namespace, name, URL and branch.
+    sources: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Source>>>>,
+    /// Environments reconciled once already (the first pass is `startup`).
+    seen: Mutex<HashSet<String>>,
+    /// Consecutive failures per Environment, for the backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+/// A followed repository: the head last loaded and the last valid one.
+#[derive(Default)]
+struct Source {
+    loaded: Option<(String, Arc<Loaded>)>,
+    last_good: Option<Arc<Loaded>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        reconciler: Arc<Reconciler>,
+        server: Arc<ServerState>,
+        secrets: SecretValues,
+        data_dir: PathBuf,
+        limits: Limits,
+        instance: Option<String>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance,
+            },
+        );
+        Context {
+            client,
+            reconciler,
+            recorder,
+            server,
+            secrets,
+            data_dir,
+            limits,
+            sources: Mutex::default(),
+            seen: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// Fails with [`Error::CrdsMissing`] when the API server does not serve
+/// the Sluice kinds (in `namespace`, or cluster-wide).
+pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<(), Error> {
+    async fn probe<K>(
+        client: &Client,
+        namespace: Option<&str>,
+        kind: &'static str,
+    ) -> Result<(), Error>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Err(Error::CrdsMissing { kind }),
+            Err(source) => Err(Error::List {
+                kind,
+                source: Box::new(source),
+            }),
+        }
+    }
+    probe::<ConfigRepository>(client, namespace, "ConfigRepository").await?;
+    probe::<Environment>(client, namespace, "Environment").await?;
+    probe::<Gateway>(client, namespace, "Gateway").await
+}
+
+/// Runs the controller until `shutdown` resolves (in-flight reconciles finish).
+pub async fn run(
+    context: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let client = &context.client;
+    // NB: only spec changes (a new generation) wake an Environment; its own
+    // status writes must not trigger another pass at once.
+    let (store, writer) = reflector::store();
+    let environments = reflector::reflector(
+        writer,
+        watcher(
+            api::<Environment>(client, namespace),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    let controller = Controller::for_stream(environments, store.clone());
+    let by_repository = store.clone();
+    let by_gateway = store;
+    controller
+        .watches(
+            api::<ConfigRepository>(client, namespace),
+            watcher::Config::default(),
+            move |repo: ConfigRepository| {
+                let (ns, name) = (repo.namespace(), repo.name_any());
+                by_repository
+                    .state()
+                    .into_iter()
+                    .filter(move |env| {
+                        env.namespace() == ns && env.spec.repository_ref.name == name
+                    })
+                    .map(|env| ObjectRef::from_obj(&*env))
+            },
+        )
+        .watches(
+            api::<Gateway>(client, namespace),
+            watcher::Config::default(),
+            move |gateway: Gateway| {
+                let (ns, environment) = (gateway.namespace(), gateway.spec.environment.clone());
+                by_gateway
+                    .state()
+                    .into_iter()
+                    .filter(move |env| env.namespace() == ns && env.name_any() == environment)
+                    .map(|env| ObjectRef::from_obj(&*env))
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(environment = %object, "reconciled"),
+                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+fn error_policy(env: Arc<Environment>, error: &Error, context: Arc<Context>) -> Action {
+    let key = key(&env);
+    let failures = context.failure(&key);
+    tracing::warn!(environment = %key, error = %error, label = error.metric_label(), "reconcile failed; retrying");
+    Action::requeue(backoff(failures, Duration::from_secs(300)))
+}
+
+/// 1s, 2s, 4s … up to `cap`.
+fn backoff(failures: u32, cap: Duration) -> Duration {
+    Duration::from_secs(1u64 << failures.min(16).saturating_sub(1)).min(cap)
+}
+
+fn key(env: &Environment) -> String {
+    format!("{}/{}", env.namespace().unwrap_or_default(), env.name_any())
+}
+
+impl Context {
+    fn failure(&self, key: &str) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let count = failures.entry(key.to_owned()).or_default();
+        *count += 1;
+        *count
+    }
+
+    fn success(&self, key: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(key);
+    }
+}
+
+/// What one reconcile found out, before it becomes a status.
+struct Work {
+    suspended: bool,
+    blocked: Option<(&'static str, String)>,
+    validation: Validation,
+    pass: Option<(String, Trigger, EnvironmentReport, Time)>,
+    /// The promotion the applied head records, when it is into this environment.
+    promotion: Option<String>,
+    /// How long until the next reconcile, when nothing wakes it earlier.
+    requeue: Duration,
+}
+
+impl Work {
+    fn blocked(reason: &'static str, message: impl Into<String>) -> Work {
+        Work {
+            suspended: false,
+            blocked: Some((reason, message.into())),
+            validation: Validation::Unknown,
+            pass: None,
+            promotion: None,
+            requeue: Duration::from_secs(60),
+        }
+    }
+}
+
+async fn reconcile(env: Arc<Environment>, context: Arc<Context>) -> Result<Action, Error> {
+    let key = key(&env);
+    let started = Instant::now();
+    let work = context.work(&env).await?;
+    let observed = Observed {
+        generation: env.metadata.generation,
+        now: now(),
+        suspended: work.suspended,
+        blocked: work.blocked.clone(),
+        validation: work.validation.clone(),
+        pass: work
+            .pass
+            .as_ref()
+            .map(|(revision, trigger, report, at)| PassReport {
+                revision,
+                trigger: *trigger,
+                report,
+                started: at,
+            }),
+    };
+    let previous = env.status.clone().unwrap_or_default();
+    let status = status::build(&previous, &observed);
+    context.write_status(&env, &status).await?;
+    context.publish_events(&env, &previous, &work).await;
+    if let Some((revision, _, report, _)) = &work.pass {
+        let pass = Pass::Reconciled {
+            revision: revision.clone(),
+            environments: vec![report.clone()],
+        };
+        let now = Timestamp::now().as_millisecond() as f64 / 1000.0;
+        context
+            .server
+            .metrics
+            .observe(&pass, started.elapsed().as_secs_f64(), now);
+    }
+    if work.blocked.is_some() {
+        let failures = context.failure(&key);
+        return Ok(Action::requeue(backoff(failures, work.requeue)));
+    }
+    context.success(&key);
+    Ok(Action::requeue(work.requeue))
+}
+
+impl Context {
+    /// Server-side apply of the whole status, owned by [`FIELD_MANAGER`].
+    async fn write_status(
+        &self,
+        env: &Environment,
+        status: &EnvironmentStatus,
+    ) -> Result<(), Error> {
+        let namespace = env.namespace().unwrap_or_default();
+        let name = env.name_any();
+        let api: Api<Environment> = Api::namespaced(self.client.clone(), &namespace);
+        let patch = serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "Environment",
+            "status": status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::WriteStatus {
+            source: Box::new(source),
+            namespace,
+            name,
+        })?;
+        Ok(())
+    }
+
+    async fn publish_events(&self, env: &Environment, previous: &EnvironmentStatus, work: &Work) {
+        let mut events = Vec::new();
+        let event = |type_, reason: &str, note: String| Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(truncate(note, 1000)),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Validation::Invalid { reason, message } = &work.validation {
+            let was = previous.conditions.iter().any(|c| {
+                c.type_ == super::crd::condition::VALIDATED
+                    && c.status == "False"
+                    && c.message == *message
+            });
+            if !was {
+                events.push(event(EventType::Warning, reason, message.clone()));
+            }
+        }
+        if let Some((revision, _, report, _)) = &work.pass {
+            for g in &report.gateways {
+                let version = format!("{}@{}", g.desired.short(), prefix(revision, 8));
+                if let Some(error) = &g.error {
+                    events.push(event(
+                        EventType::Warning,
+                        reason::APPLY_FAILED,
+                        format!("{}: {error}", g.gateway),
+                    ));
+                } else if g.applied {
+                    events.push(event(
+                        EventType::Normal,
+                        "Applied",
+                        format!("{} runs {version}", g.gateway),
+                    ));
+                }
+                if g.drift.is_some() {
+                    let healed = g.state == crate::ledger::GatewayState::InSync;
+                    events.push(event(
+                        EventType::Warning,
+                        reason::DRIFTED,
+                        if healed {
+                            format!(
+                                "{} ran something else than Sluice verified; put back to {version}",
+                                g.gateway
+                            )
+                        } else {
+                            format!("{} runs something else than Sluice verified", g.gateway)
+                        },
+                    ));
+                }
+                if let Some(why) = &g.gated {
+                    events.push(event(
+                        EventType::Normal,
+                        reason::GATED,
+                        format!("{}: {why}", g.gateway),
+                    ));
+                }
+            }
+            if let Some(promotion) = &work.promotion
+                && report
+                    .gateways
+                    .iter()
+                    .any(|g| g.applied && g.error.is_none())
+            {
+                events.push(event(EventType::Normal, "Promoted", promotion.clone()));
+            }
+        }
+        let reference = env.object_ref(&());
+        for event in events {
+            if let Err(e) = self.recorder.publish(&event, &reference).await {
+                tracing::warn!(error = %e, reason = %event.reason, "cannot publish an Event");
+            }
+        }
+    }
+
+    /// Everything up to and including the pass.
+    async fn work(&self, env: &Environment) -> Result<Work, Error> {
+        let namespace = env.namespace().unwrap_or_default();
+        let repo_name = &env.spec.repository_ref.name;
+        let repos: Api<ConfigRepository> = Api::namespaced(self.client.clone(), &namespace);
+        let repo = repos
+            .get_opt(repo_name)
+            .await
+            .map_err(|source| Error::Get {
+                source: Box::new(source),
+                kind: "ConfigRepository",
+                namespace: namespace.clone(),
+                name: repo_name.clone(),
+            })?;
+        let Some(repo) = repo else {
+            return Ok(Work::blocked(
+                "RepositoryNotFound",
+                format!("ConfigRepository {namespace}/{repo_name} does not exist"),
+            ));
+        };
+        let interval = repo
+            .spec
+            .interval
+            .parse()
+            .unwrap_or(Duration::from_secs(60))
+            .max(Duration::from_secs(1));
+        let blocked = |reason, message: String| {
+            let mut work = Work::blocked(reason, message);
+            work.requeue = interval;
+            Ok(work)
+        };
+        let branch = match &repo.spec.git_ref {
+            GitRef {
+                branch: Some(branch),
+                ..
+            } => branch.clone(),
+            // NB: the Follower follows branches; tags and commits are still to do.
+            _ => {
+                return blocked(
+                    "UnsupportedRef",
+                    "only ref.branch is supported so far (ref.tag and ref.commit are not)".into(),
+                );
+            }
+        };
+        if repo.spec.verification.is_some() {
+            // NB: refusing is the safe side: an unverified head must never run.
+            return blocked(
+                "VerificationUnsupported",
+                "spec.verification is set, and signature verification is not implemented yet: nothing is applied".into(),
+            );
+        }
+        let credentials = match &repo.spec.secret_ref {
+            None => Credentials::default(),
+            Some(secret) => match self.credentials(&namespace, &secret.name).await? {
+                Ok(credentials) => credentials,
+                Err(message) => return blocked("SecretNotFound", message),
+            },
+        };
+        let source_key = format!("{namespace}/{}/{}/{branch}", repo.name_any(), repo.spec.url);
+        let source = {
+            let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+            sources.entry(source_key).or_default().clone()
+        };
+        let mut source = source.lock().await;
+        let follower = Arc::new(Follower::new(
+            &repo.spec.url,
+            &branch,
+            &self.data_dir.join("cache").join(&namespace),
+            credentials,
+        ));
+        let fetch = {
+            let follower = follower.clone();
+            tokio::task::spawn_blocking(move || follower.fetch())
+        };
+        let commit = match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
+            Ok(Ok(Ok(commit))) => commit,
+            Ok(Ok(Err(e))) => {
+                self.server.metrics.fetch_errors.inc();
+                return blocked("FetchFailed", e.to_string());
+            }
+            Ok(Err(e)) => return blocked("FetchFailed", e.to_string()),
+            Err(_) => {
+                self.server.metrics.fetch_errors.inc();
+                return blocked(
+                    "FetchFailed",
+                    format!("fetching took more than {FETCH_TIMEOUT:?}"),
+                );
+            }
+        };
+        if source.loaded.as_ref().is_none_or(|(c, _)| *c != commit) {
+            let limits = self.limits;
+            let follower = follower.clone();
+            let wanted = commit.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let snapshot = follower.snapshot(&wanted)?;
+                config::load(&snapshot, &limits)
+            })
+            .await;
+            match loaded {
+                Ok(Ok(loaded)) => {
+                    let loaded = Arc::new(loaded);
+                    if loaded.repository.is_some() {
+                        source.last_good = Some(loaded.clone());
+                    } else {
+                        self.server.metrics.invalid_revisions.inc();
+                    }
+                    source.loaded = Some((commit.clone(), loaded));
+                }
+                Ok(Err(e)) => return blocked("LoadFailed", e.to_string()),
+                Err(e) => return blocked("LoadFailed", e.to_string()),
+            }
+        }
+        let Some((_, head)) = source.loaded.clone() else {
+            return blocked("LoadFailed", "nothing loaded".into());
+        };
+        let last_good = source.last_good.clone();
+        drop(source);
+
+        let slug = env
+            .spec
+            .path
+            .rsplit('/')
+            .next()
+            .unwrap_or(&env.spec.path)
+            .to_owned();
+        let mut work = Work {
+            suspended: env.spec.suspend,
+            blocked: None,
+            validation: Validation::Valid,
+            pass: None,
+            promotion: None,
+            requeue: interval,
+        };
+        // The revision to run: the head when valid, else the last good one.
+        let (run, is_head) = if head.repository.is_some() {
+            (Some(head.clone()), true)
+        } else {
+            work.validation = Validation::Invalid {
+                reason: reason::VALIDATION_FAILED,
+                message: findings_message(&head),
+            };
+            (last_good, false)
+        };
+        let Some(run) = run else {
+            return Ok(work);
+        };
+        let repository = run.repository.as_ref().expect("a valid revision");
+        let Some(environment) = repository.environments.get(&slug) else {
+            work.validation = Validation::Invalid {
+                reason: "EnvironmentNotFound",
+                message: format!(
+                    "{} is not an environment of the repository at {}",
+                    env.spec.path,
+                    prefix(&run.revision.to_string(), 8)
+                ),
+            };
+            return Ok(work);
+        };
+        work.requeue = interval.min(environment.drift_interval(&repository.manifest));
+        let registered = self
+            .registered_gateways(&namespace, &env.name_any())
+            .await?;
+        let merged = match merge_gateways(&run, &slug, registered) {
+            Ok(merged) => merged,
+            Err(message) => {
+                work.validation = Validation::Invalid {
+                    reason: reason::GATEWAY_NAME_CLASH,
+                    message,
+                };
+                return Ok(work);
+            }
+        };
+        if work.suspended {
+            return Ok(work);
+        }
+        let trigger = {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.insert(key(env)) {
+                Trigger::Startup
+            } else {
+                Trigger::Poll
+            }
+        };
+        let started = now();
+        let pass = run_pass(
+            self.reconciler.clone(),
+            merged,
+            trigger,
+            slug.clone(),
+            is_head,
+        )
+        .await?;
+        if let Pass::Reconciled {
+            revision,
+            environments,
+        } = pass
+            && let Some(report) = environments.into_iter().find(|e| e.environment == slug)
+        {
+            work.promotion = run
+                .message
+                .as_deref()
+                .and_then(trailer::parse)
+                .filter(|p| p.to == slug)
+                .map(|p| format!("promoted from {} at {}", p.from, prefix(&revision, 8)));
+            work.pass = Some((revision, trigger, report, started));
+        }
+        Ok(work)
+    }
+
+    /// The repository credentials in Secret `name`: key `token` for HTTPS,
+    /// `identity` or `ssh-privatekey` for SSH (written to a 0600 file under
+    /// the data dir). `Ok(Err(message))` when the Secret or its keys are missing.
+    async fn credentials(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Result<Credentials, String>, Error> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = secrets.get_opt(name).await.map_err(|source| Error::Get {
+            source: Box::new(source),
+            kind: "Secret",
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })?;
+        let Some(secret) = secret else {
+            return Ok(Err(format!("Secret {namespace}/{name} does not exist")));
+        };
+        let data = secret.data.unwrap_or_default();
+        let value = |key: &str| {
+            data.get(key)
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let mut credentials = Credentials {
+            token: value("token").map(Token),
+            ..Default::default()
+        };
+        if let Some(key) = value("identity").or_else(|| value("ssh-privatekey")) {
+            let path = self
+                .data_dir
+                .join("credentials")
+                .join(format!("{namespace}.{name}.key"));
+            write_private(&path, &key).map_err(|source| Error::WriteKey {
+                name: format!("{namespace}/{name}"),
+                path: path.clone(),
+                source,
+            })?;
+            credentials.ssh_key = Some(path);
+        }
+        if credentials.token.is_none() && credentials.ssh_key.is_none() {
+            return Ok(Err(format!(
+                "Secret {namespace}/{name} has none of the keys token, identity, ssh-privatekey"
+            )));
+        }
+        Ok(Ok(credentials))
+    }
+
+    /// The `Gateway` objects of Environment `environment`, as the drivers
+    /// know them; tokens from their Secrets go into [`SecretValues`].
+    async fn registered_gateways(
+        &self,
+        namespace: &str,
+        environment: &str,
+    ) -> Result<Vec<model::Gateway>, Error> {
+        let api: Api<Gateway> = Api::namespaced(self.client.clone(), namespace);
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| Error::List {
+                source: Box::new(source),
+                kind: "Gateway",
+            })?;
+        let mut gateways = Vec::new();
+        for object in list.items {
+            if object.spec.environment != environment {
+                continue;
+            }
+            let name = object.name_any();
+            let mut gateway = match object.spec.to_gateway(&name) {
+                Ok(gateway) => gateway,
+                Err(e) => {
+                    tracing::warn!(gateway = %name, error = %e, "skipping a Gateway");
+                    continue;
+                }
+            };
+            if let (model::Gateway::Http(http), Some(secret)) =
+                (&mut gateway, &object.spec.secret_ref)
+            {
+                let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+                let found = secrets
+                    .get_opt(&secret.name)
+                    .await
+                    .map_err(|source| Error::Get {
+                        source: Box::new(source),
+                        kind: "Secret",
+                        namespace: namespace.to_owned(),
+                        name: secret.name.clone(),
+                    })?;
+                if let Some(found) = found {
+                    // NB: the resourceVersion is in the name, so a rotated
+                    // token makes a new driver rather than reusing the old one.
+                    let version = found.resource_version().unwrap_or_default();
+                    let key = format!("{SECRET_PREFIX}{namespace}/{}@{version}", secret.name);
+                    if let Some(token) = found.data.and_then(|d| d.get("token").cloned()) {
+                        self.secrets
+                            .insert(key.clone(), String::from_utf8_lossy(&token.0).into_owned());
+                    }
+                    http.token_env = Some(model::EnvVarName(key));
+                } else {
+                    // The driver reports the missing token as the gateway's failure.
+                    http.token_env = Some(model::EnvVarName(format!(
+                        "{SECRET_PREFIX}{namespace}/{}",
+                        secret.name
+                    )));
+                }
+            }
+            gateways.push(gateway);
+        }
+        Ok(gateways)
+    }
+}
+
+/// One pass (`is_head`) or keep over `loaded`, for environment `slug`.
+///
+/// NB: the pass future is `Send`, but rustc cannot prove it for every
+/// lifetime (the higher-ranked `FnOnce` error), which kube-runtime's
+/// `Send + 'static` reconcile futures require; so it runs to completion on
+/// a blocking thread that drives it on the same runtime.
+async fn run_pass(
+    reconciler: Arc<Reconciler>,
+    loaded: Loaded,
+    trigger: Trigger,
+    slug: String,
+    is_head: bool,
+) -> Result<Pass, crate::reconcile::ReconcileError> {
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        runtime.block_on(async {
+            if is_head {
+                reconciler
+                    .pass(&loaded, trigger, Some(&slug), &NoProgress)
+                    .await
+            } else {
+                reconciler
+                    .keep(&loaded, trigger, Some(&slug), &NoProgress)
+                    .await
+            }
+        })
+    })
+    .await
+    .unwrap_or_else(|e| match e.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(e) => panic!("the reconcile pass was cancelled: {e}"),
+    })
+}
+
+/// `loaded` with the registered gateways added to environment `slug`; a
+/// name that `gateways.yaml` already uses is refused.
+pub fn merge_gateways(
+    loaded: &Loaded,
+    slug: &str,
+    registered: Vec<model::Gateway>,
+) -> Result<Loaded, String> {
+    let mut repository = loaded.repository.clone();
+    if let Some(env) = repository
+        .as_mut()
+        .and_then(|r| r.environments.get_mut(slug))
+    {
+        let clashes: Vec<&str> = registered
+            .iter()
+            .filter(|g| env.gateways.iter().any(|l| l.name() == g.name()))
+            .map(|g| g.name())
+            .collect();
+        if !clashes.is_empty() {
+            return Err(format!(
+                "Gateway objects named like gateways in {}: {}",
+                env.gateways_file,
+                clashes.join(", ")
+            ));
+        }
+        env.gateways.extend(registered);
+    }
+    Ok(Loaded {
+        revision: loaded.revision.clone(),
+        repository,
+        findings: loaded.findings.clone(),
+        sources: HashMap::new(),
+        message: loaded.message.clone(),
+    })
+}
+
+/// The first error findings, `file:line rule: message`.
+fn findings_message(loaded: &Loaded) -> String {
+    let errors: Vec<_> = loaded.findings.iter().filter(|f| f.is_error()).collect();
+    let shown: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|f| match f.line {
+            Some(line) => format!("{}:{line} {}: {}", f.file, f.rule, f.message),
+            None => format!("{} {}: {}", f.file, f.rule, f.message),
+        })
+        .collect();
+    let more = errors.len().saturating_sub(shown.len());
+    let mut message = format!(
+        "revision {} is invalid; the last good version keeps running: {}",
+        prefix(&loaded.revision.to_string(), 8),
+        shown.join("; ")
+    );
+    if more > 0 {
+        message.push_str(&format!(" (and {more} more)"));
+    }
+    message
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+/// Writes `content` to a file only its owner can read.
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(content.as_bytes())?;
+    if !content.ends_with('\n') {
+        file.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let cap = Duration::from_secs(60);
+        assert_eq!(backoff(1, cap), Duration::from_secs(1));
+        assert_eq!(backoff(2, cap), Duration::from_secs(2));
+        assert_eq!(backoff(4, cap), Duration::from_secs(8));
+        assert_eq!(backoff(30, cap), cap);
+    }
+
+    #[test]
+    fn gateway_tokens_come_from_secrets_not_the_environment() {
+        let values = SecretValues::default();
+        values.insert(format!("{SECRET_PREFIX}ns/gw@1"), "t0ken".into());
+        assert_eq!(
+            values.get(&format!("{SECRET_PREFIX}ns/gw@1")).as_deref(),
+            Some("t0ken")
+        );
+        assert_eq!(values.get(&format!("{SECRET_PREFIX}ns/other@1")), None);
+    }
+
+    #[test]
+    fn a_private_key_file_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials/k.key");
+        write_private(&path, "KEY").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

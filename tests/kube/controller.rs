@@ -1,0 +1,529 @@
+//! `sluice controller` against the real API server: an Environment pointing
+//! at a git repository served over loopback reconciles into a ConfigMap
+//! gateway and an HTTP reference gateway, with the status, history and
+//! Events right; a hand edit of the ConfigMap is seen as drift and put back
+//! (production's policy is `heal`). And without the CRDs it refuses to start.
+//!
+//! The controller runs as a local process with KUBECONFIG: the test API
+//! server has no scheduler to run its Deployment.
+
+use crate::env;
+use k8s_openapi::{
+    api::{
+        core::v1::{ConfigMap, Namespace},
+        events::v1::Event,
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams},
+    runtime::wait::{await_condition, conditions},
+};
+use sluice::{
+    config::Digest,
+    gateway::configmap::DIGEST_ANNOTATION,
+    k8s::{self, ConfigRepository, Environment, crd::condition},
+    ledger::{GatewayState, Trigger},
+};
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const FIELD_MANAGER: &str = "sluice-kube-tests";
+
+async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in k8s::crds() {
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying the CRD {name}: {e}"));
+        env::within(
+            60,
+            "a Sluice CRD to become Established",
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .expect("watching the CRD");
+    }
+}
+
+async fn namespace(client: &Client) -> String {
+    let name = env::unique_name("sluice-ctl");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("creating a namespace");
+    name
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Sluice Test",
+            "-c",
+            "user.email=test@sluice.dev",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+/// `git daemon` serving one repository on a free loopback port (as in
+/// tests/it/support.rs).
+struct GitDaemon {
+    child: Child,
+    url: String,
+}
+
+impl GitDaemon {
+    fn serve(repo: &Path) -> GitDaemon {
+        use std::os::unix::process::CommandExt as _;
+        let base = repo.parent().unwrap();
+        let name = repo.file_name().unwrap().to_string_lossy().into_owned();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // NB: its own process group, so the children it forks go with it.
+            .process_group(0)
+            .spawn()
+            .expect("git daemon starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "git daemon did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        GitDaemon {
+            child,
+            url: format!("git://127.0.0.1:{port}/{name}"),
+        }
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A long-running `sluice` process that prints `listening on ADDR`; its
+/// stderr goes to a file shown when the test fails.
+struct Process {
+    child: Child,
+    address: String,
+    log: PathBuf,
+}
+
+impl Process {
+    fn start(args: &[&str], envs: &[(&str, &str)], log: PathBuf) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .envs(envs.iter().copied())
+            .env_remove("SLUICE_REPO")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("sluice starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(address.to_owned());
+                }
+            }
+        });
+        let Ok(address) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!(
+                "sluice {args:?} did not listen:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        Process {
+            child,
+            address,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it gives `Some`, or fails after `seconds`.
+async fn eventually<T, F, Fut>(seconds: u64, what: &str, controller: &Process, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {seconds}s waiting for {what}; controller log:\n{}",
+            controller.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn condition_of(env: &Environment, type_: &str) -> Option<(String, String)> {
+    env.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+#[tokio::test]
+async fn an_environment_reconciles_into_configmap_and_http_gateways_and_heals_drift() {
+    let Some(client) = env::client().await else {
+        return;
+    };
+    let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
+    install_crds(&client).await;
+    let namespace = namespace(&client).await;
+    let work = tempfile::tempdir().unwrap();
+
+    // The reference gateway, with a bearer token. NB: the http driver reads
+    // `tokenEnv` of gateways.yaml from the controller's environment; tokens
+    // from Secrets are for Gateway objects (`spec.secretRef`).
+    let token = "test-gateway-token";
+    let gateway = Process::start(
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            work.path().join("gateway").to_str().unwrap(),
+            "--token-env",
+            "SLUICE_TEST_GATEWAY_TOKEN",
+        ],
+        &[("SLUICE_TEST_GATEWAY_TOKEN", token)],
+        work.path().join("gateway.log"),
+    );
+
+    // The config repository: the example, with production on a ConfigMap
+    // and on the reference gateway.
+    let repo = work.path().join("policy");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg(&example)
+            .arg(&repo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(
+        repo.join("environments/production/gateways.yaml"),
+        format!(
+            "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n  - name: prod-http\n    driver: http\n    url: http://{}\n    tokenEnv: SLUICE_TEST_GATEWAY_TOKEN\n",
+            gateway.address
+        ),
+    )
+    .unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(
+        &repo,
+        &["commit", "-q", "-m", "production on a ConfigMap and HTTP"],
+    );
+    let daemon = GitDaemon::serve(&repo);
+
+    let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
+    let repository: ConfigRepository = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "ConfigRepository",
+        "metadata": { "name": "policy" },
+        "spec": { "url": daemon.url, "ref": { "branch": "main" }, "interval": "2s" },
+    }))
+    .unwrap();
+    repos
+        .create(&PostParams::default(), &repository)
+        .await
+        .expect("creating the ConfigRepository");
+    let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
+    let environment: Environment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Environment",
+        "metadata": { "name": "production" },
+        "spec": { "repositoryRef": { "name": "policy" }, "path": "environments/production" },
+    }))
+    .unwrap();
+    environments
+        .create(&PostParams::default(), &environment)
+        .await
+        .expect("creating the Environment");
+
+    let controller = Process::start(
+        &[
+            "controller",
+            "--listen",
+            "127.0.0.1:0",
+            "--watch-namespace",
+            &namespace,
+            "--data-dir",
+            work.path().join("data").to_str().unwrap(),
+        ],
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("SLUICE_TEST_GATEWAY_TOKEN", token),
+            ("SLUICE_LOG", "info"),
+        ],
+        work.path().join("controller.log"),
+    );
+
+    // Reconciled: Ready, both gateways in sync, one apply in the history.
+    let synced = eventually(
+        120,
+        "Synced=True with both gateways in sync",
+        &controller,
+        || async {
+            let env = environments.get("production").await.ok()?;
+            let status = env.status.as_ref()?;
+            (condition_of(&env, condition::SYNCED)? == ("True".into(), "AllInSync".into())
+                && status.gateways.len() == 2
+                && status
+                    .gateways
+                    .iter()
+                    .all(|g| g.state == GatewayState::InSync))
+            .then_some(env)
+        },
+    )
+    .await;
+    let status = synced.status.clone().unwrap();
+    assert_eq!(
+        condition_of(&synced, condition::READY),
+        Some(("True".into(), "Reconciled".into()))
+    );
+    assert_eq!(
+        condition_of(&synced, condition::VALIDATED),
+        Some(("True".into(), "Valid".into()))
+    );
+    assert_eq!(
+        condition_of(&synced, condition::DRIFTED),
+        Some(("False".into(), "NoDrift".into()))
+    );
+    assert_eq!(
+        condition_of(&synced, condition::GATED),
+        Some(("False".into(), "NotGated".into()))
+    );
+    for c in &status.conditions {
+        assert_eq!(
+            c.observed_generation, synced.metadata.generation,
+            "{}",
+            c.type_
+        );
+    }
+    assert_eq!(status.gateways_in_sync.as_deref(), Some("2/2"));
+    let desired = status.desired_digest.clone().expect("a desired digest");
+    let head = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&repo)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(status.desired_revision.as_deref(), Some(head.trim()));
+    assert_eq!(status.history.len(), 1, "{:?}", status.history);
+    assert_eq!(status.history[0].trigger, Trigger::Startup);
+    assert_eq!(status.history[0].digest, desired);
+    for g in &status.gateways {
+        assert_eq!(
+            g.observed_digest.as_deref(),
+            Some(desired.as_str()),
+            "{}",
+            g.name
+        );
+    }
+
+    // The ConfigMap holds that version, annotated with its digest.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let written = config_maps.get("policy").await.expect("the ConfigMap");
+    assert_eq!(written.annotations()[DIGEST_ANNOTATION], desired);
+    let body = written.data.clone().unwrap()["policy.json"].clone();
+    assert_eq!(Digest::of_json(&body).unwrap().as_str(), desired);
+
+    // The reference gateway runs it too.
+    let live = reqwest::Client::new()
+        .get(format!("http://{}/sluice/v1/config", gateway.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert!(live.status().is_success(), "{}", live.status());
+
+    // A hand edit of the ConfigMap (what `kubectl edit` does): drift, put
+    // back by the next pass (production's drift policy is heal).
+    let mut document: serde_json::Value = serde_json::from_str(&body).unwrap();
+    document["enforcement"] = "monitor".into();
+    config_maps
+        .patch(
+            "policy",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"data": {"policy.json": document.to_string()}})),
+        )
+        .await
+        .expect("editing the ConfigMap");
+    // NB: what lasts is waited for: the heal in the history and the data
+    // put back (`Healed` on the Drifted condition lasts one pass).
+    let healed = eventually(60, "an apply with trigger drift", &controller, || async {
+        let env = environments.get("production").await.ok()?;
+        let status = env.status.as_ref()?;
+        (status.history.first()?.trigger == Trigger::Drift).then_some(env)
+    })
+    .await;
+    let status = healed.status.clone().unwrap();
+    assert_eq!(status.history.len(), 2, "{:?}", status.history);
+    assert_eq!(status.history[0].digest, desired);
+    let (drifted, reason) = condition_of(&healed, condition::DRIFTED).unwrap();
+    assert_eq!(drifted, "False");
+    assert!(reason == "Healed" || reason == "NoDrift", "{reason}");
+    let back = config_maps.get("policy").await.unwrap().data.unwrap()["policy.json"].clone();
+    assert_eq!(Digest::of_json(&back).unwrap().as_str(), desired);
+
+    // Events: the applies and the drift, on the Environment.
+    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    let reasons = eventually(30, "Applied and Drifted Events", &controller, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let reasons: Vec<String> = list
+            .items
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("production"))
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        (reasons.iter().any(|r| r == "Applied") && reasons.iter().any(|r| r == "Drifted"))
+            .then_some(reasons)
+    })
+    .await;
+    assert!(!reasons.iter().any(|r| r == "ApplyFailed"), "{reasons:?}");
+
+    // Health and metrics on --listen.
+    let healthz = reqwest::get(format!("http://{}/healthz", controller.address))
+        .await
+        .unwrap();
+    assert!(healthz.status().is_success());
+    let metrics = reqwest::get(format!("http://{}/metrics", controller.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("sluice_reconciles"), "{metrics}");
+
+    drop(controller);
+    let _ = Api::<Namespace>::all(client)
+        .delete(&namespace, &Default::default())
+        .await;
+}
+
+/// A server without the sluice.dev kinds: every path is `404`, as an API
+/// server answers for a group it does not serve. (Deterministic: the shared
+/// test API server may have the CRDs installed by other tests.)
+#[tokio::test]
+async fn without_the_crds_the_controller_says_so_and_exits_2() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 8192];
+                let _ = stream.read(&mut buffer).await;
+                let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server could not find the requested resource","reason":"NotFound","details":{},"code":404}"#;
+                let response = format!(
+                    "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let kubeconfig = work.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: bare\n  cluster:\n    server: http://{address}\ncontexts:\n- name: bare\n  context:\n    cluster: bare\n    user: nobody\nusers:\n- name: nobody\n  user: {{}}\ncurrent-context: bare\n"
+        ),
+    )
+    .unwrap();
+    let data = work.path().join("data");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args([
+                "controller",
+                "--listen",
+                "127.0.0.1:0",
+                "--watch-namespace",
+                "policy",
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    server.abort();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CRDs are not installed"), "{stderr}");
+    assert!(stderr.contains("kubectl apply -f crds/"), "{stderr}");
+}
