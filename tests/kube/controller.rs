@@ -527,3 +527,145 @@ async fn without_the_crds_the_controller_says_so_and_exits_2() {
     assert!(stderr.contains("CRDs are not installed"), "{stderr}");
     assert!(stderr.contains("kubectl apply -f crds/"), "{stderr}");
 }
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_and_killing_it_hands_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let Some(client) = env::client().await else {
+        return;
+    };
+    let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
+    install_crds(&client).await;
+    let namespace = namespace(&client).await;
+    let work = tempfile::tempdir().unwrap();
+
+    let repo = work.path().join("policy");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg(&example)
+            .arg(&repo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(
+        repo.join("environments/staging/gateways.yaml"),
+        format!(
+            "gateways:\n  - name: stg-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: staging-policy\n"
+        ),
+    )
+    .unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "staging on a ConfigMap"]);
+    let daemon = GitDaemon::serve(&repo);
+
+    let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
+    let repository: ConfigRepository = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "ConfigRepository",
+        "metadata": { "name": "policy" },
+        "spec": { "url": daemon.url, "ref": { "branch": "main" }, "interval": "2s" },
+    }))
+    .unwrap();
+    repos
+        .create(&PostParams::default(), &repository)
+        .await
+        .unwrap();
+    let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
+    let environment: Environment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Environment",
+        "metadata": { "name": "staging" },
+        "spec": { "repositoryRef": { "name": "policy" }, "path": "environments/staging" },
+    }))
+    .unwrap();
+    environments
+        .create(&PostParams::default(), &environment)
+        .await
+        .unwrap();
+
+    let replica = |name: &str| {
+        Process::start(
+            &[
+                "controller",
+                "--listen",
+                "127.0.0.1:0",
+                "--watch-namespace",
+                &namespace,
+                "--data-dir",
+                work.path().join(name).to_str().unwrap(),
+                "--leader-elect",
+                "--lease-name",
+                "sluice-controller",
+                "--lease-namespace",
+                &namespace,
+            ],
+            &[
+                ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+                ("POD_NAME", name),
+                ("SLUICE_LOG", "info"),
+            ],
+            work.path().join(format!("{name}.log")),
+        )
+    };
+    let mut replicas = vec![replica("replica-a"), replica("replica-b")];
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+    let holder = || async {
+        leases
+            .get_opt("sluice-controller")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+            .filter(|h| !h.is_empty())
+    };
+    let leader = eventually(60, "a leader", &replicas[0], || async { holder().await }).await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let digest = || async {
+        config_maps
+            .get_opt("staging-policy")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|m| m.metadata.annotations?.get(DIGEST_ANNOTATION).cloned())
+    };
+    let first = eventually(60, "the leader's first apply", &replicas[0], || async {
+        digest().await
+    })
+    .await;
+    assert_eq!(
+        holder().await.as_deref(),
+        Some(leader.as_str()),
+        "one leader, and it stays"
+    );
+
+    // The leader dies without a word; the other replica takes over and
+    // applies the next commit.
+    let index = if leader == "replica-a" { 0 } else { 1 };
+    let mut dead = replicas.remove(index);
+    let _ = dead.child.kill();
+    let _ = dead.child.wait();
+    let survivor = &replicas[0];
+    let models = std::fs::read_to_string(repo.join("base/packs/models.yaml")).unwrap();
+    std::fs::write(
+        repo.join("base/packs/models.yaml"),
+        models.replace("600", "300"),
+    )
+    .unwrap();
+    git(&repo, &["commit", "-q", "-am", "lower the rate"]);
+    let next = eventually(90, "the new leader", survivor, || async {
+        holder().await.filter(|h| *h != leader)
+    })
+    .await;
+    assert_ne!(next, leader);
+    eventually(
+        90,
+        "the new leader's apply of the next commit",
+        survivor,
+        || async { digest().await.filter(|d| *d != first) },
+    )
+    .await;
+}
