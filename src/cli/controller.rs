@@ -33,6 +33,11 @@ pub struct Args {
     /// Watch only this namespace (default: every namespace).
     #[arg(long)]
     pub watch_namespace: Option<String>,
+    /// Only Environments whose labels match this selector (e.g.
+    /// `sluice.dev/shard=eu`): controller deployments split environments
+    /// between them, each with its own Lease.
+    #[arg(long)]
+    pub shard: Option<String>,
     /// Reconcile only while holding the Lease (for more than one replica).
     #[arg(long)]
     pub leader_elect: bool,
@@ -118,7 +123,16 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         instance.clone(),
     ));
     state.ready.store(true, Ordering::SeqCst);
-    let work = controller::run(reconciling, namespace, stopped(stop_rx.clone()));
+    let reconciler = core.reconciler.clone();
+    let stop = stopped(stop_rx.clone());
+    let work = async move {
+        // NB: only the leader may resolve what a previous leader left
+        // unfinished (without a repository, they are marked interrupted).
+        if let Err(e) = reconciler.resolve_unfinished(None).await {
+            tracing::error!(error = %e, "cannot resolve unfinished attempts");
+        }
+        controller::run(reconciling, namespace, args.shard.as_deref(), stop).await;
+    };
     if args.leader_elect {
         // Leader election: the one call site (src/k8s/lease.rs).
         let lease_namespace = args

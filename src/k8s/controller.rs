@@ -224,9 +224,13 @@ pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<(), 
 }
 
 /// Runs the controller until `shutdown` resolves (in-flight reconciles finish).
+/// Reconciles the Environments of `namespace` (or all) whose labels match
+/// `shard` (a label selector such as `sluice.dev/shard=eu`; all when `None`),
+/// so several controller deployments can split the environments between them.
 pub async fn run(
     context: Arc<Context>,
     namespace: Option<&str>,
+    shard: Option<&str>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -246,7 +250,10 @@ pub async fn run(
         writer,
         watcher(
             api::<Environment>(client, namespace),
-            watcher::Config::default(),
+            match shard {
+                Some(selector) => watcher::Config::default().labels(selector),
+                None => watcher::Config::default(),
+            },
         ),
     )
     .default_backoff()

@@ -669,3 +669,123 @@ async fn two_replicas_elect_one_leader_and_killing_it_hands_over() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_sharded_controller_reconciles_only_its_environments() {
+    let Some(client) = env::client().await else {
+        return;
+    };
+    let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
+    install_crds(&client).await;
+    let namespace = namespace(&client).await;
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("policy");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg(&example)
+            .arg(&repo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for env in ["staging", "development"] {
+        std::fs::write(
+            repo.join(format!("environments/{env}/gateways.yaml")),
+            format!(
+                "gateways:\n  - name: {env}-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: {env}-policy\n"
+            ),
+        )
+        .unwrap();
+    }
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(
+        &repo,
+        &["commit", "-q", "-m", "two environments on ConfigMaps"],
+    );
+    let daemon = GitDaemon::serve(&repo);
+    let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
+    let repository: ConfigRepository = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "ConfigRepository",
+        "metadata": { "name": "policy" },
+        "spec": { "url": daemon.url, "ref": { "branch": "main" }, "interval": "2s" },
+    }))
+    .unwrap();
+    repos
+        .create(&PostParams::default(), &repository)
+        .await
+        .unwrap();
+    let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
+    for (name, labels) in [
+        ("staging", serde_json::json!({ "sluice.dev/shard": "eu" })),
+        (
+            "development",
+            serde_json::json!({ "sluice.dev/shard": "us" }),
+        ),
+    ] {
+        let environment: Environment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "Environment",
+            "metadata": { "name": name, "labels": labels },
+            "spec": { "repositoryRef": { "name": "policy" }, "path": format!("environments/{name}") },
+        }))
+        .unwrap();
+        environments
+            .create(&PostParams::default(), &environment)
+            .await
+            .unwrap();
+    }
+    let controller = Process::start(
+        &[
+            "controller",
+            "--listen",
+            "127.0.0.1:0",
+            "--watch-namespace",
+            &namespace,
+            "--shard",
+            "sluice.dev/shard=eu",
+            "--data-dir",
+            work.path().join("data").to_str().unwrap(),
+        ],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        work.path().join("controller.log"),
+    );
+    eventually(60, "the eu environment synced", &controller, || async {
+        let env = environments.get("staging").await.ok()?;
+        (condition_of(&env, "Synced")?.0 == "True").then_some(())
+    })
+    .await;
+    // Two more reconciles of its own environment, and still nothing of the other.
+    let reconciles = || async {
+        let url = format!("http://{}/metrics", controller.address);
+        let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        let count: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("sluice_reconciles_total") && l.contains("staging"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        Some(count)
+    };
+    let before = reconciles().await.unwrap_or(0.0);
+    eventually(60, "more reconciles of its own", &controller, || async {
+        reconciles().await.filter(|n| *n >= before + 2.0)
+    })
+    .await;
+    let other = environments.get("development").await.unwrap();
+    assert!(
+        other.status.is_none(),
+        "another shard's environment was touched: {:?}",
+        other.status
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    assert!(
+        config_maps
+            .get_opt("development-policy")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
