@@ -25,7 +25,7 @@ use crate::{
     promote::trailer,
     reconcile::{EnvironmentReport, NoProgress, Pass, Reconciler},
     server::ServerState,
-    source::{Credentials, Follower, follow::Token, prefix},
+    source::{Credentials, Follower, Target, follow::Token, prefix},
 };
 use futures::StreamExt;
 use k8s_openapi::{
@@ -533,16 +533,21 @@ impl Context {
             work.requeue = interval;
             Ok(work)
         };
-        let branch = match &repo.spec.git_ref {
+        let target = match &repo.spec.git_ref {
             GitRef {
                 branch: Some(branch),
                 ..
-            } => branch.clone(),
-            // NB: the Follower follows branches; tags and commits are still to do.
+            } => Target::Branch(branch.clone()),
+            GitRef { tag: Some(tag), .. } => Target::Tag(tag.clone()),
+            GitRef {
+                commit: Some(commit),
+                ..
+            } => Target::Commit(commit.clone()),
+            // The API server's CEL rule asks for exactly one.
             _ => {
                 return blocked(
-                    "UnsupportedRef",
-                    "only ref.branch is supported so far (ref.tag and ref.commit are not)".into(),
+                    "InvalidRef",
+                    "set one of ref.branch, ref.tag, ref.commit".into(),
                 );
             }
         };
@@ -560,15 +565,19 @@ impl Context {
                 Err(message) => return blocked("SecretNotFound", message),
             },
         };
-        let source_key = format!("{namespace}/{}/{}/{branch}", repo.name_any(), repo.spec.url);
+        let source_key = format!(
+            "{namespace}/{}/{}/{target:?}",
+            repo.name_any(),
+            repo.spec.url
+        );
         let source = {
             let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
             sources.entry(source_key).or_default().clone()
         };
         let mut source = source.lock().await;
-        let follower = Arc::new(Follower::new(
+        let follower = Arc::new(Follower::at(
             &repo.spec.url,
-            &branch,
+            target,
             &self.data_dir.join("cache").join(&namespace),
             credentials,
         ));

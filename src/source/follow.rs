@@ -37,10 +37,47 @@ enum Location {
     Remote { url: String, cache: PathBuf },
 }
 
-/// A branch of a repository, kept up to date.
+/// What a follower stays on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The head of a branch, as it moves.
+    Branch(String),
+    /// A tag (moved only if someone moves the tag).
+    Tag(String),
+    /// One commit, by full id.
+    Commit(String),
+}
+
+impl Target {
+    fn name(&self) -> &str {
+        match self {
+            Target::Branch(name) | Target::Tag(name) | Target::Commit(name) => name,
+        }
+    }
+
+    /// The remote ref to list and fetch; none for a commit.
+    fn remote_ref(&self) -> Option<String> {
+        match self {
+            Target::Branch(name) => Some(format!("refs/heads/{name}")),
+            Target::Tag(name) => Some(format!("refs/tags/{name}")),
+            Target::Commit(_) => None,
+        }
+    }
+
+    /// Where the fetched ref is kept in the cache.
+    fn tracking(&self) -> String {
+        match self {
+            Target::Branch(name) => format!("{TRACKING_PREFIX}{name}"),
+            Target::Tag(name) => format!("{TRACKING_PREFIX}tags/{name}"),
+            Target::Commit(id) => format!("{TRACKING_PREFIX}commits/{id}"),
+        }
+    }
+}
+
+/// A branch (or tag, or commit) of a repository, kept up to date.
 pub struct Follower {
     location: Location,
-    branch: String,
+    target: Target,
     credentials: Credentials,
 }
 
@@ -58,6 +95,15 @@ const MAX_FETCH_BYTES: usize = 1 << 30;
 
 impl Follower {
     pub fn new(repo: &str, branch: &str, cache_root: &Path, credentials: Credentials) -> Self {
+        Self::at(
+            repo,
+            Target::Branch(branch.to_owned()),
+            cache_root,
+            credentials,
+        )
+    }
+
+    pub fn at(repo: &str, target: Target, cache_root: &Path, credentials: Credentials) -> Self {
         let location = if is_remote(repo) {
             let hash = Sha256::digest(repo.as_bytes());
             let name: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
@@ -70,7 +116,7 @@ impl Follower {
         };
         Follower {
             location,
-            branch: branch.to_owned(),
+            target,
             credentials,
         }
     }
@@ -89,12 +135,18 @@ impl Follower {
         match &self.location {
             Location::Local(path) => {
                 let repo = open(path)?;
-                let commit = repo
-                    .revparse_single(&format!("refs/heads/{}", self.branch))
-                    .or_else(|_| repo.revparse_single(&self.branch))
+                let name = self.target.name();
+                let commit = self
+                    .target
+                    .remote_ref()
+                    .map_or_else(
+                        || repo.revparse_single(name),
+                        |full| repo.revparse_single(&full),
+                    )
+                    .or_else(|_| repo.revparse_single(name))
                     .and_then(|o| o.peel_to_commit())
                     .map_err(|_| SourceError::RevisionNotFound {
-                        rev: self.branch.clone(),
+                        rev: name.to_owned(),
                         path: path.display().to_string(),
                     })?;
                 Ok(commit.id().to_string())
@@ -114,30 +166,48 @@ impl Follower {
                 Repository::init_bare(cache).map_err(|e| remote_error(url, e))?
             }
         };
-        let tracking = format!("{TRACKING_PREFIX}{}", self.branch);
-        let local_head = repo.refname_to_id(&tracking).ok();
+        let tracking = self.target.tracking();
+        let not_found = || SourceError::RevisionNotFound {
+            rev: self.target.name().to_owned(),
+            path: redact_url(url),
+        };
         let mut remote = repo
             .remote_anonymous(url)
             .map_err(|e| remote_error(url, e))?;
-        let remote_head = {
-            let connection = remote
-                .connect_auth(Direction::Fetch, Some(self.callbacks()), None)
-                .map_err(|e| remote_error(url, e))?;
-            let wanted = format!("refs/heads/{}", self.branch);
-            let head = connection
-                .list()
-                .map_err(|e| remote_error(url, e))?
-                .iter()
-                .find(|h| h.name() == wanted)
-                .map(|h| h.oid());
-            head.ok_or_else(|| SourceError::RevisionNotFound {
-                rev: self.branch.clone(),
-                path: redact_url(url),
-            })?
+        let refspecs: Vec<String> = match self.target.remote_ref() {
+            Some(wanted) => {
+                let local_head = repo.refname_to_id(&tracking).ok();
+                let remote_head = {
+                    let connection = remote
+                        .connect_auth(Direction::Fetch, Some(self.callbacks()), None)
+                        .map_err(|e| remote_error(url, e))?;
+                    let head = connection
+                        .list()
+                        .map_err(|e| remote_error(url, e))?
+                        .iter()
+                        .find(|h| h.name() == wanted)
+                        .map(|h| h.oid());
+                    head.ok_or_else(not_found)?
+                };
+                if local_head == Some(remote_head) {
+                    return peeled(&repo, &tracking).ok_or_else(not_found);
+                }
+                vec![format!("+{wanted}:{tracking}")]
+            }
+            // NB: a commit, once fetched, never changes: no round trip.
+            None => {
+                if let Some(id) = Oid::from_str(self.target.name())
+                    .ok()
+                    .filter(|id| repo.find_commit(*id).is_ok())
+                {
+                    return Ok(id.to_string());
+                }
+                vec![
+                    format!("+refs/heads/*:{TRACKING_PREFIX}heads/*"),
+                    format!("+refs/tags/*:{TRACKING_PREFIX}tags/*"),
+                ]
+            }
         };
-        if local_head == Some(remote_head) {
-            return Ok(remote_head.to_string());
-        }
         let mut options = FetchOptions::new();
         let mut callbacks = self.callbacks();
         // NB: a remote that streams without end (or too slowly) is cut off
@@ -147,9 +217,9 @@ impl Follower {
             progress.received_bytes() <= MAX_FETCH_BYTES && Instant::now() < deadline
         });
         options.remote_callbacks(callbacks);
-        let refspec = format!("+refs/heads/{}:{tracking}", self.branch);
+        let refspecs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
         remote
-            .fetch(&[refspec.as_str()], Some(&mut options), None)
+            .fetch(&refspecs, Some(&mut options), None)
             .map_err(|e| match e.code() {
                 git2::ErrorCode::User => SourceError::OpenRepository {
                     path: redact_url(url),
@@ -161,10 +231,14 @@ impl Follower {
                 },
                 _ => remote_error(url, e),
             })?;
-        let head: Oid = repo
-            .refname_to_id(&tracking)
-            .map_err(|e| remote_error(url, e))?;
-        Ok(head.to_string())
+        match &self.target {
+            Target::Commit(id) => Oid::from_str(id)
+                .ok()
+                .filter(|id| repo.find_commit(*id).is_ok())
+                .map(|id| id.to_string())
+                .ok_or_else(not_found),
+            _ => peeled(&repo, &tracking).ok_or_else(not_found),
+        }
     }
 
     fn callbacks(&self) -> RemoteCallbacks<'static> {
@@ -175,6 +249,12 @@ impl Follower {
     pub fn snapshot(&self, commit: &str) -> Result<GitSnapshot, SourceError> {
         GitSnapshot::open(self.repository_path(), commit)
     }
+}
+
+/// The commit a ref points at, through an annotated tag.
+fn peeled(repo: &Repository, refname: &str) -> Option<String> {
+    let object = repo.revparse_single(refname).ok()?;
+    Some(object.peel_to_commit().ok()?.id().to_string())
 }
 
 /// Callbacks that authenticate to a remote with `credentials` (fetch and

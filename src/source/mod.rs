@@ -20,7 +20,7 @@ mod git;
 pub mod publish;
 mod worktree;
 
-pub use follow::{Credentials, Follower};
+pub use follow::{Credentials, Follower, Target};
 pub use git::GitSnapshot;
 pub(crate) use git::subdirectory;
 pub use worktree::WorkTree;

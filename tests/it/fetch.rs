@@ -118,3 +118,53 @@ fn a_password_in_the_url_is_never_shown() {
     }
     assert_eq!(server.served(), 0);
 }
+
+/// A follower of `target` on `origin` served by `git daemon`, cached in `cache`.
+fn follower(url: &str, target: sluice::source::Target, cache: &Path) -> sluice::source::Follower {
+    sluice::source::Follower::at(url, target, cache, Default::default())
+}
+
+#[test]
+fn a_tag_or_a_commit_is_followed_where_a_branch_would_move() {
+    use sluice::source::Target;
+    let origin = TestRepo::example();
+    let first = origin.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    origin.git(&["tag", "-a", "v1", "-m", "release 1"]);
+    let models = origin.read("base/packs/models.yaml");
+    origin.write("base/packs/models.yaml", models.replace("600", "700"));
+    let second = origin.commit("after the tag");
+    let server = crate::support::GitDaemon::serve(origin.path());
+    let cache = tempfile::tempdir().unwrap();
+
+    let branch = follower(&server.url(), Target::Branch("main".into()), cache.path());
+    assert_eq!(branch.fetch().unwrap(), second);
+    // An annotated tag is followed to its commit, not past it.
+    let tag = follower(&server.url(), Target::Tag("v1".into()), cache.path());
+    assert_eq!(tag.fetch().unwrap(), first);
+    assert_eq!(tag.fetch().unwrap(), first, "unchanged on the next fetch");
+    let commit = follower(&server.url(), Target::Commit(first.clone()), cache.path());
+    assert_eq!(commit.fetch().unwrap(), first);
+    // A commit the remote does not have is a clear error.
+    let missing = follower(&server.url(), Target::Commit("0".repeat(40)), cache.path());
+    let error = missing.fetch().unwrap_err().to_string();
+    assert!(error.contains(&"0".repeat(40)), "{error}");
+
+    // The same, from a local path.
+    let local = origin.path().to_str().unwrap();
+    assert_eq!(
+        follower(local, Target::Tag("v1".into()), cache.path())
+            .fetch()
+            .unwrap(),
+        first
+    );
+    assert_eq!(
+        follower(local, Target::Commit(first.clone()), cache.path())
+            .fetch()
+            .unwrap(),
+        first
+    );
+    // The snapshot at a tag's commit loads.
+    let snapshot = tag.snapshot(&first).unwrap();
+    let loaded = sluice::config::load(&snapshot, &Default::default()).unwrap();
+    assert!(loaded.repository.is_some());
+}
