@@ -20,7 +20,7 @@ use super::{
     status::{self, Observed, PassReport, Validation, reason},
 };
 use crate::{
-    config::{self, Limits, Loaded, model},
+    config::{self, Limits, Loaded, Repository, model},
     ledger::Trigger,
     promote::trailer,
     reconcile::{EnvironmentReport, NoProgress, Pass, Reconciler},
@@ -54,6 +54,11 @@ use std::{
 pub const FIELD_MANAGER: &str = "sluice-controller";
 /// Longest a fetch may take before the reconcile gives up on it.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+/// Environments reconciled at once (each pass works on up to
+/// `--concurrency` gateways).
+const ENVIRONMENTS_AT_ONCE: u16 = 8;
+/// How long one fetch of a repository stands for all its Environments.
+const FETCH_SHARED_FOR: Duration = Duration::from_secs(2);
 /// Prefix of the names under which Secret values reach the drivers.
 const SECRET_PREFIX: &str = "sluice.dev/secret/";
 
@@ -153,6 +158,8 @@ pub struct Context {
 struct Source {
     loaded: Option<(String, Arc<Loaded>)>,
     last_good: Option<Arc<Loaded>>,
+    /// When the head was last fetched.
+    fetched_at: Option<std::time::Instant>,
 }
 
 impl Context {
@@ -289,6 +296,9 @@ pub async fn run(
                     .map(|env| ObjectRef::from_obj(&*env))
             },
         )
+        // NB: unbounded, every Environment reconciled at once (each holding
+        // a blocking thread and its share of the repository).
+        .with_config(kube::runtime::controller::Config::default().concurrency(ENVIRONMENTS_AT_ONCE))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -581,12 +591,26 @@ impl Context {
             &self.data_dir.join("cache").join(&namespace),
             credentials,
         ));
+        // NB: the Environments of one repository share a fetch: one made a
+        // moment ago stands, rather than one round trip per Environment.
+        let recent = source
+            .fetched_at
+            .is_some_and(|at| at.elapsed() < FETCH_SHARED_FOR.min(interval));
         let fetch = {
             let follower = follower.clone();
-            tokio::task::spawn_blocking(move || follower.fetch())
+            let known = source.loaded.as_ref().map(|(commit, _)| commit.clone());
+            tokio::task::spawn_blocking(move || match known {
+                Some(commit) if recent => Ok(commit),
+                _ => follower.fetch(),
+            })
         };
         let commit = match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
-            Ok(Ok(Ok(commit))) => commit,
+            Ok(Ok(Ok(commit))) => {
+                if !recent {
+                    source.fetched_at = Some(std::time::Instant::now());
+                }
+                commit
+            }
             Ok(Ok(Err(e))) => {
                 self.server.metrics.fetch_errors.inc();
                 return blocked("FetchFailed", e.to_string());
@@ -874,7 +898,19 @@ pub fn merge_gateways(
     slug: &str,
     registered: Vec<model::Gateway>,
 ) -> Result<Loaded, String> {
-    let mut repository = loaded.repository.clone();
+    // NB: only this environment, not a deep copy of the whole repository
+    // per reconcile (packs are shared `Arc`s; the manifest is small).
+    let mut repository = loaded.repository.as_ref().map(|repo| Repository {
+        revision: repo.revision.clone(),
+        manifest: repo.manifest.clone(),
+        base_packs: repo.base_packs.clone(),
+        environments: repo
+            .environments
+            .get(slug)
+            .map(|env| (slug.to_owned(), env.clone()))
+            .into_iter()
+            .collect(),
+    });
     if let Some(env) = repository
         .as_mut()
         .and_then(|r| r.environments.get_mut(slug))
