@@ -21,8 +21,11 @@
 //! `SLUICE_BENCH_ENVIRONMENTS=N` overrides the count (for a quick try).
 
 mod common;
+#[path = "../tests/common/git_daemon.rs"]
+mod git_daemon;
 
 use common::{git, write};
+use git_daemon::GitDaemon;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::{
@@ -92,14 +95,14 @@ fn main() {
     println!(
         "repository: {environments} environments × {GATEWAYS_PER_ENVIRONMENT} configmap gateways, generated and committed in {:.1?}, served at {}",
         started.elapsed(),
-        daemon.url
+        daemon.url()
     );
 
     let started = Instant::now();
     runtime.block_on(async {
         install_crds(&client).await;
         create_namespace(&client, &namespace).await;
-        create_objects(&client, &namespace, &daemon.url, environments).await;
+        create_objects(&client, &namespace, &daemon.url(), environments).await;
     });
     println!(
         "CRDs, namespace {namespace}, 1 ConfigRepository and {environments} Environments created in {:.1?} ({CREATE_CONCURRENCY} at once)",
@@ -418,14 +421,21 @@ impl Controller {
         self.status_field("VmRSS:")
     }
 
+    /// Sends `kill -SIGNAL` to the controller (not to `time` around it).
+    fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.sluice.to_string())
+            .status();
+    }
+
     fn vm_hwm_kib(&self) -> u64 {
         self.status_field("VmHWM:")
     }
 
     /// SIGTERM, wait; the peak RSS (KiB) and the log.
     fn stop(mut self) -> (u64, String) {
-        // SAFETY: a plain kill(2) of the controller this benchmark started.
-        unsafe { libc::kill(self.sluice as i32, libc::SIGTERM) };
+        self.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if self.time.try_wait().unwrap().is_some() {
@@ -433,7 +443,7 @@ impl Controller {
             }
             if Instant::now() > deadline {
                 println!("the controller did not stop within 60 s of SIGTERM; killed");
-                unsafe { libc::kill(self.sluice as i32, libc::SIGKILL) };
+                self.signal("KILL");
                 let _ = self.time.wait();
                 break;
             }
@@ -453,64 +463,9 @@ impl Controller {
 impl Drop for Controller {
     fn drop(&mut self) {
         if self.time.try_wait().ok().flatten().is_none() {
-            unsafe { libc::kill(self.sluice as i32, libc::SIGKILL) };
+            self.signal("KILL");
             let _ = self.time.wait();
         }
-    }
-}
-
-/// `git daemon` serving one repository on a free loopback port (as in
-/// tests/kube/controller.rs).
-struct GitDaemon {
-    child: Child,
-    url: String,
-}
-
-impl GitDaemon {
-    fn serve(repo: &Path) -> GitDaemon {
-        use std::os::unix::process::CommandExt as _;
-        let base = repo.parent().unwrap();
-        let name = repo.file_name().unwrap().to_string_lossy().into_owned();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // NB: its own process group, so the children it forks go with it.
-            .process_group(0)
-            .spawn()
-            .expect("git daemon starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "git daemon did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        GitDaemon {
-            child,
-            url: format!("git://127.0.0.1:{port}/{name}"),
-        }
-    }
-}
-
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) of the process group this benchmark started.
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

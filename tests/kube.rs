@@ -21,6 +21,8 @@ mod core_objects;
 mod crd;
 #[path = "kube/env.rs"]
 mod env;
+#[path = "common/git_daemon.rs"]
+mod git_daemon;
 #[path = "kube/lease.rs"]
 mod lease;
 #[path = "kube/rbac.rs"]

@@ -2,7 +2,6 @@
 
 use std::{
     fs,
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Output},
 };
@@ -269,65 +268,9 @@ impl Drop for GatewayProcess {
     }
 }
 
-/// `git daemon` serving a repository's parent directory on a free loopback port.
-pub struct GitDaemon {
-    child: std::process::Child,
-    port: u16,
-    name: String,
-}
-
-impl GitDaemon {
-    pub fn serve(repo: &Path) -> GitDaemon {
-        let base = repo.parent().unwrap();
-        let name = repo.file_name().unwrap().to_string_lossy().into_owned();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            // NB: its own process group, so the children it forks per
-            // connection go with it.
-            .process_group(0)
-            .spawn()
-            .expect("git daemon starts");
-        let daemon = GitDaemon { child, port, name };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "git daemon did not listen"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        daemon
-    }
-
-    pub fn url(&self) -> String {
-        format!("git://127.0.0.1:{}/{}", self.port, self.name)
-    }
-}
-
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../common/git_daemon.rs"]
+mod git_daemon;
+pub use git_daemon::GitDaemon;
 
 /// One HTTP request from a synchronous test: status and body.
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {

@@ -3,10 +3,10 @@
 //! writes; and `sluice sync` / `sluice drift` end to end.
 
 use crate::env;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
-    Api, Client,
-    api::{ObjectMeta, Patch, PatchParams, PostParams},
+    Api,
+    api::{Patch, PatchParams},
 };
 use sluice::{
     config::{Digest, model},
@@ -16,23 +16,6 @@ use sluice::{
     },
 };
 use std::{path::Path, process::Command, sync::Arc};
-
-async fn namespace(client: &Client) -> String {
-    let name = env::unique_name("sluice-cm");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    namespaces
-        .create(&PostParams::default(), &namespace)
-        .await
-        .expect("creating a namespace");
-    name
-}
 
 fn desired(body: &str, revision: &str) -> Desired {
     Desired {
@@ -58,7 +41,7 @@ async fn a_configmap_gateway_applies_sees_hand_edits_and_refuses_stale_writes() 
     let Some(client) = env::client().await else {
         return;
     };
-    let namespace = namespace(&client).await;
+    let namespace = env::namespace(&client, "sluice-cm").await;
     let mut context = DriverContext::new(std::env::temp_dir());
     context.kube = Arc::new(tokio::sync::OnceCell::new_with(Some(client.clone())));
     let spec = model::ConfigMapGateway {
@@ -165,7 +148,7 @@ async fn sync_writes_configmaps_and_drift_sees_an_edit_that_sync_puts_back() {
         return;
     };
     let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
-    let namespace = namespace(&client).await;
+    let namespace = env::namespace(&client, "sluice-cm").await;
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");

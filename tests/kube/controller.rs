@@ -7,7 +7,7 @@
 //! The controller runs as a local process with KUBECONFIG: the test API
 //! server has no scheduler to run its Deployment.
 
-use crate::env;
+use crate::{env, git_daemon::GitDaemon};
 use k8s_openapi::{
     api::{
         core::v1::{ConfigMap, Namespace},
@@ -17,7 +17,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{ListParams, Patch, PatchParams, PostParams},
     runtime::wait::{await_condition, conditions},
 };
 use sluice::{
@@ -56,23 +56,6 @@ async fn install_crds(client: &Client) {
     }
 }
 
-async fn namespace(client: &Client) -> String {
-    let name = env::unique_name("sluice-ctl");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    namespaces
-        .create(&PostParams::default(), &namespace)
-        .await
-        .expect("creating a namespace");
-    name
-}
-
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
         .args([
@@ -88,59 +71,66 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(status.success(), "git {args:?}");
 }
 
-/// `git daemon` serving one repository on a free loopback port (as in
-/// tests/it/support.rs).
-struct GitDaemon {
-    child: Child,
-    url: String,
+/// The example repository copied to `work/policy`, each `(environment,
+/// gateways.yaml)` written over it, committed on `main`.
+fn policy_repo(work: &Path, gateways: &[(&str, String)]) -> PathBuf {
+    let repo = work.join("policy");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
+    assert!(
+        Command::new("cp")
+            .arg("-r")
+            .arg(&example)
+            .arg(&repo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (environment, yaml) in gateways {
+        std::fs::write(
+            repo.join(format!("environments/{environment}/gateways.yaml")),
+            yaml,
+        )
+        .unwrap();
+    }
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "gateways for the test"]);
+    repo
 }
 
-impl GitDaemon {
-    fn serve(repo: &Path) -> GitDaemon {
-        use std::os::unix::process::CommandExt as _;
-        let base = repo.parent().unwrap();
-        let name = repo.file_name().unwrap().to_string_lossy().into_owned();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // NB: its own process group, so the children it forks go with it.
-            .process_group(0)
-            .spawn()
-            .expect("git daemon starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "git daemon did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        GitDaemon {
-            child,
-            url: format!("git://127.0.0.1:{port}/{name}"),
-        }
-    }
+/// The ConfigRepository `policy`: `url`, branch main, polled every 2 s.
+async fn create_repository(client: &Client, namespace: &str, url: &str) {
+    let repository: ConfigRepository = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "ConfigRepository",
+        "metadata": { "name": "policy" },
+        "spec": { "url": url, "ref": { "branch": "main" }, "interval": "2s" },
+    }))
+    .unwrap();
+    Api::<ConfigRepository>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &repository)
+        .await
+        .expect("creating the ConfigRepository");
 }
 
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The Environment `name` for `environments/<name>` of `policy`.
+async fn create_environment(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    labels: serde_json::Value,
+) {
+    let environment: Environment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Environment",
+        "metadata": { "name": name, "labels": labels },
+        "spec": { "repositoryRef": { "name": "policy" }, "path": format!("environments/{name}") },
+    }))
+    .unwrap();
+    Api::<Environment>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &environment)
+        .await
+        .expect("creating the Environment");
 }
 
 /// A long-running `sluice` process that prints `listening on ADDR`; its
@@ -233,7 +223,7 @@ async fn an_environment_reconciles_into_configmap_and_http_gateways_and_heals_dr
     };
     let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
     install_crds(&client).await;
-    let namespace = namespace(&client).await;
+    let namespace = env::namespace(&client, "sluice-ctl").await;
     let work = tempfile::tempdir().unwrap();
 
     // The reference gateway, with a bearer token. NB: the http driver reads
@@ -256,57 +246,20 @@ async fn an_environment_reconciles_into_configmap_and_http_gateways_and_heals_dr
 
     // The config repository: the example, with production on a ConfigMap
     // and on the reference gateway.
-    let repo = work.path().join("policy");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
-    assert!(
-        Command::new("cp")
-            .arg("-r")
-            .arg(&example)
-            .arg(&repo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    std::fs::write(
-        repo.join("environments/production/gateways.yaml"),
-        format!(
-            "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n  - name: prod-http\n    driver: http\n    url: http://{}\n    tokenEnv: SLUICE_TEST_GATEWAY_TOKEN\n",
-            gateway.address
-        ),
-    )
-    .unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(
-        &repo,
-        &["commit", "-q", "-m", "production on a ConfigMap and HTTP"],
+    let repo = policy_repo(
+        work.path(),
+        &[(
+            "production",
+            format!(
+                "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n  - name: prod-http\n    driver: http\n    url: http://{}\n    tokenEnv: SLUICE_TEST_GATEWAY_TOKEN\n",
+                gateway.address
+            ),
+        )],
     );
     let daemon = GitDaemon::serve(&repo);
-
-    let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
-    let repository: ConfigRepository = serde_json::from_value(serde_json::json!({
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "ConfigRepository",
-        "metadata": { "name": "policy" },
-        "spec": { "url": daemon.url, "ref": { "branch": "main" }, "interval": "2s" },
-    }))
-    .unwrap();
-    repos
-        .create(&PostParams::default(), &repository)
-        .await
-        .expect("creating the ConfigRepository");
+    create_repository(&client, &namespace, &daemon.url()).await;
+    create_environment(&client, &namespace, "production", serde_json::json!({})).await;
     let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
-    let environment: Environment = serde_json::from_value(serde_json::json!({
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "Environment",
-        "metadata": { "name": "production" },
-        "spec": { "repositoryRef": { "name": "policy" }, "path": "environments/production" },
-    }))
-    .unwrap();
-    environments
-        .create(&PostParams::default(), &environment)
-        .await
-        .expect("creating the Environment");
 
     let controller = Process::start(
         &[
@@ -536,56 +489,21 @@ async fn two_replicas_elect_one_leader_and_killing_it_hands_over() {
     };
     let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
     install_crds(&client).await;
-    let namespace = namespace(&client).await;
+    let namespace = env::namespace(&client, "sluice-ctl").await;
     let work = tempfile::tempdir().unwrap();
 
-    let repo = work.path().join("policy");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
-    assert!(
-        Command::new("cp")
-            .arg("-r")
-            .arg(&example)
-            .arg(&repo)
-            .status()
-            .unwrap()
-            .success()
+    let repo = policy_repo(
+        work.path(),
+        &[(
+            "staging",
+            format!(
+                "gateways:\n  - name: stg-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: staging-policy\n"
+            ),
+        )],
     );
-    std::fs::write(
-        repo.join("environments/staging/gateways.yaml"),
-        format!(
-            "gateways:\n  - name: stg-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: staging-policy\n"
-        ),
-    )
-    .unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", "staging on a ConfigMap"]);
     let daemon = GitDaemon::serve(&repo);
-
-    let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
-    let repository: ConfigRepository = serde_json::from_value(serde_json::json!({
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "ConfigRepository",
-        "metadata": { "name": "policy" },
-        "spec": { "url": daemon.url, "ref": { "branch": "main" }, "interval": "2s" },
-    }))
-    .unwrap();
-    repos
-        .create(&PostParams::default(), &repository)
-        .await
-        .unwrap();
-    let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
-    let environment: Environment = serde_json::from_value(serde_json::json!({
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "Environment",
-        "metadata": { "name": "staging" },
-        "spec": { "repositoryRef": { "name": "policy" }, "path": "environments/staging" },
-    }))
-    .unwrap();
-    environments
-        .create(&PostParams::default(), &environment)
-        .await
-        .unwrap();
+    create_repository(&client, &namespace, &daemon.url()).await;
+    create_environment(&client, &namespace, "staging", serde_json::json!({})).await;
 
     let replica = |name: &str| {
         Process::start(
@@ -677,67 +595,26 @@ async fn a_sharded_controller_reconciles_only_its_environments() {
     };
     let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
     install_crds(&client).await;
-    let namespace = namespace(&client).await;
+    let namespace = env::namespace(&client, "sluice-ctl").await;
     let work = tempfile::tempdir().unwrap();
-    let repo = work.path().join("policy");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
-    assert!(
-        Command::new("cp")
-            .arg("-r")
-            .arg(&example)
-            .arg(&repo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    for env in ["staging", "development"] {
-        std::fs::write(
-            repo.join(format!("environments/{env}/gateways.yaml")),
-            format!(
-                "gateways:\n  - name: {env}-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: {env}-policy\n"
-            ),
+    let gateways = |env: &str| {
+        format!(
+            "gateways:\n  - name: {env}-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: {env}-policy\n"
         )
-        .unwrap();
-    }
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(
-        &repo,
-        &["commit", "-q", "-m", "two environments on ConfigMaps"],
+    };
+    let repo = policy_repo(
+        work.path(),
+        &[
+            ("staging", gateways("staging")),
+            ("development", gateways("development")),
+        ],
     );
     let daemon = GitDaemon::serve(&repo);
-    let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
-    let repository: ConfigRepository = serde_json::from_value(serde_json::json!({
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "ConfigRepository",
-        "metadata": { "name": "policy" },
-        "spec": { "url": daemon.url, "ref": { "branch": "main" }, "interval": "2s" },
-    }))
-    .unwrap();
-    repos
-        .create(&PostParams::default(), &repository)
-        .await
-        .unwrap();
+    create_repository(&client, &namespace, &daemon.url()).await;
+    let shard = |value: &str| serde_json::json!({ "sluice.dev/shard": value });
+    create_environment(&client, &namespace, "staging", shard("eu")).await;
+    create_environment(&client, &namespace, "development", shard("us")).await;
     let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
-    for (name, labels) in [
-        ("staging", serde_json::json!({ "sluice.dev/shard": "eu" })),
-        (
-            "development",
-            serde_json::json!({ "sluice.dev/shard": "us" }),
-        ),
-    ] {
-        let environment: Environment = serde_json::from_value(serde_json::json!({
-            "apiVersion": "sluice.dev/v1alpha1",
-            "kind": "Environment",
-            "metadata": { "name": name, "labels": labels },
-            "spec": { "repositoryRef": { "name": "policy" }, "path": format!("environments/{name}") },
-        }))
-        .unwrap();
-        environments
-            .create(&PostParams::default(), &environment)
-            .await
-            .unwrap();
-    }
     let controller = Process::start(
         &[
             "controller",

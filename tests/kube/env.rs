@@ -211,6 +211,25 @@ async fn connect_with(kubeconfig: &Path, kubeconfig_file: Kubeconfig) -> Client 
 
 /// A DNS-1123 name unique to this test run, so that reruns against a reused
 /// server never collide: `PREFIX-<pid><time><counter>` in base 36.
+/// A new namespace named from `prefix`, for one test's objects.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{ObjectMeta, PostParams};
+    let name = unique_name(prefix);
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    kube::Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("creating a namespace");
+    name
+}
+
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
