@@ -160,6 +160,9 @@ struct Source {
     last_good: Option<Arc<Loaded>>,
     /// When the head was last fetched.
     fetched_at: Option<std::time::Instant>,
+    /// What the ConfigRepository's status last said: fetched (the commit)
+    /// or not (why).
+    reported: Option<Result<String, String>>,
 }
 
 impl Context {
@@ -410,6 +413,64 @@ async fn reconcile(env: Arc<Environment>, context: Arc<Context>) -> Result<Actio
 
 impl Context {
     /// Server-side apply of the whole status, owned by [`FIELD_MANAGER`].
+    /// Writes the ConfigRepository's status (Ready, revision, last fetch)
+    /// when what it says changes: its Environments share one fetch.
+    async fn report_repository(
+        &self,
+        repo: &ConfigRepository,
+        reported: &mut Option<Result<String, String>>,
+        fetched: &Result<String, String>,
+    ) {
+        if reported.as_ref() == Some(fetched) {
+            return;
+        }
+        let (status, reason, message) = match fetched {
+            Ok(commit) => ("True", "Fetched", format!("at {}", prefix(commit, 12))),
+            Err(message) => ("False", "FetchFailed", truncate(message.clone(), 1024)),
+        };
+        // The transition time moves only when Ready flips.
+        let since = repo
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .filter(|c| c.status == status)
+            .map_or_else(now, |c| c.last_transition_time.clone());
+        let mut patch = serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "ConfigRepository",
+            "status": {
+                "observedGeneration": repo.metadata.generation,
+                "conditions": [{
+                    "type": "Ready",
+                    "status": status,
+                    "reason": reason,
+                    "message": message,
+                    "lastTransitionTime": since,
+                    "observedGeneration": repo.metadata.generation,
+                }],
+            },
+        });
+        if let Ok(commit) = fetched {
+            patch["status"]["revision"] = commit.clone().into();
+            patch["status"]["lastFetchTime"] = serde_json::to_value(now()).unwrap_or_default();
+        }
+        let namespace = repo.namespace().unwrap_or_default();
+        let api: Api<ConfigRepository> = Api::namespaced(self.client.clone(), &namespace);
+        let written = api
+            .patch_status(
+                &repo.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await;
+        match written {
+            Ok(_) => *reported = Some(fetched.clone()),
+            Err(e) => {
+                tracing::warn!(repository = %repo.name_any(), error = %e, "cannot write the ConfigRepository's status")
+            }
+        }
+    }
+
     async fn write_status(
         &self,
         env: &Environment,
@@ -604,24 +665,24 @@ impl Context {
                 _ => follower.fetch(),
             })
         };
-        let commit = match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
-            Ok(Ok(Ok(commit))) => {
+        let fetched = match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
+            Ok(Ok(Ok(commit))) => Ok(commit),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("fetching took more than {FETCH_TIMEOUT:?}")),
+        };
+        self.report_repository(&repo, &mut source.reported, &fetched)
+            .await;
+        let commit = match fetched {
+            Ok(commit) => {
                 if !recent {
                     source.fetched_at = Some(std::time::Instant::now());
                 }
                 commit
             }
-            Ok(Ok(Err(e))) => {
+            Err(message) => {
                 self.server.metrics.fetch_errors.inc();
-                return blocked("FetchFailed", e.to_string());
-            }
-            Ok(Err(e)) => return blocked("FetchFailed", e.to_string()),
-            Err(_) => {
-                self.server.metrics.fetch_errors.inc();
-                return blocked(
-                    "FetchFailed",
-                    format!("fetching took more than {FETCH_TIMEOUT:?}"),
-                );
+                return blocked("FetchFailed", message);
             }
         };
         if source.loaded.as_ref().is_none_or(|(c, _)| *c != commit) {

@@ -297,6 +297,26 @@ async fn an_environment_reconciles_into_configmap_and_http_gateways_and_heals_dr
         },
     )
     .await;
+    // The repository says what it fetched.
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
+    eventually(30, "the ConfigRepository's status", &controller, || async {
+        let status = repos.get("policy").await.ok()?.status?;
+        let ready = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True" && c.reason == "Fetched");
+        (ready
+            && status.revision.as_deref() == Some(head.as_str())
+            && status.last_fetch_time.is_some())
+        .then_some(())
+    })
+    .await;
     let status = synced.status.clone().unwrap();
     assert_eq!(
         condition_of(&synced, condition::READY),
