@@ -758,6 +758,8 @@ impl Context {
         let registered = self
             .registered_gateways(&namespace, &env.name_any())
             .await?;
+        let registered_names: Vec<String> =
+            registered.iter().map(|g| g.name().to_owned()).collect();
         let merged = match merge_gateways(&run, &slug, registered) {
             Ok(merged) => merged,
             Err(message) => {
@@ -800,9 +802,67 @@ impl Context {
                 .and_then(trailer::parse)
                 .filter(|p| p.to == slug)
                 .map(|p| format!("promoted from {} at {}", p.from, prefix(&revision, 8)));
+            self.report_gateways(&namespace, &report, &registered_names)
+                .await;
             work.pass = Some((revision, trigger, report, started));
         }
         Ok(work)
+    }
+
+    /// Writes each `Gateway` object's status (state, observed digest,
+    /// Ready) from the pass that just ran it.
+    async fn report_gateways(
+        &self,
+        namespace: &str,
+        report: &crate::reconcile::EnvironmentReport,
+        registered: &[String],
+    ) {
+        let api: Api<Gateway> = Api::namespaced(self.client.clone(), namespace);
+        for gateway in report
+            .gateways
+            .iter()
+            .filter(|g| registered.contains(&g.gateway))
+        {
+            let in_sync = gateway.state == crate::ledger::GatewayState::InSync;
+            // A condition's reason is CamelCase: `failed` → `Failed`.
+            let state = gateway.state.as_str();
+            let reason: String = state
+                .split('-')
+                .flat_map(|word| {
+                    let mut chars = word.chars();
+                    chars
+                        .next()
+                        .map(|c| c.to_ascii_uppercase())
+                        .into_iter()
+                        .chain(chars)
+                })
+                .collect();
+            let patch = serde_json::json!({
+                "apiVersion": "sluice.dev/v1alpha1",
+                "kind": "Gateway",
+                "status": {
+                    "state": gateway.state,
+                    "observedDigest": gateway.observed.as_ref().map(|d| d.to_string()),
+                    "conditions": [{
+                        "type": "Ready",
+                        "status": if in_sync { "True" } else { "False" },
+                        "reason": reason,
+                        "message": truncate(gateway.error.clone().or_else(|| gateway.gated.clone()).unwrap_or_default(), 1024),
+                        "lastTransitionTime": now(),
+                    }],
+                },
+            });
+            let written = api
+                .patch_status(
+                    &gateway.gateway,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await;
+            if let Err(e) = written {
+                tracing::warn!(gateway = %gateway.gateway, error = %e, "cannot write the Gateway's status");
+            }
+        }
     }
 
     /// The repository credentials in Secret `name`: key `token` for HTTPS,

@@ -634,6 +634,23 @@ async fn a_sharded_controller_reconciles_only_its_environments() {
     let shard = |value: &str| serde_json::json!({ "sluice.dev/shard": value });
     create_environment(&client, &namespace, "staging", shard("eu")).await;
     create_environment(&client, &namespace, "development", shard("us")).await;
+    // A gateway the platform registers itself, beside gateways.yaml.
+    let registered: k8s::Gateway = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Gateway",
+        "metadata": { "name": "staging-extra" },
+        "spec": {
+            "environment": "staging",
+            "driver": "configmap",
+            "configmap": { "namespace": namespace, "configMap": "staging-extra" },
+        },
+    }))
+    .unwrap();
+    let gateways: Api<k8s::Gateway> = Api::namespaced(client.clone(), &namespace);
+    gateways
+        .create(&PostParams::default(), &registered)
+        .await
+        .expect("creating the Gateway");
     let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
     let controller = Process::start(
         &[
@@ -671,6 +688,10 @@ async fn a_sharded_controller_reconciles_only_its_environments() {
         reconciles().await.filter(|n| *n >= before + 2.0)
     })
     .await;
+    // The registered gateway was applied too, and says so on its status.
+    let extra = gateways.get("staging-extra").await.unwrap().status.unwrap();
+    assert_eq!(extra.state, Some(GatewayState::InSync), "{extra:?}");
+    assert!(extra.observed_digest.is_some());
     let other = environments.get("development").await.unwrap();
     assert!(
         other.status.is_none(),
@@ -684,5 +705,12 @@ async fn a_sharded_controller_reconciles_only_its_environments() {
             .await
             .unwrap()
             .is_none()
+    );
+    assert!(
+        config_maps
+            .get_opt("staging-extra")
+            .await
+            .unwrap()
+            .is_some()
     );
 }
