@@ -6,7 +6,7 @@
 
 use super::{
     Cli, Outcome,
-    publish::{Published, PushArgs},
+    publish::{Published, PushArgs, refusal_is_a_finding},
 };
 use crate::{
     promote::{self, PromoteError, Promoted, Request},
@@ -61,17 +61,7 @@ struct Report<'a> {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
-    match make(cli, args) {
-        Ok(outcome) => Ok(outcome),
-        Err(e) => match e.downcast::<PromoteError>() {
-            Ok(refused) if refused.is_check_failure() => {
-                eprintln!("error: {refused}");
-                Ok(Outcome::Findings)
-            }
-            Ok(other) => Err(other.into()),
-            Err(other) => Err(other),
-        },
-    }
+    refusal_is_a_finding(make(cli, args), PromoteError::is_check_failure)
 }
 
 fn make(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {

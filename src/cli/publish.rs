@@ -1,7 +1,7 @@
 //! What `promote` and `rollback` share after their branch is made: the
 //! optional push and the next step to tell the user.
 
-use super::Cli;
+use super::{Cli, Outcome};
 use crate::source::{
     Credentials,
     commit::open_repository,
@@ -74,5 +74,23 @@ impl PushArgs {
             pull_request_url: None,
             next: String::new(),
         }
+    }
+}
+
+/// A branch the render check refused is a finding (exit 1), not an error
+/// of usage or environment (exit 2).
+pub fn refusal_is_a_finding<E>(
+    result: anyhow::Result<Outcome>,
+    is_check_failure: impl Fn(&E) -> bool,
+) -> anyhow::Result<Outcome>
+where
+    E: std::fmt::Display + std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Err(e) if e.downcast_ref::<E>().is_some_and(is_check_failure) => {
+            eprintln!("error: {e}");
+            Ok(Outcome::Findings)
+        }
+        other => other,
     }
 }

@@ -1083,13 +1083,7 @@ fn findings_message(loaded: &Loaded) -> String {
 }
 
 fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
+    crate::drift::cut(&mut text, max);
     text
 }
 

@@ -325,12 +325,16 @@ impl Reconciler {
         for env in repo.environments.values() {
             let mut policy = EnvironmentPolicy::of(repo, env);
             if only.is_none_or(|o| o == env.slug) {
-                let ran = self.ledger.deployments(&env.slug, GATE_HISTORY)?;
                 let promoted = promotion.as_ref().filter(|p| p.to == env.slug);
-                policy.held = self.gate(
-                    env, &rendered, &ran, &revision, &previous, &policy, promoted,
-                )?;
-                policy.verified = ran.into_iter().next().map(|d| d.digest);
+                policy.held = self.gate(env, &rendered, &revision, &previous, &policy, promoted)?;
+                // NB: only the newest deployment on every pass; a gate reads
+                // the history itself, and only where a soak is set.
+                policy.verified = self
+                    .ledger
+                    .deployments(&env.slug, 1)?
+                    .into_iter()
+                    .next()
+                    .map(|d| d.digest);
             }
             policies.insert(env.slug.as_str(), policy);
         }
@@ -539,7 +543,6 @@ impl Reconciler {
         &self,
         env: &Environment,
         rendered: &[RenderedGateway],
-        ran: &[Deployment],
         revision: &str,
         previous: &HashMap<(String, String), GatewayRecord>,
         policy: &EnvironmentPolicy,
@@ -554,12 +557,13 @@ impl Reconciler {
         let Some(first) = rendered.iter().find(|r| r.environment == env.slug) else {
             return Ok(None);
         };
+        let ran = self.ledger.deployments(&env.slug, GATE_HISTORY)?;
         let upstream = gate::Upstream {
             environment: &promotion.from,
             deployments: &self.ledger.deployments(&promotion.from, GATE_HISTORY)?,
             drift: &self.upstream_drift(&promotion.from)?,
         };
-        let decision = gate::check(&first.packs, ran, &upstream, soak, self.clock.now());
+        let decision = gate::check(&first.packs, &ran, &upstream, soak, self.clock.now());
         // NB: the head's promotion trailer says where the change came from.
         let reason = decision
             .reason(upstream.environment, soak)

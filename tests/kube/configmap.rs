@@ -113,21 +113,6 @@ async fn a_configmap_gateway_applies_sees_hand_edits_and_refuses_stale_writes() 
     );
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Sluice Test",
-            "-c",
-            "user.email=test@sluice.dev",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
-}
-
 fn sluice(args: &[&str], kubeconfig: &Path) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
@@ -166,9 +151,9 @@ async fn sync_writes_configmaps_and_drift_sees_an_edit_that_sync_puts_back() {
         ),
     )
     .unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", "production on a ConfigMap"]);
+    env::git(&repo, &["init", "-q", "-b", "main"]);
+    env::git(&repo, &["add", "-A"]);
+    env::git(&repo, &["commit", "-q", "-m", "production on a ConfigMap"]);
     let (repo_arg, data) = (
         repo.to_str().unwrap().to_owned(),
         work.path().join("data").to_str().unwrap().to_owned(),

@@ -56,21 +56,6 @@ async fn install_crds(client: &Client) {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Sluice Test",
-            "-c",
-            "user.email=test@sluice.dev",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
-}
-
 /// The example repository copied to `work/policy`, each `(environment,
 /// gateways.yaml)` written over it, committed on `main`.
 fn policy_repo(work: &Path, gateways: &[(&str, String)]) -> PathBuf {
@@ -92,9 +77,9 @@ fn policy_repo(work: &Path, gateways: &[(&str, String)]) -> PathBuf {
         )
         .unwrap();
     }
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", "gateways for the test"]);
+    env::git(&repo, &["init", "-q", "-b", "main"]);
+    env::git(&repo, &["add", "-A"]);
+    env::git(&repo, &["commit", "-q", "-m", "gateways for the test"]);
     repo
 }
 
@@ -593,7 +578,7 @@ async fn two_replicas_elect_one_leader_and_killing_it_hands_over() {
         models.replace("600", "300"),
     )
     .unwrap();
-    git(&repo, &["commit", "-q", "-am", "lower the rate"]);
+    env::git(&repo, &["commit", "-q", "-am", "lower the rate"]);
     let next = eventually(90, "the new leader", survivor, || async {
         holder().await.filter(|h| *h != leader)
     })

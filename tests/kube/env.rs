@@ -230,6 +230,64 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
     name
 }
 
+/// Runs `git ARGS` in `dir` as a test author; it must succeed.
+pub fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Sluice Test",
+            "-c",
+            "user.email=test@sluice.dev",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+/// Creates the ServiceAccount `metadata` names and returns a token for it
+/// (valid ten minutes).
+pub async fn service_account_token(
+    accounts: &kube::Api<k8s_openapi::api::core::v1::ServiceAccount>,
+    metadata: kube::api::ObjectMeta,
+) -> String {
+    use k8s_openapi::api::{
+        authentication::v1::{TokenRequest, TokenRequestSpec},
+        core::v1::ServiceAccount,
+    };
+    let pp = kube::api::PostParams::default();
+    let name = metadata.name.clone().expect("a named ServiceAccount");
+    accounts
+        .create(
+            &pp,
+            &ServiceAccount {
+                metadata,
+                ..ServiceAccount::default()
+            },
+        )
+        .await
+        .expect("creating a ServiceAccount");
+    accounts
+        .create_token_request(
+            &name,
+            &pp,
+            &TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    expiration_seconds: Some(600),
+                    ..TokenRequestSpec::default()
+                }),
+                ..TokenRequest::default()
+            },
+        )
+        .await
+        .expect("requesting a ServiceAccount token")
+        .status
+        .expect("token status")
+        .token
+        .expect("token")
+}
+
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()

@@ -12,7 +12,6 @@ use std::{
 
 use k8s_openapi::{
     api::{
-        authentication::v1::{TokenRequest, TokenRequestSpec},
         coordination::v1::{Lease, LeaseSpec},
         core::v1::ServiceAccount,
         rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
@@ -391,34 +390,7 @@ async fn lease_renewal_failing_past_the_deadline_loses_leadership() {
     // The chart's Role for leader election: create any Lease, and only
     // get/update/patch the named one (no list, no watch, no delete).
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), NAMESPACE);
-    accounts
-        .create(
-            &pp,
-            &ServiceAccount {
-                metadata: named(&name),
-                ..ServiceAccount::default()
-            },
-        )
-        .await
-        .expect("creating a ServiceAccount");
-    let token = accounts
-        .create_token_request(
-            &name,
-            &pp,
-            &TokenRequest {
-                spec: Some(TokenRequestSpec {
-                    expiration_seconds: Some(600),
-                    ..TokenRequestSpec::default()
-                }),
-                ..TokenRequest::default()
-            },
-        )
-        .await
-        .expect("requesting a ServiceAccount token")
-        .status
-        .expect("token status")
-        .token
-        .expect("token");
+    let token = env::service_account_token(&accounts, named(&name)).await;
     let lease_rule = |verbs: &[&str], names: Option<Vec<String>>| PolicyRule {
         api_groups: Some(vec!["coordination.k8s.io".into()]),
         resources: Some(vec!["leases".into()]),

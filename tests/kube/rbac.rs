@@ -4,7 +4,6 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::api::{
-    authentication::v1::{TokenRequest, TokenRequestSpec},
     core::v1::{ConfigMap, Secret, ServiceAccount},
     rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
 };
@@ -37,34 +36,7 @@ async fn service_account_token_is_subject_to_rbac() {
     let pp = PostParams::default();
 
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), "default");
-    accounts
-        .create(
-            &pp,
-            &ServiceAccount {
-                metadata: named(&name),
-                ..ServiceAccount::default()
-            },
-        )
-        .await
-        .expect("creating a ServiceAccount");
-    let token = accounts
-        .create_token_request(
-            &name,
-            &pp,
-            &TokenRequest {
-                spec: Some(TokenRequestSpec {
-                    expiration_seconds: Some(600),
-                    ..TokenRequestSpec::default()
-                }),
-                ..TokenRequest::default()
-            },
-        )
-        .await
-        .expect("requesting a ServiceAccount token")
-        .status
-        .expect("token status")
-        .token
-        .expect("token");
+    let token = env::service_account_token(&accounts, named(&name)).await;
 
     let as_reader = env::client_with_token(&token).await;
     let reader_config_maps: Api<ConfigMap> = Api::namespaced(as_reader.clone(), "default");
