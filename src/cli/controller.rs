@@ -11,6 +11,7 @@ use crate::{
     k8s::{
         controller::{self, Context, SecretValues},
         lease::LeaderElection,
+        ledger::StatusLedger,
     },
     server::{self, Metrics, ServerState},
 };
@@ -63,6 +64,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
 }
 
 async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    if args.state.cluster.is_some() {
+        anyhow::bail!("the controller keeps its ledger in the Environments' status; drop --cluster");
+    }
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes API (set KUBECONFIG, or run in a cluster)")?;
@@ -79,7 +83,12 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     // NB: configmap gateways use the controller's client, not a second one
     // made from the environment.
     let _ = context.kube.set(client.clone());
-    let core = Core::open(&args.state, context, args.concurrency)?;
+    // NB: the ledger lives in the Environments' status, not on the pod's disk.
+    let ledger = Arc::new(StatusLedger::new(
+        client.clone(),
+        tokio::runtime::Handle::current(),
+    ));
+    let core = Core::over(ledger.clone(), context, args.concurrency);
 
     let state = Arc::new(ServerState {
         ledger: core.reconciler.ledger().clone(),
@@ -116,6 +125,7 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let reconciling = Arc::new(Context::new(
         client.clone(),
         core.reconciler.clone(),
+        ledger.clone(),
         state.clone(),
         secrets,
         args.state.data_dir.clone(),
@@ -125,9 +135,14 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     state.ready.store(true, Ordering::SeqCst);
     let reconciler = core.reconciler.clone();
     let stop = stopped(stop_rx.clone());
+    let shard = args.shard.clone();
     let work = async move {
         // NB: only the leader may resolve what a previous leader left
-        // unfinished (without a repository, they are marked interrupted).
+        // unfinished (without a repository, they are marked interrupted),
+        // and only once it has read the records back.
+        if let Err(e) = controller::adopt_all(&reconciling, namespace, shard.as_deref()).await {
+            tracing::error!(error = %e, "cannot read the ledger back from the Environments");
+        }
         if let Err(e) = reconciler.resolve_unfinished(None).await {
             tracing::error!(error = %e, "cannot resolve unfinished attempts");
         }

@@ -6,7 +6,6 @@ use crate::{
     config::finding::Palette,
     drift::scan::{Found, Observation, observe},
     gateway::DriverContext,
-    ledger::{Ledger, SqliteLedger},
     source::prefix,
 };
 use clap::ValueEnum;
@@ -35,11 +34,7 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
-    let state = args.state.state_path();
-    let ledger = state
-        .exists()
-        .then(|| SqliteLedger::open_read_only(&state))
-        .transpose()?;
+    let ledger = args.state.read_ledger_if_any()?;
     let records = match &ledger {
         Some(ledger) => ledger.gateways(args.environment.as_deref())?,
         None => Vec::new(),

@@ -6,7 +6,7 @@ use crate::{
     config::{self, Limits, Loaded},
     drift::notify::Notifier,
     gateway::DriverContext,
-    ledger::SqliteLedger,
+    ledger::{Ledger, SqliteLedger},
     reconcile::{Options, Reconciler, SystemClock, retry::Backoff},
     source::{Credentials, Follower},
 };
@@ -53,7 +53,7 @@ pub struct Engine {
     pub limits: Limits,
     /// Held while the engine lives: one reconciler per ledger, so a `sync`
     /// cannot resolve the in-flight attempts of a running `run` as interrupted.
-    _lock: std::fs::File,
+    _lock: Option<std::fs::File>,
 }
 
 /// Takes the ledger's lock file, or says who has it.
@@ -81,31 +81,44 @@ fn lock(state: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-/// The reconciler over the SQLite ledger, with its alerts: what `run`,
-/// `sync` and `controller` share.
+/// The reconciler over a ledger, with its alerts: what `run`, `sync` and
+/// `controller` share.
 pub struct Core {
     pub reconciler: Arc<Reconciler>,
     /// Drift and failure alerts on their way out; flush before exiting.
     pub alerts: Arc<Notifier>,
-    /// The ledger's lock, held while the reconciler lives.
-    pub lock: std::fs::File,
+    /// The SQLite ledger's lock, held while the reconciler lives.
+    pub lock: Option<std::fs::File>,
 }
 
 impl Core {
-    /// Takes the ledger's lock and opens it; the drivers reach the world
-    /// through `context`.
+    /// Takes the SQLite ledger's lock and opens it; the drivers reach the
+    /// world through `context`.
     pub fn open(
         state: &StateArgs,
         context: DriverContext,
         concurrency: usize,
     ) -> anyhow::Result<Core> {
+        if let Some(namespace) = &state.cluster {
+            anyhow::bail!(
+                "--cluster {namespace} reads what `sluice controller` keeps; this command keeps its own ledger in {}",
+                state.state_path().display()
+            );
+        }
         std::fs::create_dir_all(&state.data_dir)
             .with_context(|| format!("creating the data directory {}", state.data_dir.display()))?;
         let lock = lock(&state.state_path())?;
         let ledger = SqliteLedger::open(&state.state_path())?;
+        let mut core = Core::over(Arc::new(ledger), context, concurrency);
+        core.lock = Some(lock);
+        Ok(core)
+    }
+
+    /// The reconciler over `ledger` (the controller's is in status).
+    pub fn over(ledger: Arc<dyn Ledger>, context: DriverContext, concurrency: usize) -> Core {
         let alerts = Notifier::start(context.secret.clone(), Backoff::default());
         let reconciler = Reconciler::new(
-            Arc::new(ledger),
+            ledger,
             Arc::new(SystemClock),
             context,
             Options {
@@ -114,11 +127,11 @@ impl Core {
             },
         )
         .with_alerts(alerts.clone());
-        Ok(Core {
+        Core {
             reconciler: Arc::new(reconciler),
             alerts,
-            lock,
-        })
+            lock: None,
+        }
     }
 }
 

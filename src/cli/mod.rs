@@ -114,6 +114,11 @@ pub struct StateArgs {
     /// with relative paths.
     #[arg(long, default_value = ".sluice", env = "SLUICE_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Read the ledger from the `Environment` objects' status in this
+    /// namespace (what `sluice controller` keeps) instead of the SQLite file;
+    /// the cluster is the one of KUBECONFIG. For reading commands only.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub cluster: Option<String>,
 }
 
 impl StateArgs {
@@ -122,6 +127,42 @@ impl StateArgs {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("state.db"))
     }
+
+    /// The ledger to read: the cluster's with `--cluster`, else the SQLite
+    /// file, which must exist.
+    pub fn read_ledger(&self) -> anyhow::Result<Box<dyn crate::ledger::Ledger>> {
+        match &self.cluster {
+            Some(namespace) => read_cluster_ledger(namespace),
+            None => Ok(Box::new(crate::ledger::SqliteLedger::open_read_only(
+                &self.state_path(),
+            )?)),
+        }
+    }
+
+    /// [`StateArgs::read_ledger`], or `None` when there is no SQLite file yet.
+    pub fn read_ledger_if_any(&self) -> anyhow::Result<Option<Box<dyn crate::ledger::Ledger>>> {
+        if self.cluster.is_none() && !self.state_path().exists() {
+            return Ok(None);
+        }
+        self.read_ledger().map(Some)
+    }
+}
+
+/// The records `sluice controller` keeps in the status of namespace's Environments.
+fn read_cluster_ledger(namespace: &str) -> anyhow::Result<Box<dyn crate::ledger::Ledger>> {
+    use anyhow::Context as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ledger = runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("no Kubernetes API for --cluster (set KUBECONFIG)")?;
+        crate::k8s::ledger::StatusLedger::read(&client, Some(namespace))
+            .await
+            .with_context(|| format!("reading the Environments of namespace {namespace}"))
+    })?;
+    Ok(Box::new(ledger))
 }
 
 /// Runs the command line and returns the process exit code.

@@ -5,7 +5,6 @@
 use super::{Cli, Outcome, StateArgs, output::print_findings};
 use crate::{
     config::{self, Loaded, Repository},
-    ledger::SqliteLedger,
     plan::{self, Plan},
     source::GitSnapshot,
 };
@@ -58,9 +57,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         .approved
         .clone()
         .or_else(|| plan::approval(head.message.as_deref().unwrap_or_default()));
-    let state = args.state.state_path();
-    if state.exists() {
-        plan = plan.with_running(&SqliteLedger::open_read_only(&state)?)?;
+    if let Some(ledger) = args.state.read_ledger_if_any()? {
+        plan = plan.with_running(ledger.as_ref())?;
     }
     match args.output {
         Format::Text => print!("{}", plan::text(&plan)),

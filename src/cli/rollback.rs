@@ -8,7 +8,6 @@ use super::{
     publish::{Published, PushArgs, refusal_is_a_finding},
 };
 use crate::{
-    ledger::SqliteLedger,
     rollback::{self, Request, Rollback, RollbackError, Selector},
     source::prefix,
 };
@@ -62,7 +61,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
 }
 
 fn make(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
-    let ledger = SqliteLedger::open_read_only(&args.state.state_path())?;
+    let ledger = args.state.read_ledger()?;
     let selector = match &args.to {
         Some(given) => Selector::Revision {
             given: given.clone(),
@@ -79,7 +78,7 @@ fn make(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         message: args.message.clone(),
         limits: cli.limits(),
     };
-    let made = rollback::prepare(&request, &ledger)?;
+    let made = rollback::prepare(&request, ledger.as_ref())?;
     let report = Report {
         rollback: &made,
         published: args.publish.publish(cli, &made.base, &made.branch)?,

@@ -4,7 +4,7 @@
 use super::{Cli, Outcome, StateArgs, output::table};
 use crate::source::prefix;
 use crate::{
-    ledger::{Attempt, DriftEpisode, Ledger, SqliteLedger},
+    ledger::{Attempt, DriftEpisode},
     reconcile::{
         Clock, SystemClock,
         clock::{age, rfc3339},
@@ -65,8 +65,8 @@ pub fn status(_cli: &Cli, args: &StatusArgs) -> anyhow::Result<Outcome> {
             super::client::status(server, &args.from.token_env, args.environment.as_deref())?
         }
         None => {
-            let ledger = SqliteLedger::open_read_only(&args.from.state.state_path())?;
-            StatusView::read(&ledger, args.environment.as_deref())?
+            let ledger = args.from.state.read_ledger()?;
+            StatusView::read(ledger.as_ref(), args.environment.as_deref())?
         }
     };
     if let Some(env) = &args.environment
@@ -150,7 +150,7 @@ pub fn history(_cli: &Cli, args: &HistoryArgs) -> anyhow::Result<Outcome> {
             args.limit,
         )?,
         None => {
-            let ledger = SqliteLedger::open_read_only(&args.from.state.state_path())?;
+            let ledger = args.from.state.read_ledger()?;
             let attempts =
                 ledger.history(&args.environment, args.gateway.as_deref(), args.limit)?;
             if attempts.is_empty() && ledger.gateways(Some(&args.environment))?.is_empty() {
@@ -171,7 +171,7 @@ fn drift_history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
     if args.from.server.is_some() {
         anyhow::bail!("--drift reads the state file; drop --server");
     }
-    let ledger = SqliteLedger::open_read_only(&args.from.state.state_path())?;
+    let ledger = args.from.state.read_ledger()?;
     let episodes: Vec<DriftEpisode> = ledger
         .drift_episodes(Some(&args.environment), false, args.limit)?
         .into_iter()

@@ -17,6 +17,7 @@
 use super::{
     ConfigRepository, Environment, Gateway,
     crd::{EnvironmentStatus, GitRef},
+    ledger::{AdoptError, StatusLedger, slug_of},
     status::{self, Observed, PassReport, Validation, reason},
 };
 use crate::{
@@ -93,6 +94,14 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot write the ledger into the status of Environment {namespace}/{name}: {source}")]
+    WriteLedger {
+        namespace: String,
+        name: String,
+        source: Box<kube::Error>,
+    },
+    #[error(transparent)]
+    Adopt(#[from] AdoptError),
     #[error("the reconcile pass failed: {0}")]
     Pass(#[from] crate::reconcile::ReconcileError),
 }
@@ -106,6 +115,8 @@ impl Error {
             Error::Get { .. } => "get",
             Error::WriteStatus { .. } => "write_status",
             Error::WriteKey { .. } => "write_key",
+            Error::WriteLedger { .. } => "write_ledger",
+            Error::Adopt(_) => "adopt",
             Error::Pass(_) => "pass",
         }
     }
@@ -139,6 +150,8 @@ pub struct Context {
     pub client: Client,
     /// One reconciler for the process (its drivers and ledger are shared).
     pub reconciler: Arc<Reconciler>,
+    /// The reconciler's ledger, kept in the Environments' status.
+    pub ledger: Arc<StatusLedger>,
     pub recorder: Recorder,
     /// Health, readiness and metrics, served by the HTTP server.
     pub server: Arc<ServerState>,
@@ -169,6 +182,7 @@ impl Context {
     pub fn new(
         client: Client,
         reconciler: Arc<Reconciler>,
+        ledger: Arc<StatusLedger>,
         server: Arc<ServerState>,
         secrets: SecretValues,
         data_dir: PathBuf,
@@ -185,6 +199,7 @@ impl Context {
         Context {
             client,
             reconciler,
+            ledger,
             recorder,
             server,
             secrets,
@@ -231,6 +246,36 @@ pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<(), 
     probe::<ConfigRepository>(client, namespace, "ConfigRepository").await?;
     probe::<Environment>(client, namespace, "Environment").await?;
     probe::<Gateway>(client, namespace, "Gateway").await
+}
+
+/// Reads back the ledger records of the Environments this controller
+/// reconciles (`namespace` or all, matching `shard`), before anything is
+/// resolved or applied.
+pub async fn adopt_all(
+    context: &Context,
+    namespace: Option<&str>,
+    shard: Option<&str>,
+) -> Result<usize, Error> {
+    let api: Api<Environment> = match namespace {
+        Some(ns) => Api::namespaced(context.client.clone(), ns),
+        None => Api::all(context.client.clone()),
+    };
+    let mut params = ListParams::default();
+    if let Some(selector) = shard {
+        params = params.labels(selector);
+    }
+    let list = api.list(&params).await.map_err(|source| Error::List {
+        kind: "Environment",
+        source: Box::new(source),
+    })?;
+    let mut adopted = 0;
+    for env in &list.items {
+        match context.ledger.adopt(env).await {
+            Ok(()) => adopted += 1,
+            Err(e) => tracing::warn!(environment = %key(env), error = %e, "not adopted"),
+        }
+    }
+    Ok(adopted)
 }
 
 /// Runs the controller until `shutdown` resolves (in-flight reconciles finish).
@@ -479,6 +524,12 @@ impl Context {
         let namespace = env.namespace().unwrap_or_default();
         let name = env.name_any();
         let api: Api<Environment> = Api::namespaced(self.client.clone(), &namespace);
+        // NB: `status.ledger` is the ledger's field manager's; applying a
+        // copy here would make both own it, and an old copy could win.
+        let status = EnvironmentStatus {
+            ledger: None,
+            ..status.clone()
+        };
         let patch = serde_json::json!({
             "apiVersion": "sluice.dev/v1alpha1",
             "kind": "Environment",
@@ -714,13 +765,7 @@ impl Context {
         let last_good = source.last_good.clone();
         drop(source);
 
-        let slug = env
-            .spec
-            .path
-            .rsplit('/')
-            .next()
-            .unwrap_or(&env.spec.path)
-            .to_owned();
+        let slug = slug_of(env).to_owned();
         let mut work = Work {
             suspended: env.spec.suspend,
             blocked: None,
@@ -773,6 +818,17 @@ impl Context {
         if work.suspended {
             return Ok(work);
         }
+        match self.ledger.adopt(env).await {
+            Ok(()) => {}
+            Err(taken @ AdoptError::Taken { .. }) => {
+                work.blocked = Some(("DuplicateEnvironment", taken.to_string()));
+                return Ok(work);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(upstream) = &environment.spec.promotion {
+            self.observe_upstream(&namespace, &upstream.from).await?;
+        }
         let trigger = {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             if seen.insert(key(env)) {
@@ -790,6 +846,14 @@ impl Context {
             is_head,
         )
         .await?;
+        self.ledger
+            .flush(&slug)
+            .await
+            .map_err(|source| Error::WriteLedger {
+                namespace: namespace.clone(),
+                name: env.name_any(),
+                source: Box::new(source),
+            })?;
         if let Pass::Reconciled {
             revision,
             environments,
@@ -807,6 +871,23 @@ impl Context {
             work.pass = Some((revision, trigger, report, started));
         }
         Ok(work)
+    }
+
+    /// Reads the record of the `Environment` a promotion comes from, when
+    /// another controller (shard) keeps it, for the gate.
+    async fn observe_upstream(&self, namespace: &str, from: &str) -> Result<(), Error> {
+        let api: Api<Environment> = Api::namespaced(self.client.clone(), namespace);
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| Error::List {
+                kind: "Environment",
+                source: Box::new(source),
+            })?;
+        for upstream in list.items.iter().filter(|e| slug_of(e) == from) {
+            self.ledger.observe(upstream);
+        }
+        Ok(())
     }
 
     /// Writes each `Gateway` object's status (state, observed digest,

@@ -287,6 +287,110 @@ pub struct EnvironmentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub history: Vec<ApplyRecord>,
+    /// What Sluice's ledger remembers of this environment: the record drift
+    /// detection, promotion gates and `sluice rollback` read. Written by the
+    /// field manager `sluice-ledger`, before each apply and after each pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerStatus>,
+}
+
+/// The ledger's record of one environment. Times are RFC 3339 with
+/// milliseconds.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerStatus {
+    /// What Sluice last verified on each gateway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<LedgerGateway>,
+    /// Apply attempts per gateway, newest first: the latest 50 finished,
+    /// and every unfinished one (an apply a crash interrupted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<LedgerAttempt>,
+    /// Versions the environment ran whole, newest first, at most 20: what
+    /// `sluice rollback` goes back to and promotion gates compare.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub deployments: Vec<LedgerDeployment>,
+    /// Drift episodes, newest first: every open one and the latest 20 resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift_episodes: Vec<LedgerDriftEpisode>,
+}
+
+/// What Sluice last verified on one gateway.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerGateway {
+    pub name: String,
+    pub state: GatewayState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_digest: Option<String>,
+    /// When the state or the observed digest last changed.
+    pub changed_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One attempt to put a version on one gateway.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerAttempt {
+    pub gateway: String,
+    pub revision: String,
+    pub digest: String,
+    pub trigger: Trigger,
+    pub started_at: String,
+    /// Absent while the apply is in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A version every gateway of the environment was verified at.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerDeployment {
+    pub revision: String,
+    pub digest: String,
+    /// The packs of that version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packs: Vec<LedgerPack>,
+    pub verified_at: String,
+}
+
+/// A pack of a deployed version.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LedgerPack {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    /// What promotion compares across environments (the shared base pack).
+    pub source: String,
+}
+
+/// A gateway found running something other than what Sluice verified there.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerDriftEpisode {
+    pub gateway: String,
+    pub revision: String,
+    pub desired_digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_digest: Option<String>,
+    /// The field-level changes as JSON (dropped, `[]`, past 8 KiB).
+    pub changes: String,
+    pub onset_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+    /// `healed`, `reverted`, `superseded` or `removed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
 }
 
 /// What one gateway runs.

@@ -13,6 +13,7 @@
 pub mod controller;
 pub mod crd;
 pub mod lease;
+pub mod ledger;
 pub mod status;
 
 pub use crd::{

@@ -1,14 +1,18 @@
 //! The ledger: which version runs where, and every attempt to put it there.
 //! The reconciler writes through the [`Ledger`] trait; standalone mode keeps
 //! it in an embedded SQLite file ([`SqliteLedger`]), the Kubernetes mode in
-//! custom-resource status.
+//! memory ([`MemoryLedger`]) written through to custom-resource status.
 //!
 //! An attempt is written as started before the gateway is asked and finished
 //! after the answer is verified, so a crash leaves a visible unfinished
 //! record, which the next start resolves by reading the gateway.
 
+#[cfg(test)]
+mod conformance;
+mod memory;
 mod sqlite;
 
+pub use memory::{EnvironmentRecord, MemoryLedger};
 pub use sqlite::SqliteLedger;
 
 use serde::{Deserialize, Serialize};
@@ -147,10 +151,11 @@ pub struct WriteBatch {
     pub records: Vec<GatewayRecord>,
 }
 
-/// What a batch did: the started attempts' ids in order, and each finish's result.
+/// What a batch did: each start's id (or why it was not recorded) in
+/// order, and each finish's result.
 #[derive(Debug)]
 pub struct BatchResult {
-    pub started: Vec<AttemptId>,
+    pub started: Vec<Result<AttemptId, LedgerError>>,
     pub finished: Vec<Result<(), LedgerError>>,
 }
 

@@ -327,7 +327,10 @@ impl Ledger for SqliteLedger {
             .starts
             .iter()
             .map(|start| start_attempt(&tx, start))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(Ok)
+            .collect();
         // A finish that fails (unknown or already finished) fails alone.
         let finished = batch
             .finishes

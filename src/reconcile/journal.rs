@@ -119,7 +119,7 @@ fn write_group(ledger: &dyn Ledger, entries: Vec<Entry>) {
     match ledger.write(&batch) {
         Ok(result) => {
             for (reply, id) in replies.into_iter().zip(result.started) {
-                let _ = reply.send(Ok(id));
+                let _ = reply.send(id);
             }
             for (finish, outcome) in batch.finishes.iter().zip(result.finished) {
                 if let Err(e) = outcome {

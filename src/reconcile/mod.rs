@@ -363,24 +363,23 @@ impl Reconciler {
             .await;
         records.flush();
         self.journal.flush().await;
-        if only.is_none() {
-            // NB: a gateway removed from gateways.yaml (or its environment
-            // removed) must not stay in status, failed, forever.
-            let configured: std::collections::HashSet<(&str, &str)> = rendered
-                .iter()
-                .map(|r| (r.environment.as_str(), r.gateway.as_str()))
-                .collect();
-            let gone: Vec<(String, String)> = previous
-                .into_keys()
-                .filter(|(env, gw)| !configured.contains(&(env.as_str(), gw.as_str())))
-                .collect();
-            if !gone.is_empty() {
-                for (env, gateway) in &gone {
-                    self.ledger
-                        .resolve_drift(env, gateway, self.clock.now(), "removed")?;
-                }
-                self.ledger.remove_gateways(&gone)?;
+        // NB: a gateway removed from gateways.yaml (or its environment
+        // removed) must not stay in status, failed, forever. `previous`
+        // and `rendered` both cover only the environments in scope.
+        let configured: std::collections::HashSet<(&str, &str)> = rendered
+            .iter()
+            .map(|r| (r.environment.as_str(), r.gateway.as_str()))
+            .collect();
+        let gone: Vec<(String, String)> = previous
+            .into_keys()
+            .filter(|(env, gw)| !configured.contains(&(env.as_str(), gw.as_str())))
+            .collect();
+        if !gone.is_empty() {
+            for (env, gateway) in &gone {
+                self.ledger
+                    .resolve_drift(env, gateway, self.clock.now(), "removed")?;
             }
+            self.ledger.remove_gateways(&gone)?;
         }
         let environments = group(reports);
         self.record_deployments(&environments, &rendered, &revision);

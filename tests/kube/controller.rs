@@ -699,3 +699,150 @@ async fn a_sharded_controller_reconciles_only_its_environments() {
             .is_some()
     );
 }
+
+/// The ledger in Kubernetes mode is the Environments' status: a controller
+/// killed with its disk thrown away is replaced by one with an empty disk,
+/// which still knows what was verified (a hand edit made meanwhile is
+/// drift, not a first apply) and what ran before (`sluice rollback --cluster`).
+#[tokio::test]
+async fn the_ledger_lives_in_the_status_and_outlives_the_controller_and_its_disk() {
+    let Some(client) = env::client().await else {
+        return;
+    };
+    let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
+    install_crds(&client).await;
+    let namespace = env::namespace(&client, "sluice-ctl").await;
+    let work = tempfile::tempdir().unwrap();
+    let repo = policy_repo(
+        work.path(),
+        &[(
+            "production",
+            format!(
+                "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n"
+            ),
+        )],
+    );
+    let daemon = GitDaemon::serve(&repo);
+    create_repository(&client, &namespace, &daemon.url()).await;
+    create_environment(&client, &namespace, "production", serde_json::json!({})).await;
+    let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
+    let controller = |name: &str| {
+        Process::start(
+            &[
+                "controller",
+                "--listen",
+                "127.0.0.1:0",
+                "--watch-namespace",
+                &namespace,
+                "--data-dir",
+                work.path().join(name).to_str().unwrap(),
+            ],
+            &[
+                ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+                ("SLUICE_LOG", "info"),
+            ],
+            work.path().join(format!("{name}.log")),
+        )
+    };
+    let deployments = |count: usize| {
+        let environments = environments.clone();
+        move || {
+            let environments = environments.clone();
+            async move {
+                let env = environments.get("production").await.ok()?;
+                let ledger = env.status?.ledger?;
+                (ledger.deployments.len() == count).then_some(ledger)
+            }
+        }
+    };
+
+    // The first controller runs two versions: both are in the status.
+    let first = controller("first");
+    let ledger = eventually(120, "the first deployment", &first, deployments(1)).await;
+    let attempt = &ledger.attempts[0];
+    assert_eq!(attempt.gateway, "prod-cm");
+    assert_eq!(attempt.outcome, Some(sluice::ledger::Outcome::Applied));
+    assert!(attempt.finished_at.is_some());
+    assert_eq!(ledger.gateways[0].state, GatewayState::InSync);
+    let v1 = ledger.deployments[0].digest.clone();
+    assert_eq!(ledger.gateways[0].observed_digest.as_deref(), Some(v1.as_str()));
+    assert!(!ledger.deployments[0].packs.is_empty());
+    let baseline = repo.join("environments/production/packs/baseline.yaml");
+    let text = std::fs::read_to_string(&baseline).unwrap();
+    std::fs::write(&baseline, text.replace("retention_days: 365", "retention_days: 400")).unwrap();
+    env::git(&repo, &["commit", "-q", "-am", "keep audit records longer"]);
+    let ledger = eventually(90, "the second deployment", &first, deployments(2)).await;
+    let v2 = ledger.deployments[0].digest.clone();
+    assert_ne!(v1, v2);
+    assert_eq!(ledger.deployments[1].digest, v1, "newest first");
+
+    // Killed, its disk gone; meanwhile someone edits the ConfigMap by hand.
+    drop(first);
+    std::fs::remove_dir_all(work.path().join("first")).unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let body = config_maps.get("policy").await.unwrap().data.unwrap()["policy.json"].clone();
+    let mut document: serde_json::Value = serde_json::from_str(&body).unwrap();
+    document["enforcement"] = "monitor".into();
+    config_maps
+        .patch(
+            "policy",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"data": {"policy.json": document.to_string()}})),
+        )
+        .await
+        .expect("editing the ConfigMap");
+
+    // A new controller with an empty disk calls it drift and heals it
+    // (production's policy), because it read what was verified.
+    let second = controller("second");
+    let healed = eventually(90, "the drift healed", &second, || async {
+        let env = environments.get("production").await.ok()?;
+        let ledger = env.status?.ledger?;
+        let episode = ledger.drift_episodes.first()?.clone();
+        (episode.resolution.as_deref() == Some("healed")).then_some((ledger, episode))
+    })
+    .await;
+    let (ledger, episode) = healed;
+    assert_eq!(episode.gateway, "prod-cm");
+    assert_eq!(episode.desired_digest, v2);
+    assert_eq!(ledger.attempts[0].trigger, Trigger::Drift);
+    assert_eq!(ledger.deployments.len(), 2, "healing is no new deployment");
+    let back = config_maps.get("policy").await.unwrap().data.unwrap()["policy.json"].clone();
+    assert_eq!(Digest::of_json(&back).unwrap().as_str(), v2);
+
+    // The CLI reads the same record from the cluster: history, and a
+    // rollback to the version before.
+    let sluice = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--repo")
+            .arg(&repo)
+            .args(args)
+            .args(["--cluster", namespace.as_str()])
+            .env("KUBECONFIG", &kubeconfig)
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "sluice {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let history = sluice(&["history", "production", "-o", "json"]);
+    let triggers: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["trigger"].as_str())
+        .collect();
+    assert_eq!(triggers.first(), Some(&"drift"), "{history}");
+    assert_eq!(triggers.len(), 3, "{history}");
+    let rollback = sluice(&["rollback", "production", "-o", "json"]);
+    assert_eq!(rollback["from"]["digest"], v2.as_str(), "{rollback}");
+    assert_eq!(rollback["to"]["digest"], v1.as_str(), "{rollback}");
+    drop(second);
+    let _ = Api::<Namespace>::all(client)
+        .delete(&namespace, &Default::default())
+        .await;
+}

@@ -207,6 +207,30 @@ async fn sluice_crds_serve_the_examples_with_status_and_printer_columns() {
             finished_at: Some(at(1_790_000_001)),
             message: None,
         }],
+        ledger: Some(sluice::k8s::crd::LedgerStatus {
+            attempts: vec![sluice::k8s::crd::LedgerAttempt {
+                gateway: gateway_name.clone(),
+                revision: "0123456789abcdef0123456789abcdef01234567".into(),
+                digest: format!("sha256:{}", "ab".repeat(32)),
+                trigger: sluice::ledger::Trigger::Poll,
+                started_at: "2026-09-21T13:46:40.123Z".into(),
+                finished_at: None,
+                outcome: None,
+                error: None,
+            }],
+            deployments: vec![sluice::k8s::crd::LedgerDeployment {
+                revision: "0123456789abcdef0123456789abcdef01234567".into(),
+                digest: format!("sha256:{}", "ab".repeat(32)),
+                packs: vec![sluice::k8s::crd::LedgerPack {
+                    name: "baseline".into(),
+                    version: "1.0.0".into(),
+                    digest: format!("sha256:{}", "cd".repeat(32)),
+                    source: format!("sha256:{}", "cd".repeat(32)),
+                }],
+                verified_at: "2026-09-21T13:46:41.000Z".into(),
+            }],
+            ..Default::default()
+        }),
     };
     environments
         .patch_status(

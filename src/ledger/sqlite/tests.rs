@@ -880,7 +880,7 @@ fn a_batch_commits_starts_finishes_and_records_together() {
     let result = ledger.write(&batch).unwrap();
 
     assert_eq!(result.started.len(), 2);
-    assert!(result.started.iter().all(|id| *id > earlier));
+    assert!(result.started.iter().all(|id| *id.as_ref().unwrap() > earlier));
     assert!(result.finished[0].is_ok());
     assert!(matches!(
         result.finished[1],
@@ -1031,4 +1031,14 @@ fn resolved_drift_and_superseded_deployments_age_out() {
     assert_eq!(left.len(), 1, "the newest deployment stays");
     assert_eq!(left[0].revision, "r2");
     assert!(ledger.drift_episodes(None, false, 10).unwrap().is_empty());
+}
+
+#[test]
+fn the_sqlite_ledger_does_what_every_ledger_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = std::cell::Cell::new(0);
+    crate::ledger::conformance::run_all(|| {
+        counter.set(counter.get() + 1);
+        SqliteLedger::open(&dir.path().join(format!("{}.db", counter.get()))).unwrap()
+    });
 }

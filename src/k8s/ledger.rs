@@ -1,0 +1,575 @@
+//! The ledger in Kubernetes mode: a [`MemoryLedger`] written through to each
+//! `Environment`'s `status.ledger`, so drift detection, promotion gates and
+//! `sluice rollback` work when the controller's pod (and its disk) is gone.
+//!
+//! ```text
+//!   Reconciler ──► StatusLedger (Ledger) ──► MemoryLedger (working copy)
+//!                       │ before an apply: its start      ▲ adopt(): read back once
+//!                       │ after a pass: flush()           │ per Environment
+//!                       ▼                                 │
+//!        Environment status.ledger (field manager sluice-ledger)
+//! ```
+//!
+//! An attempt is in the status before its gateway is asked: a write with
+//! starts is persisted before it returns, so a controller killed mid-apply
+//! leaves an unfinished attempt the next leader resolves. Everything else
+//! (finishes, gateway records, deployments, drift) is written by [`flush`]
+//! at the end of the environment's reconcile, and only when it changed.
+//!
+//! One controller keeps one record per environment directory: two
+//! `Environment`s naming the same `environments/<slug>` are refused
+//! ([`StatusLedger::adopt`]).
+//!
+//! [`flush`]: StatusLedger::flush
+
+use super::{
+    Environment,
+    crd::{
+        LedgerAttempt, LedgerDeployment, LedgerDriftEpisode, LedgerGateway, LedgerPack,
+        LedgerStatus,
+    },
+};
+use crate::ledger::{
+    Attempt, AttemptId, AttemptStart, BatchResult, Deployment, DriftEpisode, EnvironmentRecord,
+    GatewayRecord, Ledger, LedgerError, MemoryLedger, Millis, Outcome, RevisionRecord, WriteBatch,
+};
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+/// The field manager of `status.ledger` (the rest of the status is the
+/// controller's own, so neither write removes the other's fields).
+pub const FIELD_MANAGER: &str = "sluice-ledger";
+/// Drift changes longer than this are not kept in the status.
+const CHANGES_KEPT: usize = 8 * 1024;
+
+/// An `Environment` object, by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl ObjectKey {
+    pub fn of(env: &Environment) -> Self {
+        ObjectKey {
+            namespace: env.namespace().unwrap_or_default(),
+            name: env.name_any(),
+        }
+    }
+}
+
+/// The environment slug an `Environment` reconciles: the last part of its path.
+pub fn slug_of(env: &Environment) -> &str {
+    let path = env.spec.path.trim_end_matches('/');
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Where the records are written, and the last status written per slug.
+struct Writer {
+    client: Client,
+    runtime: tokio::runtime::Handle,
+    written: Mutex<HashMap<String, LedgerStatus>>,
+    /// One write at a time per environment, so an older copy never lands last.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The ledger kept in `Environment` status; see the module documentation.
+pub struct StatusLedger {
+    memory: MemoryLedger,
+    objects: Mutex<HashMap<String, ObjectKey>>,
+    writer: Option<Writer>,
+}
+
+impl StatusLedger {
+    /// A ledger that writes through to the API server (the controller's).
+    pub fn new(client: Client, runtime: tokio::runtime::Handle) -> Self {
+        StatusLedger {
+            memory: MemoryLedger::new(),
+            objects: Mutex::default(),
+            writer: Some(Writer {
+                client,
+                runtime,
+                written: Mutex::default(),
+                locks: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The records of every `Environment` in `namespace` (or all), read
+    /// once, never written: what `sluice status|history|rollback --cluster`
+    /// read.
+    pub async fn read(client: &Client, namespace: Option<&str>) -> Result<Self, kube::Error> {
+        let api: Api<Environment> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let ledger = StatusLedger {
+            memory: MemoryLedger::new(),
+            objects: Mutex::default(),
+            writer: None,
+        };
+        for env in api.list(&ListParams::default()).await?.items {
+            if let Err(other) = ledger.bind(&env) {
+                tracing::warn!(environment = %ObjectKey::of(&env), other = %other, "two Environments name the same directory; reading the first");
+            }
+        }
+        Ok(ledger)
+    }
+
+    fn objects(&self) -> std::sync::MutexGuard<'_, HashMap<String, ObjectKey>> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Binds `env`'s slug to it and restores its record from its status,
+    /// the first time only: afterwards this process's copy is the newer.
+    /// `Err` names the other `Environment` that already has the slug.
+    fn bind(&self, env: &Environment) -> Result<(), ObjectKey> {
+        let key = ObjectKey::of(env);
+        let slug = slug_of(env).to_owned();
+        let mut objects = self.objects();
+        match objects.get(&slug) {
+            Some(bound) if *bound == key => return Ok(()),
+            Some(bound) => return Err(bound.clone()),
+            None => {}
+        }
+        let status = env.status.as_ref().and_then(|s| s.ledger.clone());
+        if let Some(status) = &status {
+            self.memory.restore(&slug, record_of(&slug, status));
+        }
+        if let Some(writer) = &self.writer {
+            let mut written = writer.written.lock().unwrap_or_else(|e| e.into_inner());
+            written.insert(slug.clone(), status.unwrap_or_default());
+        }
+        objects.insert(slug, key);
+        Ok(())
+    }
+
+    /// Makes `env` the `Environment` whose status keeps its slug's record,
+    /// reading the record back from the API server the first time (a
+    /// previous leader may have written since the watch's copy).
+    pub async fn adopt(&self, env: &Environment) -> Result<(), AdoptError> {
+        let key = ObjectKey::of(env);
+        let bound = self.objects().get(slug_of(env)).cloned();
+        match bound {
+            Some(bound) if bound == key => return Ok(()),
+            Some(bound) if self.exists(&bound).await? => {
+                return Err(AdoptError::Taken {
+                    slug: slug_of(env).to_owned(),
+                    other: bound,
+                });
+            }
+            // The other was deleted: its record passes to this one.
+            Some(_) => {
+                self.objects().remove(slug_of(env));
+            }
+            None => {}
+        }
+        let fresh = match &self.writer {
+            Some(writer) => {
+                let api: Api<Environment> = Api::namespaced(writer.client.clone(), &key.namespace);
+                api.get_status(&key.name)
+                    .await
+                    .map_err(|source| AdoptError::Read {
+                        key: key.clone(),
+                        source: Box::new(source),
+                    })?
+            }
+            None => env.clone(),
+        };
+        self.bind(&fresh).map_err(|other| AdoptError::Taken {
+            slug: slug_of(env).to_owned(),
+            other,
+        })
+    }
+
+    /// Whether the `Environment` `key` still exists.
+    async fn exists(&self, key: &ObjectKey) -> Result<bool, AdoptError> {
+        let Some(writer) = &self.writer else {
+            return Ok(true);
+        };
+        let api: Api<Environment> = Api::namespaced(writer.client.clone(), &key.namespace);
+        match api.get_metadata_opt(&key.name).await {
+            Ok(found) => Ok(found.is_some()),
+            Err(source) => Err(AdoptError::Read {
+                key: key.clone(),
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    /// Reads an environment this controller does not own (another shard's,
+    /// a promotion's upstream) from its current status.
+    pub fn observe(&self, env: &Environment) {
+        let slug = slug_of(env);
+        if self.objects().contains_key(slug) {
+            return;
+        }
+        if let Some(status) = env.status.as_ref().and_then(|s| s.ledger.as_ref()) {
+            self.memory.restore(slug, record_of(slug, status));
+        }
+    }
+
+    /// `slug`'s record as the status shows it.
+    pub fn status(&self, slug: &str) -> LedgerStatus {
+        status_of(&self.memory.environment(slug))
+    }
+
+    /// Writes `slug`'s record into its `Environment`'s status when it
+    /// changed since the last write.
+    pub async fn flush(&self, slug: &str) -> Result<(), kube::Error> {
+        let (Some(writer), Some(key)) = (&self.writer, self.objects().get(slug).cloned()) else {
+            return Ok(());
+        };
+        let lock = {
+            let mut locks = writer.locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(slug.to_owned()).or_default().clone()
+        };
+        let _one_at_a_time = lock.lock().await;
+        let status = self.status(slug);
+        let unchanged = {
+            let written = writer.written.lock().unwrap_or_else(|e| e.into_inner());
+            written.get(slug) == Some(&status)
+        };
+        if unchanged {
+            return Ok(());
+        }
+        let api: Api<Environment> = Api::namespaced(writer.client.clone(), &key.namespace);
+        let patch = serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "Environment",
+            "status": { "ledger": status },
+        });
+        api.patch_status(
+            &key.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        let mut written = writer.written.lock().unwrap_or_else(|e| e.into_inner());
+        written.insert(slug.to_owned(), status);
+        Ok(())
+    }
+
+    /// Writes the environments of `starts` before their applies go out.
+    /// Called from the reconciler's ledger thread (never a runtime thread).
+    fn persist_starts(&self, starts: &[AttemptStart]) -> Result<(), LedgerError> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // NB: blocking a runtime thread on the runtime could deadlock;
+            // the end-of-pass flush writes it instead.
+            return Ok(());
+        }
+        let mut slugs: Vec<&str> = starts.iter().map(|s| s.environment.as_str()).collect();
+        slugs.sort_unstable();
+        slugs.dedup();
+        for slug in slugs {
+            writer
+                .runtime
+                .block_on(self.flush(slug))
+                .map_err(|e| LedgerError::Query {
+                    doing: "writing attempts into the Environment's status",
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an `Environment` cannot keep its record.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error(
+        "Environment {other} already reconciles environments/{slug}; one controller keeps one record per environment directory (split them with --watch-namespace or --shard)"
+    )]
+    Taken { slug: String, other: ObjectKey },
+    #[error("cannot read the status of Environment {key}: {source}")]
+    Read {
+        key: ObjectKey,
+        source: Box<kube::Error>,
+    },
+}
+
+impl Ledger for StatusLedger {
+    fn record_revision(&self, revision: &RevisionRecord) -> Result<(), LedgerError> {
+        self.memory.record_revision(revision)
+    }
+
+    fn last_revision(&self) -> Result<Option<RevisionRecord>, LedgerError> {
+        self.memory.last_revision()
+    }
+
+    fn start_attempt(&self, start: &AttemptStart) -> Result<AttemptId, LedgerError> {
+        let started = self.write(&WriteBatch {
+            starts: vec![start.clone()],
+            ..Default::default()
+        })?;
+        started.started.into_iter().next().unwrap_or_else(|| {
+            Err(LedgerError::Query {
+                doing: "starting an attempt",
+                message: "no attempt was started".into(),
+            })
+        })
+    }
+
+    fn finish_attempt(
+        &self,
+        id: AttemptId,
+        finished_at: Millis,
+        outcome: Outcome,
+        error: Option<&str>,
+    ) -> Result<(), LedgerError> {
+        self.memory.finish_attempt(id, finished_at, outcome, error)
+    }
+
+    /// The starts are in the status when this returns; when they cannot
+    /// be written, they are taken back and each answers the error, so no
+    /// apply goes out unrecorded.
+    fn write(&self, batch: &WriteBatch) -> Result<BatchResult, LedgerError> {
+        let (mut result, _) = self.memory.write_batch(batch);
+        if batch.starts.is_empty() {
+            return Ok(result);
+        }
+        if let Err(e) = self.persist_starts(&batch.starts) {
+            let ids: Vec<AttemptId> = result.started.iter().flatten().copied().collect();
+            self.memory.forget_attempts(&ids);
+            result.started = ids.iter().map(|_| Err(e.clone())).collect();
+        }
+        Ok(result)
+    }
+
+    fn unfinished_attempts(&self) -> Result<Vec<Attempt>, LedgerError> {
+        self.memory.unfinished_attempts()
+    }
+
+    fn history(
+        &self,
+        environment: &str,
+        gateway: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Attempt>, LedgerError> {
+        self.memory.history(environment, gateway, limit)
+    }
+
+    fn upsert_gateway(&self, record: &GatewayRecord) -> Result<(), LedgerError> {
+        self.memory.upsert_gateway(record)
+    }
+
+    fn remove_gateways(&self, gone: &[(String, String)]) -> Result<(), LedgerError> {
+        self.memory.remove_gateways(gone)
+    }
+
+    fn gateways(&self, environment: Option<&str>) -> Result<Vec<GatewayRecord>, LedgerError> {
+        self.memory.gateways(environment)
+    }
+
+    fn record_deployment(&self, deployment: &Deployment) -> Result<bool, LedgerError> {
+        self.memory.record_deployment(deployment)
+    }
+
+    fn deployments(&self, environment: &str, limit: usize) -> Result<Vec<Deployment>, LedgerError> {
+        self.memory.deployments(environment, limit)
+    }
+
+    fn open_drift(&self, episode: &DriftEpisode) -> Result<bool, LedgerError> {
+        self.memory.open_drift(episode)
+    }
+
+    fn resolve_drift(
+        &self,
+        environment: &str,
+        gateway: &str,
+        at: Millis,
+        resolution: &str,
+    ) -> Result<Option<DriftEpisode>, LedgerError> {
+        self.memory.resolve_drift(environment, gateway, at, resolution)
+    }
+
+    fn drift_episodes(
+        &self,
+        environment: Option<&str>,
+        open_only: bool,
+        limit: usize,
+    ) -> Result<Vec<DriftEpisode>, LedgerError> {
+        self.memory.drift_episodes(environment, open_only, limit)
+    }
+
+    fn prune(
+        &self,
+        now: Millis,
+        retention: &dyn Fn(&str) -> Duration,
+    ) -> Result<usize, LedgerError> {
+        self.memory.prune(now, retention)
+    }
+}
+
+/// Milliseconds as RFC 3339 text (`2026-11-23T09:00:00.123Z`).
+fn time_text(at: Millis) -> String {
+    Timestamp::from_millisecond(at)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| Timestamp::UNIX_EPOCH.to_string())
+}
+
+/// RFC 3339 text as milliseconds; unreadable text (a hand edit) reads as 0.
+fn millis(text: &str) -> Millis {
+    text.parse::<Timestamp>()
+        .map(|t| t.as_millisecond())
+        .unwrap_or_default()
+}
+
+/// A record as the status writes it: newest first.
+pub fn status_of(record: &EnvironmentRecord) -> LedgerStatus {
+    LedgerStatus {
+        gateways: record
+            .gateways
+            .values()
+            .map(|g| LedgerGateway {
+                name: g.gateway.clone(),
+                state: g.state,
+                desired_digest: g.desired_digest.clone(),
+                desired_revision: g.desired_revision.clone(),
+                observed_digest: g.observed_digest.clone(),
+                changed_at: time_text(g.changed_at),
+                error: g.error.clone(),
+            })
+            .collect(),
+        attempts: record
+            .attempts
+            .iter()
+            .rev()
+            .map(|a| LedgerAttempt {
+                gateway: a.start.gateway.clone(),
+                revision: a.start.revision.clone(),
+                digest: a.start.digest.clone(),
+                trigger: a.start.trigger,
+                started_at: time_text(a.start.started_at),
+                finished_at: a.finished_at.map(time_text),
+                outcome: a.outcome,
+                error: a.error.clone(),
+            })
+            .collect(),
+        deployments: record
+            .deployments
+            .iter()
+            .rev()
+            .map(|d| LedgerDeployment {
+                revision: d.revision.clone(),
+                digest: d.digest.clone(),
+                packs: serde_json::from_str(&d.packs).unwrap_or_default(),
+                verified_at: time_text(d.verified_at),
+            })
+            .collect(),
+        drift_episodes: record
+            .episodes
+            .iter()
+            .rev()
+            .map(|e| LedgerDriftEpisode {
+                gateway: e.gateway.clone(),
+                revision: e.revision.clone(),
+                desired_digest: e.desired_digest.clone(),
+                live_digest: e.live_digest.clone(),
+                changes: if e.changes.len() > CHANGES_KEPT {
+                    "[]".into()
+                } else {
+                    e.changes.clone()
+                },
+                onset_at: time_text(e.onset_at),
+                resolved_at: e.resolved_at.map(time_text),
+                resolution: e.resolution.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A status read back as environment `slug`'s record (oldest first).
+pub fn record_of(slug: &str, status: &LedgerStatus) -> EnvironmentRecord {
+    EnvironmentRecord {
+        gateways: status
+            .gateways
+            .iter()
+            .map(|g| {
+                let record = GatewayRecord {
+                    environment: slug.to_owned(),
+                    gateway: g.name.clone(),
+                    desired_digest: g.desired_digest.clone(),
+                    desired_revision: g.desired_revision.clone(),
+                    observed_digest: g.observed_digest.clone(),
+                    state: g.state,
+                    changed_at: millis(&g.changed_at),
+                    updated_at: millis(&g.changed_at),
+                    error: g.error.clone(),
+                };
+                (g.name.clone(), record)
+            })
+            .collect(),
+        attempts: status
+            .attempts
+            .iter()
+            .rev()
+            .map(|a| Attempt {
+                id: 0,
+                start: AttemptStart {
+                    environment: slug.to_owned(),
+                    gateway: a.gateway.clone(),
+                    revision: a.revision.clone(),
+                    digest: a.digest.clone(),
+                    trigger: a.trigger,
+                    started_at: millis(&a.started_at),
+                },
+                finished_at: a.finished_at.as_deref().map(millis),
+                outcome: a.outcome,
+                error: a.error.clone(),
+            })
+            .collect(),
+        deployments: status
+            .deployments
+            .iter()
+            .rev()
+            .map(|d| Deployment {
+                environment: slug.to_owned(),
+                revision: d.revision.clone(),
+                digest: d.digest.clone(),
+                packs: packs_json(&d.packs),
+                verified_at: millis(&d.verified_at),
+            })
+            .collect(),
+        episodes: status
+            .drift_episodes
+            .iter()
+            .rev()
+            .map(|e| DriftEpisode {
+                environment: slug.to_owned(),
+                gateway: e.gateway.clone(),
+                revision: e.revision.clone(),
+                desired_digest: e.desired_digest.clone(),
+                live_digest: e.live_digest.clone(),
+                changes: e.changes.clone(),
+                onset_at: millis(&e.onset_at),
+                resolved_at: e.resolved_at.as_deref().map(millis),
+                resolution: e.resolution.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn packs_json(packs: &[LedgerPack]) -> String {
+    serde_json::to_string(packs).unwrap_or_else(|_| "[]".into())
+}
+
+#[cfg(test)]
+mod tests;

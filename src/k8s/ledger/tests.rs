@@ -1,0 +1,134 @@
+use super::*;
+use crate::ledger::{GatewayState, Trigger};
+
+const T0: Millis = 1_763_888_400_123;
+
+fn sample() -> MemoryLedger {
+    let ledger = MemoryLedger::new();
+    let start = |gateway: &str, at| AttemptStart {
+        environment: "production".into(),
+        gateway: gateway.into(),
+        revision: "c0ffee".into(),
+        digest: "sha256:abc".into(),
+        trigger: Trigger::Drift,
+        started_at: at,
+    };
+    let done = ledger.start_attempt(&start("gw-1", T0)).unwrap();
+    ledger
+        .finish_attempt(done, T0 + 7, Outcome::Applied, Some("slow"))
+        .unwrap();
+    ledger.start_attempt(&start("gw-2", T0 + 9)).unwrap();
+    ledger
+        .upsert_gateway(&GatewayRecord {
+            environment: "production".into(),
+            gateway: "gw-1".into(),
+            desired_digest: Some("sha256:abc".into()),
+            desired_revision: Some("c0ffee".into()),
+            observed_digest: Some("sha256:abc".into()),
+            state: GatewayState::InSync,
+            changed_at: T0 + 7,
+            updated_at: T0 + 7,
+            error: None,
+        })
+        .unwrap();
+    ledger
+        .record_deployment(&Deployment {
+            environment: "production".into(),
+            revision: "c0ffee".into(),
+            digest: "sha256:abc".into(),
+            packs: r#"[{"name":"audit","version":"1.0.0","digest":"sha256:p1","source":"sha256:s1"}]"#
+                .into(),
+            verified_at: T0 + 8,
+        })
+        .unwrap();
+    ledger
+        .open_drift(&DriftEpisode {
+            environment: "production".into(),
+            gateway: "gw-1".into(),
+            revision: "c0ffee".into(),
+            desired_digest: "sha256:abc".into(),
+            live_digest: Some("sha256:live".into()),
+            changes: r#"[{"pointer":"/enforcement"}]"#.into(),
+            onset_at: T0 + 1,
+            resolved_at: None,
+            resolution: None,
+        })
+        .unwrap();
+    ledger
+        .resolve_drift("production", "gw-1", T0 + 2, "healed")
+        .unwrap();
+    ledger
+}
+
+#[test]
+fn a_record_survives_the_status_and_back_to_the_millisecond() {
+    let kept = sample().environment("production");
+    let status = status_of(&kept);
+    // Through JSON, as the API server stores it.
+    let stored: LedgerStatus =
+        serde_json::from_value(serde_json::to_value(&status).unwrap()).unwrap();
+    let back = record_of("production", &stored);
+    assert_eq!(back.gateways, kept.gateways);
+    assert_eq!(back.deployments, kept.deployments);
+    assert_eq!(back.episodes, kept.episodes);
+    let without_ids = |attempts: &[Attempt]| -> Vec<Attempt> {
+        attempts.iter().map(|a| Attempt { id: 0, ..a.clone() }).collect()
+    };
+    assert_eq!(without_ids(&back.attempts), without_ids(&kept.attempts));
+    assert_eq!(stored.attempts[0].finished_at, None, "newest first, in flight");
+    assert_eq!(stored.deployments[0].packs[0].name, "audit");
+    assert_eq!(stored.attempts[1].started_at, "2025-11-23T09:00:00.123Z");
+}
+
+#[test]
+fn a_restored_record_answers_like_the_one_that_wrote_it() {
+    let first = sample();
+    let second = MemoryLedger::new();
+    second.restore(
+        "production",
+        record_of("production", &status_of(&first.environment("production"))),
+    );
+    assert_eq!(
+        second.deployments("production", 5).unwrap(),
+        first.deployments("production", 5).unwrap()
+    );
+    assert_eq!(
+        second.gateways(Some("production")).unwrap(),
+        first.gateways(Some("production")).unwrap()
+    );
+    let unfinished = second.unfinished_attempts().unwrap();
+    assert_eq!(unfinished.len(), 1);
+    assert_eq!(unfinished[0].start.gateway, "gw-2");
+    second
+        .finish_attempt(unfinished[0].id, T0 + 20, Outcome::Interrupted, None)
+        .unwrap();
+    assert_eq!(
+        second.drift_episodes(Some("production"), false, 5).unwrap(),
+        first.drift_episodes(Some("production"), false, 5).unwrap()
+    );
+}
+
+#[test]
+fn long_drift_changes_are_not_kept_in_the_status() {
+    let ledger = MemoryLedger::new();
+    ledger
+        .open_drift(&DriftEpisode {
+            environment: "e".into(),
+            gateway: "g".into(),
+            revision: "r".into(),
+            desired_digest: "d".into(),
+            live_digest: None,
+            changes: format!("[\"{}\"]", "x".repeat(CHANGES_KEPT)),
+            onset_at: T0,
+            resolved_at: None,
+            resolution: None,
+        })
+        .unwrap();
+    assert_eq!(status_of(&ledger.environment("e")).drift_episodes[0].changes, "[]");
+}
+
+#[test]
+fn unreadable_times_read_as_the_epoch_not_a_panic() {
+    assert_eq!(millis("yesterday"), 0);
+    assert_eq!(millis(&time_text(T0)), T0);
+}

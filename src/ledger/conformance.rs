@@ -1,0 +1,252 @@
+//! What every [`Ledger`] must do, run against each implementation so the
+//! standalone and the Kubernetes modes remember the same things the same way.
+
+use super::*;
+
+const T0: Millis = 1_750_000_000_000;
+
+fn start(environment: &str, gateway: &str, started_at: Millis) -> AttemptStart {
+    AttemptStart {
+        environment: environment.into(),
+        gateway: gateway.into(),
+        revision: "c0ffee".into(),
+        digest: "sha256:abc".into(),
+        trigger: Trigger::Poll,
+        started_at,
+    }
+}
+
+fn record(environment: &str, gateway: &str, state: GatewayState) -> GatewayRecord {
+    GatewayRecord {
+        environment: environment.into(),
+        gateway: gateway.into(),
+        desired_digest: Some("sha256:abc".into()),
+        desired_revision: Some("c0ffee".into()),
+        observed_digest: Some("sha256:abc".into()),
+        state,
+        changed_at: T0,
+        updated_at: T0,
+        error: None,
+    }
+}
+
+fn deployment(environment: &str, digest: &str, at: Millis) -> Deployment {
+    Deployment {
+        environment: environment.into(),
+        revision: format!("rev-{digest}"),
+        digest: digest.into(),
+        packs: "[]".into(),
+        verified_at: at,
+    }
+}
+
+fn episode(environment: &str, gateway: &str, onset_at: Millis) -> DriftEpisode {
+    DriftEpisode {
+        environment: environment.into(),
+        gateway: gateway.into(),
+        revision: "c0ffee".into(),
+        desired_digest: "sha256:abc".into(),
+        live_digest: Some("sha256:live".into()),
+        changes: "[]".into(),
+        onset_at,
+        resolved_at: None,
+        resolution: None,
+    }
+}
+
+pub fn attempts_start_unfinished_and_finish_once(ledger: &dyn Ledger) {
+    let a = ledger.start_attempt(&start("prod", "gw-1", T0)).unwrap();
+    let b = ledger.start_attempt(&start("dev", "gw-1", T0 + 1)).unwrap();
+    assert_ne!(a, b);
+    let unfinished: Vec<AttemptId> = ledger
+        .unfinished_attempts()
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(unfinished, vec![a, b]);
+    ledger
+        .finish_attempt(a, T0 + 5, Outcome::Applied, None)
+        .unwrap();
+    assert!(
+        ledger
+            .finish_attempt(a, T0 + 6, Outcome::Failed, Some("again"))
+            .is_err(),
+        "finishing twice must fail"
+    );
+    assert!(matches!(
+        ledger.finish_attempt(9_999_999, T0, Outcome::Applied, None),
+        Err(LedgerError::NoSuchAttempt(9_999_999))
+    ));
+    let history = ledger.history("prod", None, 10).unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].outcome, Some(Outcome::Applied));
+    assert_eq!(history[0].finished_at, Some(T0 + 5));
+    assert_eq!(ledger.unfinished_attempts().unwrap().len(), 1);
+}
+
+pub fn batches_start_finish_and_record_together(ledger: &dyn Ledger) {
+    let first = ledger
+        .write(&WriteBatch {
+            starts: vec![start("prod", "gw-1", T0), start("prod", "gw-2", T0)],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(first.started.len(), 2);
+    let second = ledger
+        .write(&WriteBatch {
+            finishes: vec![
+                AttemptFinish {
+                    id: *first.started[0].as_ref().unwrap(),
+                    finished_at: T0 + 1,
+                    outcome: Outcome::Applied,
+                    error: None,
+                },
+                AttemptFinish {
+                    id: 424_242,
+                    finished_at: T0 + 1,
+                    outcome: Outcome::Applied,
+                    error: None,
+                },
+            ],
+            records: vec![record("prod", "gw-1", GatewayState::InSync)],
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(second.finished[0].is_ok());
+    assert!(second.finished[1].is_err(), "an unknown finish fails alone");
+    assert_eq!(ledger.gateways(Some("prod")).unwrap().len(), 1);
+    assert_eq!(ledger.unfinished_attempts().unwrap().len(), 1);
+}
+
+pub fn history_is_newest_first_filtered_and_limited(ledger: &dyn Ledger) {
+    for (i, gateway) in ["a", "b", "a", "b", "a"].iter().enumerate() {
+        let id = ledger
+            .start_attempt(&start("prod", gateway, T0 + i as Millis))
+            .unwrap();
+        ledger
+            .finish_attempt(id, T0 + 10, Outcome::Unchanged, None)
+            .unwrap();
+    }
+    ledger.start_attempt(&start("dev", "a", T0 + 100)).unwrap();
+    let all: Vec<Millis> = ledger
+        .history("prod", None, 10)
+        .unwrap()
+        .iter()
+        .map(|a| a.start.started_at)
+        .collect();
+    assert_eq!(all, vec![T0 + 4, T0 + 3, T0 + 2, T0 + 1, T0]);
+    let a: Vec<Millis> = ledger
+        .history("prod", Some("a"), 2)
+        .unwrap()
+        .iter()
+        .map(|a| a.start.started_at)
+        .collect();
+    assert_eq!(a, vec![T0 + 4, T0 + 2]);
+    assert!(ledger.history("nowhere", None, 10).unwrap().is_empty());
+}
+
+pub fn gateway_records_replace_list_in_order_and_go(ledger: &dyn Ledger) {
+    ledger
+        .upsert_gateways(&[
+            record("prod", "gw-b", GatewayState::Pending),
+            record("dev", "gw-z", GatewayState::InSync),
+            record("prod", "gw-a", GatewayState::InSync),
+        ])
+        .unwrap();
+    ledger
+        .upsert_gateway(&record("prod", "gw-b", GatewayState::Failed))
+        .unwrap();
+    let names: Vec<(String, String, GatewayState)> = ledger
+        .gateways(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.environment, r.gateway, r.state))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("dev".into(), "gw-z".into(), GatewayState::InSync),
+            ("prod".into(), "gw-a".into(), GatewayState::InSync),
+            ("prod".into(), "gw-b".into(), GatewayState::Failed),
+        ]
+    );
+    ledger
+        .remove_gateways(&[("prod".into(), "gw-a".into())])
+        .unwrap();
+    assert_eq!(ledger.gateways(Some("prod")).unwrap().len(), 1);
+}
+
+pub fn deployments_skip_a_repeat_and_read_newest_first(ledger: &dyn Ledger) {
+    assert!(ledger.record_deployment(&deployment("prod", "d1", T0)).unwrap());
+    assert!(!ledger.record_deployment(&deployment("prod", "d1", T0 + 1)).unwrap());
+    assert!(ledger.record_deployment(&deployment("prod", "d2", T0 + 2)).unwrap());
+    assert!(ledger.record_deployment(&deployment("prod", "d1", T0 + 3)).unwrap());
+    let digests: Vec<String> = ledger
+        .deployments("prod", 10)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.digest)
+        .collect();
+    assert_eq!(digests, vec!["d1", "d2", "d1"]);
+    assert_eq!(ledger.deployments("prod", 1).unwrap()[0].verified_at, T0 + 3);
+    assert!(ledger.deployments("dev", 10).unwrap().is_empty());
+}
+
+pub fn drift_episodes_open_once_update_and_resolve(ledger: &dyn Ledger) {
+    assert!(ledger.open_drift(&episode("prod", "gw-1", T0)).unwrap());
+    let mut again = episode("prod", "gw-1", T0 + 5);
+    again.live_digest = Some("sha256:other".into());
+    assert!(!ledger.open_drift(&again).unwrap(), "one open per gateway");
+    assert!(ledger.open_drift(&episode("prod", "gw-2", T0 + 1)).unwrap());
+    let open = ledger.drift_episodes(Some("prod"), true, 10).unwrap();
+    assert_eq!(open.len(), 2);
+    assert_eq!(open[0].gateway, "gw-2", "newest first");
+    assert_eq!(open[1].onset_at, T0, "the onset stays");
+    assert_eq!(open[1].live_digest.as_deref(), Some("sha256:other"));
+    let closed = ledger
+        .resolve_drift("prod", "gw-1", T0 + 9, "healed")
+        .unwrap()
+        .expect("an open episode");
+    assert_eq!(closed.resolution.as_deref(), Some("healed"));
+    assert_eq!(closed.resolved_at, Some(T0 + 9));
+    assert!(
+        ledger
+            .resolve_drift("prod", "gw-1", T0 + 10, "healed")
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(ledger.drift_episodes(None, true, 10).unwrap().len(), 1);
+    assert_eq!(ledger.drift_episodes(Some("prod"), false, 10).unwrap().len(), 2);
+    assert!(ledger.drift_episodes(Some("dev"), false, 10).unwrap().is_empty());
+}
+
+pub fn the_last_revision_is_the_newest_seen(ledger: &dyn Ledger) {
+    assert!(ledger.last_revision().unwrap().is_none());
+    let revision = |commit: &str, seen_at| RevisionRecord {
+        commit: commit.into(),
+        seen_at,
+        valid: true,
+        errors: 0,
+        findings: "[]".into(),
+    };
+    ledger.record_revision(&revision("aaa", T0)).unwrap();
+    ledger.record_revision(&revision("bbb", T0 + 1)).unwrap();
+    assert_eq!(ledger.last_revision().unwrap().unwrap().commit, "bbb");
+}
+
+/// Every check above, each on a fresh ledger from `fresh`.
+pub fn run_all<L: Ledger>(fresh: impl Fn() -> L) {
+    let checks: [fn(&dyn Ledger); 7] = [
+        attempts_start_unfinished_and_finish_once,
+        batches_start_finish_and_record_together,
+        history_is_newest_first_filtered_and_limited,
+        gateway_records_replace_list_in_order_and_go,
+        deployments_skip_a_repeat_and_read_newest_first,
+        drift_episodes_open_once_update_and_resolve,
+        the_last_revision_is_the_newest_seen,
+    ];
+    for check in checks {
+        check(&fresh());
+    }
+}
