@@ -147,6 +147,15 @@ pub enum SignatureProvider {
     Ssh,
 }
 
+impl From<SignatureProvider> for crate::source::SignatureFormat {
+    fn from(provider: SignatureProvider) -> Self {
+        match provider {
+            SignatureProvider::Openpgp => crate::source::SignatureFormat::OpenPgp,
+            SignatureProvider::Ssh => crate::source::SignatureFormat::Ssh,
+        }
+    }
+}
+
 /// What Sluice last saw of a repository.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]

@@ -18,11 +18,13 @@ pub mod commit;
 pub mod follow;
 mod git;
 pub mod publish;
+pub mod verify;
 mod worktree;
 
 pub use follow::{Credentials, Follower, Target};
 pub use git::GitSnapshot;
 pub(crate) use git::subdirectory;
+pub use verify::{SignatureFormat, Signer, TrustedKeys, VerifyError, verify_commit};
 pub use worktree::WorkTree;
 
 use std::fmt;
