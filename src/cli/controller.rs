@@ -65,7 +65,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
 
 async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     if args.state.cluster.is_some() {
-        anyhow::bail!("the controller keeps its ledger in the Environments' status; drop --cluster");
+        anyhow::bail!(
+            "the controller keeps its ledger in the Environments' status; drop --cluster"
+        );
     }
     let client = kube::Client::try_default()
         .await

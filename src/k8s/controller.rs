@@ -26,7 +26,7 @@ use crate::{
     promote::trailer,
     reconcile::{EnvironmentReport, NoProgress, Pass, Reconciler},
     server::ServerState,
-    source::{Credentials, Follower, Target, follow::Token, prefix},
+    source::{Credentials, Follower, Target, TrustedKeys, follow::Token, prefix, verify_commit},
 };
 use futures::StreamExt;
 use k8s_openapi::{
@@ -175,8 +175,14 @@ struct Source {
     fetched_at: Option<std::time::Instant>,
     /// What the ConfigRepository's status last said: fetched (the commit)
     /// or not (why).
-    reported: Option<Result<String, String>>,
+    reported: Option<Result<String, Refusal>>,
+    /// The commit whose signature was verified, and the version of the
+    /// Secret of keys it was verified with.
+    verified: Option<(String, String)>,
 }
+
+/// Why a repository's head is not used: a condition reason and a message.
+type Refusal = (&'static str, String);
 
 impl Context {
     pub fn new(
@@ -463,15 +469,15 @@ impl Context {
     async fn report_repository(
         &self,
         repo: &ConfigRepository,
-        reported: &mut Option<Result<String, String>>,
-        fetched: &Result<String, String>,
+        reported: &mut Option<Result<String, Refusal>>,
+        fetched: &Result<String, Refusal>,
     ) {
         if reported.as_ref() == Some(fetched) {
             return;
         }
         let (status, reason, message) = match fetched {
             Ok(commit) => ("True", "Fetched", format!("at {}", prefix(commit, 12))),
-            Err(message) => ("False", "FetchFailed", truncate(message.clone(), 1024)),
+            Err((reason, message)) => ("False", *reason, truncate(message.clone(), 1024)),
         };
         // The transition time moves only when Ready flips.
         let since = repo
@@ -558,6 +564,16 @@ impl Context {
             action: "Reconcile".to_owned(),
             secondary: None,
         };
+        if let Some((reason, message)) = &work.blocked {
+            let was = previous.conditions.iter().any(|c| {
+                c.type_ == super::crd::condition::READY
+                    && c.status == "False"
+                    && c.message == *message
+            });
+            if !was {
+                events.push(event(EventType::Warning, reason, message.clone()));
+            }
+        }
         if let Validation::Invalid { reason, message } = &work.validation {
             let was = previous.conditions.iter().any(|c| {
                 c.type_ == super::crd::condition::VALIDATED
@@ -673,13 +689,6 @@ impl Context {
                 );
             }
         };
-        if repo.spec.verification.is_some() {
-            // NB: refusing is the safe side: an unverified head must never run.
-            return blocked(
-                "VerificationUnsupported",
-                "spec.verification is set, and signature verification is not implemented yet: nothing is applied".into(),
-            );
-        }
         let credentials = match &repo.spec.secret_ref {
             None => Credentials::default(),
             Some(secret) => match self.credentials(&namespace, &secret.name).await? {
@@ -716,25 +725,39 @@ impl Context {
                 _ => follower.fetch(),
             })
         };
-        let fetched = match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
+        let failed = |message: String| Err(("FetchFailed", message));
+        let mut fetched = match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
             Ok(Ok(Ok(commit))) => Ok(commit),
-            Ok(Ok(Err(e))) => Err(e.to_string()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("fetching took more than {FETCH_TIMEOUT:?}")),
+            Ok(Ok(Err(e))) => failed(e.to_string()),
+            Ok(Err(e)) => failed(e.to_string()),
+            Err(_) => failed(format!("fetching took more than {FETCH_TIMEOUT:?}")),
         };
+        if fetched.is_err() {
+            self.server.metrics.fetch_errors.inc();
+        } else if !recent {
+            source.fetched_at = Some(std::time::Instant::now());
+        }
+        // NB: a head that fails verification is refused like a failed
+        // fetch: nothing of it is loaded, the last good version keeps running.
+        if let (Ok(commit), Some(verification)) = (&fetched, &repo.spec.verification) {
+            let checked = self
+                .verify(
+                    &namespace,
+                    verification,
+                    &follower,
+                    commit,
+                    &mut source.verified,
+                )
+                .await?;
+            if let Err(refusal) = checked {
+                fetched = Err(refusal);
+            }
+        }
         self.report_repository(&repo, &mut source.reported, &fetched)
             .await;
         let commit = match fetched {
-            Ok(commit) => {
-                if !recent {
-                    source.fetched_at = Some(std::time::Instant::now());
-                }
-                commit
-            }
-            Err(message) => {
-                self.server.metrics.fetch_errors.inc();
-                return blocked("FetchFailed", message);
-            }
+            Ok(commit) => commit,
+            Err((reason, message)) => return blocked(reason, message),
         };
         if source.loaded.as_ref().is_none_or(|(c, _)| *c != commit) {
             let limits = self.limits;
@@ -871,6 +894,61 @@ impl Context {
             work.pass = Some((revision, trigger, report, started));
         }
         Ok(work)
+    }
+
+    /// Checks `commit`'s signature against the trusted keys in the Secret
+    /// of `verification`; a commit verified with the same Secret version
+    /// is not checked again. `Ok(Err(refusal))` when it must not run.
+    async fn verify(
+        &self,
+        namespace: &str,
+        verification: &super::crd::Verification,
+        follower: &Arc<Follower>,
+        commit: &str,
+        verified: &mut Option<(String, String)>,
+    ) -> Result<Result<(), Refusal>, Error> {
+        let name = &verification.secret_ref.name;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = secrets.get_opt(name).await.map_err(|source| Error::Get {
+            source: Box::new(source),
+            kind: "Secret",
+            namespace: namespace.to_owned(),
+            name: name.clone(),
+        })?;
+        let Some(secret) = secret else {
+            return Ok(Err((
+                "SecretNotFound",
+                format!("Secret {namespace}/{name} (the trusted keys) does not exist"),
+            )));
+        };
+        let version = secret.resource_version().unwrap_or_default();
+        let done = (commit.to_owned(), version);
+        if verified.as_ref() == Some(&done) {
+            return Ok(Ok(()));
+        }
+        let sources: Vec<(String, Vec<u8>)> = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key, value.0))
+            .collect();
+        let format = verification.provider.into();
+        let path = follower.repository_path().to_owned();
+        let wanted = commit.to_owned();
+        let checked = tokio::task::spawn_blocking(move || {
+            let keys = TrustedKeys::parse(format, &sources)?;
+            verify_commit(&path, &wanted, &keys)
+        })
+        .await;
+        match checked {
+            Ok(Ok(signer)) => {
+                tracing::info!(commit = %prefix(commit, 12), signer = %signer, "signature verified");
+                *verified = Some(done);
+                Ok(Ok(()))
+            }
+            Ok(Err(e)) => Ok(Err(("VerificationFailed", e.to_string()))),
+            Err(e) => Ok(Err(("VerificationFailed", e.to_string()))),
+        }
     }
 
     /// Reads the record of the `Environment` a promotion comes from, when

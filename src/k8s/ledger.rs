@@ -397,7 +397,8 @@ impl Ledger for StatusLedger {
         at: Millis,
         resolution: &str,
     ) -> Result<Option<DriftEpisode>, LedgerError> {
-        self.memory.resolve_drift(environment, gateway, at, resolution)
+        self.memory
+            .resolve_drift(environment, gateway, at, resolution)
     }
 
     fn drift_episodes(

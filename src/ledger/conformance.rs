@@ -178,10 +178,26 @@ pub fn gateway_records_replace_list_in_order_and_go(ledger: &dyn Ledger) {
 }
 
 pub fn deployments_skip_a_repeat_and_read_newest_first(ledger: &dyn Ledger) {
-    assert!(ledger.record_deployment(&deployment("prod", "d1", T0)).unwrap());
-    assert!(!ledger.record_deployment(&deployment("prod", "d1", T0 + 1)).unwrap());
-    assert!(ledger.record_deployment(&deployment("prod", "d2", T0 + 2)).unwrap());
-    assert!(ledger.record_deployment(&deployment("prod", "d1", T0 + 3)).unwrap());
+    assert!(
+        ledger
+            .record_deployment(&deployment("prod", "d1", T0))
+            .unwrap()
+    );
+    assert!(
+        !ledger
+            .record_deployment(&deployment("prod", "d1", T0 + 1))
+            .unwrap()
+    );
+    assert!(
+        ledger
+            .record_deployment(&deployment("prod", "d2", T0 + 2))
+            .unwrap()
+    );
+    assert!(
+        ledger
+            .record_deployment(&deployment("prod", "d1", T0 + 3))
+            .unwrap()
+    );
     let digests: Vec<String> = ledger
         .deployments("prod", 10)
         .unwrap()
@@ -189,7 +205,10 @@ pub fn deployments_skip_a_repeat_and_read_newest_first(ledger: &dyn Ledger) {
         .map(|d| d.digest)
         .collect();
     assert_eq!(digests, vec!["d1", "d2", "d1"]);
-    assert_eq!(ledger.deployments("prod", 1).unwrap()[0].verified_at, T0 + 3);
+    assert_eq!(
+        ledger.deployments("prod", 1).unwrap()[0].verified_at,
+        T0 + 3
+    );
     assert!(ledger.deployments("dev", 10).unwrap().is_empty());
 }
 
@@ -217,8 +236,19 @@ pub fn drift_episodes_open_once_update_and_resolve(ledger: &dyn Ledger) {
             .is_none()
     );
     assert_eq!(ledger.drift_episodes(None, true, 10).unwrap().len(), 1);
-    assert_eq!(ledger.drift_episodes(Some("prod"), false, 10).unwrap().len(), 2);
-    assert!(ledger.drift_episodes(Some("dev"), false, 10).unwrap().is_empty());
+    assert_eq!(
+        ledger
+            .drift_episodes(Some("prod"), false, 10)
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        ledger
+            .drift_episodes(Some("dev"), false, 10)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub fn the_last_revision_is_the_newest_seen(ledger: &dyn Ledger) {

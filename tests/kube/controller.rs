@@ -765,11 +765,18 @@ async fn the_ledger_lives_in_the_status_and_outlives_the_controller_and_its_disk
     assert!(attempt.finished_at.is_some());
     assert_eq!(ledger.gateways[0].state, GatewayState::InSync);
     let v1 = ledger.deployments[0].digest.clone();
-    assert_eq!(ledger.gateways[0].observed_digest.as_deref(), Some(v1.as_str()));
+    assert_eq!(
+        ledger.gateways[0].observed_digest.as_deref(),
+        Some(v1.as_str())
+    );
     assert!(!ledger.deployments[0].packs.is_empty());
     let baseline = repo.join("environments/production/packs/baseline.yaml");
     let text = std::fs::read_to_string(&baseline).unwrap();
-    std::fs::write(&baseline, text.replace("retention_days: 365", "retention_days: 400")).unwrap();
+    std::fs::write(
+        &baseline,
+        text.replace("retention_days: 365", "retention_days: 400"),
+    )
+    .unwrap();
     env::git(&repo, &["commit", "-q", "-am", "keep audit records longer"]);
     let ledger = eventually(90, "the second deployment", &first, deployments(2)).await;
     let v2 = ledger.deployments[0].digest.clone();
@@ -842,6 +849,197 @@ async fn the_ledger_lives_in_the_status_and_outlives_the_controller_and_its_disk
     assert_eq!(rollback["from"]["digest"], v2.as_str(), "{rollback}");
     assert_eq!(rollback["to"]["digest"], v1.as_str(), "{rollback}");
     drop(second);
+    let _ = Api::<Namespace>::all(client)
+        .delete(&namespace, &Default::default())
+        .await;
+}
+
+/// `git commit -S` with the SSH key at `key` (what `gpg.format=ssh` authors do).
+fn signed_commit(repo: &Path, key: &Path, message: &str) {
+    let signing = format!("user.signingkey={}.pub", key.display());
+    env::git(
+        repo,
+        &[
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            &signing,
+            "commit",
+            "-q",
+            "-S",
+            "-am",
+            message,
+        ],
+    );
+}
+
+/// A repository with `verification` runs only heads signed by a trusted
+/// key: an unsigned head is refused (Ready=False, VerificationFailed, an
+/// Event) while the gateways keep the last verified version, and the next
+/// signed head runs.
+#[tokio::test]
+async fn only_heads_signed_by_a_trusted_key_run() {
+    let Some(client) = env::client().await else {
+        return;
+    };
+    let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
+    install_crds(&client).await;
+    let namespace = env::namespace(&client, "sluice-ctl").await;
+    let work = tempfile::tempdir().unwrap();
+    let key = work.path().join("signing");
+    let made = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "release@example.com",
+            "-f",
+        ])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(made.success());
+    let repo = policy_repo(
+        work.path(),
+        &[(
+            "production",
+            format!(
+                "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n"
+            ),
+        )],
+    );
+    let baseline = repo.join("environments/production/packs/baseline.yaml");
+    let edit = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&baseline).unwrap();
+        assert!(text.contains(from));
+        std::fs::write(&baseline, text.replace(from, to)).unwrap();
+    };
+    edit("retention_days: 365", "retention_days: 366");
+    signed_commit(&repo, &key, "signed");
+
+    let public = std::fs::read_to_string(work.path().join("signing.pub")).unwrap();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), &namespace);
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": { "name": "trusted-keys" },
+                "stringData": { "release": public },
+            }))
+            .unwrap(),
+        )
+        .await
+        .expect("creating the Secret of keys");
+    let daemon = GitDaemon::serve(&repo);
+    let repository: ConfigRepository = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "ConfigRepository",
+        "metadata": { "name": "policy" },
+        "spec": {
+            "url": daemon.url(), "ref": { "branch": "main" }, "interval": "2s",
+            "verification": { "provider": "ssh", "secretRef": { "name": "trusted-keys" } },
+        },
+    }))
+    .unwrap();
+    Api::<ConfigRepository>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &repository)
+        .await
+        .unwrap();
+    create_environment(&client, &namespace, "production", serde_json::json!({})).await;
+    let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
+    let controller = Process::start(
+        &[
+            "controller",
+            "--listen",
+            "127.0.0.1:0",
+            "--watch-namespace",
+            &namespace,
+            "--data-dir",
+            work.path().join("data").to_str().unwrap(),
+        ],
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("SLUICE_LOG", "info"),
+        ],
+        work.path().join("controller.log"),
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let digest = || async {
+        config_maps
+            .get_opt("policy")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|m| m.metadata.annotations?.get(DIGEST_ANNOTATION).cloned())
+    };
+    let signed = eventually(120, "the signed head applied", &controller, || async {
+        digest().await
+    })
+    .await;
+
+    // An unsigned head: refused, said so, and nothing of it applied.
+    edit("retention_days: 366", "retention_days: 1");
+    env::git(&repo, &["commit", "-q", "-am", "unsigned"]);
+    let refused = eventually(
+        60,
+        "Ready=False VerificationFailed",
+        &controller,
+        || async {
+            let env = environments.get("production").await.ok()?;
+            let (status, reason) = condition_of(&env, condition::READY)?;
+            (status == "False" && reason == "VerificationFailed").then_some(env)
+        },
+    )
+    .await;
+    let message = refused
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == condition::READY)
+        .unwrap()
+        .message;
+    assert!(message.contains("not signed"), "{message}");
+    let repo_status = Api::<ConfigRepository>::namespaced(client.clone(), &namespace)
+        .get("policy")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(
+        repo_status
+            .conditions
+            .iter()
+            .any(|c| c.reason == "VerificationFailed"),
+        "{repo_status:?}"
+    );
+    assert_eq!(
+        digest().await,
+        Some(signed.clone()),
+        "the last verified version keeps running"
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    eventually(30, "a VerificationFailed Event", &controller, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("VerificationFailed"))
+            .then_some(())
+    })
+    .await;
+
+    // Signed again: it runs.
+    edit("retention_days: 1", "retention_days: 367");
+    signed_commit(&repo, &key, "signed again");
+    eventually(60, "the next signed head applied", &controller, || async {
+        digest().await.filter(|d| *d != signed)
+    })
+    .await;
+    drop(controller);
     let _ = Api::<Namespace>::all(client)
         .delete(&namespace, &Default::default())
         .await;

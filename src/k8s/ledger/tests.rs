@@ -36,8 +36,9 @@ fn sample() -> MemoryLedger {
             environment: "production".into(),
             revision: "c0ffee".into(),
             digest: "sha256:abc".into(),
-            packs: r#"[{"name":"audit","version":"1.0.0","digest":"sha256:p1","source":"sha256:s1"}]"#
-                .into(),
+            packs:
+                r#"[{"name":"audit","version":"1.0.0","digest":"sha256:p1","source":"sha256:s1"}]"#
+                    .into(),
             verified_at: T0 + 8,
         })
         .unwrap();
@@ -72,10 +73,16 @@ fn a_record_survives_the_status_and_back_to_the_millisecond() {
     assert_eq!(back.deployments, kept.deployments);
     assert_eq!(back.episodes, kept.episodes);
     let without_ids = |attempts: &[Attempt]| -> Vec<Attempt> {
-        attempts.iter().map(|a| Attempt { id: 0, ..a.clone() }).collect()
+        attempts
+            .iter()
+            .map(|a| Attempt { id: 0, ..a.clone() })
+            .collect()
     };
     assert_eq!(without_ids(&back.attempts), without_ids(&kept.attempts));
-    assert_eq!(stored.attempts[0].finished_at, None, "newest first, in flight");
+    assert_eq!(
+        stored.attempts[0].finished_at, None,
+        "newest first, in flight"
+    );
     assert_eq!(stored.deployments[0].packs[0].name, "audit");
     assert_eq!(stored.attempts[1].started_at, "2025-11-23T09:00:00.123Z");
 }
@@ -124,7 +131,10 @@ fn long_drift_changes_are_not_kept_in_the_status() {
             resolution: None,
         })
         .unwrap();
-    assert_eq!(status_of(&ledger.environment("e")).drift_episodes[0].changes, "[]");
+    assert_eq!(
+        status_of(&ledger.environment("e")).drift_episodes[0].changes,
+        "[]"
+    );
 }
 
 #[test]

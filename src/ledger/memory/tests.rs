@@ -33,7 +33,10 @@ fn history_is_bounded_but_unfinished_attempts_are_never_dropped() {
     assert_eq!(record.attempts.len(), ATTEMPTS_KEPT + 1);
     assert!(record.attempts.iter().any(|a| a.id == stuck));
     let newest = ledger.history("prod", Some("gw"), 1).unwrap();
-    assert_eq!(newest[0].start.started_at, T0 + ATTEMPTS_KEPT as Millis + 30);
+    assert_eq!(
+        newest[0].start.started_at,
+        T0 + ATTEMPTS_KEPT as Millis + 30
+    );
 }
 
 #[test]

@@ -880,7 +880,12 @@ fn a_batch_commits_starts_finishes_and_records_together() {
     let result = ledger.write(&batch).unwrap();
 
     assert_eq!(result.started.len(), 2);
-    assert!(result.started.iter().all(|id| *id.as_ref().unwrap() > earlier));
+    assert!(
+        result
+            .started
+            .iter()
+            .all(|id| *id.as_ref().unwrap() > earlier)
+    );
     assert!(result.finished[0].is_ok());
     assert!(matches!(
         result.finished[1],
