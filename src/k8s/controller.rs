@@ -696,10 +696,13 @@ impl Context {
                 Err(message) => return blocked("SecretNotFound", message),
             },
         };
+        // NB: the verification settings are part of the key: a revision
+        // loaded without them (or with other keys) never runs under them.
         let source_key = format!(
-            "{namespace}/{}/{}/{target:?}",
+            "{namespace}/{}/{}/{target:?}/{:?}",
             repo.name_any(),
-            repo.spec.url
+            repo.spec.url,
+            repo.spec.verification
         );
         let source = {
             let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
@@ -737,8 +740,9 @@ impl Context {
         } else if !recent {
             source.fetched_at = Some(std::time::Instant::now());
         }
-        // NB: a head that fails verification is refused like a failed
-        // fetch: nothing of it is loaded, the last good version keeps running.
+        // NB: a head that fails verification is never loaded; the last
+        // verified revision keeps running (and its drift healed).
+        let mut refused = None;
         if let (Ok(commit), Some(verification)) = (&fetched, &repo.spec.verification) {
             let checked = self
                 .verify(
@@ -750,14 +754,16 @@ impl Context {
                 )
                 .await?;
             if let Err(refusal) = checked {
-                fetched = Err(refusal);
+                fetched = Err(refusal.clone());
+                refused = Some(refusal);
             }
         }
         self.report_repository(&repo, &mut source.reported, &fetched)
             .await;
-        let commit = match fetched {
-            Ok(commit) => commit,
-            Err((reason, message)) => return blocked(reason, message),
+        let commit = match (fetched, &refused, &source.last_good) {
+            (Ok(commit), _, _) => commit,
+            (Err(_), Some(_), Some(last_good)) => last_good.revision.to_string(),
+            (Err((reason, message)), _, _) => return blocked(reason, message),
         };
         if source.loaded.as_ref().is_none_or(|(c, _)| *c != commit) {
             let limits = self.limits;
@@ -791,7 +797,7 @@ impl Context {
         let slug = slug_of(env).to_owned();
         let mut work = Work {
             suspended: env.spec.suspend,
-            blocked: None,
+            blocked: refused,
             validation: Validation::Valid,
             pass: None,
             promotion: None,
@@ -868,7 +874,9 @@ impl Context {
             slug.clone(),
             is_head,
         )
-        .await?;
+        .await;
+        // NB: written whatever the pass's end: its applies that went out
+        // must be in the status before anything else can fail.
         self.ledger
             .flush(&slug)
             .await
@@ -877,6 +885,7 @@ impl Context {
                 name: env.name_any(),
                 source: Box::new(source),
             })?;
+        let pass = pass?;
         if let Pass::Reconciled {
             revision,
             environments,

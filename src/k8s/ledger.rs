@@ -47,8 +47,11 @@ use std::{
 /// The field manager of `status.ledger` (the rest of the status is the
 /// controller's own, so neither write removes the other's fields).
 pub const FIELD_MANAGER: &str = "sluice-ledger";
-/// Drift changes longer than this are not kept in the status.
-const CHANGES_KEPT: usize = 8 * 1024;
+/// Drift changes longer than this are not kept in the status (an open
+/// episode per gateway must fit in one object's status).
+const CHANGES_KEPT: usize = 2 * 1024;
+/// Longest error text kept per gateway or attempt.
+const ERROR_KEPT: usize = 1024;
 
 /// An `Environment` object, by namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +168,10 @@ impl StatusLedger {
         let key = ObjectKey::of(env);
         let bound = self.objects().get(slug_of(env)).cloned();
         match bound {
-            Some(bound) if bound == key => return Ok(()),
+            Some(bound) if bound == key => {
+                self.forget_written_unless(slug_of(env), env);
+                return Ok(());
+            }
             Some(bound) if self.exists(&bound).await? => {
                 return Err(AdoptError::Taken {
                     slug: slug_of(env).to_owned(),
@@ -196,6 +202,24 @@ impl StatusLedger {
         })
     }
 
+    /// Drops what the last write is remembered to have said when `env`'s
+    /// status says something else (cleared by hand, or the object made
+    /// again under its name), so the next flush writes the record back.
+    fn forget_written_unless(&self, slug: &str, env: &Environment) {
+        let Some(writer) = &self.writer else {
+            return;
+        };
+        let shown = env
+            .status
+            .as_ref()
+            .and_then(|s| s.ledger.clone())
+            .unwrap_or_default();
+        let mut written = writer.written.lock().unwrap_or_else(|e| e.into_inner());
+        if written.get(slug) != Some(&shown) {
+            written.remove(slug);
+        }
+    }
+
     /// Whether the `Environment` `key` still exists.
     async fn exists(&self, key: &ObjectKey) -> Result<bool, AdoptError> {
         let Some(writer) = &self.writer else {
@@ -215,7 +239,9 @@ impl StatusLedger {
     /// a promotion's upstream) from its current status.
     pub fn observe(&self, env: &Environment) {
         let slug = slug_of(env);
-        if self.objects().contains_key(slug) {
+        // NB: under the lock, so an adoption cannot slip in between.
+        let objects = self.objects();
+        if objects.contains_key(slug) {
             return;
         }
         if let Some(status) = env.status.as_ref().and_then(|s| s.ledger.as_ref()) {
@@ -264,30 +290,39 @@ impl StatusLedger {
         Ok(())
     }
 
-    /// Writes the environments of `starts` before their applies go out.
-    /// Called from the reconciler's ledger thread (never a runtime thread).
-    fn persist_starts(&self, starts: &[AttemptStart]) -> Result<(), LedgerError> {
-        let Some(writer) = &self.writer else {
-            return Ok(());
-        };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // NB: blocking a runtime thread on the runtime could deadlock;
-            // the end-of-pass flush writes it instead.
-            return Ok(());
-        }
+    /// Writes the environments of `starts` before their applies go out;
+    /// returns the environments that could not be written, and why (one
+    /// environment's failure is not another's). Called from the
+    /// reconciler's ledger thread, never a runtime thread.
+    fn persist_starts(&self, starts: &[AttemptStart]) -> HashMap<String, LedgerError> {
         let mut slugs: Vec<&str> = starts.iter().map(|s| s.environment.as_str()).collect();
         slugs.sort_unstable();
         slugs.dedup();
+        let Some(writer) = &self.writer else {
+            return HashMap::new();
+        };
+        let failed = |message: String| LedgerError::Query {
+            doing: "writing attempts into the Environment's status",
+            message,
+        };
+        let mut failures = HashMap::new();
         for slug in slugs {
-            writer
-                .runtime
-                .block_on(self.flush(slug))
-                .map_err(|e| LedgerError::Query {
-                    doing: "writing attempts into the Environment's status",
-                    message: e.to_string(),
-                })?;
+            let Some(key) = self.objects().get(slug).cloned() else {
+                let why = format!("no Environment keeps the record of environments/{slug}");
+                failures.insert(slug.to_owned(), failed(why));
+                continue;
+            };
+            if tokio::runtime::Handle::try_current().is_ok() {
+                // NB: blocking a runtime thread on the runtime could deadlock.
+                let why = format!("Environment {key}: written from an async runtime thread");
+                failures.insert(slug.to_owned(), failed(why));
+                continue;
+            }
+            if let Err(e) = writer.runtime.block_on(self.flush(slug)) {
+                failures.insert(slug.to_owned(), failed(format!("Environment {key}: {e}")));
+            }
         }
-        Ok(())
+        failures
     }
 }
 
@@ -341,15 +376,22 @@ impl Ledger for StatusLedger {
     /// be written, they are taken back and each answers the error, so no
     /// apply goes out unrecorded.
     fn write(&self, batch: &WriteBatch) -> Result<BatchResult, LedgerError> {
-        let (mut result, _) = self.memory.write_batch(batch);
+        let mut result = self.memory.write_batch(batch);
         if batch.starts.is_empty() {
             return Ok(result);
         }
-        if let Err(e) = self.persist_starts(&batch.starts) {
-            let ids: Vec<AttemptId> = result.started.iter().flatten().copied().collect();
-            self.memory.forget_attempts(&ids);
-            result.started = ids.iter().map(|_| Err(e.clone())).collect();
+        let failures = self.persist_starts(&batch.starts);
+        if failures.is_empty() {
+            return Ok(result);
         }
+        let mut forgotten = Vec::new();
+        for (start, started) in batch.starts.iter().zip(&mut result.started) {
+            if let (Some(error), Ok(id)) = (failures.get(&start.environment), &started) {
+                forgotten.push(*id);
+                *started = Err(error.clone());
+            }
+        }
+        self.memory.forget_attempts(&forgotten);
         Ok(result)
     }
 
@@ -446,7 +488,7 @@ pub fn status_of(record: &EnvironmentRecord) -> LedgerStatus {
                 desired_revision: g.desired_revision.clone(),
                 observed_digest: g.observed_digest.clone(),
                 changed_at: time_text(g.changed_at),
-                error: g.error.clone(),
+                error: g.error.clone().map(cut_error),
             })
             .collect(),
         attempts: record
@@ -461,7 +503,7 @@ pub fn status_of(record: &EnvironmentRecord) -> LedgerStatus {
                 started_at: time_text(a.start.started_at),
                 finished_at: a.finished_at.map(time_text),
                 outcome: a.outcome,
-                error: a.error.clone(),
+                error: a.error.clone().map(cut_error),
             })
             .collect(),
         deployments: record
@@ -566,6 +608,11 @@ pub fn record_of(slug: &str, status: &LedgerStatus) -> EnvironmentRecord {
             })
             .collect(),
     }
+}
+
+fn cut_error(mut text: String) -> String {
+    crate::drift::cut(&mut text, ERROR_KEPT);
+    text
 }
 
 fn packs_json(packs: &[LedgerPack]) -> String {

@@ -176,28 +176,19 @@ impl MemoryLedger {
         }
     }
 
-    /// [`Ledger::write`], also naming the environments it changed (sorted,
-    /// once each), for stores that persist per environment.
-    pub fn write_batch(&self, batch: &WriteBatch) -> (BatchResult, Vec<String>) {
+    /// [`Ledger::write`], which never fails in memory.
+    pub fn write_batch(&self, batch: &WriteBatch) -> BatchResult {
         let mut state = self.state();
         let started = batch.starts.iter().map(|s| Ok(state.start(s))).collect();
-        let mut touched: Vec<String> = batch
-            .starts
-            .iter()
-            .map(|s| s.environment.clone())
-            .chain(batch.records.iter().map(|r| r.environment.clone()))
-            .collect();
         let finished = batch
             .finishes
             .iter()
-            .map(|f| state.finish(f).map(|slug| touched.push(slug)))
+            .map(|f| state.finish(f).map(drop))
             .collect();
         for record in &batch.records {
             state.upsert(record);
         }
-        touched.sort();
-        touched.dedup();
-        (BatchResult { started, finished }, touched)
+        BatchResult { started, finished }
     }
 }
 
@@ -252,7 +243,7 @@ impl Ledger for MemoryLedger {
     }
 
     fn write(&self, batch: &WriteBatch) -> Result<BatchResult, LedgerError> {
-        Ok(self.write_batch(batch).0)
+        Ok(self.write_batch(batch))
     }
 
     fn unfinished_attempts(&self) -> Result<Vec<Attempt>, LedgerError> {

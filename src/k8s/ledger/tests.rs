@@ -142,3 +142,82 @@ fn unreadable_times_read_as_the_epoch_not_a_panic() {
     assert_eq!(millis("yesterday"), 0);
     assert_eq!(millis(&time_text(T0)), T0);
 }
+
+fn environment(namespace: &str, name: &str, path: &str) -> Environment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Environment",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": { "repositoryRef": { "name": "policy" }, "path": path },
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_start_the_api_server_did_not_take_is_taken_back_and_answers_the_error() {
+    // An API server that is not there: nothing listens on the port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+    let client = {
+        let _inside = runtime.enter();
+        Client::try_from(config).unwrap()
+    };
+    let ledger = StatusLedger::new(client, runtime.handle().clone());
+    ledger
+        .bind(&environment(
+            "policy",
+            "production",
+            "environments/production",
+        ))
+        .unwrap();
+    let result = ledger
+        .write(&WriteBatch {
+            starts: vec![AttemptStart {
+                environment: "production".into(),
+                gateway: "gw".into(),
+                revision: "c0ffee".into(),
+                digest: "sha256:abc".into(),
+                trigger: Trigger::Poll,
+                started_at: T0,
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+    let error = result.started[0].as_ref().unwrap_err().to_string();
+    assert!(error.contains("status"), "{error}");
+    assert!(ledger.unfinished_attempts().unwrap().is_empty());
+    assert!(
+        ledger
+            .start_attempt(&AttemptStart {
+                environment: "production".into(),
+                gateway: "gw".into(),
+                revision: "c0ffee".into(),
+                digest: "sha256:abc".into(),
+                trigger: Trigger::Poll,
+                started_at: T0,
+            })
+            .is_err()
+    );
+}
+
+#[test]
+fn two_environments_naming_one_directory_are_refused() {
+    let ledger = StatusLedger {
+        memory: MemoryLedger::new(),
+        objects: Mutex::default(),
+        writer: None,
+    };
+    ledger
+        .bind(&environment("team-a", "prod", "environments/production"))
+        .unwrap();
+    ledger
+        .bind(&environment("team-a", "prod", "environments/production/"))
+        .unwrap();
+    let other = ledger
+        .bind(&environment("team-b", "prod", "environments/production"))
+        .unwrap_err();
+    assert_eq!(other.to_string(), "team-a/prod");
+}
