@@ -171,7 +171,8 @@ pub struct Context {
 struct Source {
     loaded: Option<(String, Arc<Loaded>)>,
     last_good: Option<Arc<Loaded>>,
-    /// When the head was last fetched.
+    /// The head last fetched, and when (it may be a refused one, never loaded).
+    head: Option<String>,
     fetched_at: Option<std::time::Instant>,
     /// What the ConfigRepository's status last said: fetched (the commit)
     /// or not (why).
@@ -722,7 +723,7 @@ impl Context {
             .is_some_and(|at| at.elapsed() < FETCH_SHARED_FOR.min(interval));
         let fetch = {
             let follower = follower.clone();
-            let known = source.loaded.as_ref().map(|(commit, _)| commit.clone());
+            let known = source.head.clone();
             tokio::task::spawn_blocking(move || match known {
                 Some(commit) if recent => Ok(commit),
                 _ => follower.fetch(),
@@ -735,10 +736,15 @@ impl Context {
             Ok(Err(e)) => failed(e.to_string()),
             Err(_) => failed(format!("fetching took more than {FETCH_TIMEOUT:?}")),
         };
-        if fetched.is_err() {
-            self.server.metrics.fetch_errors.inc();
-        } else if !recent {
-            source.fetched_at = Some(std::time::Instant::now());
+        match &fetched {
+            Err(_) => {
+                self.server.metrics.fetch_errors.inc();
+            }
+            Ok(commit) if !recent => {
+                source.head = Some(commit.clone());
+                source.fetched_at = Some(std::time::Instant::now());
+            }
+            Ok(_) => {}
         }
         // NB: a head that fails verification is never loaded; the last
         // verified revision keeps running (and its drift healed).
