@@ -135,18 +135,14 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         instance.clone(),
     ));
     state.ready.store(true, Ordering::SeqCst);
-    let reconciler = core.reconciler.clone();
     let stop = stopped(stop_rx.clone());
     let shard = args.shard.clone();
     let work = async move {
-        // NB: only the leader may resolve what a previous leader left
-        // unfinished (without a repository, they are marked interrupted),
-        // and only once it has read the records back.
+        // NB: the records are read back before anything runs, so gates see
+        // upstream deployments; what a previous leader left unfinished is
+        // resolved by each Environment's first pass, which reads its gateways.
         if let Err(e) = controller::adopt_all(&reconciling, namespace, shard.as_deref()).await {
             tracing::error!(error = %e, "cannot read the ledger back from the Environments");
-        }
-        if let Err(e) = reconciler.resolve_unfinished(None).await {
-            tracing::error!(error = %e, "cannot resolve unfinished attempts");
         }
         controller::run(reconciling, namespace, args.shard.as_deref(), stop).await;
     };

@@ -154,7 +154,7 @@ async fn reconcile_loop(
                         tokio::time::sleep(args.shutdown_grace).await;
                     } => {
                         tracing::warn!("shutdown grace expired during a drift scan");
-                        let _ = engine.reconciler.resolve_unfinished(good.repository.as_ref()).await;
+                        let _ = engine.reconciler.resolve_unfinished(good.repository.as_ref(), None).await;
                         return;
                     }
                 }
@@ -200,7 +200,7 @@ async fn reconcile_loop(
                 .repository
                 .as_ref()
                 .or(last_good.as_ref().and_then(|l| l.repository.as_ref()));
-            if let Err(e) = engine.reconciler.resolve_unfinished(repo).await {
+            if let Err(e) = engine.reconciler.resolve_unfinished(repo, None).await {
                 tracing::error!(error = %e, "cannot resolve unfinished attempts");
             }
         }
@@ -233,7 +233,7 @@ async fn reconcile_loop(
                     tokio::time::sleep(args.shutdown_grace).await;
                 } => {
                     tracing::warn!("shutdown grace expired; unfinished applies are resolved at the next start");
-                    let _ = engine.reconciler.resolve_unfinished(revision.repository.as_ref()).await;
+                    let _ = engine.reconciler.resolve_unfinished(revision.repository.as_ref(), None).await;
                     return;
                 }
             };

@@ -63,7 +63,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         let loaded = engine.load(&commit).await?;
         engine
             .reconciler
-            .resolve_unfinished(loaded.repository.as_ref())
+            .resolve_unfinished(loaded.repository.as_ref(), None)
             .await?;
         if let (Some(env), Some(repo)) = (&args.environment, &loaded.repository)
             && !repo.environments.contains_key(env)

@@ -94,12 +94,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write the ledger into the status of Environment {namespace}/{name}: {source}")]
-    WriteLedger {
-        namespace: String,
-        name: String,
-        source: Box<kube::Error>,
-    },
+    #[error(transparent)]
+    WriteLedger(#[from] super::ledger::FlushError),
     #[error(transparent)]
     Adopt(#[from] AdoptError),
     #[error("the reconcile pass failed: {0}")]
@@ -115,7 +111,7 @@ impl Error {
             Error::Get { .. } => "get",
             Error::WriteStatus { .. } => "write_status",
             Error::WriteKey { .. } => "write_key",
-            Error::WriteLedger { .. } => "write_ledger",
+            Error::WriteLedger(_) => "write_ledger",
             Error::Adopt(_) => "adopt",
             Error::Pass(_) => "pass",
         }
@@ -841,7 +837,7 @@ impl Context {
         let registered_names: Vec<String> =
             registered.iter().map(|g| g.name().to_owned()).collect();
         let merged = match merge_gateways(&run, &slug, registered) {
-            Ok(merged) => merged,
+            Ok(merged) => Arc::new(merged),
             Err(message) => {
                 work.validation = Validation::Invalid {
                     reason: reason::GATEWAY_NAME_CLASH,
@@ -860,6 +856,11 @@ impl Context {
                 return Ok(work);
             }
             Err(e) => return Err(e.into()),
+        }
+        if self.ledger.take_unresolved(&slug) {
+            // NB: a previous controller stopped mid-apply here: what the
+            // gateway runs now says how those attempts ended.
+            resolve_unfinished(self.reconciler.clone(), merged.clone(), slug.clone()).await?;
         }
         if let Some(upstream) = &environment.spec.promotion {
             self.observe_upstream(&namespace, &upstream.from).await?;
@@ -883,14 +884,7 @@ impl Context {
         .await;
         // NB: written whatever the pass's end: its applies that went out
         // must be in the status before anything else can fail.
-        self.ledger
-            .flush(&slug)
-            .await
-            .map_err(|source| Error::WriteLedger {
-                namespace: namespace.clone(),
-                name: env.name_any(),
-                source: Box::new(source),
-            })?;
+        self.ledger.flush(&slug).await?;
         let pass = pass?;
         if let Pass::Reconciled {
             revision,
@@ -1160,7 +1154,7 @@ impl Context {
 /// a blocking thread that drives it on the same runtime.
 async fn run_pass(
     reconciler: Arc<Reconciler>,
-    loaded: Loaded,
+    loaded: Arc<Loaded>,
     trigger: Trigger,
     slug: String,
     is_head: bool,
@@ -1183,6 +1177,24 @@ async fn run_pass(
     .unwrap_or_else(|e| match e.try_into_panic() {
         Ok(panic) => std::panic::resume_unwind(panic),
         Err(e) => panic!("the reconcile pass was cancelled: {e}"),
+    })
+}
+
+/// Resolves the unfinished attempts of environment `slug` by reading its
+/// gateways (on a blocking thread, as [`run_pass`] and for the same reason).
+async fn resolve_unfinished(
+    reconciler: Arc<Reconciler>,
+    loaded: Arc<Loaded>,
+    slug: String,
+) -> Result<usize, crate::reconcile::ReconcileError> {
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        runtime.block_on(reconciler.resolve_unfinished(loaded.repository.as_ref(), Some(&slug)))
+    })
+    .await
+    .unwrap_or_else(|e| match e.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(e) => panic!("resolving unfinished attempts was cancelled: {e}"),
     })
 }
 

@@ -39,7 +39,7 @@ use kube::{
     api::{ListParams, Patch, PatchParams},
 };
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -52,6 +52,11 @@ pub const FIELD_MANAGER: &str = "sluice-ledger";
 const CHANGES_KEPT: usize = 2 * 1024;
 /// Longest error text kept per gateway or attempt.
 const ERROR_KEPT: usize = 1024;
+/// Most bytes `status.ledger` may take (as JSON): well inside the API
+/// server's 1.5 MiB per object, with room for the rest of the status.
+pub const STATUS_BUDGET: usize = 512 * 1024;
+/// History kept when the record must shrink to fit [`STATUS_BUDGET`].
+const SHRUNK_HISTORY: usize = 5;
 
 /// An `Environment` object, by namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +99,9 @@ struct Writer {
 pub struct StatusLedger {
     memory: MemoryLedger,
     objects: Mutex<HashMap<String, ObjectKey>>,
+    /// Environments read back with attempts a previous controller left
+    /// unfinished, until their first pass resolves them.
+    unresolved: Mutex<HashSet<String>>,
     writer: Option<Writer>,
 }
 
@@ -103,6 +111,7 @@ impl StatusLedger {
         StatusLedger {
             memory: MemoryLedger::new(),
             objects: Mutex::default(),
+            unresolved: Mutex::default(),
             writer: Some(Writer {
                 client,
                 runtime,
@@ -123,6 +132,7 @@ impl StatusLedger {
         let ledger = StatusLedger {
             memory: MemoryLedger::new(),
             objects: Mutex::default(),
+            unresolved: Mutex::default(),
             writer: None,
         };
         for env in api.list(&ListParams::default()).await?.items {
@@ -151,7 +161,12 @@ impl StatusLedger {
         }
         let status = env.status.as_ref().and_then(|s| s.ledger.clone());
         if let Some(status) = &status {
-            self.memory.restore(&slug, record_of(&slug, status));
+            let record = record_of(&slug, status);
+            if record.attempts.iter().any(|a| a.outcome.is_none()) {
+                let mut unresolved = self.unresolved.lock().unwrap_or_else(|e| e.into_inner());
+                unresolved.insert(slug.clone());
+            }
+            self.memory.restore(&slug, record);
         }
         if let Some(writer) = &self.writer {
             let mut written = writer.written.lock().unwrap_or_else(|e| e.into_inner());
@@ -220,6 +235,13 @@ impl StatusLedger {
         }
     }
 
+    /// Whether `slug` was read back with unfinished attempts that nobody
+    /// has resolved yet; answers `true` once.
+    pub fn take_unresolved(&self, slug: &str) -> bool {
+        let mut unresolved = self.unresolved.lock().unwrap_or_else(|e| e.into_inner());
+        unresolved.remove(slug)
+    }
+
     /// Whether the `Environment` `key` still exists.
     async fn exists(&self, key: &ObjectKey) -> Result<bool, AdoptError> {
         let Some(writer) = &self.writer else {
@@ -256,7 +278,7 @@ impl StatusLedger {
 
     /// Writes `slug`'s record into its `Environment`'s status when it
     /// changed since the last write.
-    pub async fn flush(&self, slug: &str) -> Result<(), kube::Error> {
+    pub async fn flush(&self, slug: &str) -> Result<(), FlushError> {
         let (Some(writer), Some(key)) = (&self.writer, self.objects().get(slug).cloned()) else {
             return Ok(());
         };
@@ -265,7 +287,12 @@ impl StatusLedger {
             locks.entry(slug.to_owned()).or_default().clone()
         };
         let _one_at_a_time = lock.lock().await;
-        let status = self.status(slug);
+        let status =
+            fit(self.status(slug), STATUS_BUDGET).map_err(|bytes| FlushError::TooLarge {
+                key: key.clone(),
+                slug: slug.to_owned(),
+                bytes,
+            })?;
         let unchanged = {
             let written = writer.written.lock().unwrap_or_else(|e| e.into_inner());
             written.get(slug) == Some(&status)
@@ -284,7 +311,11 @@ impl StatusLedger {
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&patch),
         )
-        .await?;
+        .await
+        .map_err(|source| FlushError::Write {
+            key: key.clone(),
+            source: Box::new(source),
+        })?;
         let mut written = writer.written.lock().unwrap_or_else(|e| e.into_inner());
         written.insert(slug.to_owned(), status);
         Ok(())
@@ -319,11 +350,29 @@ impl StatusLedger {
                 continue;
             }
             if let Err(e) = writer.runtime.block_on(self.flush(slug)) {
-                failures.insert(slug.to_owned(), failed(format!("Environment {key}: {e}")));
+                failures.insert(slug.to_owned(), failed(e.to_string()));
             }
         }
         failures
     }
+}
+
+/// Why a record could not be written into its `Environment`'s status.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    #[error(
+        "the ledger of environments/{slug} needs {bytes} bytes, more than the {STATUS_BUDGET} an Environment's status may take (Environment {key}); split its gateways across environments"
+    )]
+    TooLarge {
+        key: ObjectKey,
+        slug: String,
+        bytes: usize,
+    },
+    #[error("cannot write the ledger into the status of Environment {key}: {source}")]
+    Write {
+        key: ObjectKey,
+        source: Box<kube::Error>,
+    },
 }
 
 /// Why an `Environment` cannot keep its record.
@@ -458,6 +507,37 @@ impl Ledger for StatusLedger {
         retention: &dyn Fn(&str) -> Duration,
     ) -> Result<usize, LedgerError> {
         self.memory.prune(now, retention)
+    }
+}
+
+/// `status` within `budget` bytes of JSON: first without drift changes,
+/// then with only the newest finished attempts and resolved episodes.
+/// Gateway records, unfinished attempts, open episodes and deployments are
+/// never dropped; `Err` gives the size when even they do not fit.
+pub fn fit(mut status: LedgerStatus, budget: usize) -> Result<LedgerStatus, usize> {
+    let size = |status: &LedgerStatus| serde_json::to_vec(status).map_or(usize::MAX, |v| v.len());
+    if size(&status) <= budget {
+        return Ok(status);
+    }
+    for episode in &mut status.drift_episodes {
+        episode.changes = "[]".into();
+    }
+    if size(&status) <= budget {
+        return Ok(status);
+    }
+    let mut finished = 0;
+    status.attempts.retain(|a| {
+        finished += usize::from(a.outcome.is_some());
+        a.outcome.is_none() || finished <= SHRUNK_HISTORY
+    });
+    let mut resolved = 0;
+    status.drift_episodes.retain(|e| {
+        resolved += usize::from(e.resolved_at.is_some());
+        e.resolved_at.is_none() || resolved <= SHRUNK_HISTORY
+    });
+    match size(&status) {
+        bytes if bytes <= budget => Ok(status),
+        bytes => Err(bytes),
     }
 }
 

@@ -933,13 +933,17 @@ impl Reconciler {
     /// After a crash or kill: every attempt left unfinished is resolved by
     /// reading its gateway — applied if it runs the attempt's digest,
     /// interrupted otherwise. Returns how many were resolved.
+    /// `only`: the attempts of that environment alone (the others may be
+    /// in flight).
     pub async fn resolve_unfinished(
         &self,
         repo: Option<&Repository>,
+        only: Option<&str>,
     ) -> Result<usize, ReconcileError> {
         // NB: finishes still queued are not unfinished.
         self.journal.flush().await;
-        let unfinished = self.ledger.unfinished_attempts()?;
+        let mut unfinished = self.ledger.unfinished_attempts()?;
+        unfinished.retain(|a| only.is_none_or(|o| o == a.start.environment));
         for attempt in &unfinished {
             let spec = repo
                 .and_then(|r| r.environments.get(&attempt.start.environment))

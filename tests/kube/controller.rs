@@ -1044,3 +1044,116 @@ async fn only_heads_signed_by_a_trusted_key_run() {
         .delete(&namespace, &Default::default())
         .await;
 }
+
+/// An Environment that arrives with attempts another controller left
+/// unfinished (it stopped mid-apply) has them resolved by its first pass,
+/// from what the gateway runs: here nothing, so they were interrupted.
+#[tokio::test]
+async fn unfinished_attempts_read_back_are_resolved_by_the_first_pass() {
+    let Some(client) = env::client().await else {
+        return;
+    };
+    let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
+    install_crds(&client).await;
+    let namespace = env::namespace(&client, "sluice-ctl").await;
+    let work = tempfile::tempdir().unwrap();
+    let repo = policy_repo(
+        work.path(),
+        &[(
+            "production",
+            format!(
+                "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n"
+            ),
+        )],
+    );
+    let daemon = GitDaemon::serve(&repo);
+    create_repository(&client, &namespace, &daemon.url()).await;
+    let controller = Process::start(
+        &[
+            "controller",
+            "--listen",
+            "127.0.0.1:0",
+            "--watch-namespace",
+            &namespace,
+            "--data-dir",
+            work.path().join("data").to_str().unwrap(),
+        ],
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("SLUICE_LOG", "info"),
+        ],
+        work.path().join("controller.log"),
+    );
+
+    // After the controller started: a suspended Environment whose status
+    // says an apply was in flight, then resumed.
+    let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
+    let environment: Environment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Environment",
+        "metadata": { "name": "production" },
+        "spec": { "repositoryRef": { "name": "policy" }, "path": "environments/production", "suspend": true },
+    }))
+    .unwrap();
+    environments
+        .create(&PostParams::default(), &environment)
+        .await
+        .unwrap();
+    let in_flight = format!("sha256:{}", "0".repeat(64));
+    environments
+        .patch_status(
+            "production",
+            &PatchParams::apply("previous-controller").force(),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "sluice.dev/v1alpha1",
+                "kind": "Environment",
+                "status": { "ledger": { "attempts": [{
+                    "gateway": "prod-cm", "revision": "0123456789abcdef0123456789abcdef01234567",
+                    "digest": in_flight, "trigger": "poll", "startedAt": "2026-11-01T10:00:00.000Z",
+                }]}},
+            })),
+        )
+        .await
+        .expect("writing the status a previous controller left");
+    environments
+        .patch(
+            "production",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "spec": { "suspend": false } })),
+        )
+        .await
+        .unwrap();
+
+    let ledger = eventually(
+        90,
+        "the in-flight attempt resolved",
+        &controller,
+        || async {
+            let ledger = environments.get("production").await.ok()?.status?.ledger?;
+            let old = ledger.attempts.iter().find(|a| a.digest == in_flight)?;
+            old.outcome.is_some().then(|| ledger.clone())
+        },
+    )
+    .await;
+    let old = ledger
+        .attempts
+        .iter()
+        .find(|a| a.digest == in_flight)
+        .unwrap();
+    assert_eq!(old.outcome, Some(sluice::ledger::Outcome::Interrupted));
+    assert!(
+        old.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("interrupted")
+    );
+    assert!(
+        ledger.attempts.iter().all(|a| a.outcome.is_some()),
+        "{:?}",
+        ledger.attempts
+    );
+    drop(controller);
+    let _ = Api::<Namespace>::all(client)
+        .delete(&namespace, &Default::default())
+        .await;
+}

@@ -208,6 +208,7 @@ fn two_environments_naming_one_directory_are_refused() {
     let ledger = StatusLedger {
         memory: MemoryLedger::new(),
         objects: Mutex::default(),
+        unresolved: Mutex::default(),
         writer: None,
     };
     ledger
@@ -220,4 +221,56 @@ fn two_environments_naming_one_directory_are_refused() {
         .bind(&environment("team-b", "prod", "environments/production"))
         .unwrap_err();
     assert_eq!(other.to_string(), "team-a/prod");
+}
+
+#[test]
+fn a_record_too_large_for_a_status_sheds_history_then_says_how_large() {
+    let ledger = MemoryLedger::new();
+    for i in 0..40 {
+        let start = AttemptStart {
+            environment: "e".into(),
+            gateway: format!("gw-{i}"),
+            revision: "r".into(),
+            digest: "d".into(),
+            trigger: Trigger::Poll,
+            started_at: T0 + i,
+        };
+        let id = ledger.start_attempt(&start).unwrap();
+        if i > 0 {
+            ledger
+                .finish_attempt(id, T0 + i, Outcome::Failed, Some(&"e".repeat(900)))
+                .unwrap();
+        }
+        ledger
+            .open_drift(&DriftEpisode {
+                environment: "e".into(),
+                gateway: format!("gw-{i}"),
+                revision: "r".into(),
+                desired_digest: "d".into(),
+                live_digest: None,
+                changes: "c".repeat(1500),
+                onset_at: T0 + i,
+                resolved_at: None,
+                resolution: None,
+            })
+            .unwrap();
+    }
+    let status = status_of(&ledger.environment("e"));
+    let full = serde_json::to_vec(&status).unwrap().len();
+    assert!(fit(status.clone(), full).is_ok(), "within budget: as it is");
+    assert_eq!(fit(status.clone(), full).unwrap(), status);
+
+    let shrunk = fit(status.clone(), 12 * 1024).unwrap();
+    assert!(shrunk.drift_episodes.iter().all(|e| e.changes == "[]"));
+    assert_eq!(shrunk.drift_episodes.len(), 40, "open episodes stay");
+    assert_eq!(
+        shrunk.attempts.len(),
+        SHRUNK_HISTORY + 1,
+        "the unfinished one stays"
+    );
+    assert!(shrunk.attempts.iter().any(|a| a.outcome.is_none()));
+    assert!(serde_json::to_vec(&shrunk).unwrap().len() <= 12 * 1024);
+
+    let needed = fit(status, 1024).unwrap_err();
+    assert!(needed > 1024);
 }
