@@ -135,10 +135,25 @@ impl StatusLedger {
             unresolved: Mutex::default(),
             writer: None,
         };
-        for env in api.list(&ListParams::default()).await?.items {
-            if let Err(other) = ledger.bind(&env) {
-                tracing::warn!(environment = %ObjectKey::of(&env), other = %other, "two Environments name the same directory; reading the first");
+        let environments = api.list(&ListParams::default()).await?.items;
+        for env in &environments {
+            if let Err(other) = ledger.bind(env) {
+                tracing::warn!(environment = %ObjectKey::of(env), other = %other, "two Environments name the same directory; reading the first");
             }
+        }
+        // NB: the newest revision seen is not kept in status; what most
+        // Environments should run stands for it (all of them, normally).
+        let desired = environments
+            .iter()
+            .filter_map(|e| e.status.as_ref()?.desired_revision.clone());
+        if let Some(revision) = most_common(desired) {
+            let _ = ledger.memory.record_revision(&RevisionRecord {
+                commit: revision,
+                seen_at: 0,
+                valid: true,
+                errors: 0,
+                findings: "[]".into(),
+            });
         }
         Ok(ledger)
     }
@@ -508,6 +523,22 @@ impl Ledger for StatusLedger {
     ) -> Result<usize, LedgerError> {
         self.memory.prune(now, retention)
     }
+}
+
+/// The value met most often (the first of equals), if any.
+fn most_common(values: impl Iterator<Item = String>) -> Option<String> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for value in values {
+        match counts.iter_mut().find(|(v, _)| *v == value) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((value, 1)),
+        }
+    }
+    let best = counts.iter().map(|(_, count)| *count).max()?;
+    counts
+        .into_iter()
+        .find(|(_, count)| *count == best)
+        .map(|(v, _)| v)
 }
 
 /// `status` within `budget` bytes of JSON: first without drift changes,

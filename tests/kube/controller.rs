@@ -845,6 +845,23 @@ async fn the_ledger_lives_in_the_status_and_outlives_the_controller_and_its_disk
         .collect();
     assert_eq!(triggers.first(), Some(&"drift"), "{history}");
     assert_eq!(triggers.len(), 3, "{history}");
+    let status = sluice(&["status", "-o", "json"]);
+    let head = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&repo)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(status["revision"]["commit"], head.trim(), "{status}");
+    assert_eq!(status["gateways"][0]["state"], "in-sync", "{status}");
+    assert_eq!(
+        status["gateways"][0]["observed_digest"],
+        v2.as_str(),
+        "{status}"
+    );
     let rollback = sluice(&["rollback", "production", "-o", "json"]);
     assert_eq!(rollback["from"]["digest"], v2.as_str(), "{rollback}");
     assert_eq!(rollback["to"]["digest"], v1.as_str(), "{rollback}");

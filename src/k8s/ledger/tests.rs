@@ -274,3 +274,12 @@ fn a_record_too_large_for_a_status_sheds_history_then_says_how_large() {
     let needed = fit(status, 1024).unwrap_err();
     assert!(needed > 1024);
 }
+
+#[test]
+fn the_revision_most_environments_run_stands_for_the_newest() {
+    let values = ["b", "a", "b", "c"].map(String::from).into_iter();
+    assert_eq!(most_common(values).as_deref(), Some("b"));
+    let ties = ["x", "y"].map(String::from).into_iter();
+    assert_eq!(most_common(ties).as_deref(), Some("x"));
+    assert_eq!(most_common(std::iter::empty()), None);
+}
