@@ -347,8 +347,8 @@ pub async fn run(
                     .map(|env| ObjectRef::from_obj(&*env))
             },
         )
-        // NB: unbounded, every Environment reconciled at once (each holding
-        // a blocking thread and its share of the repository).
+        // NB: unbounded, every Environment is reconciled at once, each
+        // holding its share of the repository and its gateways' requests.
         .with_config(kube::runtime::controller::Config::default().concurrency(ENVIRONMENTS_AT_ONCE))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
@@ -837,7 +837,7 @@ impl Context {
         let registered_names: Vec<String> =
             registered.iter().map(|g| g.name().to_owned()).collect();
         let merged = match merge_gateways(&run, &slug, registered) {
-            Ok(merged) => Arc::new(merged),
+            Ok(merged) => merged,
             Err(message) => {
                 work.validation = Validation::Invalid {
                     reason: reason::GATEWAY_NAME_CLASH,
@@ -860,7 +860,9 @@ impl Context {
         if self.ledger.take_unresolved(&slug) {
             // NB: a previous controller stopped mid-apply here: what the
             // gateway runs now says how those attempts ended.
-            resolve_unfinished(self.reconciler.clone(), merged.clone(), slug.clone()).await?;
+            self.reconciler
+                .resolve_unfinished(merged.repository.as_ref(), Some(&slug))
+                .await?;
         }
         if let Some(upstream) = &environment.spec.promotion {
             self.observe_upstream(&namespace, &upstream.from).await?;
@@ -874,14 +876,17 @@ impl Context {
             }
         };
         let started = now();
-        let pass = run_pass(
-            self.reconciler.clone(),
-            merged,
-            trigger,
-            slug.clone(),
-            is_head,
-        )
-        .await;
+        // The head when valid; else the last good revision, kept running
+        // without being recorded as the newest seen.
+        let pass = if is_head {
+            self.reconciler
+                .pass(&merged, trigger, Some(&slug), &NoProgress)
+                .await
+        } else {
+            self.reconciler
+                .keep(&merged, trigger, Some(&slug), &NoProgress)
+                .await
+        };
         // NB: written whatever the pass's end: its applies that went out
         // must be in the status before anything else can fail.
         self.ledger.flush(&slug).await?;
@@ -1144,58 +1149,6 @@ impl Context {
         }
         Ok(gateways)
     }
-}
-
-/// One pass (`is_head`) or keep over `loaded`, for environment `slug`.
-///
-/// NB: the pass future is `Send`, but rustc cannot prove it for every
-/// lifetime (the higher-ranked `FnOnce` error), which kube-runtime's
-/// `Send + 'static` reconcile futures require; so it runs to completion on
-/// a blocking thread that drives it on the same runtime.
-async fn run_pass(
-    reconciler: Arc<Reconciler>,
-    loaded: Arc<Loaded>,
-    trigger: Trigger,
-    slug: String,
-    is_head: bool,
-) -> Result<Pass, crate::reconcile::ReconcileError> {
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        runtime.block_on(async {
-            if is_head {
-                reconciler
-                    .pass(&loaded, trigger, Some(&slug), &NoProgress)
-                    .await
-            } else {
-                reconciler
-                    .keep(&loaded, trigger, Some(&slug), &NoProgress)
-                    .await
-            }
-        })
-    })
-    .await
-    .unwrap_or_else(|e| match e.try_into_panic() {
-        Ok(panic) => std::panic::resume_unwind(panic),
-        Err(e) => panic!("the reconcile pass was cancelled: {e}"),
-    })
-}
-
-/// Resolves the unfinished attempts of environment `slug` by reading its
-/// gateways (on a blocking thread, as [`run_pass`] and for the same reason).
-async fn resolve_unfinished(
-    reconciler: Arc<Reconciler>,
-    loaded: Arc<Loaded>,
-    slug: String,
-) -> Result<usize, crate::reconcile::ReconcileError> {
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        runtime.block_on(reconciler.resolve_unfinished(loaded.repository.as_ref(), Some(&slug)))
-    })
-    .await
-    .unwrap_or_else(|e| match e.try_into_panic() {
-        Ok(panic) => std::panic::resume_unwind(panic),
-        Err(e) => panic!("resolving unfinished attempts was cancelled: {e}"),
-    })
 }
 
 /// `loaded` with the registered gateways added to environment `slug`; a

@@ -199,8 +199,7 @@ impl StatusLedger {
         let bound = self.objects().get(slug_of(env)).cloned();
         match bound {
             Some(bound) if bound == key => {
-                self.forget_written_unless(slug_of(env), env);
-                return Ok(());
+                return self.reconcile_with(slug_of(env), env).await;
             }
             Some(bound) if self.exists(&bound).await? => {
                 return Err(AdoptError::Taken {
@@ -232,22 +231,61 @@ impl StatusLedger {
         })
     }
 
-    /// Drops what the last write is remembered to have said when `env`'s
-    /// status says something else (cleared by hand, or the object made
-    /// again under its name), so the next flush writes the record back.
-    fn forget_written_unless(&self, slug: &str, env: &Environment) {
+    /// When `env`'s status says something else than this process last
+    /// wrote (cleared by hand, the object made again under its name, or an
+    /// apply a previous leader started after this one read the record):
+    /// takes in the unfinished attempts it does not know, to be resolved
+    /// by the next pass, and forgets the last write, so the next flush
+    /// writes the whole record back. Nothing another writer recorded is lost.
+    async fn reconcile_with(&self, slug: &str, env: &Environment) -> Result<(), AdoptError> {
         let Some(writer) = &self.writer else {
-            return;
+            return Ok(());
         };
-        let shown = env
-            .status
-            .as_ref()
-            .and_then(|s| s.ledger.clone())
-            .unwrap_or_default();
-        let mut written = writer.written.lock().unwrap_or_else(|e| e.into_inner());
-        if written.get(slug) != Some(&shown) {
-            written.remove(slug);
+        let shown = |env: &Environment| {
+            env.status
+                .as_ref()
+                .and_then(|s| s.ledger.clone())
+                .unwrap_or_default()
+        };
+        let differs = |shown: &LedgerStatus| {
+            let written = writer.written.lock().unwrap_or_else(|e| e.into_inner());
+            written.get(slug) != Some(shown)
+        };
+        if !differs(&shown(env)) {
+            return Ok(());
         }
+        // NB: the watch's copy may predate this process's own last write.
+        let key = ObjectKey::of(env);
+        let api: Api<Environment> = Api::namespaced(writer.client.clone(), &key.namespace);
+        let fresh = api
+            .get_status(&key.name)
+            .await
+            .map_err(|source| AdoptError::Read {
+                key: key.clone(),
+                source: Box::new(source),
+            })?;
+        let shown = shown(&fresh);
+        if !differs(&shown) {
+            return Ok(());
+        }
+        writer
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(slug);
+        let known = self.memory.environment(slug).attempts;
+        let foreign: Vec<Attempt> = record_of(slug, &shown)
+            .attempts
+            .into_iter()
+            .filter(|a| a.outcome.is_none())
+            .filter(|a| !known.iter().any(|k| k.start == a.start))
+            .collect();
+        if !foreign.is_empty() {
+            self.memory.add_attempts(slug, foreign);
+            let mut unresolved = self.unresolved.lock().unwrap_or_else(|e| e.into_inner());
+            unresolved.insert(slug.to_owned());
+        }
+        Ok(())
     }
 
     /// Whether `slug` was read back with unfinished attempts that nobody

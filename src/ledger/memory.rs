@@ -168,6 +168,17 @@ impl MemoryLedger {
         state.environments.insert(slug.to_owned(), record);
     }
 
+    /// Adds attempts recorded elsewhere to environment `slug`, with new ids.
+    pub fn add_attempts(&self, slug: &str, attempts: Vec<Attempt>) {
+        let mut state = self.state();
+        for mut attempt in attempts {
+            state.next_attempt += 1;
+            attempt.id = state.next_attempt;
+            attempt.start.environment = slug.to_owned();
+            state.environment(slug).attempts.push(attempt);
+        }
+    }
+
     /// Takes back attempts whose start could not be kept where it must be.
     pub fn forget_attempts(&self, ids: &[AttemptId]) {
         let mut state = self.state();

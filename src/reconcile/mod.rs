@@ -109,6 +109,7 @@ pub struct GatewayReport {
 const GATE_HISTORY: usize = 1_000;
 
 /// One gateway's work in a pass.
+#[derive(Clone, Copy)]
 struct Job<'a> {
     rendered: &'a RenderedGateway,
     spec: &'a model::Gateway,
@@ -344,20 +345,26 @@ impl Reconciler {
             .into_iter()
             .map(|e| (e.environment, e.gateway))
             .collect();
-        let jobs = rendered.iter().filter_map(|rendered| {
-            let env = repo.environments.get(&rendered.environment)?;
-            let spec = env.gateways.iter().find(|g| g.name() == rendered.gateway)?;
-            let key = (rendered.environment.clone(), rendered.gateway.clone());
-            Some(Job {
-                rendered,
-                spec,
-                previous: previous.get(&key),
-                policy: policies.get(env.slug.as_str())?,
-                drifting: drifting.contains(&key),
+        let jobs: Vec<Job<'_>> = rendered
+            .iter()
+            .filter_map(|rendered| {
+                let env = repo.environments.get(&rendered.environment)?;
+                let spec = env.gateways.iter().find(|g| g.name() == rendered.gateway)?;
+                let key = (rendered.environment.clone(), rendered.gateway.clone());
+                Some(Job {
+                    rendered,
+                    spec,
+                    previous: previous.get(&key),
+                    policy: policies.get(env.slug.as_str())?,
+                    drifting: drifting.contains(&key),
+                })
             })
-        });
-        let reports: Vec<GatewayReport> = futures::stream::iter(jobs)
-            .map(|job| self.reconcile_gateway(job, &loaded.revision, trigger, progress, &records))
+            .collect();
+        // NB: by index, so no closure's signature names a lifetime: rustc
+        // cannot prove such a future `Send` for every lifetime, and the
+        // Kubernetes controller needs the pass `Send`.
+        let reports: Vec<GatewayReport> = futures::stream::iter(0..jobs.len())
+            .map(|i| self.reconcile_gateway(jobs[i], &loaded.revision, trigger, progress, &records))
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
             .await;
