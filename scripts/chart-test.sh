@@ -88,6 +88,13 @@ if [[ -n ${rendered[full]:-} ]]; then
 		bash -c 'for k in "kind: ClusterRole" "namespace: sluice-chart-gw-b" "kind: ConfigRepository" "kind: Environment"; do
 			grep -q "$k" "$1" || { echo "missing: $k"; exit 1; }; done' _ "${rendered[full]}"
 	check "ci/full: leader election arguments" grep -q -- "--leader-elect" "${rendered[full]}"
+	check "ci/full: the gateway namespaces' ConfigMaps are watched (--gateway-namespace each)" \
+		bash -c 'for ns in sluice-chart-gw-a sluice-chart-gw-b; do
+			grep -qx -- " *- --gateway-namespace=$ns" "$1" || { echo "missing: --gateway-namespace=$ns"; exit 1; }; done' _ "${rendered[full]}"
+fi
+if [[ -n ${rendered[default]:-} ]]; then
+	refuse "ci/default: no --gateway-namespace (no gateway namespaces)" \
+		grep -q -- "--gateway-namespace" "${rendered[default]}"
 fi
 if [[ -n ${rendered[minimal]:-} ]]; then
 	refuse "ci/minimal: no ServiceAccount, metrics port or Lease rules" \

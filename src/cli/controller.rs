@@ -34,6 +34,12 @@ pub struct Args {
     /// Watch only this namespace (default: every namespace).
     #[arg(long)]
     pub watch_namespace: Option<String>,
+    /// A namespace whose ConfigMaps (those Sluice wrote for `configmap`
+    /// gateways) are watched, so a hand edit is healed at once rather than at
+    /// the next requeue; repeatable. Default: the --watch-namespace, if set;
+    /// else none (ConfigMap gateways are read at each requeue only).
+    #[arg(long = "gateway-namespace", value_name = "NS")]
+    pub gateway_namespaces: Vec<String>,
     /// Only Environments whose labels match this selector (e.g.
     /// `sluice.dev/shard=eu`): controller deployments split environments
     /// between them, each with its own Lease.
@@ -137,6 +143,18 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     state.ready.store(true, Ordering::SeqCst);
     let stop = stopped(stop_rx.clone());
     let shard = args.shard.clone();
+    let (gateway_namespaces, forbidden) =
+        controller::watchable_gateway_namespaces(&client, gateway_namespaces(args)).await;
+    for namespace in forbidden {
+        let why = "may not list ConfigMaps there: hand edits of its configmap gateways are seen at each requeue, not at once";
+        // NB: the default (the watched namespace) is often one without
+        // gateways, and so without ConfigMap access: no warning for that.
+        if args.gateway_namespaces.is_empty() {
+            tracing::info!(namespace = %namespace, "not watching gateway ConfigMaps: {why}");
+        } else {
+            tracing::warn!(namespace = %namespace, "not watching gateway ConfigMaps: {why}");
+        }
+    }
     let work = async move {
         // NB: the records are read back before anything runs, so gates see
         // upstream deployments; what a previous leader left unfinished is
@@ -144,7 +162,14 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         if let Err(e) = controller::adopt_all(&reconciling, namespace, shard.as_deref()).await {
             tracing::error!(error = %e, "cannot read the ledger back from the Environments");
         }
-        controller::run(reconciling, namespace, args.shard.as_deref(), stop).await;
+        controller::run(
+            reconciling,
+            namespace,
+            args.shard.as_deref(),
+            &gateway_namespaces,
+            stop,
+        )
+        .await;
     };
     if args.leader_elect {
         // Leader election: the one call site (src/k8s/lease.rs).
@@ -175,4 +200,14 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         let _ = server.await;
     }
     Ok(Outcome::Clean)
+}
+
+/// The namespaces whose gateway ConfigMaps are watched: those named, else
+/// the watched namespace, else none.
+fn gateway_namespaces(args: &Args) -> Vec<String> {
+    if args.gateway_namespaces.is_empty() {
+        args.watch_namespace.iter().cloned().collect()
+    } else {
+        args.gateway_namespaces.clone()
+    }
 }

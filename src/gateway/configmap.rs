@@ -24,6 +24,12 @@ pub const DATA_KEY: &str = "policy.json";
 pub const DIGEST_ANNOTATION: &str = "sluice.dev/digest";
 pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
 pub const GENERATION_ANNOTATION: &str = "sluice.dev/generation";
+/// The label naming the environment (its slug) whose gateway the ConfigMap
+/// is: how the controller's watch finds the Environment to wake.
+pub const ENVIRONMENT_LABEL: &str = "sluice.dev/environment";
+/// The label on every ConfigMap Sluice writes.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "sluice";
 
 /// One Kubernetes client for every `configmap` gateway of a process, made
 /// on first use from the kubeconfig or the in-cluster service account (the
@@ -110,6 +116,26 @@ fn digest_of(text: &str) -> Digest {
     Digest::of_json(text).unwrap_or_else(|| Digest::of(text.as_bytes()))
 }
 
+/// The slug of the environment whose ConfigMap `map` is, when what it holds
+/// is not what Sluice wrote (the data's digest is not the one annotated: a
+/// hand edit, or the data or annotation taken away); `None` for Sluice's own
+/// writes and for ConfigMaps without the environment label.
+pub fn edited_by_hand(map: &ConfigMap) -> Option<&str> {
+    let environment = map.metadata.labels.as_ref()?.get(ENVIRONMENT_LABEL)?;
+    let annotated = map
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DIGEST_ANNOTATION));
+    let held = document(map).map(digest_of);
+    let unchanged = match (&held, annotated) {
+        (Some(held), Some(annotated)) => held.as_str() == annotated,
+        (None, None) => true,
+        _ => false,
+    };
+    (!unchanged).then_some(environment.as_str())
+}
+
 fn generation_of(map: &ConfigMap) -> Option<u64> {
     map.metadata
         .annotations
@@ -174,7 +200,10 @@ impl Gateway for ConfigMapGateway {
                     .and_then(|m| m.metadata.resource_version.clone()),
                 labels: Some(merged(
                     current.as_ref().and_then(|m| m.metadata.labels.clone()),
-                    [("app.kubernetes.io/managed-by", "sluice".to_owned())],
+                    [
+                        (MANAGED_BY_LABEL, MANAGED_BY.to_owned()),
+                        (ENVIRONMENT_LABEL, desired.environment.clone()),
+                    ],
                 )),
                 annotations: Some(merged(
                     current
@@ -224,4 +253,59 @@ fn merged<const N: usize>(
         map.insert(key.to_owned(), value);
     }
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ConfigMap of environment `production` holding `data`, annotated
+    /// with `annotated` as its digest.
+    fn map(data: Option<&str>, annotated: Option<&str>) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                labels: Some(BTreeMap::from([(
+                    ENVIRONMENT_LABEL.to_owned(),
+                    "production".to_owned(),
+                )])),
+                annotations: annotated
+                    .map(|d| BTreeMap::from([(DIGEST_ANNOTATION.to_owned(), d.to_owned())])),
+                ..Default::default()
+            },
+            data: data.map(|d| BTreeMap::from([(DATA_KEY.to_owned(), d.to_owned())])),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_data_that_is_not_the_annotated_digest_is_a_hand_edit() {
+        let written = r#"{"enforcement":"enforce"}"#;
+        let digest = Digest::of_json(written).unwrap();
+        // Sluice's own write, also when re-indented by hand (same canonical JSON).
+        assert_eq!(
+            edited_by_hand(&map(Some(written), Some(digest.as_str()))),
+            None
+        );
+        assert_eq!(
+            edited_by_hand(&map(
+                Some("{ \"enforcement\": \"enforce\" }"),
+                Some(digest.as_str())
+            )),
+            None
+        );
+        assert_eq!(edited_by_hand(&map(None, None)), None);
+        // The data changed, taken away, or never written by Sluice.
+        for edited in [
+            map(Some(r#"{"enforcement":"monitor"}"#), Some(digest.as_str())),
+            map(Some("not json"), Some(digest.as_str())),
+            map(None, Some(digest.as_str())),
+            map(Some(written), None),
+        ] {
+            assert_eq!(edited_by_hand(&edited), Some("production"));
+        }
+        // Without the environment label there is nothing to wake.
+        let mut unlabelled = map(Some("{}"), Some(digest.as_str()));
+        unlabelled.metadata.labels = None;
+        assert_eq!(edited_by_hand(&unlabelled), None);
+    }
 }

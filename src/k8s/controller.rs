@@ -1,6 +1,8 @@
 //! `sluice controller`: the Kubernetes mode's main loop. One kube-runtime
 //! controller over `Environment`s, woken also by the `ConfigRepository`s and
-//! `Gateway`s they reference, running the same [`Reconciler`] as `sluice run`.
+//! `Gateway`s they reference and by hand edits of the ConfigMaps of
+//! `configmap` gateways (in the gateway namespaces), running the same
+//! [`Reconciler`] as `sluice run`.
 //!
 //! ```text
 //!   Environment ──► suspended? ──► ConfigRepository + Secret ──► fetch (Follower)
@@ -22,6 +24,7 @@ use super::{
 };
 use crate::{
     config::{self, Limits, Loaded, Repository, model},
+    gateway::configmap,
     ledger::Trigger,
     promote::trailer,
     reconcile::{EnvironmentReport, NoProgress, Pass, Reconciler},
@@ -30,7 +33,9 @@ use crate::{
 };
 use futures::StreamExt;
 use k8s_openapi::{
-    api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp,
+    api::core::v1::{ConfigMap, Secret},
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::Timestamp,
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -251,6 +256,32 @@ pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<(), 
     probe::<Gateway>(client, namespace, "Gateway").await
 }
 
+/// `wanted` split into the namespaces in which this controller may list
+/// the ConfigMaps Sluice wrote (to watch them) and those it may not (`403`:
+/// their ConfigMap gateways are read at each requeue only).
+pub async fn watchable_gateway_namespaces(
+    client: &Client,
+    wanted: Vec<String>,
+) -> (Vec<String>, Vec<String>) {
+    let mut watchable = Vec::new();
+    let mut forbidden = Vec::new();
+    for namespace in wanted {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+        let params = ListParams::default().labels(&managed_selector()).limit(1);
+        match api.list_metadata(&params).await {
+            Err(kube::Error::Api(status)) if status.code == 403 => forbidden.push(namespace),
+            // NB: any other failure is the watch's to retry.
+            _ => watchable.push(namespace),
+        }
+    }
+    (watchable, forbidden)
+}
+
+/// The label selector of the ConfigMaps Sluice writes.
+fn managed_selector() -> String {
+    format!("{}={}", configmap::MANAGED_BY_LABEL, configmap::MANAGED_BY)
+}
+
 /// Reads back the ledger records of the Environments this controller
 /// reconciles (`namespace` or all, matching `shard`), before anything is
 /// resolved or applied.
@@ -285,10 +316,13 @@ pub async fn adopt_all(
 /// Reconciles the Environments of `namespace` (or all) whose labels match
 /// `shard` (a label selector such as `sluice.dev/shard=eu`; all when `None`),
 /// so several controller deployments can split the environments between them.
+/// The ConfigMaps Sluice wrote in `gateway_namespaces` are watched: a hand
+/// edit wakes their Environment at once (see [`woken_by`]).
 pub async fn run(
     context: Arc<Context>,
     namespace: Option<&str>,
     shard: Option<&str>,
+    gateway_namespaces: &[String],
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -319,8 +353,8 @@ pub async fn run(
     .predicate_filter(predicates::generation, Default::default());
     let controller = Controller::for_stream(environments, store.clone());
     let by_repository = store.clone();
-    let by_gateway = store;
-    controller
+    let by_gateway = store.clone();
+    let mut controller = controller
         .watches(
             api::<ConfigRepository>(client, namespace),
             watcher::Config::default(),
@@ -346,7 +380,22 @@ pub async fn run(
                     .filter(move |env| env.namespace() == ns && env.name_any() == environment)
                     .map(|env| ObjectRef::from_obj(&*env))
             },
-        )
+        );
+    if !gateway_namespaces.is_empty() {
+        tracing::info!(namespaces = ?gateway_namespaces, "watching the gateway ConfigMaps");
+    }
+    // NB: whole objects, not metadata: a hand edit is told from the
+    // controller's own writes by the data's digest.
+    let managed = managed_selector();
+    for gateway_namespace in gateway_namespaces {
+        let by_config_map = store.clone();
+        controller = controller.watches(
+            Api::<ConfigMap>::namespaced(client.clone(), gateway_namespace),
+            watcher::Config::default().labels(&managed),
+            move |map: ConfigMap| woken_by(&map, &by_config_map),
+        );
+    }
+    controller
         // NB: unbounded, every Environment is reconciled at once, each
         // holding its share of the repository and its gateways' requests.
         .with_config(kube::runtime::controller::Config::default().concurrency(ENVIRONMENTS_AT_ONCE))
@@ -359,6 +408,30 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// The Environments a change to a gateway ConfigMap wakes: when it is a
+/// hand edit (its data is not what Sluice wrote), every Environment whose
+/// slug its `sluice.dev/environment` label names, in whichever namespace;
+/// none for the controller's own writes.
+fn woken_by(
+    map: &ConfigMap,
+    environments: &reflector::Store<Environment>,
+) -> Vec<ObjectRef<Environment>> {
+    let Some(slug) = configmap::edited_by_hand(map) else {
+        return Vec::new();
+    };
+    tracing::info!(
+        config_map = %format!("{}/{}", map.namespace().unwrap_or_default(), map.name_any()),
+        environment = slug,
+        "a gateway ConfigMap was edited by hand"
+    );
+    environments
+        .state()
+        .iter()
+        .filter(|env| slug_of(env) == slug)
+        .map(|env| ObjectRef::from_obj(&**env))
+        .collect()
 }
 
 fn error_policy(env: Arc<Environment>, error: &Error, context: Arc<Context>) -> Action {
@@ -1267,6 +1340,71 @@ mod tests {
             Some("t0ken")
         );
         assert_eq!(values.get(&format!("{SECRET_PREFIX}ns/other@1")), None);
+    }
+
+    #[test]
+    fn a_hand_edited_gateway_configmap_wakes_the_environments_of_its_slug() {
+        use crate::k8s::crd::{EnvironmentSpec, RepositoryRef};
+        let (store, mut writer) = reflector::store::<Environment>();
+        for (namespace, name, path) in [
+            ("team-a", "production", "environments/production"),
+            ("team-b", "prod", "environments/production"),
+            ("team-a", "staging", "environments/staging"),
+        ] {
+            let mut env = Environment::new(
+                name,
+                EnvironmentSpec {
+                    repository_ref: RepositoryRef {
+                        name: "policy".into(),
+                    },
+                    path: path.into(),
+                    suspend: false,
+                },
+            );
+            env.metadata.namespace = Some(namespace.into());
+            writer.apply_watcher_event(&watcher::Event::Apply(env));
+        }
+        let written = r#"{"enforcement":"enforce"}"#;
+        let mut map = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                namespace: Some("ai-gateway".into()),
+                name: Some("policy".into()),
+                labels: Some(
+                    [(
+                        configmap::ENVIRONMENT_LABEL.to_owned(),
+                        "production".to_owned(),
+                    )]
+                    .into(),
+                ),
+                annotations: Some(
+                    [(
+                        configmap::DIGEST_ANNOTATION.to_owned(),
+                        config::Digest::of_json(written).unwrap().to_string(),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            data: Some([(configmap::DATA_KEY.to_owned(), written.to_owned())].into()),
+            ..Default::default()
+        };
+        assert!(
+            woken_by(&map, &store).is_empty(),
+            "the controller's own write"
+        );
+        map.data = Some(
+            [(
+                configmap::DATA_KEY.to_owned(),
+                r#"{"enforcement":"monitor"}"#.to_owned(),
+            )]
+            .into(),
+        );
+        let mut woken: Vec<String> = woken_by(&map, &store)
+            .iter()
+            .map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name))
+            .collect();
+        woken.sort();
+        assert_eq!(woken, ["team-a/production", "team-b/prod"]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use sluice::{
     config::{Digest, model},
     gateway::{
         Applied, Desired, DriverContext, Gateway, GatewayError,
-        configmap::{ConfigMapGateway, DIGEST_ANNOTATION, REVISION_ANNOTATION},
+        configmap::{ConfigMapGateway, DIGEST_ANNOTATION, ENVIRONMENT_LABEL, REVISION_ANNOTATION},
     },
 };
 use std::{path::Path, process::Command, sync::Arc};
@@ -65,6 +65,10 @@ async fn a_configmap_gateway_applies_sees_hand_edits_and_refuses_stale_writes() 
     assert_eq!(live.generation, Some(1));
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let map = config_maps.get("policy").await.unwrap();
+    assert_eq!(
+        map.metadata.labels.unwrap()[ENVIRONMENT_LABEL],
+        "production"
+    );
     let annotations = map.metadata.annotations.unwrap();
     assert_eq!(annotations[DIGEST_ANNOTATION], first.digest.as_str());
     assert_eq!(annotations[REVISION_ANNOTATION], "c0ffee01");

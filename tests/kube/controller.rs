@@ -2,7 +2,9 @@
 //! at a git repository served over loopback reconciles into a ConfigMap
 //! gateway and an HTTP reference gateway, with the status, history and
 //! Events right; a hand edit of the ConfigMap is seen as drift and put back
-//! (production's policy is `heal`). And without the CRDs it refuses to start.
+//! (production's policy is `heal`), at once when the controller watches the
+//! gateway namespace, long before any requeue. And without the CRDs it
+//! refuses to start.
 //!
 //! The controller runs as a local process with KUBECONFIG: the test API
 //! server has no scheduler to run its Deployment.
@@ -22,7 +24,7 @@ use kube::{
 };
 use sluice::{
     config::Digest,
-    gateway::configmap::DIGEST_ANNOTATION,
+    gateway::configmap::{DIGEST_ANNOTATION, ENVIRONMENT_LABEL},
     k8s::{self, ConfigRepository, Environment, crd::condition},
     ledger::{GatewayState, Trigger},
 };
@@ -85,11 +87,16 @@ fn policy_repo(work: &Path, gateways: &[(&str, String)]) -> PathBuf {
 
 /// The ConfigRepository `policy`: `url`, branch main, polled every 2 s.
 async fn create_repository(client: &Client, namespace: &str, url: &str) {
+    create_repository_every(client, namespace, url, "2s").await;
+}
+
+/// The ConfigRepository `policy`: `url`, branch main, polled every `interval`.
+async fn create_repository_every(client: &Client, namespace: &str, url: &str, interval: &str) {
     let repository: ConfigRepository = serde_json::from_value(serde_json::json!({
         "apiVersion": "sluice.dev/v1alpha1",
         "kind": "ConfigRepository",
         "metadata": { "name": "policy" },
-        "spec": { "url": url, "ref": { "branch": "main" }, "interval": "2s" },
+        "spec": { "url": url, "ref": { "branch": "main" }, "interval": interval },
     }))
     .unwrap();
     Api::<ConfigRepository>::namespaced(client.clone(), namespace)
@@ -170,6 +177,31 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `sluice controller --watch-namespace NAMESPACE ARGS…` with its data under
+/// `work/NAME` and its log in `work/NAME.log`, logging at info.
+fn start_controller(work: &Path, name: &str, namespace: &str, args: &[&str]) -> Process {
+    let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
+    let data = work.join(name);
+    let mut all = vec![
+        "controller",
+        "--listen",
+        "127.0.0.1:0",
+        "--watch-namespace",
+        namespace,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    Process::start(
+        &all,
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("SLUICE_LOG", "info"),
+        ],
+        work.join(format!("{name}.log")),
+    )
 }
 
 /// Polls `check` until it gives `Some`, or fails after `seconds`.
@@ -430,6 +462,123 @@ async fn an_environment_reconciles_into_configmap_and_http_gateways_and_heals_dr
         .await;
 }
 
+#[tokio::test]
+async fn a_hand_edit_of_a_gateway_configmap_is_healed_at_once_not_at_the_next_requeue() {
+    let Some(client) = env::client().await else {
+        return;
+    };
+    install_crds(&client).await;
+    let namespace = env::namespace(&client, "sluice-cmw").await;
+    let gateways = env::namespace(&client, "sluice-cmw-gw").await;
+    let work = tempfile::tempdir().unwrap();
+
+    // Production on a ConfigMap in a namespace of its own; every requeue
+    // far away: the repository polled hourly, drift checked every 10 min.
+    let repo = policy_repo(
+        work.path(),
+        &[(
+            "production",
+            format!(
+                "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {gateways}\n    configMap: policy\n"
+            ),
+        )],
+    );
+    let environment_yaml = repo.join("environments/production/environment.yaml");
+    let yaml = std::fs::read_to_string(&environment_yaml).unwrap();
+    assert!(yaml.contains("interval: 1m"), "{yaml}");
+    std::fs::write(
+        &environment_yaml,
+        yaml.replace("interval: 1m", "interval: 10m"),
+    )
+    .unwrap();
+    env::git(
+        &repo,
+        &["commit", "-q", "-am", "drift checked every 10 minutes"],
+    );
+    let daemon = GitDaemon::serve(&repo);
+    create_repository_every(&client, &namespace, &daemon.url(), "1h").await;
+    create_environment(&client, &namespace, "production", serde_json::json!({})).await;
+    let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
+
+    let controller = start_controller(
+        work.path(),
+        "controller",
+        &namespace,
+        &["--gateway-namespace", &gateways],
+    );
+    let synced = eventually(120, "Synced=True", &controller, || async {
+        let env = environments.get("production").await.ok()?;
+        (condition_of(&env, condition::SYNCED)? == ("True".into(), "AllInSync".into()))
+            .then_some(env)
+    })
+    .await;
+    let desired = synced.status.clone().unwrap().desired_digest.unwrap();
+    // NB: the first pass's writes (the ConfigRepository's status) wake one
+    // more pass; the edit comes after it, so only the watch can see it.
+    let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
+    eventually(30, "the ConfigRepository's status", &controller, || async {
+        repos.get("policy").await.ok()?.status?.revision.map(|_| ())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The ConfigMap says whose it is.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &gateways);
+    let written = config_maps.get("policy").await.expect("the ConfigMap");
+    assert_eq!(written.labels()[ENVIRONMENT_LABEL], "production");
+    assert_eq!(written.labels()["app.kubernetes.io/managed-by"], "sluice");
+    assert_eq!(written.annotations()[DIGEST_ANNOTATION], desired);
+    let body = written.data.clone().unwrap()["policy.json"].clone();
+
+    // `kubectl edit`: the data changes, the annotations stay.
+    let mut document: serde_json::Value = serde_json::from_str(&body).unwrap();
+    document["enforcement"] = "monitor".into();
+    config_maps
+        .patch(
+            "policy",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"data": {"policy.json": document.to_string()}})),
+        )
+        .await
+        .expect("editing the ConfigMap");
+    let edited = Instant::now();
+    let healed = eventually(
+        30,
+        "the hand edit healed (trigger drift)",
+        &controller,
+        || async {
+            let env = environments.get("production").await.ok()?;
+            let status = env.status.as_ref()?;
+            let back = config_maps.get("policy").await.ok()?.data?["policy.json"].clone();
+            (status.history.first()?.trigger == Trigger::Drift
+                && Digest::of_json(&back)?.as_str() == desired)
+                .then_some(env)
+        },
+    )
+    .await;
+    eprintln!("healed {:?} after the hand edit", edited.elapsed());
+    let status = healed.status.unwrap();
+    assert_eq!(status.history.len(), 2, "{:?}", status.history);
+    assert_eq!(status.history[0].digest, desired);
+
+    // The heal's own write wakes nothing: one hand edit seen, no more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = controller.log();
+    assert_eq!(
+        log.matches("a gateway ConfigMap was edited by hand")
+            .count(),
+        1,
+        "{log}"
+    );
+
+    drop(controller);
+    for ns in [namespace, gateways] {
+        let _ = Api::<Namespace>::all(client.clone())
+            .delete(&ns, &Default::default())
+            .await;
+    }
+}
+
 /// A server without the sluice.dev kinds: every path is `404`, as an API
 /// server answers for a group it does not serve. (Deterministic: the shared
 /// test API server may have the CRDs installed by other tests.)
@@ -598,7 +747,6 @@ async fn a_sharded_controller_reconciles_only_its_environments() {
     let Some(client) = env::client().await else {
         return;
     };
-    let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
     install_crds(&client).await;
     let namespace = env::namespace(&client, "sluice-ctl").await;
     let work = tempfile::tempdir().unwrap();
@@ -637,20 +785,11 @@ async fn a_sharded_controller_reconciles_only_its_environments() {
         .await
         .expect("creating the Gateway");
     let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
-    let controller = Process::start(
-        &[
-            "controller",
-            "--listen",
-            "127.0.0.1:0",
-            "--watch-namespace",
-            &namespace,
-            "--shard",
-            "sluice.dev/shard=eu",
-            "--data-dir",
-            work.path().join("data").to_str().unwrap(),
-        ],
-        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
-        work.path().join("controller.log"),
+    let controller = start_controller(
+        work.path(),
+        "data",
+        &namespace,
+        &["--shard", "sluice.dev/shard=eu"],
     );
     eventually(60, "the eu environment synced", &controller, || async {
         let env = environments.get("staging").await.ok()?;
@@ -726,24 +865,7 @@ async fn the_ledger_lives_in_the_status_and_outlives_the_controller_and_its_disk
     create_repository(&client, &namespace, &daemon.url()).await;
     create_environment(&client, &namespace, "production", serde_json::json!({})).await;
     let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
-    let controller = |name: &str| {
-        Process::start(
-            &[
-                "controller",
-                "--listen",
-                "127.0.0.1:0",
-                "--watch-namespace",
-                &namespace,
-                "--data-dir",
-                work.path().join(name).to_str().unwrap(),
-            ],
-            &[
-                ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-                ("SLUICE_LOG", "info"),
-            ],
-            work.path().join(format!("{name}.log")),
-        )
-    };
+    let controller = |name: &str| start_controller(work.path(), name, &namespace, &[]);
     let deployments = |count: usize| {
         let environments = environments.clone();
         move || {
@@ -899,7 +1021,6 @@ async fn only_heads_signed_by_a_trusted_key_run() {
     let Some(client) = env::client().await else {
         return;
     };
-    let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
     install_crds(&client).await;
     let namespace = env::namespace(&client, "sluice-ctl").await;
     let work = tempfile::tempdir().unwrap();
@@ -968,22 +1089,7 @@ async fn only_heads_signed_by_a_trusted_key_run() {
         .unwrap();
     create_environment(&client, &namespace, "production", serde_json::json!({})).await;
     let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
-    let controller = Process::start(
-        &[
-            "controller",
-            "--listen",
-            "127.0.0.1:0",
-            "--watch-namespace",
-            &namespace,
-            "--data-dir",
-            work.path().join("data").to_str().unwrap(),
-        ],
-        &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-            ("SLUICE_LOG", "info"),
-        ],
-        work.path().join("controller.log"),
-    );
+    let controller = start_controller(work.path(), "controller", &namespace, &[]);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let digest = || async {
         config_maps
@@ -1070,7 +1176,6 @@ async fn unfinished_attempts_read_back_are_resolved_by_the_first_pass() {
     let Some(client) = env::client().await else {
         return;
     };
-    let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
     install_crds(&client).await;
     let namespace = env::namespace(&client, "sluice-ctl").await;
     let work = tempfile::tempdir().unwrap();
@@ -1085,22 +1190,7 @@ async fn unfinished_attempts_read_back_are_resolved_by_the_first_pass() {
     );
     let daemon = GitDaemon::serve(&repo);
     create_repository(&client, &namespace, &daemon.url()).await;
-    let controller = Process::start(
-        &[
-            "controller",
-            "--listen",
-            "127.0.0.1:0",
-            "--watch-namespace",
-            &namespace,
-            "--data-dir",
-            work.path().join("data").to_str().unwrap(),
-        ],
-        &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-            ("SLUICE_LOG", "info"),
-        ],
-        work.path().join("controller.log"),
-    );
+    let controller = start_controller(work.path(), "data", &namespace, &[]);
 
     // After the controller started: a suspended Environment whose status
     // says an apply was in flight, then resumed.
