@@ -85,6 +85,20 @@ fn policy_repo(work: &Path, gateways: &[(&str, String)]) -> PathBuf {
     repo
 }
 
+/// [`policy_repo`] with production's one gateway on the ConfigMap
+/// `policy` of `namespace` (`prod-cm`).
+fn production_on_a_configmap(work: &Path, namespace: &str) -> PathBuf {
+    policy_repo(
+        work,
+        &[(
+            "production",
+            format!(
+                "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n"
+            ),
+        )],
+    )
+}
+
 /// The ConfigRepository `policy`: `url`, branch main, polled every 2 s.
 async fn create_repository(client: &Client, namespace: &str, url: &str) {
     create_repository_every(client, namespace, url, "2s").await;
@@ -474,15 +488,7 @@ async fn a_hand_edit_of_a_gateway_configmap_is_healed_at_once_not_at_the_next_re
 
     // Production on a ConfigMap in a namespace of its own; every requeue
     // far away: the repository polled hourly, drift checked every 10 min.
-    let repo = policy_repo(
-        work.path(),
-        &[(
-            "production",
-            format!(
-                "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {gateways}\n    configMap: policy\n"
-            ),
-        )],
-    );
+    let repo = production_on_a_configmap(work.path(), &gateways);
     let environment_yaml = repo.join("environments/production/environment.yaml");
     let yaml = std::fs::read_to_string(&environment_yaml).unwrap();
     assert!(yaml.contains("interval: 1m"), "{yaml}");
@@ -852,15 +858,7 @@ async fn the_ledger_lives_in_the_status_and_outlives_the_controller_and_its_disk
     install_crds(&client).await;
     let namespace = env::namespace(&client, "sluice-ctl").await;
     let work = tempfile::tempdir().unwrap();
-    let repo = policy_repo(
-        work.path(),
-        &[(
-            "production",
-            format!(
-                "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n"
-            ),
-        )],
-    );
+    let repo = production_on_a_configmap(work.path(), &namespace);
     let daemon = GitDaemon::serve(&repo);
     create_repository(&client, &namespace, &daemon.url()).await;
     create_environment(&client, &namespace, "production", serde_json::json!({})).await;
@@ -1040,15 +1038,7 @@ async fn only_heads_signed_by_a_trusted_key_run() {
         .status()
         .expect("ssh-keygen runs");
     assert!(made.success());
-    let repo = policy_repo(
-        work.path(),
-        &[(
-            "production",
-            format!(
-                "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n"
-            ),
-        )],
-    );
+    let repo = production_on_a_configmap(work.path(), &namespace);
     let baseline = repo.join("environments/production/packs/baseline.yaml");
     let edit = |from: &str, to: &str| {
         let text = std::fs::read_to_string(&baseline).unwrap();
@@ -1179,15 +1169,7 @@ async fn unfinished_attempts_read_back_are_resolved_by_the_first_pass() {
     install_crds(&client).await;
     let namespace = env::namespace(&client, "sluice-ctl").await;
     let work = tempfile::tempdir().unwrap();
-    let repo = policy_repo(
-        work.path(),
-        &[(
-            "production",
-            format!(
-                "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n"
-            ),
-        )],
-    );
+    let repo = production_on_a_configmap(work.path(), &namespace);
     let daemon = GitDaemon::serve(&repo);
     create_repository(&client, &namespace, &daemon.url()).await;
     let controller = start_controller(work.path(), "data", &namespace, &[]);
