@@ -21,6 +21,8 @@
 //! `SLUICE_BENCH_ENVIRONMENTS=N` overrides the count (for a quick try).
 
 mod common;
+#[path = "../tests/common/crds.rs"]
+mod crds;
 #[path = "../tests/common/git_daemon.rs"]
 mod git_daemon;
 
@@ -28,19 +30,15 @@ use common::{git, write};
 use git_daemon::GitDaemon;
 
 use futures::{StreamExt as _, TryStreamExt as _};
-use k8s_openapi::{
-    api::core::v1::{ConfigMap, Namespace},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::{
     Api, Client, Config, ResourceExt,
-    api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, ObjectMeta, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
-    runtime::wait::{await_condition, conditions},
 };
 use sluice::{
     gateway::configmap::DIGEST_ANNOTATION,
-    k8s::{self, ConfigRepository, Environment, crd::condition},
+    k8s::{ConfigRepository, Environment, crd::condition},
 };
 use std::{
     fmt::Write as _,
@@ -60,7 +58,6 @@ const POLL: Duration = Duration::from_millis(500);
 const DEADLINE: Duration = Duration::from_secs(20 * 60);
 /// The ConfigRepository's `interval` (the example's).
 const INTERVAL: &str = "1m";
-const FIELD_MANAGER: &str = "sluice-bench";
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -100,7 +97,7 @@ fn main() {
 
     let started = Instant::now();
     runtime.block_on(async {
-        install_crds(&client).await;
+        crds::install_crds(&client).await;
         create_namespace(&client, &namespace).await;
         create_objects(&client, &namespace, &daemon.url(), environments).await;
     });
@@ -202,27 +199,6 @@ fn generate(repo: &Path, namespace: &str, environments: usize) {
                 100 + e
             ),
         );
-    }
-}
-
-async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in k8s::crds() {
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying the CRD {name}: {e}"));
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .expect("the CRD becomes Established within 60 s")
-        .expect("watching the CRD");
     }
 }
 

@@ -19,6 +19,8 @@ mod controller;
 mod core_objects;
 #[path = "kube/crd.rs"]
 mod crd;
+#[path = "common/crds.rs"]
+mod crds;
 #[path = "kube/env.rs"]
 mod env;
 #[path = "common/git_daemon.rs"]

@@ -9,18 +9,14 @@
 //! The controller runs as a local process with KUBECONFIG: the test API
 //! server has no scheduler to run its Deployment.
 
-use crate::{env, git_daemon::GitDaemon};
-use k8s_openapi::{
-    api::{
-        core::v1::{ConfigMap, Namespace},
-        events::v1::Event,
-    },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+use crate::{crds::install_crds, env, git_daemon::GitDaemon};
+use k8s_openapi::api::{
+    core::v1::{ConfigMap, Namespace},
+    events::v1::Event,
 };
 use kube::{
     Api, Client, ResourceExt,
     api::{ListParams, Patch, PatchParams, PostParams},
-    runtime::wait::{await_condition, conditions},
 };
 use sluice::{
     config::Digest,
@@ -34,29 +30,6 @@ use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
-
-const FIELD_MANAGER: &str = "sluice-kube-tests";
-
-async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in k8s::crds() {
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying the CRD {name}: {e}"));
-        env::within(
-            60,
-            "a Sluice CRD to become Established",
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .expect("watching the CRD");
-    }
-}
 
 /// The example repository copied to `work/policy`, each `(environment,
 /// gateways.yaml)` written over it, committed on `main`.

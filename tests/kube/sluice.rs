@@ -6,14 +6,12 @@
 use std::{path::Path, time::Duration};
 
 use k8s_openapi::{
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
 };
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, Client, Resource,
     api::{Patch, PatchParams, PostParams},
-    runtime::wait::{await_condition, conditions},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
@@ -23,34 +21,12 @@ use sluice::k8s::{
 };
 use tokio::time::Instant;
 
-use crate::env::{self, api_status, within};
+use crate::{
+    crds::install_crds,
+    env::{self, api_status},
+};
 
-const FIELD_MANAGER: &str = "sluice-kube-tests";
 const NAMESPACE: &str = "default";
-
-/// Server-side apply every Sluice CRD, exactly as `sluice crds` writes them,
-/// and wait until each is Established.
-async fn install_sluice_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in k8s::crds() {
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying the CRD {name}: {e}"));
-        let established = within(
-            60,
-            "a Sluice CRD to become Established",
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .expect("watching the CRD");
-        assert!(established.is_some(), "{name} vanished");
-    }
-}
 
 /// An example from `examples/k8s/`, renamed to a name unique to this run.
 fn example<K: DeserializeOwned + Resource>(file: &str, name: &str) -> K {
@@ -109,7 +85,7 @@ async fn sluice_crds_serve_the_examples_with_status_and_printer_columns() {
     let Some(client) = env::client().await else {
         return;
     };
-    install_sluice_crds(&client).await;
+    install_crds(&client).await;
     let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), NAMESPACE);
     let environments: Api<Environment> = Api::namespaced(client.clone(), NAMESPACE);
     let gateways: Api<Gateway> = Api::namespaced(client.clone(), NAMESPACE);
@@ -289,7 +265,7 @@ async fn sluice_crds_refuse_what_the_schema_forbids() {
     let Some(client) = env::client().await else {
         return;
     };
-    install_sluice_crds(&client).await;
+    install_crds(&client).await;
     let environments: Api<Environment> = Api::namespaced(client.clone(), NAMESPACE);
     let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), NAMESPACE);
     let gateways: Api<Gateway> = Api::namespaced(client.clone(), NAMESPACE);
