@@ -79,11 +79,17 @@ async fn create_repository(client: &Client, namespace: &str, url: &str) {
 
 /// The ConfigRepository `policy`: `url`, branch main, polled every `interval`.
 async fn create_repository_every(client: &Client, namespace: &str, url: &str, interval: &str) {
+    let spec = serde_json::json!({ "url": url, "ref": { "branch": "main" }, "interval": interval });
+    create_repository_with(client, namespace, spec).await;
+}
+
+/// The ConfigRepository `policy` with `spec`.
+async fn create_repository_with(client: &Client, namespace: &str, spec: serde_json::Value) {
     let repository: ConfigRepository = serde_json::from_value(serde_json::json!({
         "apiVersion": "sluice.dev/v1alpha1",
         "kind": "ConfigRepository",
         "metadata": { "name": "policy" },
-        "spec": { "url": url, "ref": { "branch": "main" }, "interval": interval },
+        "spec": spec,
     }))
     .unwrap();
     Api::<ConfigRepository>::namespaced(client.clone(), namespace)
@@ -1036,20 +1042,11 @@ async fn only_heads_signed_by_a_trusted_key_run() {
         .await
         .expect("creating the Secret of keys");
     let daemon = GitDaemon::serve(&repo);
-    let repository: ConfigRepository = serde_json::from_value(serde_json::json!({
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "ConfigRepository",
-        "metadata": { "name": "policy" },
-        "spec": {
-            "url": daemon.url(), "ref": { "branch": "main" }, "interval": "2s",
-            "verification": { "provider": "ssh", "secretRef": { "name": "trusted-keys" } },
-        },
-    }))
-    .unwrap();
-    Api::<ConfigRepository>::namespaced(client.clone(), &namespace)
-        .create(&PostParams::default(), &repository)
-        .await
-        .unwrap();
+    let spec = serde_json::json!({
+        "url": daemon.url(), "ref": { "branch": "main" }, "interval": "2s",
+        "verification": { "provider": "ssh", "secretRef": { "name": "trusted-keys" } },
+    });
+    create_repository_with(&client, &namespace, spec).await;
     create_environment(&client, &namespace, "production", serde_json::json!({})).await;
     let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
     let controller = start_controller(work.path(), "controller", &namespace, &[]);
