@@ -8,13 +8,8 @@ use crate::{
     gateway::DriverContext,
     source::prefix,
 };
-use clap::ValueEnum;
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
+pub use super::output::TextOrJson as Format;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -78,3 +78,10 @@ mod tests {
         assert_eq!(text, "A          LONG\nwide cell  x\nb          y\n");
     }
 }
+
+/// `-o text|json`: human text, or JSON for machines.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TextOrJson {
+    Text,
+    Json,
+}

@@ -12,7 +12,6 @@ use crate::{
     promote::{self, PromoteError, Promoted, Request},
     source::prefix,
 };
-use clap::ValueEnum;
 use serde::Serialize;
 
 #[derive(Debug, clap::Args)]
@@ -46,11 +45,7 @@ pub struct Args {
     pub output: Format,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
+pub use super::output::TextOrJson as Format;
 
 #[derive(Serialize)]
 struct Report<'a> {

@@ -11,7 +11,6 @@ use crate::{
     rollback::{self, Request, Rollback, RollbackError, Selector},
     source::prefix,
 };
-use clap::ValueEnum;
 use serde::Serialize;
 
 #[derive(Debug, clap::Args)]
@@ -42,11 +41,7 @@ pub struct Args {
     pub state: StateArgs,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
+pub use super::output::TextOrJson as Format;
 
 #[derive(Serialize)]
 struct Report<'a> {

@@ -2,7 +2,6 @@
 
 use super::{Cli, Outcome, load};
 use crate::config::finding;
-use clap::ValueEnum;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -14,11 +13,7 @@ pub struct Args {
     pub output: Format,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
+pub use super::output::TextOrJson as Format;
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let loaded = load(cli, args.rev.as_deref())?;
