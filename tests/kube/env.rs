@@ -288,6 +288,49 @@ pub async fn service_account_token(
         .expect("token")
 }
 
+/// Creates the Role `metadata` names in `namespace` with `rules`, and binds
+/// it to the ServiceAccount of the same name there.
+pub async fn grant(
+    admin: &Client,
+    namespace: &str,
+    metadata: kube::api::ObjectMeta,
+    rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>,
+) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding, RoleRef, Subject};
+    let pp = kube::api::PostParams::default();
+    let name = metadata.name.clone().expect("a named Role");
+    kube::Api::<Role>::namespaced(admin.clone(), namespace)
+        .create(
+            &pp,
+            &Role {
+                metadata: metadata.clone(),
+                rules: Some(rules),
+            },
+        )
+        .await
+        .expect("creating a Role");
+    kube::Api::<RoleBinding>::namespaced(admin.clone(), namespace)
+        .create(
+            &pp,
+            &RoleBinding {
+                metadata,
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Role".into(),
+                    name: name.clone(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".into(),
+                    name,
+                    namespace: Some(namespace.into()),
+                    ..Subject::default()
+                }]),
+            },
+        )
+        .await
+        .expect("creating a RoleBinding");
+}
+
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()

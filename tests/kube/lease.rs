@@ -14,7 +14,7 @@ use k8s_openapi::{
     api::{
         coordination::v1::{Lease, LeaseSpec},
         core::v1::ServiceAccount,
-        rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
+        rbac::v1::{PolicyRule, Role, RoleBinding},
     },
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
     jiff::Timestamp,
@@ -385,7 +385,6 @@ async fn lease_renewal_failing_past_the_deadline_loses_leadership() {
     };
     let leases: Api<Lease> = Api::namespaced(admin.clone(), NAMESPACE);
     let name = env::unique_name("lease-forbidden");
-    let pp = PostParams::default();
 
     // The chart's Role for leader election: create any Lease, and only
     // get/update/patch the named one (no list, no watch, no delete).
@@ -398,41 +397,17 @@ async fn lease_renewal_failing_past_the_deadline_loses_leadership() {
         verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
         ..PolicyRule::default()
     };
-    let roles: Api<Role> = Api::namespaced(admin.clone(), NAMESPACE);
-    roles
-        .create(
-            &pp,
-            &Role {
-                metadata: named(&name),
-                rules: Some(vec![
-                    lease_rule(&["create"], None),
-                    lease_rule(&["get", "update", "patch"], Some(vec![name.clone()])),
-                ]),
-            },
-        )
-        .await
-        .expect("creating a Role");
+    env::grant(
+        &admin,
+        NAMESPACE,
+        named(&name),
+        vec![
+            lease_rule(&["create"], None),
+            lease_rule(&["get", "update", "patch"], Some(vec![name.clone()])),
+        ],
+    )
+    .await;
     let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), NAMESPACE);
-    bindings
-        .create(
-            &pp,
-            &RoleBinding {
-                metadata: named(&name),
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "Role".into(),
-                    name: name.clone(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: name.clone(),
-                    namespace: Some(NAMESPACE.into()),
-                    ..Subject::default()
-                }]),
-            },
-        )
-        .await
-        .expect("creating a RoleBinding");
 
     // The elector retries through the 403s until the authorizer has seen the
     // binding, then creates the Lease and leads.
@@ -464,6 +439,7 @@ async fn lease_renewal_failing_past_the_deadline_loses_leadership() {
     );
 
     let dp = DeleteParams::default();
+    let roles: Api<Role> = Api::namespaced(admin.clone(), NAMESPACE);
     roles.delete(&name, &dp).await.expect("deleting the Role");
     accounts
         .delete(&name, &dp)

@@ -5,11 +5,11 @@ use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::api::{
     core::v1::{ConfigMap, Secret, ServiceAccount},
-    rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
+    rbac::v1::{PolicyRule, Role, RoleBinding},
 };
 use kube::{
     Api,
-    api::{DeleteParams, ListParams, ObjectMeta, PostParams},
+    api::{DeleteParams, ListParams, ObjectMeta},
 };
 use tokio::time::Instant;
 
@@ -33,7 +33,6 @@ async fn service_account_token_is_subject_to_rbac() {
     };
     let name = env::unique_name("reader");
     let user = format!("system:serviceaccount:default:{name}");
-    let pp = PostParams::default();
 
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), "default");
     let token = env::service_account_token(&accounts, named(&name)).await;
@@ -50,43 +49,18 @@ async fn service_account_token_is_subject_to_rbac() {
     assert_eq!(api_status(&err), Some(403), "{err}");
     assert!(err.to_string().contains(&user), "{err}");
 
-    let roles: Api<Role> = Api::namespaced(admin.clone(), "default");
-    roles
-        .create(
-            &pp,
-            &Role {
-                metadata: named(&name),
-                rules: Some(vec![PolicyRule {
-                    api_groups: Some(vec![String::new()]),
-                    resources: Some(vec!["configmaps".into()]),
-                    verbs: vec!["get".into(), "list".into(), "watch".into()],
-                    ..PolicyRule::default()
-                }]),
-            },
-        )
-        .await
-        .expect("creating a Role");
-    let bindings: Api<RoleBinding> = Api::namespaced(admin, "default");
-    bindings
-        .create(
-            &pp,
-            &RoleBinding {
-                metadata: named(&name),
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "Role".into(),
-                    name: name.clone(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: name.clone(),
-                    namespace: Some("default".into()),
-                    ..Subject::default()
-                }]),
-            },
-        )
-        .await
-        .expect("creating a RoleBinding");
+    env::grant(
+        &admin,
+        "default",
+        named(&name),
+        vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["configmaps".into()]),
+            verbs: vec!["get".into(), "list".into(), "watch".into()],
+            ..PolicyRule::default()
+        }],
+    )
+    .await;
 
     // The authorizer sees the binding through its informer: poll until then.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -107,6 +81,8 @@ async fn service_account_token_is_subject_to_rbac() {
     assert_eq!(api_status(&err), Some(403), "{err}");
 
     let dp = DeleteParams::default();
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), "default");
+    let roles: Api<Role> = Api::namespaced(admin, "default");
     bindings
         .delete(&name, &dp)
         .await
