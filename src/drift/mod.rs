@@ -89,6 +89,12 @@ pub(crate) fn cut(text: &mut String, max: usize) -> bool {
     true
 }
 
+/// `text`, [`cut`] to at most `max` bytes.
+pub(crate) fn shortened(mut text: String, max: usize) -> String {
+    cut(&mut text, max);
+    text
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AlertEvent {

@@ -24,6 +24,7 @@ use super::{
 };
 use crate::{
     config::{self, Limits, Loaded, Repository, model},
+    drift::shortened,
     gateway::configmap,
     ledger::Trigger,
     promote::trailer,
@@ -547,7 +548,7 @@ impl Context {
         }
         let (status, reason, message) = match fetched {
             Ok(commit) => ("True", "Fetched", format!("at {}", prefix(commit, 12))),
-            Err((reason, message)) => ("False", *reason, truncate(message.clone(), 1024)),
+            Err((reason, message)) => ("False", *reason, shortened(message.clone(), 1024)),
         };
         // The transition time moves only when Ready flips.
         let since = repo
@@ -630,7 +631,7 @@ impl Context {
         let event = |type_, reason: &str, note: String| Event {
             type_,
             reason: reason.to_owned(),
-            note: Some(truncate(note, 1000)),
+            note: Some(shortened(note, 1000)),
             action: "Reconcile".to_owned(),
             secondary: None,
         };
@@ -1041,6 +1042,10 @@ impl Context {
     /// Reads the record of the `Environment` a promotion comes from, when
     /// another controller (shard) keeps it, for the gate.
     async fn observe_upstream(&self, namespace: &str, from: &str) -> Result<(), Error> {
+        // NB: one this controller keeps is current in memory: no list.
+        if self.ledger.keeps(from) {
+            return Ok(());
+        }
         let api: Api<Environment> = Api::namespaced(self.client.clone(), namespace);
         let list = api
             .list(&ListParams::default())
@@ -1093,7 +1098,7 @@ impl Context {
                         "type": "Ready",
                         "status": if in_sync { "True" } else { "False" },
                         "reason": reason,
-                        "message": truncate(gateway.error.clone().or_else(|| gateway.gated.clone()).unwrap_or_default(), 1024),
+                        "message": shortened(gateway.error.clone().or_else(|| gateway.gated.clone()).unwrap_or_default(), 1024),
                         "lastTransitionTime": now(),
                     }],
                 },
@@ -1292,11 +1297,6 @@ fn findings_message(loaded: &Loaded) -> String {
         message.push_str(&format!(" (and {more} more)"));
     }
     message
-}
-
-fn truncate(mut text: String, max: usize) -> String {
-    crate::drift::cut(&mut text, max);
-    text
 }
 
 /// Writes `content` to a file only its owner can read.

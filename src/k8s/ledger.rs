@@ -29,6 +29,7 @@ use super::{
         LedgerStatus,
     },
 };
+use crate::drift::shortened;
 use crate::ledger::{
     Attempt, AttemptId, AttemptStart, BatchResult, Deployment, DriftEpisode, EnvironmentRecord,
     GatewayRecord, Ledger, LedgerError, MemoryLedger, Millis, Outcome, RevisionRecord, WriteBatch,
@@ -308,6 +309,11 @@ impl StatusLedger {
                 source: Box::new(source),
             }),
         }
+    }
+
+    /// Whether this process keeps `slug`'s record (its copy is the newest).
+    pub fn keeps(&self, slug: &str) -> bool {
+        self.objects().contains_key(slug)
     }
 
     /// Reads an environment this controller does not own (another shard's,
@@ -637,7 +643,7 @@ pub fn status_of(record: &EnvironmentRecord) -> LedgerStatus {
                 desired_revision: g.desired_revision.clone(),
                 observed_digest: g.observed_digest.clone(),
                 changed_at: time_text(g.changed_at),
-                error: g.error.clone().map(cut_error),
+                error: g.error.clone().map(|e| shortened(e, ERROR_KEPT)),
             })
             .collect(),
         attempts: record
@@ -652,7 +658,7 @@ pub fn status_of(record: &EnvironmentRecord) -> LedgerStatus {
                 started_at: time_text(a.start.started_at),
                 finished_at: a.finished_at.map(time_text),
                 outcome: a.outcome,
-                error: a.error.clone().map(cut_error),
+                error: a.error.clone().map(|e| shortened(e, ERROR_KEPT)),
             })
             .collect(),
         deployments: record
@@ -757,11 +763,6 @@ pub fn record_of(slug: &str, status: &LedgerStatus) -> EnvironmentRecord {
             })
             .collect(),
     }
-}
-
-fn cut_error(mut text: String) -> String {
-    crate::drift::cut(&mut text, ERROR_KEPT);
-    text
 }
 
 fn packs_json(packs: &[LedgerPack]) -> String {

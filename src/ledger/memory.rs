@@ -114,6 +114,17 @@ impl State {
         Ok(slug)
     }
 
+    /// Attempts kept elsewhere, as environment `slug`'s, with this
+    /// process's ids.
+    fn take_in(&mut self, slug: &str, attempts: Vec<Attempt>) {
+        for mut attempt in attempts {
+            self.next_attempt += 1;
+            attempt.id = self.next_attempt;
+            attempt.start.environment = slug.to_owned();
+            self.environment(slug).attempts.push(attempt);
+        }
+    }
+
     fn upsert(&mut self, record: &GatewayRecord) {
         self.environment(&record.environment)
             .gateways
@@ -148,35 +159,16 @@ impl MemoryLedger {
     /// Replaces environment `slug`'s record with one read back from where it
     /// was kept. Its attempts get new ids (ids are this process's own).
     pub fn restore(&self, slug: &str, mut record: EnvironmentRecord) {
+        let attempts = std::mem::take(&mut record.attempts);
         let mut state = self.state();
-        for attempt in &mut record.attempts {
-            state.next_attempt += 1;
-            attempt.id = state.next_attempt;
-            attempt.start.environment = slug.to_owned();
-        }
-        for (name, gateway) in &mut record.gateways {
-            gateway.environment = slug.to_owned();
-            gateway.gateway = name.clone();
-        }
-        for deployment in &mut record.deployments {
-            deployment.environment = slug.to_owned();
-        }
-        for episode in &mut record.episodes {
-            episode.environment = slug.to_owned();
-        }
-        record.trim();
         state.environments.insert(slug.to_owned(), record);
+        state.take_in(slug, attempts);
+        state.environment(slug).trim();
     }
 
     /// Adds attempts recorded elsewhere to environment `slug`, with new ids.
     pub fn add_attempts(&self, slug: &str, attempts: Vec<Attempt>) {
-        let mut state = self.state();
-        for mut attempt in attempts {
-            state.next_attempt += 1;
-            attempt.id = state.next_attempt;
-            attempt.start.environment = slug.to_owned();
-            state.environment(slug).attempts.push(attempt);
-        }
+        self.state().take_in(slug, attempts);
     }
 
     /// Takes back attempts whose start could not be kept where it must be.
