@@ -331,14 +331,24 @@ impl Ledger for SqliteLedger {
             .into_iter()
             .map(Ok)
             .collect();
-        // A finish that fails (unknown or already finished) fails alone.
+        // A finish that fails (unknown or already finished) fails alone;
+        // one SQLite refused fails the batch.
         let finished = batch
             .finishes
             .iter()
-            .map(|finish| finish_attempt(&tx, finish))
-            .collect();
+            .map(|finish| finish_in(&tx, finish).map_err(query_error("finishing an attempt")))
+            .collect::<Result<Vec<_>, _>>()?;
         for record in &batch.records {
             upsert_gateway(&tx, record)?;
+        }
+        // NB: after some errors (a full disk, an I/O error) SQLite rolls the
+        // transaction back by itself, and every statement after that ran in
+        // autocommit mode: committing now would claim the whole batch.
+        if tx.is_autocommit() {
+            return Err(LedgerError::Query {
+                doing,
+                message: "SQLite rolled the transaction back".into(),
+            });
         }
         tx.commit().map_err(query_error(doing))?;
         Ok(BatchResult { started, finished })
@@ -633,13 +643,16 @@ impl Ledger for SqliteLedger {
                  WHERE environment = ?1 AND gateway = ?2 AND resolved_at IS NULL
                  RETURNING {DRIFT_COLUMNS}"
             ))
+            // NB: every row read, so the statement runs to its end and a
+            // commit that fails is an error (see `start_attempt`).
             .and_then(|mut stmt| {
-                stmt.query_row(
+                stmt.query_map(
                     params![environment, gateway, at, resolution],
                     drift_from_row,
-                )
-                .optional()
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()
             })
+            .map(|episodes| episodes.into_iter().next())
             .map_err(query_error("resolving a drift episode"))
     }
 
@@ -689,34 +702,50 @@ fn clamp(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// Inserts an attempt's start and returns its id.
+///
+/// NB: not `INSERT … RETURNING id` read with `query_row`: that reads the id
+/// on the first step and leaves the statement to be reset, and an implicit
+/// (autocommit) transaction commits at that reset, whose error rusqlite
+/// drops. On a full disk the commit failed, the row was rolled back, and the
+/// id went out anyway: applies then ran under records that did not exist.
+/// `execute` steps the statement to its end, so a failed commit is an error
+/// here, and the id is read only after it.
 fn start_attempt(conn: &Connection, start: &AttemptStart) -> Result<AttemptId, LedgerError> {
+    let doing = "starting an attempt";
     conn.prepare_cached(
         "INSERT INTO attempts
              (environment, gateway, revision, digest, triggered_by, started_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         RETURNING id",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
     .and_then(|mut stmt| {
-        stmt.query_row(
-            params![
-                start.environment,
-                start.gateway,
-                start.revision,
-                start.digest,
-                start.trigger.as_str(),
-                start.started_at
-            ],
-            |row| row.get(0),
-        )
+        stmt.execute(params![
+            start.environment,
+            start.gateway,
+            start.revision,
+            start.digest,
+            start.trigger.as_str(),
+            start.started_at
+        ])
     })
-    .map_err(query_error("starting an attempt"))
+    .map_err(query_error(doing))?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// Finishes an unfinished attempt. The `finished_at IS NULL` guard makes
 /// the check and the write one statement, so two processes racing to
 /// finish the same attempt cannot both succeed.
 fn finish_attempt(conn: &Connection, finish: &AttemptFinish) -> Result<(), LedgerError> {
-    let doing = "finishing an attempt";
+    finish_in(conn, finish).map_err(query_error("finishing an attempt"))?
+}
+
+/// [`finish_attempt`], keeping apart what SQLite refused (the outer error:
+/// the write failed) from an attempt that is missing or already finished
+/// (the inner one: the write was fine, the finish is not).
+fn finish_in(
+    conn: &Connection,
+    finish: &AttemptFinish,
+) -> rusqlite::Result<Result<(), LedgerError>> {
     let id = finish.id;
     let changed = conn
         .prepare_cached(
@@ -730,10 +759,9 @@ fn finish_attempt(conn: &Connection, finish: &AttemptFinish) -> Result<(), Ledge
                 finish.outcome.as_str(),
                 finish.error
             ])
-        })
-        .map_err(query_error(doing))?;
+        })?;
     if changed == 1 {
-        return Ok(());
+        return Ok(Ok(()));
     }
     // Nothing changed: say whether the attempt is missing or already done.
     let existing: Option<(Option<Millis>, Option<String>)> = conn
@@ -742,19 +770,18 @@ fn finish_attempt(conn: &Connection, finish: &AttemptFinish) -> Result<(), Ledge
             [id],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
-        .optional()
-        .map_err(query_error(doing))?;
-    match existing {
+        .optional()?;
+    Ok(match existing {
         None => Err(LedgerError::NoSuchAttempt(id)),
         Some((finished, outcome)) => Err(LedgerError::Query {
-            doing,
+            doing: "finishing an attempt",
             message: format!(
                 "attempt {id} was already finished (at {}, {})",
                 finished.map_or_else(|| "?".to_string(), |at| at.to_string()),
                 outcome.as_deref().unwrap_or("?"),
             ),
         }),
-    }
+    })
 }
 
 /// Writes one gateway record on a connection (or inside a transaction).

@@ -1047,3 +1047,122 @@ fn the_sqlite_ledger_does_what_every_ledger_does() {
         SqliteLedger::open(&dir.path().join(format!("{}.db", counter.get()))).unwrap()
     });
 }
+
+/// Set in the child process of the full-disk test: the ledger path to write to.
+const FULL_CHILD_ENV: &str = "SLUICE_LEDGER_TEST_FULL_CHILD";
+/// What the child prints before each attempt id the ledger handed out.
+const FULL_CHILD_ID: &str = "sluice-attempt-recorded:";
+/// What the child prints for each write the ledger refused.
+const FULL_CHILD_REFUSED: &str = "sluice-attempt-refused";
+
+/// The child of the full-disk test: starts attempts one by one and in
+/// batches until the file-size limit it runs under has refused many of them,
+/// printing every id the ledger claimed to have written.
+fn fill_the_ledger(path: &Path) {
+    let ledger = SqliteLedger::open(path).unwrap();
+    let mut refused = 0;
+    for n in 0..100_000 {
+        if refused >= 200 {
+            break;
+        }
+        let at = NOW + n;
+        // Long enough that a few hundred attempts outgrow the limit.
+        let mut attempt = start(
+            "production",
+            &format!("gateway-{n:06}-{}", "x".repeat(200)),
+            at,
+        );
+        attempt.digest = format!("sha256:{n:064}");
+        let ids: Vec<Result<AttemptId, LedgerError>> = if n % 2 == 0 {
+            vec![ledger.start_attempt(&attempt)]
+        } else {
+            let batch = WriteBatch {
+                starts: vec![attempt.clone(), attempt],
+                ..WriteBatch::default()
+            };
+            match ledger.write(&batch) {
+                Ok(result) => result.started,
+                Err(e) => vec![Err(e)],
+            }
+        };
+        for id in ids {
+            match id {
+                Ok(id) => println!("{FULL_CHILD_ID}{id}"),
+                Err(_) => {
+                    refused += 1;
+                    println!("{FULL_CHILD_REFUSED}");
+                }
+            }
+        }
+    }
+}
+
+/// A disk that fills up mid-rollout: every id the ledger hands out must be
+/// an attempt that is really in the file, or an apply would go out under a
+/// record that does not exist (issue 16: 198 applies under one id never
+/// stored). The child runs with a file-size limit (`prlimit --fsize`, with
+/// SIGXFSZ ignored, so writes past it fail as on a full disk).
+#[test]
+fn an_attempt_id_is_handed_out_only_for_a_start_that_is_in_the_file_when_writes_fail() {
+    if let Ok(path) = std::env::var(FULL_CHILD_ENV) {
+        fill_the_ledger(Path::new(&path));
+        return;
+    }
+    let (_dir, path) = ledger_path();
+    // Created and migrated before the limit, so only the attempts hit it.
+    drop(SqliteLedger::open(&path).unwrap());
+    let name = concat!(
+        module_path!(),
+        "::an_attempt_id_is_handed_out_only_for_a_start_that_is_in_the_file_when_writes_fail"
+    );
+    let name = name.split_once("::").map_or(name, |(_crate, rest)| rest);
+    let exe = std::env::current_exe().unwrap();
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; exec prlimit --fsize=262144 -- "$@""#)
+        .arg("bash")
+        .arg(&exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(FULL_CHILD_ENV, &path)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("prlimit (util-linux) runs the child");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let claimed: Vec<AttemptId> = stdout
+        .lines()
+        .filter_map(|line| line.rsplit_once(FULL_CHILD_ID))
+        .map(|(_, id)| id.trim().parse().unwrap())
+        .collect();
+    let refused = stdout.matches(FULL_CHILD_REFUSED).count();
+    assert!(
+        refused > 0,
+        "the file-size limit never refused a write: {}",
+        output.status
+    );
+    assert!(
+        !claimed.is_empty(),
+        "no attempt was recorded before the limit"
+    );
+
+    let ledger = SqliteLedger::open(&path).unwrap();
+    let recorded: BTreeSet<AttemptId> = ledger
+        .unfinished_attempts()
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    let invented: Vec<AttemptId> = claimed
+        .iter()
+        .copied()
+        .filter(|id| !recorded.contains(id))
+        .collect();
+    assert!(
+        invented.is_empty(),
+        "{} of {} ids handed out are not in the ledger (first: {:?}); {refused} refused",
+        invented.len(),
+        claimed.len(),
+        &invented[..invented.len().min(5)]
+    );
+    let distinct: BTreeSet<AttemptId> = claimed.iter().copied().collect();
+    assert_eq!(distinct.len(), claimed.len(), "an id was handed out twice");
+}
