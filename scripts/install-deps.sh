@@ -3,18 +3,18 @@
 # a C toolchain and perl (vendored libgit2 and OpenSSL are compiled from
 # source), git (the tests make real repositories and serve them), gpg and
 # ssh-keygen (the tests sign commits with them), openssl and curl (the test
-# Kubernetes environment), and Rust itself when missing.
+# Kubernetes environment), prlimit (the full-disk ledger tests), and Rust itself when missing.
 # Idempotent: installs only what is not already there.
 set -euo pipefail
 
 need=()
-for tool in git cc make perl gpg gpg-agent gpgconf ssh-keygen openssl curl flock; do
+for tool in git cc make perl gpg gpg-agent gpgconf ssh-keygen openssl curl flock prlimit; do
 	command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if ((${#need[@]})); then
 	declare -A package=([git]=git [cc]=build-essential [make]=build-essential [perl]=perl
 		[gpg]=gnupg [gpg-agent]=gnupg [gpgconf]=gnupg [ssh-keygen]=openssh-client
-		[openssl]=openssl [curl]=curl [flock]=util-linux)
+		[openssl]=openssl [curl]=curl [flock]=util-linux [prlimit]=util-linux)
 	pkgs=()
 	for tool in "${need[@]}"; do pkgs+=("${package[$tool]}"); done
 	echo "install-deps: installing ${pkgs[*]}" >&2

@@ -100,6 +100,7 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
 
     let state = Arc::new(ServerState {
         ledger: core.reconciler.ledger().clone(),
+        ledger_health: core.reconciler.ledger_health().clone(),
         ready: Default::default(),
         metrics: Metrics::default(),
         tokens: Default::default(),

@@ -68,6 +68,7 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let engine = Engine::new(cli, &args.state, &args.engine)?;
     let state = Arc::new(ServerState {
         ledger: engine.reconciler.ledger().clone(),
+        ledger_health: engine.reconciler.ledger_health().clone(),
         ready: Default::default(),
         metrics: Metrics::default(),
         tokens: tokens(args)?,
@@ -114,7 +115,6 @@ async fn reconcile_loop(
     args: &Args,
 ) {
     let mut current: Option<(String, Arc<Loaded>)> = None;
-    let mut resolved = false;
     let mut pruned: Option<Instant> = None;
     let mut last_good: Option<Arc<Loaded>> = None;
     let mut drift = DriftSchedule::default();
@@ -194,16 +194,9 @@ async fn reconcile_loop(
         let Some((_, loaded)) = current.clone() else {
             continue;
         };
-        if !resolved {
-            resolved = true;
-            let repo = loaded
-                .repository
-                .as_ref()
-                .or(last_good.as_ref().and_then(|l| l.repository.as_ref()));
-            if let Err(e) = engine.reconciler.resolve_unfinished(repo, None).await {
-                tracing::error!(error = %e, "cannot resolve unfinished attempts");
-            }
-        }
+        // NB: attempts a stopped Sluice left unfinished are resolved by the
+        // pass, each when its gateway is read: one environment's frozen
+        // gateways hold up no other environment, nor readiness.
         if loaded.repository.is_some() {
             last_good = Some(loaded.clone());
             state.ready.store(true, Ordering::SeqCst);

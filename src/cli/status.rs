@@ -87,6 +87,11 @@ pub fn status(_cli: &Cli, args: &StatusArgs) -> anyhow::Result<Outcome> {
 
 fn status_table(view: &StatusView, now: i64) -> String {
     let mut out = String::new();
+    if let Some(error) = &view.ledger_error {
+        out.push_str(&format!(
+            "the ledger cannot write ({error}): no gateway is changed until it can\n"
+        ));
+    }
     if let Some(revision) = &view.revision {
         let short = prefix(&revision.commit, 8);
         if revision.valid {

@@ -61,10 +61,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         let engine = Engine::new(cli, &args.state, &args.engine)?;
         let commit = engine.fetch().await?;
         let loaded = engine.load(&commit).await?;
-        engine
-            .reconciler
-            .resolve_unfinished(loaded.repository.as_ref(), None)
-            .await?;
         if let (Some(env), Some(repo)) = (&args.environment, &loaded.repository)
             && !repo.environments.contains_key(env)
         {

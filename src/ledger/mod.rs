@@ -326,6 +326,48 @@ pub trait Ledger: Send + Sync {
     ) -> Result<usize, LedgerError>;
 }
 
+/// Whether the ledger takes writes, as the reconciler last found it: for
+/// readiness, status and metrics. A write that fails marks it failing (with
+/// why); the next one that succeeds clears it, so a freed disk is noticed by
+/// the first write after it.
+#[derive(Debug, Default)]
+pub struct WriteHealth {
+    failing: std::sync::Mutex<Option<String>>,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+impl WriteHealth {
+    pub fn succeeded(&self) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(error) = failing.take() {
+            tracing::info!(was = %error, "the ledger takes writes again");
+        }
+    }
+
+    pub fn failed(&self, error: &LedgerError) {
+        self.failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if failing.is_none() {
+            tracing::error!(error = %error, "the ledger cannot write: no gateway is changed until it can");
+        }
+        *failing = Some(error.to_string());
+    }
+
+    /// Why the last write failed, while writes fail.
+    pub fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Writes that failed since the start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Default retention: production environments keep a year, others 90 days.
 pub fn default_retention(is_production: bool) -> Duration {
     let days = if is_production { 365 } else { 90 };

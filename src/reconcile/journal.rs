@@ -8,6 +8,7 @@
 
 use crate::ledger::{
     AttemptFinish, AttemptId, AttemptStart, GatewayRecord, Ledger, LedgerError, WriteBatch,
+    WriteHealth,
 };
 use std::sync::{Arc, mpsc};
 use tokio::sync::oneshot;
@@ -28,20 +29,28 @@ enum Entry {
 
 pub(super) struct Journal {
     sender: mpsc::Sender<Entry>,
+    health: Arc<WriteHealth>,
 }
 
 impl Journal {
     pub(super) fn new(ledger: Arc<dyn Ledger>) -> Self {
         let (sender, receiver) = mpsc::channel();
+        let health = Arc::new(WriteHealth::default());
+        let writer = health.clone();
         let spawned = std::thread::Builder::new()
             .name("sluice-ledger".into())
-            .spawn(move || write_groups(ledger.as_ref(), &receiver));
+            .spawn(move || write_groups(ledger.as_ref(), &writer, &receiver));
         if let Err(e) = spawned {
             // Every write then answers that the thread is gone: no apply
             // goes out unrecorded.
             tracing::error!(error = %e, "cannot start the ledger thread");
         }
-        Journal { sender }
+        Journal { sender, health }
+    }
+
+    /// Whether the last group was written.
+    pub(super) fn health(&self) -> &Arc<WriteHealth> {
+        &self.health
     }
 
     fn send(&self, entry: Entry) -> bool {
@@ -88,7 +97,7 @@ fn gone() -> LedgerError {
 
 /// Runs until every sender is dropped: takes what is waiting (up to
 /// [`GROUP`]) and writes it in one batch.
-fn write_groups(ledger: &dyn Ledger, receiver: &mpsc::Receiver<Entry>) {
+fn write_groups(ledger: &dyn Ledger, health: &WriteHealth, receiver: &mpsc::Receiver<Entry>) {
     while let Ok(first) = receiver.recv() {
         let mut entries = vec![first];
         while entries.len() < GROUP {
@@ -97,11 +106,11 @@ fn write_groups(ledger: &dyn Ledger, receiver: &mpsc::Receiver<Entry>) {
                 Err(_) => break,
             }
         }
-        write_group(ledger, entries);
+        write_group(ledger, health, entries);
     }
 }
 
-fn write_group(ledger: &dyn Ledger, entries: Vec<Entry>) {
+fn write_group(ledger: &dyn Ledger, health: &WriteHealth, entries: Vec<Entry>) {
     let mut batch = WriteBatch::default();
     let mut replies = Vec::new();
     let mut flushed = Vec::new();
@@ -131,21 +140,33 @@ fn write_group(ledger: &dyn Ledger, entries: Vec<Entry>) {
             // NB: one bad entry must not cost the others their records:
             // write them one by one, each with its own answer.
             tracing::warn!(error = %e, "a group commit failed; writing its entries one by one");
+            health.failed(&e);
+            fn written<T>(health: &WriteHealth, result: &Result<T, LedgerError>) {
+                if let Err(e) = result {
+                    health.failed(e);
+                }
+            }
             for (start, reply) in batch.starts.iter().zip(replies) {
-                let _ = reply.send(ledger.start_attempt(start));
+                let started = ledger.start_attempt(start);
+                written(health, &started);
+                let _ = reply.send(started);
             }
             for finish in &batch.finishes {
                 let error = finish.error.as_deref();
-                if let Err(e) =
-                    ledger.finish_attempt(finish.id, finish.finished_at, finish.outcome, error)
-                {
+                let finished =
+                    ledger.finish_attempt(finish.id, finish.finished_at, finish.outcome, error);
+                // NB: not counted in the health: an attempt already
+                // finished (by another writer) is not the ledger failing.
+                if let Err(e) = &finished {
                     tracing::error!(error = %e, attempt = finish.id, "cannot finish the attempt in the ledger");
                 }
             }
             for record in &batch.records {
-                if let Err(e) = ledger.upsert_gateway(record) {
-                    tracing::error!(error = %e, gateway = %record.gateway, "cannot write the gateway's state");
+                let upserted = ledger.upsert_gateway(record);
+                if let Err(e) = &upserted {
+                    tracing::error!(error = %e, environment = %record.environment, gateway = %record.gateway, "cannot write the gateway's state");
                 }
+                written(health, &upserted);
             }
         }
     }

@@ -34,7 +34,7 @@ use crate::{
     drift::{self, Alert, AlertEvent, Alerts, DriftReport, NoAlerts},
     gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, Live},
     ledger::{
-        AttemptFinish, AttemptId, AttemptStart, Deployment, DriftEpisode, GatewayRecord,
+        Attempt, AttemptFinish, AttemptId, AttemptStart, Deployment, DriftEpisode, GatewayRecord,
         GatewayState, Ledger, LedgerError, Outcome, RevisionRecord, Trigger,
     },
     promote::trailer::{self, Promotion},
@@ -47,7 +47,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 use tracing::Instrument;
@@ -117,6 +117,44 @@ struct Job<'a> {
     policy: &'a EnvironmentPolicy,
     /// A drift episode is open for this gateway.
     drifting: bool,
+    /// Its attempts left unfinished by a Sluice that stopped mid-apply:
+    /// resolved by this pass's read of the gateway.
+    unfinished: &'a [Attempt],
+    /// Set once the ledger refused an attempt's start in this pass: no
+    /// gateway is changed after that (issue: a full disk must not let
+    /// applies out unrecorded).
+    halt: &'a AtomicBool,
+}
+
+impl Job<'_> {
+    fn key(&self) -> (&String, &String) {
+        (&self.rendered.environment, &self.rendered.gateway)
+    }
+
+    /// The revision renders this gateway a version other than its last.
+    fn changes_version(&self) -> bool {
+        self.previous
+            .is_none_or(|p| p.desired_digest.as_deref() != Some(self.rendered.digest.as_str()))
+    }
+
+    /// The gateway's record while its new version waits to be applied.
+    fn pending(&self, revision: &str, now: crate::ledger::Millis) -> GatewayRecord {
+        let previous = self.previous;
+        GatewayRecord {
+            environment: self.rendered.environment.clone(),
+            gateway: self.rendered.gateway.clone(),
+            desired_digest: Some(self.rendered.digest.to_string()),
+            desired_revision: Some(revision.to_owned()),
+            observed_digest: previous.and_then(|p| p.observed_digest.clone()),
+            state: GatewayState::Pending,
+            changed_at: match previous {
+                Some(p) if p.state == GatewayState::Pending => p.changed_at,
+                _ => now,
+            },
+            updated_at: now,
+            error: None,
+        }
+    }
 }
 
 /// What an environment's settings say about drift and alerts.
@@ -231,6 +269,11 @@ impl Reconciler {
         &self.ledger
     }
 
+    /// Whether the ledger takes the reconciler's writes.
+    pub fn ledger_health(&self) -> &Arc<crate::ledger::WriteHealth> {
+        self.journal.health()
+    }
+
     /// Generations grow across restarts: they start from the clock, so a
     /// stale replica's older generation loses (`409`).
     fn next_generation(&self) -> u64 {
@@ -280,19 +323,44 @@ impl Reconciler {
         progress: &dyn Progress,
     ) -> Result<Pass, ReconcileError> {
         let errors = loaded.findings.iter().filter(|f| f.is_error()).count();
-        self.ledger.record_revision(&RevisionRecord {
+        let failures = self.ledger_health().failures();
+        self.written(self.ledger.record_revision(&RevisionRecord {
             commit: loaded.revision.to_string(),
             seen_at: self.clock.now(),
             valid: loaded.repository.is_some(),
             errors,
             findings: serde_json::to_string(&loaded.findings).unwrap_or_default(),
-        })?;
-        self.keep(loaded, trigger, only, progress).await
+        }))?;
+        let pass = self.reconcile(loaded, trigger, only, progress).await;
+        self.clean_pass(failures);
+        pass
+    }
+
+    /// NB: the ledger counts as writable again only after a whole pass
+    /// wrote everything: a full disk takes a small commit now and then
+    /// while refusing larger ones, and readiness must not flap with them.
+    fn clean_pass(&self, failures_before: u64) {
+        if self.ledger_health().failures() == failures_before {
+            self.ledger_health().succeeded();
+        }
     }
 
     /// A pass that keeps an older, valid revision running (while the head is
     /// invalid) without recording it as the newest seen.
     pub async fn keep(
+        &self,
+        loaded: &Loaded,
+        trigger: Trigger,
+        only: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<Pass, ReconcileError> {
+        let failures = self.ledger_health().failures();
+        let pass = self.reconcile(loaded, trigger, only, progress).await;
+        self.clean_pass(failures);
+        pass
+    }
+
+    async fn reconcile(
         &self,
         loaded: &Loaded,
         trigger: Trigger,
@@ -320,7 +388,6 @@ impl Reconciler {
         {
             progress.environment(&env.slug, env.gateways.len());
         }
-        let records = RecordBuffer::new(&self.journal);
         let promotion = loaded.message.as_deref().and_then(trailer::parse);
         let mut policies = HashMap::new();
         for env in repo.environments.values() {
@@ -345,6 +412,9 @@ impl Reconciler {
             .into_iter()
             .map(|e| (e.environment, e.gateway))
             .collect();
+        let halt = AtomicBool::new(false);
+        let unfinished = self.unfinished(only).await?;
+        let none: &[Attempt] = &[];
         let jobs: Vec<Job<'_>> = rendered
             .iter()
             .filter_map(|rendered| {
@@ -357,18 +427,36 @@ impl Reconciler {
                     previous: previous.get(&key),
                     policy: policies.get(env.slug.as_str())?,
                     drifting: drifting.contains(&key),
+                    halt: &halt,
+                    unfinished: unfinished.get(&key).map_or(none, Vec::as_slice),
                 })
             })
             .collect();
+        // NB: attempts of gateways this revision no longer has can only
+        // have been interrupted: there is nothing left to read.
+        for attempt in unfinished
+            .iter()
+            .filter(|(key, _)| !jobs.iter().any(|j| j.key() == (&key.0, &key.1)))
+            .flat_map(|(_, attempts)| attempts)
+        {
+            self.resolve(attempt, None);
+        }
+        // Status shows the version being rolled out, before it is applied.
+        let now = self.clock.now();
+        self.journal.records(
+            jobs.iter()
+                .filter(|j| j.policy.held.is_none() && j.changes_version())
+                .map(|j| j.pending(&revision, now))
+                .collect(),
+        );
         // NB: by index, so no closure's signature names a lifetime: rustc
         // cannot prove such a future `Send` for every lifetime, and the
         // Kubernetes controller needs the pass `Send`.
         let reports: Vec<GatewayReport> = futures::stream::iter(0..jobs.len())
-            .map(|i| self.reconcile_gateway(jobs[i], &loaded.revision, trigger, progress, &records))
+            .map(|i| self.reconcile_gateway(jobs[i], &loaded.revision, trigger, progress))
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
             .await;
-        records.flush();
         self.journal.flush().await;
         // NB: a gateway removed from gateways.yaml (or its environment
         // removed) must not stay in status, failed, forever. `previous`
@@ -383,10 +471,12 @@ impl Reconciler {
             .collect();
         if !gone.is_empty() {
             for (env, gateway) in &gone {
-                self.ledger
-                    .resolve_drift(env, gateway, self.clock.now(), "removed")?;
+                self.written(
+                    self.ledger
+                        .resolve_drift(env, gateway, self.clock.now(), "removed"),
+                )?;
             }
-            self.ledger.remove_gateways(&gone)?;
+            self.written(self.ledger.remove_gateways(&gone))?;
         }
         let environments = group(reports);
         self.record_deployments(&environments, &rendered, &revision);
@@ -402,7 +492,6 @@ impl Reconciler {
         revision: &Revision,
         trigger: Trigger,
         progress: &dyn Progress,
-        records: &RecordBuffer<'_>,
     ) -> GatewayReport {
         let Job {
             rendered,
@@ -435,7 +524,12 @@ impl Reconciler {
         }
         .instrument(span)
         .await;
-        if report.error.is_some() && previous.is_none_or(|p| p.state != report.state) {
+        // NB: a gateway held back because the ledger cannot write is not a
+        // gateway failing; the ledger's failure is reported once, by itself.
+        if report.error.is_some()
+            && report.state != GatewayState::Pending
+            && previous.is_none_or(|p| p.state != report.state)
+        {
             self.alert(
                 policy,
                 AlertEvent::ApplyFailed,
@@ -444,7 +538,10 @@ impl Reconciler {
                 report.error.clone(),
             );
         }
-        records.push(self.record(&report, &desired, previous));
+        // NB: each record goes with its attempt's finish (the journal groups
+        // them), so a kill mid-rollout leaves status saying what ran.
+        self.journal
+            .records(vec![self.record(&report, &desired, previous)]);
         progress.gateway_done(&report.environment, &report.gateway, report.state);
         report
     }
@@ -463,9 +560,8 @@ impl Reconciler {
         // recorded while the gateway is read rather than after: the commit's
         // latency leaves the rollout's critical path. When nothing needs
         // doing after all, the attempt is finished as unchanged.
-        let likely = policy.held.is_none()
-            && previous
-                .is_none_or(|p| p.desired_digest.as_deref() != Some(desired.digest.as_str()));
+        let likely =
+            policy.held.is_none() && !job.halt.load(Ordering::SeqCst) && job.changes_version();
         let (live, early) = if likely {
             let (live, attempt) = tokio::join!(
                 self.retrying(|| driver.live()),
@@ -475,6 +571,9 @@ impl Reconciler {
         } else {
             (self.retrying(|| driver.live()).await, None)
         };
+        for attempt in job.unfinished {
+            self.resolve(attempt, live.as_ref().ok());
+        }
         let live = match live {
             Ok(live) => live,
             Err(error) => {
@@ -529,7 +628,7 @@ impl Reconciler {
             _ => trigger,
         };
         let mut report = self
-            .apply_and_verify(driver, desired, trigger, &live, expected, early)
+            .apply_and_verify(driver, desired, trigger, &live, expected, early, job.halt)
             .await;
         if report.state == GatewayState::InSync && (was_drifted || drift.is_some()) {
             let how = if drift.is_some() {
@@ -645,10 +744,12 @@ impl Reconciler {
             resolved_at: None,
             resolution: None,
         };
-        let new_episode = self.ledger.open_drift(&episode).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot record the drift episode");
-            false
-        });
+        let new_episode = self
+            .written(self.ledger.open_drift(&episode))
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot record the drift episode");
+                false
+            });
         let report = DriftReport {
             new_episode,
             changes,
@@ -680,12 +781,12 @@ impl Reconciler {
         policy: &EnvironmentPolicy,
         how: &str,
     ) {
-        let closed = self.ledger.resolve_drift(
+        let closed = self.written(self.ledger.resolve_drift(
             &desired.environment,
             &desired.gateway,
             self.clock.now(),
             how,
-        );
+        ));
         match closed {
             Ok(Some(_)) => {
                 tracing::info!(resolution = how, "drift resolved");
@@ -738,6 +839,7 @@ impl Reconciler {
     }
 
     /// Records the attempt, applies, reads back and verifies.
+    #[allow(clippy::too_many_arguments)]
     async fn apply_and_verify(
         &self,
         driver: &dyn Gateway,
@@ -746,9 +848,11 @@ impl Reconciler {
         live: &Live,
         expected: Option<Digest>,
         early: Option<Result<AttemptId, LedgerError>>,
+        halt: &AtomicBool,
     ) -> GatewayReport {
         let started = match early {
             Some(started) => started,
+            None if halt.load(Ordering::SeqCst) => Err(self.ledger_refusal()),
             None => {
                 self.journal
                     .start(self.attempt_start(desired, trigger))
@@ -758,15 +862,19 @@ impl Reconciler {
         let attempt = match started {
             Ok(id) => id,
             Err(e) => {
-                // NB: no attempt without its record: an unrecorded apply could
-                // never be resolved after a crash.
-                tracing::error!(error = %e, "cannot record the attempt; not applying");
+                // NB: no apply without its record: an unrecorded apply could
+                // never be resolved after a crash, and the ledger would not
+                // say what runs where. The rest of the pass applies nothing.
+                halt.store(true, Ordering::SeqCst);
+                tracing::warn!(error = %e, "not applied: the ledger cannot record the attempt");
                 return report(
                     desired,
-                    GatewayState::Failed,
+                    GatewayState::Pending,
                     live.digest.clone(),
                     false,
-                    Some(e.to_string()),
+                    Some(format!(
+                        "not applied: the ledger cannot record the attempt ({e}); applies resume once it can"
+                    )),
                 );
             }
         };
@@ -805,6 +913,25 @@ impl Reconciler {
         };
         self.finish(attempt, outcome, report.error.clone());
         report
+    }
+
+    /// A write made outside the journal, counted in the ledger's health.
+    fn written<T>(&self, result: Result<T, LedgerError>) -> Result<T, LedgerError> {
+        if let Err(e) = &result {
+            self.ledger_health().failed(e);
+        }
+        result
+    }
+
+    /// Why a halted pass applies nothing more.
+    fn ledger_refusal(&self) -> LedgerError {
+        LedgerError::Query {
+            doing: "starting an attempt",
+            message: self
+                .ledger_health()
+                .failing()
+                .unwrap_or_else(|| "an earlier write of this pass failed".into()),
+        }
     }
 
     fn attempt_start(&self, desired: &Desired, trigger: Trigger) -> AttemptStart {
@@ -931,100 +1058,96 @@ impl Reconciler {
                 packs: serde_json::to_string(&first.packs).unwrap_or_default(),
                 verified_at: self.clock.now(),
             };
-            if let Err(e) = self.ledger.record_deployment(&deployment) {
+            if let Err(e) = self.written(self.ledger.record_deployment(&deployment)) {
                 tracing::error!(environment = %env.environment, error = %e, "cannot record the deployment");
             }
         }
     }
 
-    /// After a crash or kill: every attempt left unfinished is resolved by
-    /// reading its gateway — applied if it runs the attempt's digest,
-    /// interrupted otherwise. Returns how many were resolved.
-    /// `only`: the attempts of that environment alone (the others may be
-    /// in flight).
+    /// The attempts left unfinished (of `only`, or all), by gateway.
+    async fn unfinished(
+        &self,
+        only: Option<&str>,
+    ) -> Result<HashMap<(String, String), Vec<Attempt>>, ReconcileError> {
+        // NB: finishes still queued are not unfinished.
+        self.journal.flush().await;
+        let mut by_gateway: HashMap<(String, String), Vec<Attempt>> = HashMap::new();
+        for attempt in self.ledger.unfinished_attempts()? {
+            if only.is_none_or(|o| o == attempt.start.environment) {
+                let key = (
+                    attempt.start.environment.clone(),
+                    attempt.start.gateway.clone(),
+                );
+                by_gateway.entry(key).or_default().push(attempt);
+            }
+        }
+        Ok(by_gateway)
+    }
+
+    /// Finishes an attempt a stopped Sluice left unfinished, by what its
+    /// gateway runs now: applied if it runs the attempt's digest,
+    /// interrupted otherwise (or when it cannot be read).
+    fn resolve(&self, attempt: &Attempt, live: Option<&Live>) {
+        let ran = live.and_then(|l| l.digest.as_ref()).map(|d| d.to_string());
+        let (outcome, error) = if ran.as_deref() == Some(attempt.start.digest.as_str()) {
+            (
+                Outcome::Applied,
+                "resolved after restart: the gateway runs this version",
+            )
+        } else {
+            (
+                Outcome::Interrupted,
+                "interrupted: Sluice stopped before the apply was verified",
+            )
+        };
+        tracing::warn!(
+            environment = %attempt.start.environment,
+            gateway = %attempt.start.gateway,
+            attempt = attempt.id,
+            outcome = outcome.as_str(),
+            "resolved an unfinished attempt"
+        );
+        self.finish(attempt.id, outcome, Some(error.to_owned()));
+    }
+
+    /// Resolves every attempt left unfinished (of `only`, or all) now,
+    /// reading each gateway, many at once: for a Sluice stopping in the
+    /// middle of a pass, and for the controller adopting an Environment.
+    /// (A pass resolves its gateways' attempts itself.) Returns how many.
     pub async fn resolve_unfinished(
         &self,
         repo: Option<&Repository>,
         only: Option<&str>,
     ) -> Result<usize, ReconcileError> {
-        // NB: finishes still queued are not unfinished.
+        let unfinished: Vec<Attempt> = self
+            .unfinished(only)
+            .await?
+            .into_values()
+            .flatten()
+            .collect();
+        let reads = futures::stream::iter(0..unfinished.len())
+            .map(|i| {
+                let attempt = &unfinished[i];
+                let spec = repo
+                    .and_then(|r| r.environments.get(&attempt.start.environment))
+                    .and_then(|e| {
+                        e.gateways
+                            .iter()
+                            .find(|g| g.name() == attempt.start.gateway)
+                    })
+                    .cloned();
+                async move {
+                    let live = match spec.map(|s| self.driver(&attempt.start.environment, &s)) {
+                        Some(Ok(driver)) => driver.live().await.ok(),
+                        _ => None,
+                    };
+                    self.resolve(attempt, live.as_ref());
+                }
+            })
+            .buffer_unordered(self.options.concurrency.max(1));
+        reads.collect::<Vec<()>>().await;
         self.journal.flush().await;
-        let mut unfinished = self.ledger.unfinished_attempts()?;
-        unfinished.retain(|a| only.is_none_or(|o| o == a.start.environment));
-        for attempt in &unfinished {
-            let spec = repo
-                .and_then(|r| r.environments.get(&attempt.start.environment))
-                .and_then(|e| {
-                    e.gateways
-                        .iter()
-                        .find(|g| g.name() == attempt.start.gateway)
-                });
-            let live = match spec.map(|s| self.driver(&attempt.start.environment, s)) {
-                Some(Ok(driver)) => driver.live().await.ok(),
-                _ => None,
-            };
-            let ran = live.and_then(|l| l.digest).map(|d| d.to_string());
-            let (outcome, error) = if ran.as_deref() == Some(attempt.start.digest.as_str()) {
-                (
-                    Outcome::Applied,
-                    Some("resolved after restart: the gateway runs this version"),
-                )
-            } else {
-                (
-                    Outcome::Interrupted,
-                    Some("interrupted: Sluice stopped before the apply was verified"),
-                )
-            };
-            if let Err(e) = self
-                .ledger
-                .finish_attempt(attempt.id, self.clock.now(), outcome, error)
-            {
-                // Finished meanwhile (another writer): nothing to resolve.
-                tracing::debug!(error = %e, attempt = attempt.id, "not resolved");
-                continue;
-            }
-            tracing::warn!(
-                environment = %attempt.start.environment,
-                gateway = %attempt.start.gateway,
-                outcome = outcome.as_str(),
-                "resolved an unfinished attempt"
-            );
-        }
         Ok(unfinished.len())
-    }
-}
-
-/// Gateway records sent to the journal in batches rather than one by one
-/// (status lags a pass by at most one batch).
-struct RecordBuffer<'a> {
-    journal: &'a journal::Journal,
-    pending: Mutex<Vec<GatewayRecord>>,
-}
-
-impl<'a> RecordBuffer<'a> {
-    const BATCH: usize = 256;
-
-    fn new(journal: &'a journal::Journal) -> Self {
-        RecordBuffer {
-            journal,
-            pending: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn push(&self, record: GatewayRecord) {
-        let full = {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            pending.push(record);
-            (pending.len() >= Self::BATCH).then(|| std::mem::take(&mut *pending))
-        };
-        if let Some(batch) = full {
-            self.journal.records(batch);
-        }
-    }
-
-    fn flush(&self) {
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        self.journal.records(batch);
     }
 }
 

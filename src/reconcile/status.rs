@@ -1,7 +1,9 @@
 //! What `sluice status` and `/api/v1/status` show, built from ledger
 //! records by a pure function.
 
-use crate::ledger::{GatewayRecord, GatewayState, Ledger, LedgerError, Millis, RevisionRecord};
+use crate::ledger::{
+    Attempt, GatewayRecord, GatewayState, Ledger, LedgerError, Millis, RevisionRecord,
+};
 use crate::source::prefix;
 use serde::{Deserialize, Serialize};
 
@@ -21,10 +23,52 @@ pub struct RevisionStatus {
 pub struct StatusView {
     pub revision: Option<RevisionStatus>,
     pub gateways: Vec<GatewayRecord>,
+    /// Why the running Sluice cannot write its ledger, while it cannot
+    /// (only a running server knows: the file cannot say it is full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_error: Option<String>,
 }
 
 impl StatusView {
-    pub fn build(revision: Option<RevisionRecord>, gateways: Vec<GatewayRecord>) -> Self {
+    /// The matrix from the gateways' records, with every attempt still
+    /// unfinished shown as what it is: the gateway `applying` the attempt's
+    /// version (in a rollout, or left so by a crash until the next pass
+    /// resolves it), whatever the record last said.
+    pub fn build(
+        revision: Option<RevisionRecord>,
+        mut gateways: Vec<GatewayRecord>,
+        unfinished: &[Attempt],
+    ) -> Self {
+        for attempt in unfinished {
+            let start = &attempt.start;
+            let found = gateways
+                .iter_mut()
+                .find(|g| g.environment == start.environment && g.gateway == start.gateway);
+            let record = match found {
+                Some(record) => record,
+                None => {
+                    gateways.push(GatewayRecord {
+                        environment: start.environment.clone(),
+                        gateway: start.gateway.clone(),
+                        desired_digest: None,
+                        desired_revision: None,
+                        observed_digest: None,
+                        state: GatewayState::Applying,
+                        changed_at: start.started_at,
+                        updated_at: start.started_at,
+                        error: None,
+                    });
+                    gateways.last_mut().expect("just pushed")
+                }
+            };
+            // NB: they come oldest first, so the newest attempt wins.
+            record.desired_digest = Some(start.digest.clone());
+            record.desired_revision = Some(start.revision.clone());
+            record.state = GatewayState::Applying;
+            record.changed_at = start.started_at;
+            record.updated_at = record.updated_at.max(start.started_at);
+        }
+        gateways.sort_by(|a, b| (&a.environment, &a.gateway).cmp(&(&b.environment, &b.gateway)));
         StatusView {
             revision: revision.map(|r| RevisionStatus {
                 commit: r.commit,
@@ -33,13 +77,17 @@ impl StatusView {
                 seen_at: r.seen_at,
             }),
             gateways,
+            ledger_error: None,
         }
     }
 
     pub fn read(ledger: &dyn Ledger, environment: Option<&str>) -> Result<Self, LedgerError> {
+        let mut unfinished = ledger.unfinished_attempts()?;
+        unfinished.retain(|a| environment.is_none_or(|e| e == a.start.environment));
         Ok(Self::build(
             ledger.last_revision()?,
             ledger.gateways(environment)?,
+            &unfinished,
         ))
     }
 
@@ -51,7 +99,8 @@ impl StatusView {
 
     /// Every gateway runs what it should.
     pub fn converged(&self) -> bool {
-        self.revision.as_ref().is_none_or(|r| r.valid)
+        self.ledger_error.is_none()
+            && self.revision.as_ref().is_none_or(|r| r.valid)
             && self
                 .gateways
                 .iter()
@@ -103,11 +152,13 @@ mod tests {
         let view = StatusView::build(
             Some(valid.clone()),
             vec![record("dev", GatewayState::InSync)],
+            &[],
         );
         assert!(view.converged());
         let view = StatusView::build(
             Some(valid.clone()),
             vec![record("dev", GatewayState::Failed)],
+            &[],
         );
         assert!(!view.converged());
         let invalid = RevisionRecord {
@@ -115,7 +166,11 @@ mod tests {
             errors: 2,
             ..valid
         };
-        let view = StatusView::build(Some(invalid), vec![record("dev", GatewayState::InSync)]);
+        let view = StatusView::build(
+            Some(invalid),
+            vec![record("dev", GatewayState::InSync)],
+            &[],
+        );
         assert!(!view.converged());
     }
 
@@ -127,6 +182,7 @@ mod tests {
                 record("dev", GatewayState::InSync),
                 record("prod", GatewayState::InSync),
             ],
+            &[],
         );
         let view = view.retain(|e| e == "dev");
         assert_eq!(view.gateways.len(), 1);
@@ -137,5 +193,66 @@ mod tests {
             ),
             "sha256:aaaaaaaaaaaa@01234567"
         );
+    }
+
+    fn unfinished(env: &str, gateway: &str, digest: &str, at: Millis) -> Attempt {
+        Attempt {
+            id: at,
+            start: crate::ledger::AttemptStart {
+                environment: env.into(),
+                gateway: gateway.into(),
+                revision: "feedc0de".into(),
+                digest: digest.into(),
+                trigger: crate::ledger::Trigger::Webhook,
+                started_at: at,
+            },
+            finished_at: None,
+            outcome: None,
+            error: None,
+        }
+    }
+
+    /// Issue 16: during a rollout (or after a kill mid-rollout) status
+    /// showed every gateway in sync at the old version.
+    #[test]
+    fn an_unfinished_attempt_shows_its_gateway_applying_the_new_version() {
+        let new = format!("sha256:{}", "b".repeat(64));
+        let view = StatusView::build(
+            None,
+            vec![
+                record("dev", GatewayState::InSync),
+                GatewayRecord {
+                    gateway: "h".into(),
+                    ..record("dev", GatewayState::InSync)
+                },
+            ],
+            &[
+                unfinished("dev", "g", &new, 5),
+                unfinished("dev", "new", &new, 6),
+            ],
+        );
+        let states: Vec<(&str, GatewayState, Option<&str>)> = view
+            .gateways
+            .iter()
+            .map(|g| (g.gateway.as_str(), g.state, g.desired_digest.as_deref()))
+            .collect();
+        let old = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            states,
+            vec![
+                ("g", GatewayState::Applying, Some(new.as_str())),
+                ("h", GatewayState::InSync, Some(old.as_str())),
+                ("new", GatewayState::Applying, Some(new.as_str())),
+            ]
+        );
+        assert!(!view.converged());
+    }
+
+    #[test]
+    fn a_ledger_that_cannot_write_is_not_converged() {
+        let mut view = StatusView::build(None, vec![record("dev", GatewayState::InSync)], &[]);
+        assert!(view.converged());
+        view.ledger_error = Some("disk full".into());
+        assert!(!view.converged());
     }
 }

@@ -1,6 +1,9 @@
 //! Prometheus metrics of a running `sluice run`.
 
-use crate::{ledger::GatewayState, reconcile::Pass};
+use crate::{
+    ledger::{GatewayState, WriteHealth},
+    reconcile::Pass,
+};
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -43,6 +46,8 @@ pub struct Metrics {
     pub invalid_revisions: Counter,
     pub drifted: Family<EnvironmentLabels, Gauge>,
     pub drift_episodes: Family<EnvironmentLabels, Counter>,
+    pub ledger_write_errors: Counter,
+    pub ledger_writable: Gauge,
 }
 
 impl Default for Metrics {
@@ -111,8 +116,22 @@ impl Default for Metrics {
             "Drift episodes opened, by environment",
             drift_episodes.clone(),
         );
+        let ledger_write_errors = Counter::default();
+        registry.register(
+            "ledger_write_errors",
+            "Ledger writes that failed (a full disk, an I/O error); no gateway is changed while they fail",
+            ledger_write_errors.clone(),
+        );
+        let ledger_writable = Gauge::default();
+        registry.register(
+            "ledger_writable",
+            "1 while the ledger takes writes, 0 while they fail",
+            ledger_writable.clone(),
+        );
         Metrics {
             registry,
+            ledger_write_errors,
+            ledger_writable,
             drifted,
             drift_episodes,
             reconciles,
@@ -181,6 +200,15 @@ impl Metrics {
         if pass.converged() {
             self.last_success.set(now_seconds);
         }
+    }
+
+    /// Brings the ledger's figures up to what `health` says.
+    pub fn ledger(&self, health: &WriteHealth) {
+        let seen = self.ledger_write_errors.get();
+        self.ledger_write_errors
+            .inc_by(health.failures().saturating_sub(seen));
+        self.ledger_writable
+            .set(i64::from(health.failing().is_none()));
     }
 
     /// The Prometheus text exposition.

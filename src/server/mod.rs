@@ -22,7 +22,7 @@ pub use metrics::Metrics;
 pub use tokens::{Scope, Tokens};
 
 use crate::{
-    ledger::{Ledger, Trigger},
+    ledger::{Ledger, Trigger, WriteHealth},
     reconcile::status::StatusView,
 };
 use axum::{
@@ -51,6 +51,9 @@ pub struct SyncRequest {
 
 pub struct ServerState {
     pub ledger: Arc<dyn Ledger>,
+    /// Whether the reconciler's ledger writes go through: not ready while
+    /// they fail.
+    pub ledger_health: Arc<WriteHealth>,
     pub ready: AtomicBool,
     pub metrics: Metrics,
     pub tokens: Tokens,
@@ -89,7 +92,15 @@ pub fn router(state: Arc<ServerState>) -> Router {
 }
 
 async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
+    if let Some(error) = state.ledger_health.failing() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: the ledger cannot write ({error}); no gateway is changed until it can\n"
+            ),
+        )
+            .into_response()
+    } else if state.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (
@@ -101,6 +112,7 @@ async fn readyz(State(state): State<Arc<ServerState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
+    state.metrics.ledger(&state.ledger_health);
     (
         [(
             header::CONTENT_TYPE,
@@ -135,7 +147,10 @@ async fn status(
         tokio::task::spawn_blocking(move || StatusView::read(ledger.as_ref(), env.as_deref()))
             .await;
     match view {
-        Ok(Ok(view)) => Json(view.retain(|e| scope.allows(e))).into_response(),
+        Ok(Ok(mut view)) => {
+            view.ledger_error = state.ledger_health.failing();
+            Json(view.retain(|e| scope.allows(e))).into_response()
+        }
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

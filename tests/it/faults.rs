@@ -287,3 +287,144 @@ fn killed_mid_rollout_it_converges_on_restart_without_losing_or_inventing_record
         assert_eq!(applied, 1, "{gateway}: {after:#?}");
     }
 }
+
+/// Lines of `/metrics` as `name value`, for one metric.
+fn metric(run: &GatewayProcess, name: &str) -> Option<f64> {
+    let (_, text) = http("GET", &format!("{}/metrics", run.url), &[], "");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Issue 16: on a full disk the ledger stored 2 attempts while 198 applies
+/// went out under an id it never stored. Here `sluice run` writes under a
+/// file-size limit (`prlimit --fsize`, SIGXFSZ ignored: writes past it fail
+/// as on a full disk) to a fresh ledger, so the limit is reached part way
+/// through a rollout of 200 file gateways: no gateway may be changed
+/// without its attempt in the ledger, the pass stops applying and says why
+/// (readiness, metrics), and once the limit is lifted the next pass
+/// finishes the rollout with every attempt resolved.
+#[test]
+fn a_ledger_that_cannot_write_stops_the_rollout_and_no_gateway_changes_unrecorded() {
+    const GATEWAYS: usize = 200;
+    let repo = TestRepo::example();
+    let mut yaml = String::from("gateways:\n");
+    for i in 0..GATEWAYS {
+        yaml.push_str(&format!(
+            "  - name: dev-{i:03}\n    driver: file\n    path: gateways/dev-{i:03}.json\n"
+        ));
+    }
+    repo.write("environments/development/gateways.yaml", yaml);
+    repo.commit("200 file gateways");
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let repo_dir = repo.path().to_str().unwrap().to_owned();
+    let args = [
+        "run",
+        "--repo",
+        &repo_dir,
+        "--data-dir",
+        &data_dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--interval",
+        "1h",
+    ];
+    let mut command = std::process::Command::new("bash");
+    command
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; exec prlimit --fsize=524288:unlimited -- "$@""#)
+        .arg("bash")
+        .arg(env!("CARGO_BIN_EXE_sluice"))
+        .args(args);
+    let run = GatewayProcess::spawn_command(command, &args);
+
+    eventually(
+        60,
+        "a ledger write fails and the failure is counted",
+        || metric(&run, "sluice_ledger_write_errors_total").is_some_and(|n| n > 0.0),
+    );
+    let changed = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir.join("gateways"))
+            .map(|entries| {
+                // NB: not the file driver's temporary files (`.NAME.….tmp`).
+                entries
+                    .filter_map(|e| {
+                        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                        Some(name.strip_suffix(".json")?.to_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let history = |data_dir: &str| -> Vec<Value> {
+        let run = sluice_with(
+            &[
+                "history",
+                "development",
+                "--limit",
+                "1000",
+                "-o",
+                "json",
+                "--data-dir",
+                data_dir,
+            ],
+            &[],
+        );
+        if run.code == 2 {
+            return Vec::new();
+        }
+        run.json().as_array().unwrap().clone()
+    };
+    // The files first, then the ledger: an attempt is recorded before its
+    // gateway is written, so every file found has its record by now.
+    let written = changed(data.path());
+    let recorded: std::collections::BTreeSet<String> = history(&data_dir)
+        .iter()
+        .map(|a| a["gateway"].as_str().unwrap().to_owned())
+        .collect();
+    let unrecorded: Vec<&String> = written.iter().filter(|g| !recorded.contains(*g)).collect();
+    assert!(
+        unrecorded.is_empty(),
+        "{} of {} gateways changed with no attempt in the ledger: {:?}",
+        unrecorded.len(),
+        written.len(),
+        &unrecorded[..unrecorded.len().min(5)]
+    );
+    assert!(
+        written.len() < GATEWAYS,
+        "the rollout went on with the ledger failing"
+    );
+    let (status, text) = http("GET", &format!("{}/readyz", run.url), &[], "");
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("the ledger cannot write"), "{text}");
+    assert_eq!(metric(&run, "sluice_ledger_writable"), Some(0.0));
+
+    // Space again: the next pass finishes the rollout.
+    let lifted = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &run.pid().to_string(),
+            "--fsize=unlimited:unlimited",
+        ])
+        .status()
+        .unwrap();
+    assert!(lifted.success());
+    http("POST", &format!("{}/api/v1/sync", run.url), &[], "");
+    eventually(60, "the rollout finishes once the ledger writes", || {
+        let (status, _) = http("GET", &format!("{}/readyz", run.url), &[], "");
+        status == 200 && changed(data.path()).len() == GATEWAYS
+    });
+    eventually(60, "every attempt resolved", || {
+        let attempts = history(&data_dir);
+        attempts.iter().all(|a| !a["outcome"].is_null())
+            && (0..GATEWAYS).all(|i| {
+                let gateway = format!("dev-{i:03}");
+                attempts
+                    .iter()
+                    .filter(|a| a["gateway"] == gateway.as_str() && a["outcome"] == "applied")
+                    .count()
+                    == 1
+            })
+    });
+    assert_eq!(metric(&run, "sluice_ledger_writable"), Some(1.0));
+}

@@ -161,14 +161,20 @@ impl GatewayProcess {
     /// Any long-running `sluice` command that prints `listening on ADDR`
     /// (`gateway`, `run`).
     pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> GatewayProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command.args(args).envs(envs.iter().copied());
+        Self::spawn_command(command, args)
+    }
+
+    /// [`GatewayProcess::spawn`] of a command made by the caller (a
+    /// `sluice` under a wrapper such as `prlimit`).
+    pub fn spawn_command(mut command: Command, args: &[&str]) -> GatewayProcess {
         use std::io::{BufRead, BufReader, Read};
         use std::process::Stdio;
         use std::sync::{Arc, Mutex, mpsc};
         use std::time::Duration;
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(args)
-            .envs(envs.iter().copied())
+        let mut child = command
             .env_remove("SLUICE_REPO")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
