@@ -74,6 +74,21 @@ impl Fleet {
         )
     }
 
+    fn status(&self) -> crate::support::Run {
+        sluice_with(
+            &[
+                "status",
+                "--env",
+                "production",
+                "-o",
+                "json",
+                "--data-dir",
+                self.data(),
+            ],
+            &[],
+        )
+    }
+
     fn fault(&self, gateway: usize, body: &str) {
         let url = format!("{}/admin/v1/faults", self.gateways[gateway].url);
         let auth = format!("Bearer {TOKEN}");
@@ -244,23 +259,26 @@ fn killed_mid_rollout_it_converges_on_restart_without_losing_or_inventing_record
         before.iter().any(|a| a["outcome"].is_null()),
         "an unfinished attempt is visible"
     );
+    // Issue 16: status said everything was in sync at the old version.
+    let status = fleet.status();
+    assert_eq!(status.code, 1, "{}", status.stdout);
+    let states: Vec<String> = status.json()["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        states.iter().any(|s| s == "applying"),
+        "the attempt in flight shows: {states:?}"
+    );
+    assert!(
+        states.iter().any(|s| s == "pending"),
+        "the gateways not reached yet show the version rolled out: {states:?}"
+    );
 
     let mut second = GatewayProcess::spawn(&run_args, &[(TOKEN_ENV, TOKEN)]);
-    eventually(60, "every gateway in sync", || {
-        let status = sluice_with(
-            &[
-                "status",
-                "--env",
-                "production",
-                "-o",
-                "json",
-                "--data-dir",
-                fleet.data(),
-            ],
-            &[],
-        );
-        status.code == 0
-    });
+    eventually(60, "every gateway in sync", || fleet.status().code == 0);
     second.terminate();
     assert!(
         second
@@ -427,4 +445,74 @@ fn a_ledger_that_cannot_write_stops_the_rollout_and_no_gateway_changes_unrecorde
             })
     });
     assert_eq!(metric(&run, "sluice_ledger_writable"), Some(1.0));
+}
+
+/// Issue 16: unfinished attempts were resolved one at a time before the
+/// first pass, so gateways that did not answer kept every environment
+/// unreconciled (and /readyz at 503) for minutes. Now each pass resolves
+/// its gateways' attempts from its own read: with production's gateways
+/// frozen (SIGSTOP), development is applied while production's attempts
+/// still wait for their gateways.
+#[test]
+fn frozen_gateways_with_unfinished_attempts_hold_up_no_other_environment() {
+    let fleet = Fleet::new(4, &["--reload-delay-ms", "600"]);
+    let repo = fleet.repo.path().to_str().unwrap().to_owned();
+    let run_args = [
+        "run",
+        "--repo",
+        &repo,
+        "--data-dir",
+        fleet.data(),
+        "--listen",
+        "127.0.0.1:0",
+        "--concurrency",
+        "1",
+        "--interval",
+        "1h",
+    ];
+    let mut first = GatewayProcess::spawn(&run_args, &[(TOKEN_ENV, TOKEN)]);
+    eventually(60, "an attempt in flight", || {
+        fleet.history().iter().any(|a| a["outcome"].is_null())
+    });
+    first.kill_hard();
+    let unfinished: Vec<Value> = fleet
+        .history()
+        .into_iter()
+        .filter(|a| a["outcome"].is_null())
+        .map(|a| a["id"].clone())
+        .collect();
+    for gateway in &fleet.gateways {
+        let stopped = std::process::Command::new("kill")
+            .args(["-STOP", &gateway.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+    }
+    // A change for development only, so its gateway has something to apply.
+    let pack = "environments/development/packs/models.yaml";
+    let overlay = fleet.repo.read(pack).replace("2.2.0-dev.1", "2.2.0-dev.2");
+    fleet.repo.write(pack, overlay);
+    fleet.repo.commit("development only");
+
+    let second = GatewayProcess::spawn(&run_args, &[(TOKEN_ENV, TOKEN)]);
+    let dev_file = fleet.data.path().join("gateways/development/dev-1.json");
+    eventually(60, "development applied", || {
+        std::fs::read_to_string(&dev_file).is_ok_and(|text| text.contains("2.2.0-dev.2"))
+    });
+    let history = fleet.history();
+    let still = history
+        .iter()
+        .filter(|a| unfinished.contains(&a["id"]) && a["outcome"].is_null())
+        .count();
+    assert!(
+        still > 0,
+        "development waited for production's frozen gateways: {history:#?}"
+    );
+    let (status, text) = http("GET", &format!("{}/readyz", second.url), &[], "");
+    assert_eq!(status, 200, "{text}");
+    for gateway in &fleet.gateways {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &gateway.pid().to_string()])
+            .status();
+    }
 }
