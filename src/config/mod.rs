@@ -13,6 +13,7 @@
 //!
 //! Everything after the snapshot is a pure function over data.
 
+pub mod allow;
 pub mod catalog;
 pub mod diff;
 pub mod document;
