@@ -25,6 +25,7 @@
 //! Pure: no I/O, no environment reads. Validation reports what falls
 //! outside as findings; the secret readers refuse it again at read time.
 
+use super::{finding::Finding, model::Gateway};
 use reqwest::Url;
 
 /// The prefix of Sluice's own variables, never an environment's credential.
@@ -381,6 +382,92 @@ impl UrlPattern {
     }
 }
 
+/// Validation's side: every variable and gateway URL of the repository
+/// that the allowances do not cover, as an error finding at the value.
+/// Environments that did not load are checked by their directory name.
+pub(super) fn check(
+    repo: &super::Repository,
+    strays: &super::validate::Strays,
+    allowances: &Allowances,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for env in repo.environments.values() {
+        check_gateways(&env.slug, &env.gateways_file, &env.gateways, allowances, &mut out);
+        for (i, alert) in env.spec.alerts.iter().enumerate() {
+            let hook = &alert.webhook;
+            let pointer = format!("/alerts/{i}/webhook");
+            let variables = std::iter::once(("urlEnv", &hook.url_env))
+                .chain(hook.secret_env.as_ref().map(|s| ("secretEnv", s)));
+            for (key, variable) in variables {
+                let at = format!("{pointer}/{key}");
+                if let Err(denied) = allowances.variable(&env.slug, &variable.0) {
+                    out.push(variable_finding(&env.spec_file, at, &env.slug, denied));
+                }
+            }
+        }
+    }
+    for (file, gateways) in &strays.gateways {
+        let slug = file
+            .strip_prefix("environments/")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default();
+        check_gateways(slug, file, gateways, allowances, &mut out);
+    }
+    out
+}
+
+fn check_gateways(
+    slug: &str,
+    file: &str,
+    gateways: &[Gateway],
+    allowances: &Allowances,
+    out: &mut Vec<Finding>,
+) {
+    for (i, gateway) in gateways.iter().enumerate() {
+        let Gateway::Http(http) = gateway else {
+            continue;
+        };
+        if let Some(variable) = &http.token_env
+            && let Err(denied) = allowances.variable(slug, &variable.0)
+        {
+            let at = format!("/gateways/{i}/tokenEnv");
+            out.push(variable_finding(file, at, slug, denied));
+        }
+        if let Err(denied) = allowances.url(slug, &http.url) {
+            let hint = format!(
+                "the operator allows URLs with --allow-url {slug}=PATTERN (or SLUICE_ALLOW_URL), e.g. {slug}=https://gw-*.internal:8443"
+            );
+            out.push(
+                Finding::error(
+                    "allow.url-not-allowed",
+                    file,
+                    format!("gateway `{}`: {denied}", http.name),
+                )
+                .pointer(format!("/gateways/{i}/url"))
+                .hint(hint),
+            );
+        }
+    }
+}
+
+fn variable_finding(file: &str, pointer: String, slug: &str, denied: Denied) -> Finding {
+    let (rule, hint) = match &denied {
+        Denied::Reserved { .. } => (
+            "allow.env-reserved",
+            "name a variable the operator set aside for this environment's gateways".to_owned(),
+        ),
+        _ => (
+            "allow.env-not-allowed",
+            format!(
+                "name a variable the operator allows here, or ask them to allow it with --allow-env {slug}=NAME (or SLUICE_ALLOW_ENV)"
+            ),
+        ),
+    };
+    Finding::error(rule, file, denied.to_string())
+        .pointer(pointer)
+        .hint(hint)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,5 +597,111 @@ mod tests {
         assert!(glob(b"*", b"", None));
         assert!(glob(b"a*.b", b"axx.b", Some(b'.')));
         assert!(!glob(b"a*.b", b"ax.x.b", Some(b'.')));
+    }
+    /// The bundled example with `files` written over it, loaded as an
+    /// operator who allows production its own variables and loopback URLs.
+    fn load_example_with(files: &[(&str, &str)]) -> crate::config::Loaded {
+        let example =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
+        let dir = tempfile::tempdir().unwrap();
+        copy(&example, dir.path());
+        for (path, text) in files {
+            std::fs::write(dir.path().join(path), text).unwrap();
+        }
+        let tree = crate::source::WorkTree::open(dir.path()).unwrap();
+        let allow = allowances(
+            &["production=PROD_*", "development=DEV_GW_*"],
+            &["*=http://127.0.0.1:*"],
+        )
+        .reserve("GIT_TOKEN");
+        crate::config::load_with(&tree, &crate::config::Limits::default(), &allow).unwrap()
+    }
+
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                std::fs::create_dir_all(&target).unwrap();
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    fn located(loaded: &crate::config::Loaded) -> Vec<String> {
+        loaded
+            .findings
+            .iter()
+            .map(|f| format!("{} {}", f.rule, f.location()))
+            .collect()
+    }
+
+    const HOSTILE: &str = "gateways:
+  - name: dev-1
+    driver: file
+    path: gateways/development/dev-1.json
+  - name: grab-api
+    driver: http
+    url: http://127.0.0.1:9
+    tokenEnv: SLUICE_API_TOKENS
+  - name: grab-prod
+    driver: http
+    url: http://127.0.0.1:9
+    tokenEnv: PROD_GATEWAY_TOKEN
+  - name: grab-git
+    driver: http
+    url: https://collector.example
+    tokenEnv: GIT_TOKEN
+";
+
+    #[test]
+    fn a_development_gateway_naming_other_secrets_is_invalid_at_the_value() {
+        let loaded = load_example_with(&[("environments/development/gateways.yaml", HOSTILE)]);
+        assert!(loaded.repository.is_none(), "the revision must be invalid");
+        let file = "environments/development/gateways.yaml";
+        assert_eq!(
+            located(&loaded),
+            [
+                format!("allow.env-reserved {file}:8:15"),
+                format!("allow.env-not-allowed {file}:12:15"),
+                format!("allow.url-not-allowed {file}:15:10"),
+                format!("allow.env-reserved {file}:16:15"),
+            ]
+        );
+        let prod = &loaded.findings[1];
+        assert_eq!(
+            prod.message,
+            "environment `development` may not use variable PROD_GATEWAY_TOKEN: the operator allows it DEV_GW_*"
+        );
+        assert!(prod.hint.as_deref().unwrap().contains("--allow-env development="));
+        assert!(loaded.findings[0].message.contains("Sluice's own"));
+    }
+
+    #[test]
+    fn alert_variables_are_checked_like_gateway_tokens() {
+        let environment = "slug: development
+name: Development
+alerts:
+  - webhook: { urlEnv: DEV_GW_HOOK, secretEnv: SLUICE_WEBHOOK_SECRET }
+  - webhook: { urlEnv: PROD_ALERT_WEBHOOK }
+";
+        let loaded =
+            load_example_with(&[("environments/development/environment.yaml", environment)]);
+        let file = "environments/development/environment.yaml";
+        assert_eq!(
+            located(&loaded),
+            [
+                format!("allow.env-reserved {file}:4:48"),
+                format!("allow.env-not-allowed {file}:5:24"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_example_is_valid_for_an_operator_who_allows_its_variables() {
+        let loaded = load_example_with(&[]);
+        assert!(!loaded.has_errors(), "{:?}", located(&loaded));
     }
 }

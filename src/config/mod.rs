@@ -28,7 +28,8 @@ mod validate;
 pub mod yaml;
 
 pub use finding::{Finding, Position, Severity};
-pub use load::{Limits, Loaded, load};
+pub use allow::Allowances;
+pub use load::{Limits, Loaded, load, load_with};
 pub use render::{Digest, RenderedGateway, Version, render_all};
 
 use crate::source::Revision;
