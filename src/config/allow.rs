@@ -70,7 +70,9 @@ pub enum AllowError {
         "`{0}`: variables starting {RESERVED_PREFIX} are Sluice's own and never allowed to an environment; choose another prefix"
     )]
     Reserved(String),
-    #[error("`{0}`: a URL pattern is scheme://host[:port][/path] with http or https (or `*` for any URL)")]
+    #[error(
+        "`{0}`: a URL pattern is scheme://host[:port][/path] with http or https (or `*` for any URL)"
+    )]
     Url(String),
 }
 
@@ -228,8 +230,7 @@ impl std::str::FromStr for UrlRule {
     fn from_str(text: &str) -> Result<Self, AllowError> {
         let text = text.trim();
         let (environments, pattern) = split(text)?;
-        let pattern =
-            UrlPattern::parse(pattern).ok_or_else(|| AllowError::Url(text.to_owned()))?;
+        let pattern = UrlPattern::parse(pattern).ok_or_else(|| AllowError::Url(text.to_owned()))?;
         Ok(Rule {
             environments,
             pattern,
@@ -392,7 +393,13 @@ pub(super) fn check(
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     for env in repo.environments.values() {
-        check_gateways(&env.slug, &env.gateways_file, &env.gateways, allowances, &mut out);
+        check_gateways(
+            &env.slug,
+            &env.gateways_file,
+            &env.gateways,
+            allowances,
+            &mut out,
+        );
         for (i, alert) in env.spec.alerts.iter().enumerate() {
             let hook = &alert.webhook;
             let pointer = format!("/alerts/{i}/webhook");
@@ -481,8 +488,11 @@ mod tests {
 
     #[test]
     fn variables_are_allowed_per_environment_and_denied_by_default() {
-        let allow = allowances(&["production=PROD_GW_*", "*=ALERT_HOOK_*", "dev-*=DEV_*"], &[])
-            .reserve("GIT_TOKEN");
+        let allow = allowances(
+            &["production=PROD_GW_*", "*=ALERT_HOOK_*", "dev-*=DEV_*"],
+            &[],
+        )
+        .reserve("GIT_TOKEN");
         let table = [
             ("production", "PROD_GW_TOKEN", true),
             ("production", "PROD_GW_", true),
@@ -503,7 +513,11 @@ mod tests {
                 "{environment} {name}"
             );
         }
-        assert!(Allowances::default().variable("development", "ANY").is_err());
+        assert!(
+            Allowances::default()
+                .variable("development", "ANY")
+                .is_err()
+        );
         let everything = allowances(&["*=*"], &[]);
         assert!(everything.variable("x", "PROD_GW_TOKEN").is_ok());
         assert_eq!(
@@ -523,7 +537,10 @@ mod tests {
             "environment `production` may not use variable STG_TOKEN: the operator allows it PROD_GW_*"
         );
         let none = allow.variable("development", "X").unwrap_err().to_string();
-        assert!(none.ends_with("the operator allows it no variables"), "{none}");
+        assert!(
+            none.ends_with("the operator allows it no variables"),
+            "{none}"
+        );
     }
 
     #[test]
@@ -580,9 +597,15 @@ mod tests {
         let url = |t: &str| t.parse::<UrlRule>().unwrap_err();
         assert!(matches!(variable("PROD_*"), AllowError::NoEnvironment(_)));
         assert!(matches!(variable("=PROD_*"), AllowError::NoEnvironment(_)));
-        assert!(matches!(variable("Prod=PROD_*"), AllowError::Environment(_)));
+        assert!(matches!(
+            variable("Prod=PROD_*"),
+            AllowError::Environment(_)
+        ));
         assert!(matches!(variable("prod=prod_*"), AllowError::Variable(_)));
-        assert!(matches!(variable("prod=SLUICE_GW_*"), AllowError::Reserved(_)));
+        assert!(matches!(
+            variable("prod=SLUICE_GW_*"),
+            AllowError::Reserved(_)
+        ));
         assert!(matches!(url("prod=ftp://gw"), AllowError::Url(_)));
         assert!(matches!(url("prod=https://u@gw"), AllowError::Url(_)));
         assert!(matches!(url("prod=https://gw/a*b"), AllowError::Url(_)));
@@ -601,8 +624,7 @@ mod tests {
     /// The bundled example with `files` written over it, loaded as an
     /// operator who allows production its own variables and loopback URLs.
     fn load_example_with(files: &[(&str, &str)]) -> crate::config::Loaded {
-        let example =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
         let dir = tempfile::tempdir().unwrap();
         copy(&example, dir.path());
         for (path, text) in files {
@@ -675,7 +697,12 @@ mod tests {
             prod.message,
             "environment `development` may not use variable PROD_GATEWAY_TOKEN: the operator allows it DEV_GW_*"
         );
-        assert!(prod.hint.as_deref().unwrap().contains("--allow-env development="));
+        assert!(
+            prod.hint
+                .as_deref()
+                .unwrap()
+                .contains("--allow-env development=")
+        );
         assert!(loaded.findings[0].message.contains("Sluice's own"));
     }
 

@@ -3,8 +3,8 @@
 //! run the semantic rules, and locate every finding in its source.
 
 use super::{
-    EffectivePack,
-    allow::Allowances, Environment, PackFile, PackSource, Repository,
+    EffectivePack, Environment, PackFile, PackSource, Repository,
+    allow::Allowances,
     finding::{self, Finding},
     merge::merge_patch,
     model::{EnvironmentSpec, GatewaysFile, Manifest, Pack},

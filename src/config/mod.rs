@@ -27,8 +27,8 @@ pub mod schema;
 mod validate;
 pub mod yaml;
 
-pub use finding::{Finding, Position, Severity};
 pub use allow::Allowances;
+pub use finding::{Finding, Position, Severity};
 pub use load::{Limits, Loaded, load, load_with};
 pub use render::{Digest, RenderedGateway, Version, render_all};
 
