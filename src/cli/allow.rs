@@ -3,7 +3,7 @@
 
 use crate::config::{
     Allowances,
-    allow::{UrlRule, VariableRule},
+    allow::{AllowError, UrlRule, VariableRule},
 };
 
 /// What each environment of the repository may use (deny-by-default).
@@ -19,9 +19,10 @@ pub struct AllowArgs {
         long = "allow-env",
         value_name = "ENV=GLOB",
         env = "SLUICE_ALLOW_ENV",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = rule::<VariableRule>
     )]
-    pub variables: Vec<VariableRule>,
+    pub variables: Vec<Option<VariableRule>>,
     /// ENV=URL: environment ENV's gateways and alert sinks may reach URLs
     /// matching scheme://host[:port][/path] (`*` within one host label;
     /// port `*` for any; a path admits what lies below it; `*` alone is any
@@ -31,9 +32,10 @@ pub struct AllowArgs {
         long = "allow-url",
         value_name = "ENV=URL",
         env = "SLUICE_ALLOW_URL",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = rule::<UrlRule>
     )]
-    pub urls: Vec<UrlRule>,
+    pub urls: Vec<Option<UrlRule>>,
 }
 
 impl AllowArgs {
@@ -41,8 +43,24 @@ impl AllowArgs {
     /// this command) never allowed.
     pub fn allowances<'a>(&self, own: impl IntoIterator<Item = &'a str>) -> Allowances {
         own.into_iter().fold(
-            Allowances::new(self.variables.clone(), self.urls.clone()),
+            Allowances::new(
+                self.variables.iter().flatten().cloned().collect(),
+                self.urls.iter().flatten().cloned().collect(),
+            ),
             Allowances::reserve,
         )
     }
+}
+
+/// One rule; a blank item allows nothing (so `SLUICE_ALLOW_ENV=""`, as a
+/// chart with an empty list sets it, is "none" rather than a usage error).
+fn rule<R>(text: &str) -> Result<Option<R>, AllowError>
+where
+    R: std::str::FromStr<Err = AllowError>,
+{
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some)
 }
