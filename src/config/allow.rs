@@ -444,15 +444,19 @@ fn check_gateways(
             let hint = format!(
                 "the operator allows URLs with --allow-url {slug}=PATTERN (or SLUICE_ALLOW_URL), e.g. {slug}=https://gw-*.internal:8443"
             );
-            out.push(
-                Finding::error(
-                    "allow.url-not-allowed",
-                    file,
-                    format!("gateway `{}`: {denied}", http.name),
-                )
-                .pointer(format!("/gateways/{i}/url"))
-                .hint(hint),
-            );
+            let mut finding = Finding::error(
+                "allow.url-not-allowed",
+                file,
+                format!("gateway `{}`: {denied}", http.name),
+            )
+            .pointer(format!("/gateways/{i}/url"))
+            .hint(hint);
+            // NB: a URL with credentials in it is shown masked, as by
+            // `gateway.credentials-in-url`.
+            if super::validate::carries_credentials(&http.url) {
+                finding = finding.redacted();
+            }
+            out.push(finding);
         }
     }
 }

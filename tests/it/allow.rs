@@ -139,7 +139,11 @@ fn a_development_commit_cannot_send_the_process_secrets_anywhere() {
         format!("{file}:13:15"),
         format!("{file}:18:15"),
     ] {
-        assert!(run.stderr.contains(&expected), "{expected}:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(&expected),
+            "{expected}:\n{}",
+            run.stderr
+        );
     }
     assert!(run.stderr.contains("allow.env-reserved"), "{}", run.stderr);
     assert!(
@@ -165,7 +169,11 @@ fn an_allowed_variable_goes_only_to_an_allowed_url() {
         ],
     );
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
-    assert!(run.stderr.contains("allow.url-not-allowed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("allow.url-not-allowed"),
+        "{}",
+        run.stderr
+    );
     assert!(
         run.stderr
             .contains("environments/development/gateways.yaml:7:10"),
@@ -191,9 +199,17 @@ fn validate_reports_what_sync_would_refuse() {
     assert_eq!(rules, ["allow.env-reserved"], "{}", run.stdout);
     // With nothing allowed, the example's own alert variable is a finding.
     let closed = sluice_with(
-        &["validate", "--repo", crate::support::example_dir().to_str().unwrap()],
+        &[
+            "validate",
+            "--repo",
+            crate::support::example_dir().to_str().unwrap(),
+        ],
         &[("SLUICE_ALLOW_ENV", ""), ("SLUICE_ALLOW_URL", "")],
     );
     assert_eq!(closed.code, 1, "{}{}", closed.stdout, closed.stderr);
-    assert!(closed.stdout.contains("PROD_ALERT_WEBHOOK"), "{}", closed.stdout);
+    assert!(
+        closed.stdout.contains("PROD_ALERT_WEBHOOK"),
+        "{}",
+        closed.stdout
+    );
 }

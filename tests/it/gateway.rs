@@ -3,8 +3,8 @@
 use crate::support::{GatewayProcess, example_dir};
 use serde_json::Value;
 use sluice::{
-    config::{Digest, Limits, load, model, render_all},
     config::Allowances,
+    config::{Digest, Limits, load, model, render_all},
     gateway::{
         self, Applied, Desired, DriverContext, Gateway, GatewayError, Secrets, http::HttpGateway,
     },
@@ -80,14 +80,21 @@ fn context(token: Option<&str>) -> DriverContext {
 
 /// The driver as the reconciler gets it.
 fn client(process: &GatewayProcess) -> Arc<dyn Gateway> {
-    gateway::connect("development", &model::Gateway::Http(spec(&process.url, true, None)),
+    gateway::connect(
+        "development",
+        &model::Gateway::Http(spec(&process.url, true, None)),
         &context(Some(TOKEN)),
     )
     .expect("driver connects")
 }
 
 fn driver(process: &GatewayProcess) -> HttpGateway {
-    HttpGateway::new("development", &spec(&process.url, true, None), &context(Some(TOKEN))).unwrap()
+    HttpGateway::new(
+        "development",
+        &spec(&process.url, true, None),
+        &context(Some(TOKEN)),
+    )
+    .unwrap()
 }
 
 /// A gateway with a token and a data directory.
@@ -417,11 +424,15 @@ async fn credentials_are_required_and_never_echoed() {
     let process = start(data.path(), &[]);
     let first = &documents()[0];
 
-    let anonymous = gateway::connect("development", &model::Gateway::Http(spec(&process.url, false, None)),
+    let anonymous = gateway::connect(
+        "development",
+        &model::Gateway::Http(spec(&process.url, false, None)),
         &context(None),
     )
     .unwrap();
-    let wrong = gateway::connect("development", &model::Gateway::Http(spec(&process.url, true, None)),
+    let wrong = gateway::connect(
+        "development",
+        &model::Gateway::Http(spec(&process.url, true, None)),
         &context(Some("wrong-tok-never-print-me")),
     )
     .unwrap();
@@ -445,7 +456,9 @@ async fn credentials_are_required_and_never_echoed() {
     }
     // The right token works; a missing variable names the variable, not a value.
     assert_eq!(client(&process).live().await.unwrap().digest, None);
-    let Err(error) = gateway::connect("development", &model::Gateway::Http(spec(&process.url, true, None)),
+    let Err(error) = gateway::connect(
+        "development",
+        &model::Gateway::Http(spec(&process.url, true, None)),
         &context(None),
     ) else {
         panic!("a missing token variable must fail");
@@ -499,7 +512,9 @@ async fn an_ephemeral_gateway_forgets_on_restart() {
     let first = &documents()[0];
     {
         let process = GatewayProcess::start(&["--ephemeral"], &[]);
-        let gateway = gateway::connect("development", &model::Gateway::Http(spec(&process.url, false, None)),
+        let gateway = gateway::connect(
+            "development",
+            &model::Gateway::Http(spec(&process.url, false, None)),
             &context(None),
         )
         .unwrap();
@@ -510,7 +525,9 @@ async fn an_ephemeral_gateway_forgets_on_restart() {
         );
     }
     let process = GatewayProcess::start(&["--ephemeral"], &[]);
-    let gateway = gateway::connect("development", &model::Gateway::Http(spec(&process.url, false, None)),
+    let gateway = gateway::connect(
+        "development",
+        &model::Gateway::Http(spec(&process.url, false, None)),
         &context(None),
     )
     .unwrap();
@@ -553,7 +570,9 @@ async fn injected_errors_then_success() {
 async fn a_hang_past_the_client_timeout_is_a_timeout() {
     let data = tempfile::tempdir().unwrap();
     let process = start(data.path(), &[]);
-    let gateway = gateway::connect("development", &model::Gateway::Http(spec(&process.url, true, Some("300ms"))),
+    let gateway = gateway::connect(
+        "development",
+        &model::Gateway::Http(spec(&process.url, true, Some("300ms"))),
         &context(Some(TOKEN)),
     )
     .unwrap();
@@ -581,7 +600,9 @@ async fn nobody_listening_is_unreachable() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let gateway = gateway::connect("development", &model::Gateway::Http(spec(&url, false, Some("2s"))),
+    let gateway = gateway::connect(
+        "development",
+        &model::Gateway::Http(spec(&url, false, Some("2s"))),
         &context(None),
     )
     .unwrap();
