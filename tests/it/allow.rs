@@ -8,7 +8,6 @@ use std::{
     io::{ErrorKind, Read},
     net::TcpListener,
     path::Path,
-    time::Duration,
 };
 
 /// Values the process holds; none may leave it.
