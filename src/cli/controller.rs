@@ -4,10 +4,11 @@
 
 use super::{
     Cli, Outcome, StateArgs,
+    allow::AllowArgs,
     engine::{Core, parse_duration},
 };
 use crate::{
-    gateway::DriverContext,
+    gateway::{DriverContext, Secrets},
     k8s::{
         controller::{self, Context, SecretValues},
         lease::LeaderElection,
@@ -62,6 +63,11 @@ pub struct Args {
     pub timeout: Duration,
     #[command(flatten)]
     pub state: StateArgs,
+    /// What each environment's `gateways.yaml` and alerts may use. Tokens
+    /// of `Gateway` objects come from their Secrets and need no
+    /// --allow-env; their endpoints need an --allow-url like any gateway's.
+    #[command(flatten)]
+    pub allow: AllowArgs,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
@@ -84,9 +90,15 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let secrets = SecretValues::default();
     let mut context = DriverContext::new(args.state.data_dir.clone());
     context.timeout = args.timeout;
-    context.secret = {
+    let allowances = args.allow.allowances([]);
+    super::engine::warn_if_closed(&allowances);
+    context.secrets = {
         let secrets = secrets.clone();
-        Arc::new(move |name| secrets.get(name))
+        Secrets::new(
+            Arc::new(move |name| secrets.get(name)),
+            Arc::new(allowances),
+        )
+        .issuing(controller::SECRET_PREFIX)
     };
     // NB: configmap gateways use the controller's client, not a second one
     // made from the environment.

@@ -61,6 +61,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let mut context = DriverContext::new(args.state.data_dir.clone());
     context.timeout = args.engine.timeout;
     context.file_roots = args.engine.file_roots.clone();
+    context.secrets = crate::gateway::Secrets::process(args.engine.allowances([]));
     let runtime = tokio::runtime::Runtime::new()?;
     let found = runtime.block_on(observe(
         repo,

@@ -1,11 +1,11 @@
 //! What `run` and `sync` share: the followed branch, the ledger and the
 //! reconciler, wired from the command line.
 
-use super::{Cli, StateArgs};
+use super::{Cli, StateArgs, allow::AllowArgs};
 use crate::{
-    config::{self, Limits, Loaded},
+    config::{self, Allowances, Limits, Loaded},
     drift::notify::Notifier,
-    gateway::DriverContext,
+    gateway::{DriverContext, Secrets},
     ledger::{Ledger, SqliteLedger},
     reconcile::{Options, Reconciler, SystemClock, retry::Backoff},
     source::{Credentials, Follower},
@@ -35,6 +35,17 @@ pub struct EngineArgs {
     /// paths may write (repeat for several).
     #[arg(long = "file-root", value_name = "DIR")]
     pub file_roots: Vec<PathBuf>,
+    #[command(flatten)]
+    pub allow: AllowArgs,
+}
+
+impl EngineArgs {
+    /// The operator's allowances; `own` names the variables the command
+    /// reads for itself (the git token's is added here), never allowed.
+    pub fn allowances<'a>(&'a self, own: impl IntoIterator<Item = &'a str>) -> Allowances {
+        let git = self.git_token_env.as_deref();
+        self.allow.allowances(own.into_iter().chain(git))
+    }
 }
 
 /// Longest a fetch may take before the loop gives up on it for this pass.
@@ -51,6 +62,9 @@ pub struct Engine {
     /// Drift and failure alerts on their way out; flush before exiting.
     pub alerts: Arc<Notifier>,
     pub limits: Limits,
+    /// What the operator allows each environment; a revision that goes
+    /// beyond it is invalid.
+    pub allowances: Arc<Allowances>,
     /// Held while the engine lives: one reconciler per ledger, so a `sync`
     /// cannot resolve the in-flight attempts of a running `run` as interrupted.
     _lock: Option<std::fs::File>,
@@ -116,7 +130,7 @@ impl Core {
 
     /// The reconciler over `ledger` (the controller's is in status).
     pub fn over(ledger: Arc<dyn Ledger>, context: DriverContext, concurrency: usize) -> Core {
-        let alerts = Notifier::start(context.secret.clone(), Backoff::default());
+        let alerts = Notifier::start(context.secrets.clone(), Backoff::default());
         let reconciler = Reconciler::new(
             ledger,
             Arc::new(SystemClock),
@@ -136,13 +150,26 @@ impl Core {
 }
 
 impl Engine {
-    pub fn new(cli: &Cli, state: &StateArgs, args: &EngineArgs) -> anyhow::Result<Engine> {
+    /// The engine the flags describe; `allowances` are the operator's
+    /// (from [`EngineArgs::allowances`]).
+    pub fn new(
+        cli: &Cli,
+        state: &StateArgs,
+        args: &EngineArgs,
+        allowances: Allowances,
+    ) -> anyhow::Result<Engine> {
         let data_dir = state.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        warn_if_closed(&allowances);
+        let allowances = Arc::new(allowances);
         let mut context = DriverContext::new(data_dir.clone());
         context.timeout = args.timeout;
         context.file_roots = args.file_roots.clone();
+        context.secrets = Secrets::new(
+            Arc::new(|name| std::env::var(name).ok()),
+            allowances.clone(),
+        );
         let core = Core::open(state, context, args.concurrency)?;
         let repo = cli.repo.to_string_lossy().into_owned();
         let follower = Follower::new(
@@ -160,6 +187,7 @@ impl Engine {
             reconciler: core.reconciler,
             alerts: core.alerts,
             limits: cli.limits(),
+            allowances,
             _lock: core.lock,
         })
     }
@@ -168,10 +196,15 @@ impl Engine {
     pub async fn load(&self, commit: &str) -> anyhow::Result<Arc<Loaded>> {
         let follower = self.follower.clone();
         let limits = self.limits;
+        let allowances = self.allowances.clone();
         let commit = commit.to_owned();
         tokio::task::spawn_blocking(move || {
             let snapshot = follower.snapshot(&commit)?;
-            Ok(Arc::new(config::load(&snapshot, &limits)?))
+            Ok(Arc::new(config::load_with(
+                &snapshot,
+                &limits,
+                &allowances,
+            )?))
         })
         .await?
     }
@@ -185,5 +218,21 @@ impl Engine {
             Ok(result) => Ok(result??),
             Err(_) => anyhow::bail!("fetching the branch took more than {FETCH_TIMEOUT:?}"),
         }
+    }
+}
+
+/// Notes at start when the operator allowed nothing: every `tokenEnv`,
+/// `urlEnv`, `secretEnv` and http gateway URL is then a finding.
+pub fn warn_if_closed(allowances: &Allowances) {
+    let (variables, urls) = allowances.describe();
+    if variables.is_empty() {
+        tracing::info!(
+            "no --allow-env given: no environment may name a variable (tokenEnv, urlEnv, secretEnv)"
+        );
+    }
+    if urls.is_empty() {
+        tracing::info!(
+            "no --allow-url given: no environment may reach an http gateway or alert sink"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The `sluice` command line: clap definitions in one place, one module per
 //! subcommand. Exit codes: 0 fine, 1 findings, 2 usage or environment error.
 
+mod allow;
 mod client;
 mod controller;
 mod crds;
@@ -221,6 +222,20 @@ fn init_tracing(format: LogFormat) {
 fn load(cli: &Cli, rev: Option<&str>) -> anyhow::Result<crate::config::Loaded> {
     let snapshot = crate::source::open(&cli.repo, rev)?;
     Ok(crate::config::load(snapshot.as_ref(), &cli.limits())?)
+}
+
+/// [`load`], checked against the operator's allowances too.
+fn load_with(
+    cli: &Cli,
+    rev: Option<&str>,
+    allowances: &crate::config::Allowances,
+) -> anyhow::Result<crate::config::Loaded> {
+    let snapshot = crate::source::open(&cli.repo, rev)?;
+    Ok(crate::config::load_with(
+        snapshot.as_ref(),
+        &cli.limits(),
+        allowances,
+    )?)
 }
 
 impl Cli {

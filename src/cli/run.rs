@@ -65,7 +65,8 @@ fn tokens(args: &Args) -> anyhow::Result<Tokens> {
 }
 
 async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
-    let engine = Engine::new(cli, &args.state, &args.engine)?;
+    let own = [args.tokens_env.as_str(), args.webhook_secret_env.as_str()];
+    let engine = Engine::new(cli, &args.state, &args.engine, args.engine.allowances(own))?;
     let state = Arc::new(ServerState {
         ledger: engine.reconciler.ledger().clone(),
         ledger_health: engine.reconciler.ledger_health().clone(),

@@ -58,7 +58,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         ));
     }
     runtime.block_on(async {
-        let engine = Engine::new(cli, &args.state, &args.engine)?;
+        let allowances = args.engine.allowances([args.token_env.as_str()]);
+        let engine = Engine::new(cli, &args.state, &args.engine, allowances)?;
         let commit = engine.fetch().await?;
         let loaded = engine.load(&commit).await?;
         if let (Some(env), Some(repo)) = (&args.environment, &loaded.repository)

@@ -1,6 +1,6 @@
 //! `sluice validate`: every finding at once, for people or for CI.
 
-use super::{Cli, Outcome, load};
+use super::{Cli, Outcome, allow::AllowArgs, load_with};
 use crate::config::finding;
 
 #[derive(Debug, clap::Args)]
@@ -11,12 +11,16 @@ pub struct Args {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+    /// What the operator allows (as `sluice run` is given it): variables
+    /// and URLs outside it are findings.
+    #[command(flatten)]
+    pub allow: AllowArgs,
 }
 
 pub use super::output::TextOrJson as Format;
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
-    let loaded = load(cli, args.rev.as_deref())?;
+    let loaded = load_with(cli, args.rev.as_deref(), &args.allow.allowances([]))?;
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&loaded.findings)?),
         Format::Text => {

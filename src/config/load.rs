@@ -4,6 +4,7 @@
 
 use super::{
     EffectivePack, Environment, PackFile, PackSource, Repository,
+    allow::Allowances,
     finding::{self, Finding},
     merge::merge_patch,
     model::{EnvironmentSpec, GatewaysFile, Manifest, Pack},
@@ -67,9 +68,31 @@ impl Loaded {
     }
 }
 
-/// Loads and validates the repository a snapshot shows. `Err` only when the
-/// snapshot itself cannot be read; anything wrong with its content is a finding.
+/// Loads and validates the repository a snapshot shows, by the
+/// repository's own rules only: for commands that never read a secret nor
+/// reach a gateway (render, plan, promote, rollback). Commands that act on
+/// a revision use [`load_with`]. `Err` only when the snapshot itself cannot
+/// be read; anything wrong with its content is a finding.
 pub fn load(snapshot: &dyn Snapshot, limits: &Limits) -> Result<Loaded, SourceError> {
+    load_checked(snapshot, limits, None)
+}
+
+/// [`load`], and every variable and URL outside the operator's
+/// `allowances` is an error finding too, so such a revision is invalid and
+/// nothing of it is applied.
+pub fn load_with(
+    snapshot: &dyn Snapshot,
+    limits: &Limits,
+    allowances: &Allowances,
+) -> Result<Loaded, SourceError> {
+    load_checked(snapshot, limits, Some(allowances))
+}
+
+fn load_checked(
+    snapshot: &dyn Snapshot,
+    limits: &Limits,
+    allowances: Option<&Allowances>,
+) -> Result<Loaded, SourceError> {
     let collected = collect(snapshot, limits)?;
     let parsed = super::parallel::map(&collected.files, parse);
     let mut findings = collected.findings;
@@ -81,6 +104,13 @@ pub fn load(snapshot: &dyn Snapshot, limits: &Limits) -> Result<Loaded, SourceEr
         &collected.env_dirs,
         &assembled.strays,
     ));
+    if let Some(allowances) = allowances {
+        findings.extend(super::allow::check(
+            &assembled.draft,
+            &assembled.strays,
+            allowances,
+        ));
+    }
 
     let texts: HashMap<&str, &str> = collected
         .files

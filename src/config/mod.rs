@@ -13,6 +13,7 @@
 //!
 //! Everything after the snapshot is a pure function over data.
 
+pub mod allow;
 pub mod catalog;
 pub mod diff;
 pub mod document;
@@ -26,8 +27,9 @@ pub mod schema;
 mod validate;
 pub mod yaml;
 
+pub use allow::Allowances;
 pub use finding::{Finding, Position, Severity};
-pub use load::{Limits, Loaded, load};
+pub use load::{Limits, Loaded, load, load_with};
 pub use render::{Digest, RenderedGateway, Version, render_all};
 
 use crate::source::Revision;

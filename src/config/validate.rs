@@ -308,7 +308,7 @@ fn check_file_paths(repo: &Repository, out: &mut Vec<Finding>) {
 }
 
 /// `https://user:secret@host` or a token in the query string.
-fn carries_credentials(url: &str) -> bool {
+pub(super) fn carries_credentials(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let query = rest

@@ -2,7 +2,9 @@
 //! a generic JSON webhook or a Slack-compatible incoming webhook.
 //!
 //! URLs and signing secrets come from environment variables (the repository
-//! only names them) and never appear in logs. Delivery runs on a task of its
+//! only names them) and never appear in logs. Only variables the operator
+//! allows the alert's environment are read, and only URLs it allows there
+//! are posted to (`--allow-env`, `--allow-url`; see [`crate::config::allow`]). Delivery runs on a task of its
 //! own with retries and backoff, behind a bounded queue: a slow or dead sink
 //! costs alerts, never a pass or unbounded memory.
 //!
@@ -16,7 +18,7 @@
 use super::{Alert, AlertEvent, Alerts};
 use crate::{
     config::model::{AlertSpec, WebhookFormat},
-    gateway::SecretSource,
+    gateway::Secrets,
     reconcile::retry::Backoff,
 };
 use serde_json::json;
@@ -47,7 +49,7 @@ pub struct Notifier {
 
 impl Notifier {
     /// Starts delivery on the current Tokio runtime.
-    pub fn start(secret: Arc<SecretSource>, backoff: Backoff) -> Arc<Notifier> {
+    pub fn start(secrets: Secrets, backoff: Backoff) -> Arc<Notifier> {
         let (queue, mut alerts) = mpsc::channel::<Alert>(QUEUE);
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
@@ -59,7 +61,7 @@ impl Notifier {
         tokio::spawn(async move {
             while let Some(alert) = alerts.recv().await {
                 for sink in alert.sinks.iter() {
-                    deliver(&client, secret.as_ref(), backoff, sink, &alert).await;
+                    deliver(&client, &secrets, backoff, sink, &alert).await;
                 }
                 left.fetch_sub(1, Ordering::SeqCst);
                 done.notify_waiters();
@@ -111,26 +113,48 @@ impl Alerts for Notifier {
 
 async fn deliver(
     client: &reqwest::Client,
-    secret: &SecretSource,
+    secrets: &Secrets,
     backoff: Backoff,
     sink: &AlertSpec,
     alert: &Alert,
 ) {
     let hook = &sink.webhook;
     let sink_name = hook.url_env.0.as_str();
-    let Some(url) = secret(sink_name).filter(|u| !u.is_empty()) else {
-        tracing::warn!(
-            sink = sink_name,
-            "alert sink not configured: the variable is not set"
-        );
-        return;
+    let environment = alert.environment.as_str();
+    let url = match secrets.read(environment, sink_name) {
+        Ok(Some(url)) if !url.is_empty() => url,
+        Ok(_) => {
+            tracing::warn!(
+                sink = sink_name,
+                "alert sink not configured: the variable is not set"
+            );
+            return;
+        }
+        Err(denied) => {
+            tracing::warn!(sink = sink_name, error = %denied, "alert sink refused");
+            return;
+        }
     };
+    // NB: the URL is the operator's, but the repository chose the variable:
+    // it is posted to only where this environment may reach.
+    if let Err(denied) = secrets.allowances().url(environment, &url) {
+        tracing::warn!(sink = sink_name, error = %denied, "alert sink refused (--allow-url)");
+        return;
+    }
     let body = payload(hook.format, alert).to_string();
-    let signature = hook
+    let key = match hook
         .secret_env
         .as_ref()
-        .and_then(|var| secret(&var.0))
-        .map(|key| crate::server::webhook::github_signature(&key, body.as_bytes()));
+        .map(|v| secrets.read(environment, &v.0))
+    {
+        None => None,
+        Some(Ok(key)) => key,
+        Some(Err(denied)) => {
+            tracing::warn!(sink = sink_name, error = %denied, "alert sink refused");
+            return;
+        }
+    };
+    let signature = key.map(|key| crate::server::webhook::github_signature(&key, body.as_bytes()));
     for attempt in 1..=backoff.attempts {
         let mut request = client
             .post(&url)

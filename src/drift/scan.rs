@@ -88,7 +88,7 @@ async fn observe_one(
         .environments
         .get(&rendered.environment)
         .and_then(|env| env.gateways.iter().find(|g| g.name() == rendered.gateway));
-    let driver = match spec.map(|spec| gateway::connect(spec, context)) {
+    let driver = match spec.map(|spec| gateway::connect(&rendered.environment, spec, context)) {
         Some(Ok(driver)) => driver,
         Some(Err(e)) => {
             observation.error = Some(e.to_string());

@@ -69,10 +69,15 @@ impl std::fmt::Debug for HttpGateway {
 }
 
 impl HttpGateway {
-    /// Builds the driver: checks the URL and timeout and reads the token now,
-    /// so a missing secret shows up when gateways are connected rather than
-    /// at the first apply.
-    pub fn new(spec: &model::HttpGateway, context: &DriverContext) -> Result<Self, GatewayError> {
+    /// Builds the driver for one of `environment`'s gateways: checks the
+    /// URL against the operator's allowances, the timeout, and reads the
+    /// token now, so a missing secret shows up when gateways are connected
+    /// rather than at the first apply.
+    pub fn new(
+        environment: &str,
+        spec: &model::HttpGateway,
+        context: &DriverContext,
+    ) -> Result<Self, GatewayError> {
         // NB: errors reach logs and alerts: the URL is shown without user-info.
         let shown = crate::source::follow::redact_url(&spec.url);
         let url = Url::parse(&spec.url).map_err(|e| {
@@ -84,6 +89,18 @@ impl HttpGateway {
                 spec.name
             )));
         }
+        // NB: checked again here, not only by validation: nothing reaches a
+        // host the operator did not allow, whichever path built the spec.
+        context
+            .secrets
+            .allowances()
+            .url(environment, &spec.url)
+            .map_err(|denied| {
+                GatewayError::Config(format!(
+                    "gateway `{}`: url `{shown}`: {denied} (--allow-url)",
+                    spec.name
+                ))
+            })?;
         let timeout = match &spec.timeout {
             None => context.timeout,
             Some(text) => text.parse().ok_or_else(|| {
@@ -105,7 +122,12 @@ impl HttpGateway {
             None => (None, None),
             Some(variable) => {
                 let variable = &variable.0;
-                let token = (context.secret)(variable)
+                let token = context
+                    .secrets
+                    .read(environment, variable)
+                    .map_err(|denied| {
+                        GatewayError::Config(format!("gateway `{}`: {denied}", spec.name))
+                    })?
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| {
                         GatewayError::Config(format!(
@@ -416,6 +438,7 @@ impl Gateway for HttpGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{config::Allowances, gateway::Secrets};
     use std::{path::PathBuf, sync::Arc};
 
     fn spec(token_env: Option<&str>, timeout: Option<&str>) -> model::HttpGateway {
@@ -427,17 +450,54 @@ mod tests {
         }
     }
 
+    /// An operator who allows `GW_*` variables and loopback URLs, with
+    /// `secret` as every variable's value.
     fn context(secret: Option<&'static str>) -> DriverContext {
+        let allowances = Allowances::new(
+            vec!["*=GW_*".parse().unwrap()],
+            vec!["*=http://127.0.0.1:*".parse().unwrap()],
+        );
         DriverContext {
-            secret: Arc::new(move |_| secret.map(str::to_owned)),
+            secrets: Secrets::new(
+                Arc::new(move |_| secret.map(str::to_owned)),
+                Arc::new(allowances),
+            ),
             timeout: Duration::from_secs(3),
             ..DriverContext::new(PathBuf::from("."))
         }
     }
 
     #[test]
+    fn variables_and_urls_the_operator_did_not_allow_are_never_used() {
+        let refused = |spec: &model::HttpGateway| {
+            let Err(e) = HttpGateway::new("development", spec, &context(Some("s3cr3t-value")))
+            else {
+                panic!("{spec:?} must be refused");
+            };
+            assert!(matches!(e, GatewayError::Config(_)), "{e:?}");
+            assert!(!e.to_string().contains("s3cr3t"), "{e}");
+            e.to_string()
+        };
+        let own = refused(&spec(Some("SLUICE_API_TOKENS"), None));
+        assert!(own.contains("Sluice's own"), "{own}");
+        let other = refused(&spec(Some("PROD_GATEWAY_TOKEN"), None));
+        assert!(
+            other.contains("may not use variable PROD_GATEWAY_TOKEN"),
+            "{other}"
+        );
+        let mut elsewhere = spec(None, None);
+        elsewhere.url = "https://collector.example".into();
+        let far = refused(&elsewhere);
+        assert!(far.contains("may not reach"), "{far}");
+        // With the default context nothing at all is allowed.
+        let closed = DriverContext::new(PathBuf::from("."));
+        assert!(HttpGateway::new("development", &spec(None, None), &closed).is_err());
+    }
+
+    #[test]
     fn a_missing_token_names_the_variable_only() {
-        let Err(e) = HttpGateway::new(&spec(Some("GW_TOKEN"), None), &context(None)) else {
+        let Err(e) = HttpGateway::new("development", &spec(Some("GW_TOKEN"), None), &context(None))
+        else {
             panic!("a missing token must fail");
         };
         assert!(matches!(e, GatewayError::Config(_)));
@@ -447,6 +507,7 @@ mod tests {
     #[test]
     fn the_token_never_shows_in_debug() {
         let gateway = HttpGateway::new(
+            "development",
             &spec(Some("GW_TOKEN"), None),
             &context(Some("s3cr3t-value")),
         )
@@ -457,15 +518,18 @@ mod tests {
 
     #[test]
     fn timeouts_come_from_the_spec_or_the_context() {
-        let gateway = HttpGateway::new(&spec(None, Some("250ms")), &context(None)).unwrap();
+        let gateway =
+            HttpGateway::new("development", &spec(None, Some("250ms")), &context(None)).unwrap();
         assert_eq!(gateway.timeout, Duration::from_millis(250));
-        let gateway = HttpGateway::new(&spec(None, None), &context(None)).unwrap();
+        let gateway = HttpGateway::new("development", &spec(None, None), &context(None)).unwrap();
         assert_eq!(gateway.timeout, Duration::from_secs(3));
-        assert!(HttpGateway::new(&spec(None, Some("soon")), &context(None)).is_err());
-        assert!(HttpGateway::new(&spec(None, Some("0s")), &context(None)).is_err());
+        assert!(
+            HttpGateway::new("development", &spec(None, Some("soon")), &context(None)).is_err()
+        );
+        assert!(HttpGateway::new("development", &spec(None, Some("0s")), &context(None)).is_err());
         let mut bad = spec(None, None);
         bad.url = "ftp://example.com".into();
-        assert!(HttpGateway::new(&bad, &context(None)).is_err());
+        assert!(HttpGateway::new("development", &bad, &context(None)).is_err());
     }
 
     #[tokio::test]
@@ -478,7 +542,7 @@ mod tests {
             .port();
         let mut spec = spec(None, Some("2s"));
         spec.url = format!("http://127.0.0.1:{port}");
-        let gateway = HttpGateway::new(&spec, &context(None)).unwrap();
+        let gateway = HttpGateway::new("development", &spec, &context(None)).unwrap();
         let e = gateway.live().await.unwrap_err();
         assert!(matches!(e, GatewayError::Unreachable(_)), "{e:?}");
     }

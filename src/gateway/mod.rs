@@ -16,7 +16,11 @@ pub mod http;
 pub mod protocol;
 pub mod reference;
 
-use crate::config::{Digest, model};
+use crate::config::{
+    Digest,
+    allow::{Allowances, Denied},
+    model,
+};
 use async_trait::async_trait;
 use std::{
     path::{Path, PathBuf},
@@ -167,6 +171,59 @@ pub trait Gateway: Send + Sync {
 /// Reads a secret by name: the process environment, or (in Kubernetes) a Secret.
 pub type SecretSource = dyn Fn(&str) -> Option<String> + Send + Sync;
 
+/// The secrets drivers and alert sinks may read, as the operator lets each
+/// environment see them: a name the allowances do not cover for that
+/// environment is refused before the store is asked, so a path that skipped
+/// validation still cannot read it.
+#[derive(Clone)]
+pub struct Secrets {
+    store: Arc<SecretSource>,
+    allowances: Arc<Allowances>,
+    /// Names Sluice minted itself for values it took from the platform
+    /// (the Kubernetes Secrets of `Gateway` objects): not process variables,
+    /// and their store never reads them from the environment.
+    issued: Option<&'static str>,
+}
+
+impl Secrets {
+    /// `store` behind `allowances`.
+    pub fn new(store: Arc<SecretSource>, allowances: Arc<Allowances>) -> Self {
+        Secrets {
+            store,
+            allowances,
+            issued: None,
+        }
+    }
+
+    /// The process environment behind `allowances`.
+    pub fn process(allowances: Allowances) -> Self {
+        Secrets::new(
+            Arc::new(|name| std::env::var(name).ok()),
+            Arc::new(allowances),
+        )
+    }
+
+    /// Names under `prefix` are the store's own (see [`Secrets::issued`]).
+    pub fn issuing(mut self, prefix: &'static str) -> Self {
+        self.issued = Some(prefix);
+        self
+    }
+
+    /// The value of `name` for one of `environment`'s gateways or alert
+    /// sinks: `Err` when the operator does not allow it there, `None` when
+    /// it is not set.
+    pub fn read(&self, environment: &str, name: &str) -> Result<Option<String>, Denied> {
+        if !self.issued.is_some_and(|prefix| name.starts_with(prefix)) {
+            self.allowances.variable(environment, name)?;
+        }
+        Ok((self.store)(name))
+    }
+
+    pub fn allowances(&self) -> &Allowances {
+        &self.allowances
+    }
+}
+
 /// How drivers reach the outside world: where relative file paths live,
 /// where secrets come from, and the default request timeout.
 #[derive(Clone)]
@@ -176,19 +233,22 @@ pub struct DriverContext {
     /// Directories outside the data dir that `file` gateways may write:
     /// the operator's choice (`--file-root`), never the repository's.
     pub file_roots: Vec<PathBuf>,
-    /// Reads a secret by environment-variable name.
-    pub secret: Arc<SecretSource>,
+    /// Secrets by environment-variable name, and the operator's allowances
+    /// (which also say which URLs each environment may reach).
+    pub secrets: Secrets,
     pub timeout: Duration,
     /// The Kubernetes API, for `configmap` gateways (made on first use).
     pub kube: configmap::KubeClient,
 }
 
 impl DriverContext {
+    /// A context that allows no variable and no URL until given the
+    /// operator's allowances.
     pub fn new(data_dir: PathBuf) -> Self {
         DriverContext {
             data_dir,
             file_roots: Vec::new(),
-            secret: Arc::new(|name| std::env::var(name).ok()),
+            secrets: Secrets::process(Allowances::default()),
             timeout: Duration::from_secs(10),
             kube: configmap::KubeClient::default(),
         }
@@ -211,13 +271,18 @@ fn file_path(path: &str, context: &DriverContext) -> Result<PathBuf, GatewayErro
     )))
 }
 
-/// The driver for a gateway listed in `gateways.yaml`.
+/// The driver for one of `environment`'s gateways.
 pub fn connect(
+    environment: &str,
     spec: &model::Gateway,
     context: &DriverContext,
 ) -> Result<Arc<dyn Gateway>, GatewayError> {
     match spec {
-        model::Gateway::Http(http) => Ok(Arc::new(http::HttpGateway::new(http, context)?)),
+        model::Gateway::Http(http) => Ok(Arc::new(http::HttpGateway::new(
+            environment,
+            http,
+            context,
+        )?)),
         model::Gateway::File(file) => Ok(Arc::new(file::FileGateway::new(file_path(
             &file.path, context,
         )?))),

@@ -856,12 +856,19 @@ mod tests {
             token_env: Some(model::EnvVarName("GW_TOKEN".into())),
             timeout: Some(model::DurationText("2s".into())),
         };
+        let allowances = crate::config::Allowances::new(
+            vec!["*=GW_TOKEN".parse().unwrap()],
+            vec!["*=http://127.0.0.1:*".parse().unwrap()],
+        );
         let context = DriverContext {
-            secret: Arc::new(|_| Some("tok".into())),
+            secrets: crate::gateway::Secrets::new(
+                Arc::new(|_| Some("tok".into())),
+                Arc::new(allowances),
+            ),
             timeout: Duration::from_secs(2),
             ..DriverContext::new(PathBuf::from("."))
         };
-        (HttpGateway::new(&spec, &context).unwrap(), url, stop)
+        (HttpGateway::new("dev", &spec, &context).unwrap(), url, stop)
     }
 
     #[tokio::test]

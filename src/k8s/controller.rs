@@ -66,8 +66,10 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 const ENVIRONMENTS_AT_ONCE: u16 = 8;
 /// How long one fetch of a repository stands for all its Environments.
 const FETCH_SHARED_FOR: Duration = Duration::from_secs(2);
-/// Prefix of the names under which Secret values reach the drivers.
-const SECRET_PREFIX: &str = "sluice.dev/secret/";
+/// Prefix of the names under which Secret values reach the drivers. Not
+/// a variable name a repository can write (the schema allows capitals,
+/// digits and `_` only), and never read from the process environment.
+pub const SECRET_PREFIX: &str = "sluice.dev/secret/";
 
 /// What went wrong in the controller, one variant per failing operation.
 #[derive(Debug, thiserror::Error)]
@@ -124,9 +126,11 @@ impl Error {
     }
 }
 
-/// Secret values the drivers read by name (`DriverContext::secret`): filled
+/// Secret values the drivers read by name (`DriverContext::secrets`): filled
 /// from `Gateway` objects' Secrets, falling back to the process environment
-/// for `tokenEnv` in `gateways.yaml`.
+/// for `tokenEnv` in `gateways.yaml`. The store of a [`crate::gateway::Secrets`]
+/// that checks the operator's allowances before asking it (see
+/// `sluice controller`), so the fallback only ever sees allowed names.
 #[derive(Clone, Default)]
 pub struct SecretValues(Arc<RwLock<HashMap<String, String>>>);
 
@@ -843,11 +847,12 @@ impl Context {
         };
         if source.loaded.as_ref().is_none_or(|(c, _)| *c != commit) {
             let limits = self.limits;
+            let allowances = self.reconciler.allowances().clone();
             let follower = follower.clone();
             let wanted = commit.clone();
             let loaded = tokio::task::spawn_blocking(move || {
                 let snapshot = follower.snapshot(&wanted)?;
-                config::load(&snapshot, &limits)
+                config::load_with(&snapshot, &limits, &allowances)
             })
             .await;
             match loaded {

@@ -274,6 +274,12 @@ impl Reconciler {
         self.journal.health()
     }
 
+    /// What the operator allows each environment (its drivers read secrets
+    /// and reach URLs only within it).
+    pub fn allowances(&self) -> &crate::config::Allowances {
+        self.context.secrets.allowances()
+    }
+
     /// Generations grow across restarts: they start from the clock, so a
     /// stale replica's older generation loses (`409`).
     fn next_generation(&self) -> u64 {
@@ -308,7 +314,7 @@ impl Reconciler {
         if let Some(driver) = drivers.get(&key) {
             return Ok(driver.clone());
         }
-        let driver = gateway::connect(spec, &self.context)?;
+        let driver = gateway::connect(environment, spec, &self.context)?;
         drivers.insert(key, driver.clone());
         Ok(driver)
     }

@@ -353,7 +353,8 @@ fn a_ledger_that_cannot_write_stops_the_rollout_and_no_gateway_changes_unrecorde
         .arg(r#"trap '' XFSZ; exec prlimit --fsize=524288:unlimited -- "$@""#)
         .arg("bash")
         .arg(env!("CARGO_BIN_EXE_sluice"))
-        .args(args);
+        .args(args)
+        .envs(crate::support::OPERATOR.iter().copied());
     let run = GatewayProcess::spawn_command(command, &args);
 
     eventually(

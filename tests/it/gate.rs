@@ -64,7 +64,14 @@ fn setup() -> Setup {
     let data = tempfile::tempdir().unwrap();
     let ledger = SqliteLedger::open(&data.path().join("state.db")).unwrap();
     let mut context = DriverContext::new(data.path().to_owned());
-    context.secret = Arc::new(|name| (name == TOKEN_ENV).then(|| TOKEN.to_owned()));
+    let allowances = sluice::config::Allowances::new(
+        vec![format!("*={TOKEN_ENV}").parse().unwrap()],
+        vec!["*=http://127.0.0.1:*".parse().unwrap()],
+    );
+    context.secrets = sluice::gateway::Secrets::new(
+        Arc::new(|name| (name == TOKEN_ENV).then(|| TOKEN.to_owned())),
+        Arc::new(allowances),
+    );
     let reconciler = Reconciler::new(Arc::new(ledger), clock.clone(), context, Options::default());
     Setup {
         repo,

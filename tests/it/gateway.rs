@@ -3,8 +3,11 @@
 use crate::support::{GatewayProcess, example_dir};
 use serde_json::Value;
 use sluice::{
+    config::Allowances,
     config::{Digest, Limits, load, model, render_all},
-    gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, http::HttpGateway},
+    gateway::{
+        self, Applied, Desired, DriverContext, Gateway, GatewayError, Secrets, http::HttpGateway,
+    },
     source::WorkTree,
 };
 use std::{
@@ -14,7 +17,7 @@ use std::{
 };
 
 const TOKEN: &str = "tok-3f9a1c0e-never-print-me";
-const TOKEN_ENV: &str = "SLUICE_TEST_GATEWAY_TOKEN";
+const TOKEN_ENV: &str = "TEST_GATEWAY_TOKEN";
 
 /// Distinct valid documents: the bundled example rendered, one per digest.
 fn documents() -> Vec<Desired> {
@@ -60,8 +63,16 @@ fn spec(url: &str, token: bool, timeout: Option<&str>) -> model::HttpGateway {
 
 fn context(token: Option<&str>) -> DriverContext {
     let token = token.map(str::to_owned);
+    // The operator allows this test's variable and loopback URLs.
+    let allowances = Allowances::new(
+        vec![format!("*={TOKEN_ENV}").parse().unwrap()],
+        vec!["*=http://127.0.0.1:*".parse().unwrap()],
+    );
     DriverContext {
-        secret: Arc::new(move |name| (name == TOKEN_ENV).then(|| token.clone()).flatten()),
+        secrets: Secrets::new(
+            Arc::new(move |name| (name == TOKEN_ENV).then(|| token.clone()).flatten()),
+            Arc::new(allowances),
+        ),
         timeout: Duration::from_secs(10),
         ..DriverContext::new(PathBuf::from("."))
     }
@@ -70,6 +81,7 @@ fn context(token: Option<&str>) -> DriverContext {
 /// The driver as the reconciler gets it.
 fn client(process: &GatewayProcess) -> Arc<dyn Gateway> {
     gateway::connect(
+        "development",
         &model::Gateway::Http(spec(&process.url, true, None)),
         &context(Some(TOKEN)),
     )
@@ -77,7 +89,12 @@ fn client(process: &GatewayProcess) -> Arc<dyn Gateway> {
 }
 
 fn driver(process: &GatewayProcess) -> HttpGateway {
-    HttpGateway::new(&spec(&process.url, true, None), &context(Some(TOKEN))).unwrap()
+    HttpGateway::new(
+        "development",
+        &spec(&process.url, true, None),
+        &context(Some(TOKEN)),
+    )
+    .unwrap()
 }
 
 /// A gateway with a token and a data directory.
@@ -408,11 +425,13 @@ async fn credentials_are_required_and_never_echoed() {
     let first = &documents()[0];
 
     let anonymous = gateway::connect(
+        "development",
         &model::Gateway::Http(spec(&process.url, false, None)),
         &context(None),
     )
     .unwrap();
     let wrong = gateway::connect(
+        "development",
         &model::Gateway::Http(spec(&process.url, true, None)),
         &context(Some("wrong-tok-never-print-me")),
     )
@@ -438,6 +457,7 @@ async fn credentials_are_required_and_never_echoed() {
     // The right token works; a missing variable names the variable, not a value.
     assert_eq!(client(&process).live().await.unwrap().digest, None);
     let Err(error) = gateway::connect(
+        "development",
         &model::Gateway::Http(spec(&process.url, true, None)),
         &context(None),
     ) else {
@@ -493,6 +513,7 @@ async fn an_ephemeral_gateway_forgets_on_restart() {
     {
         let process = GatewayProcess::start(&["--ephemeral"], &[]);
         let gateway = gateway::connect(
+            "development",
             &model::Gateway::Http(spec(&process.url, false, None)),
             &context(None),
         )
@@ -505,6 +526,7 @@ async fn an_ephemeral_gateway_forgets_on_restart() {
     }
     let process = GatewayProcess::start(&["--ephemeral"], &[]);
     let gateway = gateway::connect(
+        "development",
         &model::Gateway::Http(spec(&process.url, false, None)),
         &context(None),
     )
@@ -549,6 +571,7 @@ async fn a_hang_past_the_client_timeout_is_a_timeout() {
     let data = tempfile::tempdir().unwrap();
     let process = start(data.path(), &[]);
     let gateway = gateway::connect(
+        "development",
         &model::Gateway::Http(spec(&process.url, true, Some("300ms"))),
         &context(Some(TOKEN)),
     )
@@ -578,6 +601,7 @@ async fn nobody_listening_is_unreachable() {
         .port();
     let url = format!("http://127.0.0.1:{port}");
     let gateway = gateway::connect(
+        "development",
         &model::Gateway::Http(spec(&url, false, Some("2s"))),
         &context(None),
     )

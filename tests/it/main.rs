@@ -1,6 +1,7 @@
 //! Integration tests: the real `sluice` binary against real git repositories
 //! made in temp dirs. One test binary, a module per command (as uv does).
 
+mod allow;
 mod corpus;
 mod crds;
 mod digest;

@@ -119,6 +119,14 @@ impl Run {
     }
 }
 
+/// What the operator of these tests allows unless a test says otherwise:
+/// production its `PROD_*` variables (the example's alert webhook, the
+/// tests' gateway tokens), and every environment the loopback gateways.
+pub const OPERATOR: [(&str, &str); 2] = [
+    ("SLUICE_ALLOW_ENV", "production=PROD_*"),
+    ("SLUICE_ALLOW_URL", "*=http://127.0.0.1:*"),
+];
+
 pub fn sluice(args: &[&str]) -> Run {
     sluice_with(args, &[])
 }
@@ -162,7 +170,10 @@ impl GatewayProcess {
     /// (`gateway`, `run`).
     pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> GatewayProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-        command.args(args).envs(envs.iter().copied());
+        command
+            .args(args)
+            .envs(OPERATOR.iter().copied())
+            .envs(envs.iter().copied());
         Self::spawn_command(command, args)
     }
 
@@ -313,6 +324,7 @@ pub fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
 pub fn sluice_with(args: &[&str], envs: &[(&str, &str)]) -> Run {
     let output: Output = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
+        .envs(OPERATOR.iter().copied())
         .envs(envs.iter().copied())
         .env_remove("SLUICE_REPO")
         .env("NO_COLOR", "1")

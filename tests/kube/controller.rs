@@ -118,6 +118,14 @@ async fn create_environment(
         .expect("creating the Environment");
 }
 
+/// What the operator of these tests allows: production its `PROD_*`
+/// variables (the example's alert webhook, the test gateway's token), and
+/// every environment the loopback gateways.
+const OPERATOR: [(&str, &str); 2] = [
+    ("SLUICE_ALLOW_ENV", "production=PROD_*"),
+    ("SLUICE_ALLOW_URL", "*=http://127.0.0.1:*"),
+];
+
 /// A long-running `sluice` process that prints `listening on ADDR`; its
 /// stderr goes to a file shown when the test fails.
 struct Process {
@@ -130,6 +138,7 @@ impl Process {
     fn start(args: &[&str], envs: &[(&str, &str)], log: PathBuf) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(args)
+            .envs(OPERATOR.iter().copied())
             .envs(envs.iter().copied())
             .env_remove("SLUICE_REPO")
             .stdin(Stdio::null())
@@ -248,9 +257,9 @@ async fn an_environment_reconciles_into_configmap_and_http_gateways_and_heals_dr
             "--data",
             work.path().join("gateway").to_str().unwrap(),
             "--token-env",
-            "SLUICE_TEST_GATEWAY_TOKEN",
+            "PROD_TEST_GATEWAY_TOKEN",
         ],
-        &[("SLUICE_TEST_GATEWAY_TOKEN", token)],
+        &[("PROD_TEST_GATEWAY_TOKEN", token)],
         work.path().join("gateway.log"),
     );
 
@@ -261,7 +270,7 @@ async fn an_environment_reconciles_into_configmap_and_http_gateways_and_heals_dr
         &[(
             "production",
             format!(
-                "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n  - name: prod-http\n    driver: http\n    url: http://{}\n    tokenEnv: SLUICE_TEST_GATEWAY_TOKEN\n",
+                "gateways:\n  - name: prod-cm\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n  - name: prod-http\n    driver: http\n    url: http://{}\n    tokenEnv: PROD_TEST_GATEWAY_TOKEN\n",
                 gateway.address
             ),
         )],
@@ -283,7 +292,7 @@ async fn an_environment_reconciles_into_configmap_and_http_gateways_and_heals_dr
         ],
         &[
             ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-            ("SLUICE_TEST_GATEWAY_TOKEN", token),
+            ("PROD_TEST_GATEWAY_TOKEN", token),
             ("SLUICE_LOG", "info"),
         ],
         work.path().join("controller.log"),
