@@ -35,6 +35,10 @@ pub struct EngineArgs {
     /// paths may write (repeat for several).
     #[arg(long = "file-root", value_name = "DIR")]
     pub file_roots: Vec<PathBuf>,
+    /// Start a new ledger when the ledger file is empty (0 bytes) instead of
+    /// refusing it: its history is gone either way.
+    #[arg(long)]
+    pub fresh_ledger: bool,
     #[command(flatten)]
     pub allow: AllowArgs,
 }
@@ -70,12 +74,31 @@ pub struct Engine {
     _lock: Option<std::fs::File>,
 }
 
+/// The ledger file as the file system names it: symlinks resolved, so two
+/// paths to one ledger share one lock. A file not made yet is named by its
+/// resolved directory.
+fn canonical(state: &std::path::Path) -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::fs::canonicalize(state) {
+        return Ok(path);
+    }
+    let parent = state
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let parent =
+        std::fs::canonicalize(parent).with_context(|| format!("resolving {}", parent.display()))?;
+    Ok(match state.file_name() {
+        Some(name) => parent.join(name),
+        None => parent,
+    })
+}
+
 /// Takes the ledger's lock file, or says who has it.
 fn lock(state: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    let path = state.with_extension("lock");
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
+    // NB: keyed on the file, not the path given: the same state.db through
+    // a symlink must not get a lock of its own and a second reconciler.
+    let path = canonical(state)?.with_extension("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -111,7 +134,7 @@ impl Core {
     pub fn open(
         state: &StateArgs,
         context: DriverContext,
-        concurrency: usize,
+        args: &EngineArgs,
     ) -> anyhow::Result<Core> {
         if let Some(namespace) = &state.cluster {
             anyhow::bail!(
@@ -122,8 +145,12 @@ impl Core {
         std::fs::create_dir_all(&state.data_dir)
             .with_context(|| format!("creating the data directory {}", state.data_dir.display()))?;
         let lock = lock(&state.state_path())?;
-        let ledger = SqliteLedger::open(&state.state_path())?;
-        let mut core = Core::over(Arc::new(ledger), context, concurrency);
+        let ledger = if args.fresh_ledger {
+            SqliteLedger::open_afresh(&state.state_path())?
+        } else {
+            SqliteLedger::open(&state.state_path())?
+        };
+        let mut core = Core::over(Arc::new(ledger), context, args.concurrency);
         core.lock = Some(lock);
         Ok(core)
     }
@@ -170,7 +197,7 @@ impl Engine {
             Arc::new(|name| std::env::var(name).ok()),
             allowances.clone(),
         );
-        let core = Core::open(state, context, args.concurrency)?;
+        let core = Core::open(state, context, args)?;
         let repo = cli.repo.to_string_lossy().into_owned();
         let follower = Follower::new(
             &repo,

@@ -42,8 +42,24 @@ impl std::fmt::Debug for SqliteLedger {
 
 impl SqliteLedger {
     /// Opens (creating it and its directory if needed) the ledger at `path`
-    /// and brings its schema up to date.
+    /// and brings its schema up to date. An empty (0-byte) file is refused:
+    /// SQLite would take it as a new database, and whatever truncated it
+    /// would silently cost the whole history (see [`SqliteLedger::open_afresh`]).
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
+        refuse_empty(path)?;
+        Self::open_file(path)
+    }
+
+    /// [`SqliteLedger::open`], starting a new ledger where the file is
+    /// empty: the operator's explicit choice (`--fresh-ledger`).
+    pub fn open_afresh(path: &Path) -> Result<Self, LedgerError> {
+        if refuse_empty(path).is_err() {
+            tracing::warn!(path = %path.display(), "the ledger file is empty; starting a new ledger as asked");
+        }
+        Self::open_file(path)
+    }
+
+    fn open_file(path: &Path) -> Result<Self, LedgerError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 open_error(path, format!("cannot create {}: {e}", parent.display()))
@@ -95,6 +111,7 @@ impl SqliteLedger {
             }
             Err(e) => return Err(open_error(path, e.to_string())),
         }
+        refuse_empty(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .and_then(|conn| conn.busy_timeout(BUSY_TIMEOUT).map(|()| conn))
@@ -128,6 +145,20 @@ impl SqliteLedger {
     /// taken regardless, rather than turning one panic into a dead ledger.
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An existing ledger file of 0 bytes is not a new ledger: something
+/// truncated it (a full disk, a bad restore, a stray `>`).
+fn refuse_empty(path: &Path) -> Result<(), LedgerError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() == 0 => Err(open_error(
+            path,
+            "the file is empty (0 bytes), so its records are gone; restore it from a backup, \
+             or start a new ledger with --fresh-ledger"
+                .into(),
+        )),
+        _ => Ok(()),
     }
 }
 

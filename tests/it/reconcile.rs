@@ -227,3 +227,59 @@ fn an_absolute_file_gateway_path_needs_an_operator_allowed_root() {
     let body = fs::read_to_string(&target).unwrap();
     assert!(body.contains("requests_per_minute"), "{body}");
 }
+
+/// Issue 16: the lock was keyed on the path, so the same state.db reached
+/// through a symlink got a lock of its own and a `sync` ran beside a live
+/// `run`; an empty state.db was taken as a new ledger.
+#[test]
+fn one_ledger_is_one_lock_whatever_the_path_and_an_empty_one_is_refused() {
+    let repo = TestRepo::example();
+    let data = tempfile::tempdir().unwrap();
+    let first = with_state(&repo, data.path(), &["sync"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let run = crate::support::GatewayProcess::spawn(
+        &[
+            "run",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1h",
+        ],
+        &[],
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let link = elsewhere.path().join("linked.db");
+    std::os::unix::fs::symlink(data.path().join("state.db"), &link).unwrap();
+    let second = repo.sluice(&[
+        "sync",
+        "--data-dir",
+        elsewhere.path().to_str().unwrap(),
+        "--state",
+        link.to_str().unwrap(),
+    ]);
+    assert_eq!(second.code, 2, "{}{}", second.stdout, second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("another `sluice run` or `sluice sync`"),
+        "{}",
+        second.stderr
+    );
+    drop(run);
+
+    let empty = tempfile::tempdir().unwrap();
+    fs::write(empty.path().join("state.db"), b"").unwrap();
+    let refused = with_state(&repo, empty.path(), &["sync"]);
+    assert_eq!(refused.code, 2, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("empty (0 bytes)"),
+        "{}",
+        refused.stderr
+    );
+    let fresh = with_state(&repo, empty.path(), &["sync", "--fresh-ledger"]);
+    assert_eq!(fresh.code, 0, "{}{}", fresh.stdout, fresh.stderr);
+}

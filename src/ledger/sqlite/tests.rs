@@ -1166,3 +1166,34 @@ fn an_attempt_id_is_handed_out_only_for_a_start_that_is_in_the_file_when_writes_
     let distinct: BTreeSet<AttemptId> = claimed.iter().copied().collect();
     assert_eq!(distinct.len(), claimed.len(), "an id was handed out twice");
 }
+
+/// Issue 16: a 0-byte state.db was silently taken as a new ledger (928
+/// attempts lost without a word).
+#[test]
+fn an_empty_ledger_file_is_refused_unless_a_fresh_start_is_asked_for() {
+    let (_dir, path) = ledger_path();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"").unwrap();
+    for refused in [
+        SqliteLedger::open(&path),
+        SqliteLedger::open_read_only(&path),
+    ] {
+        let error = refused.unwrap_err().to_string();
+        assert!(error.contains("empty (0 bytes)"), "{error}");
+        assert!(error.contains("--fresh-ledger"), "{error}");
+    }
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it was");
+    let ledger = SqliteLedger::open_afresh(&path).unwrap();
+    ledger
+        .start_attempt(&start("production", "gw", NOW))
+        .unwrap();
+    drop(ledger);
+    assert_eq!(
+        SqliteLedger::open(&path)
+            .unwrap()
+            .unfinished_attempts()
+            .unwrap()
+            .len(),
+        1
+    );
+}
