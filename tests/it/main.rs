@@ -9,6 +9,7 @@ mod faults;
 mod fetch;
 mod gate;
 mod gateway;
+mod hostile;
 mod init;
 mod plan;
 mod promote;
