@@ -243,6 +243,30 @@ fn commit_id(repo: &Repository, rev: &str) -> Result<Option<Oid>, SourceError> {
     Ok(None)
 }
 
+/// The full id of the commit `rev` names, for following a branch: found
+/// as [`GitSnapshot::open`] finds it, from refs and object headers. A
+/// commit over the bound is still named, so that opening its snapshot is
+/// what refuses it, saying why.
+pub(crate) fn peeled_commit(repo: &Repository, rev: &str) -> Option<String> {
+    match commit_id(repo, rev) {
+        Ok(id) => id.map(|id| id.to_string()),
+        Err(SourceError::TooLarge {
+            what: "commit",
+            path,
+            ..
+        }) => Some(path),
+        Err(_) => None,
+    }
+}
+
+/// Whether `id` names a commit in `repo`, from its header alone
+/// (`find_commit` would inflate it whole).
+pub(crate) fn is_commit(repo: &Repository, id: Oid) -> bool {
+    repo.odb()
+        .and_then(|odb| odb.read_header(id))
+        .is_ok_and(|(_, kind)| kind == ObjectType::Commit)
+}
+
 /// Where `path` sits inside the repository's work tree, when it is not its root.
 pub(crate) fn subdirectory(repo: &Repository, path: &Path) -> Option<std::path::PathBuf> {
     let workdir = std::fs::canonicalize(repo.workdir()?).ok()?;

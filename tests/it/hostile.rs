@@ -39,7 +39,10 @@ impl Measured {
 /// NB: std spawns with vfork, and Linux carries the test process's own
 /// peak into the child's `ru_maxrss` at exec: the tests here never hold a
 /// large buffer (they stream with [`repeat`]), so that floor stays small.
-#[allow(clippy::zombie_processes, reason = "reaped by wait4, which std cannot do")]
+#[allow(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which std cannot do"
+)]
 fn measure(repo: &TestRepo, args: &[&str]) -> Measured {
     let out = tempfile::tempdir().unwrap();
     let stdout = out.path().join("stdout");
@@ -192,14 +195,22 @@ fn a_huge_symlink_target_is_a_finding_not_a_read() {
 fn a_huge_commit_message_is_refused_unread() {
     let repo = TestRepo::example();
     fast_import(&repo, Data::Repeat(b'm', 256 << 20), |_| {});
-    let run = measure(&repo, &["validate", "--rev", "HEAD"]);
-    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.stderr.contains("over the 16777216-byte limit"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.peak_mib < MAX_MIB, "peak RSS {} MiB", run.peak_mib);
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().to_str().unwrap();
+    // NB: `sync` follows the branch (fetch, then snapshot), as `run` does.
+    for args in [
+        &["validate", "--rev", "HEAD"][..],
+        &["sync", "--data-dir", data],
+    ] {
+        let run = measure(&repo, args);
+        assert_eq!(run.code, 2, "{args:?}: {}\n{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("over the 16777216-byte limit"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.peak_mib < MAX_MIB, "peak RSS {} MiB", run.peak_mib);
+    }
 }
 
 #[test]
