@@ -224,16 +224,26 @@ impl Engine {
         let follower = self.follower.clone();
         let limits = self.limits;
         let allowances = self.allowances.clone();
-        let commit = commit.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let snapshot = follower.snapshot(&commit)?;
+        let wanted = commit.to_owned();
+        let load = tokio::task::spawn_blocking(move || {
+            let snapshot = follower.snapshot(&wanted)?;
             Ok(Arc::new(config::load_with(
                 &snapshot,
                 &limits,
                 &allowances,
             )?))
-        })
-        .await?
+        });
+        // NB: the load stops itself at its deadline, as a finding that makes
+        // the revision invalid (the last good one keeps running); this is
+        // the backstop for a step it cannot interrupt, so the loop moves on.
+        let backstop = limits.max_load_time.saturating_mul(2);
+        match tokio::time::timeout(backstop, load).await {
+            Ok(result) => result?,
+            Err(_) => anyhow::bail!(
+                "loading commit {} took more than {backstop:?}; keeping what runs",
+                crate::source::prefix(commit, 8)
+            ),
+        }
     }
 
     /// Only the head commit (cheap when the remote has not moved). Bounded

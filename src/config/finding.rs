@@ -170,11 +170,42 @@ impl Palette {
     };
 }
 
+/// Findings of one rule in one file shown before the rest are counted:
+/// a thousand duplicates say nothing ten do not.
+pub const MAX_SHOWN_PER_RULE_AND_FILE: usize = 10;
+/// Characters of a source line shown around the offending token.
+pub const MAX_LINE_CHARS: usize = 120;
+/// Bytes of a message, hint or pointer shown.
+const MAX_TEXT_BYTES: usize = 1024;
+/// Bytes of human output before the rest is only counted. NB: findings
+/// come from the repository, and one 500 KB line repeated for each of
+/// 100,000 findings once asked for 50 GB; `-o json` has them all.
+pub const MAX_HUMAN_BYTES: usize = 256 << 10;
+
 /// Human output in the style of rustc: the rule, the message, the location,
 /// the source line with a caret under the offending token, and the hint.
+/// Bounded: at most [`MAX_SHOWN_PER_RULE_AND_FILE`] findings per rule and
+/// file, [`MAX_LINE_CHARS`] of each line and [`MAX_HUMAN_BYTES`] in all;
+/// what is left out is counted at the end.
 pub fn render_human(findings: &[Finding], sources: &HashMap<String, String>, p: Palette) -> String {
     let mut out = String::new();
+    let mut shown: HashMap<(&str, &str), usize> = HashMap::new();
+    // NB: (rule, file) → findings left out, in a stable order.
+    let mut held: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+    let mut lines: HashMap<&str, Lines<'_>> = HashMap::new();
+    let mut cut_off = 0;
     for finding in findings {
+        if out.len() >= MAX_HUMAN_BYTES {
+            cut_off += 1;
+            continue;
+        }
+        let key = (finding.rule, finding.file.as_str());
+        let count = shown.entry(key).or_default();
+        if *count >= MAX_SHOWN_PER_RULE_AND_FILE {
+            *held.entry(key).or_default() += 1;
+            continue;
+        }
+        *count += 1;
         let (label, colour) = match finding.severity {
             Severity::Error => ("error", p.error),
             Severity::Warning => ("warning", p.warning),
@@ -183,44 +214,124 @@ pub fn render_human(findings: &[Finding], sources: &HashMap<String, String>, p: 
             out,
             "{colour}{label}[{}]{reset}{bold}: {}{reset}",
             finding.rule,
-            finding.message,
+            bounded(&finding.message),
             reset = p.reset,
             bold = p.bold
         );
-        let _ = writeln!(out, "  {}-->{} {}", p.accent, p.reset, finding.location());
+        let _ = writeln!(
+            out,
+            "  {}-->{} {}",
+            p.accent,
+            p.reset,
+            bounded(&finding.location())
+        );
         if let (Some(line), Some(column), Some(source)) =
             (finding.line, finding.column, sources.get(&finding.file))
-            && let Some(text) = source.lines().nth(line.saturating_sub(1) as usize)
+            && let Some(text) = lines
+                .entry(finding.file.as_str())
+                .or_insert_with(|| Lines::new(source))
+                .get(line)
         {
             let text = if finding.redact {
                 redact_value(text)
             } else {
                 text.to_owned()
             };
-            let text = text.replace('\t', " ");
+            let (text, pad) = window(&text.replace('\t', " "), column as usize);
             let gutter = " ".repeat(line.to_string().len());
-            let pad = " ".repeat(column.saturating_sub(1) as usize);
-            let width = finding.width.max(1) as usize;
+            let width =
+                (finding.width.max(1) as usize).min(MAX_LINE_CHARS.saturating_sub(pad).max(1));
             let _ = writeln!(out, "{gutter} {}|{}", p.accent, p.reset);
             let _ = writeln!(out, "{}{line} |{} {text}", p.accent, p.reset);
             let _ = writeln!(
                 out,
-                "{gutter} {}|{} {pad}{colour}{}{reset}",
+                "{gutter} {}|{} {}{colour}{}{reset}",
                 p.accent,
                 p.reset,
+                " ".repeat(pad),
                 "^".repeat(width),
                 reset = p.reset
             );
         }
         if !finding.pointer.is_empty() {
-            let _ = writeln!(out, "  {}= at:{} {}", p.accent, p.reset, finding.pointer);
+            let _ = writeln!(
+                out,
+                "  {}= at:{} {}",
+                p.accent,
+                p.reset,
+                bounded(&finding.pointer)
+            );
         }
         if let Some(hint) = &finding.hint {
-            let _ = writeln!(out, "  {}= hint:{} {hint}", p.accent, p.reset);
+            let _ = writeln!(out, "  {}= hint:{} {}", p.accent, p.reset, bounded(hint));
         }
         out.push('\n');
     }
+    for ((rule, file), more) in held {
+        let _ = writeln!(out, "… {more} more [{rule}] in {} not shown", bounded(file));
+    }
+    if cut_off > 0 {
+        let _ = writeln!(
+            out,
+            "… {cut_off} more findings not shown: output is cut at {} KiB (`-o json` has every finding)",
+            MAX_HUMAN_BYTES >> 10
+        );
+    }
     out
+}
+
+/// A message, hint or path as shown: at most [`MAX_TEXT_BYTES`].
+fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_TEXT_BYTES {
+        return text.into();
+    }
+    let mut cut = crate::drift::shortened(text.to_owned(), MAX_TEXT_BYTES);
+    cut.push('…');
+    cut.into()
+}
+
+/// At most [`MAX_LINE_CHARS`] of `line` around 1-based character `column`,
+/// with `…` where it was cut, and the caret's padding within what is shown.
+fn window(line: &str, column: usize) -> (String, usize) {
+    let at = column.saturating_sub(1);
+    // NB: some context before the token, most of the room after it.
+    let start = at.saturating_sub(MAX_LINE_CHARS / 4);
+    let mut chars = line.chars().skip(start);
+    let mut text: String = chars.by_ref().take(MAX_LINE_CHARS).collect();
+    let mut pad = at - start;
+    if start > 0 {
+        text.insert(0, '…');
+        pad += 1;
+    }
+    if chars.next().is_some() {
+        text.push('…');
+    }
+    (text, pad)
+}
+
+/// A file's lines by number, indexed once: looking each finding's line up
+/// with `lines().nth()` costs the file once per finding.
+struct Lines<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines { text, starts }
+    }
+
+    /// Line `number` (1-based), without its line ending.
+    fn get(&self, number: u32) -> Option<&'a str> {
+        let i = (number as usize).checked_sub(1)?;
+        let start = *self.starts.get(i)?;
+        let end = self.starts.get(i + 1).map_or(self.text.len(), |e| e - 1);
+        let line = self.text.get(start..end)?;
+        Some(line.strip_suffix('\r').unwrap_or(line))
+    }
 }
 
 /// Masks whatever follows the key on a `key: value` line.
@@ -276,6 +387,80 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("= hint: use enforce"));
+    }
+
+    /// `count` findings of `rule` on line 2 of `file`, whose line is `width` long.
+    fn on_a_long_line(rule: &'static str, count: usize, width: usize) -> (Vec<Finding>, String) {
+        let line = format!("chain: [{}]", vec!["x-a"; width / 5].join(", "));
+        let findings = (0..count)
+            .map(|i| {
+                Finding::error(rule, "packs/p.yaml", "duplicate").at(Some(Position {
+                    line: 2,
+                    column: 9 + 5 * (i % (width / 5)) as u32,
+                    width: 3,
+                }))
+            })
+            .collect();
+        (findings, format!("pack: {{}}\n{line}\n"))
+    }
+
+    #[test]
+    fn many_findings_on_a_long_line_print_a_bounded_text() {
+        // NB: unbounded, this printed 2,000 copies of a 100 KB line (200 MB).
+        let (findings, text) = on_a_long_line("pack.chain-duplicate", 2_000, 100_000);
+        let sources = HashMap::from([("packs/p.yaml".to_owned(), text)]);
+        let out = render_human(&findings, &sources, Palette::PLAIN);
+        assert!(out.len() < 8 << 10, "{} bytes", out.len());
+        assert_eq!(out.matches("error[pack.chain-duplicate]").count(), 10);
+        assert!(
+            out.contains("… 1990 more [pack.chain-duplicate] in packs/p.yaml not shown"),
+            "{out}"
+        );
+        let longest = out.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(
+            longest < MAX_LINE_CHARS + 20,
+            "a line of {longest} characters"
+        );
+    }
+
+    #[test]
+    fn the_caret_stays_under_the_token_in_a_cut_line() {
+        let (findings, text) = on_a_long_line("pack.chain-duplicate", 1, 100_000);
+        let mut finding = findings[0].clone();
+        finding.column = Some(50_001);
+        let source = text.lines().nth(1).unwrap();
+        let token: String = source.chars().skip(50_000).take(3).collect();
+        let sources = HashMap::from([("packs/p.yaml".to_owned(), text.clone())]);
+        let out = render_human(&[finding], &sources, Palette::PLAIN);
+        let lines: Vec<&str> = out.lines().collect();
+        let shown = lines.iter().find(|l| l.starts_with("2 |")).unwrap();
+        let caret = lines.iter().find(|l| l.contains('^')).unwrap();
+        let at = caret.chars().position(|c| c == '^').unwrap();
+        let under: String = shown.chars().skip(at).take(3).collect();
+        assert_eq!(under, token, "\n{shown}\n{caret}");
+        assert!(
+            shown.starts_with("2 | …") && shown.ends_with('…'),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn output_past_its_bound_counts_what_it_left_out() {
+        // NB: distinct rules and files, so only the total bound applies.
+        let findings: Vec<Finding> = (0..20_000)
+            .map(|i| Finding::error("schema.invalid", format!("f{i}.yaml"), "x".repeat(100)))
+            .collect();
+        let out = render_human(&findings, &HashMap::new(), Palette::PLAIN);
+        assert!(
+            out.len() < MAX_HUMAN_BYTES + (4 << 10),
+            "{} bytes",
+            out.len()
+        );
+        assert!(
+            out.contains("more findings not shown"),
+            "{}",
+            &out[out.len() - 300..]
+        );
     }
 
     #[test]

@@ -16,8 +16,9 @@ use crate::source::{ResolveError, Resolved, Revision, Snapshot, SourceError, res
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 pub const MANIFEST: &str = "sluice.yaml";
@@ -36,6 +37,9 @@ pub struct Limits {
     pub max_entries: usize,
     /// Most bytes read in one revision, over all files.
     pub max_total_bytes: u64,
+    /// Longest one load may take: past it, the revision is invalid (a
+    /// finding says why) and, under `run`, the last good one keeps running.
+    pub max_load_time: Duration,
 }
 
 impl Default for Limits {
@@ -44,6 +48,10 @@ impl Default for Limits {
             max_file_bytes: 1024 * 1024,
             max_entries: 100_000,
             max_total_bytes: 512 * 1024 * 1024,
+            // NB: a linear read of 100,000 entries takes a few seconds on a
+            // small machine; this is for what goes wrong beyond that, so
+            // one revision never stalls the loop for long.
+            max_load_time: Duration::from_secs(60),
         }
     }
 }
@@ -93,9 +101,18 @@ fn load_checked(
     limits: &Limits,
     allowances: Option<&Allowances>,
 ) -> Result<Loaded, SourceError> {
-    let collected = collect(snapshot, limits)?;
-    let parsed = super::parallel::map(&collected.files, parse);
+    let deadline = Instant::now() + limits.max_load_time;
+    let collected = collect(snapshot, limits, deadline)?;
     let mut findings = collected.findings;
+    // NB: parsing is bounded per file but not in sum; files not parsed
+    // by the deadline are left out and the revision is invalid.
+    let parsed = super::parallel::map(&collected.files, |raw| {
+        (Instant::now() <= deadline).then(|| parse(raw))
+    });
+    if parsed.iter().any(Option::is_none) && !findings.iter().any(|f| f.rule == TIMED_OUT) {
+        findings.push(timed_out(MANIFEST, limits));
+    }
+    let parsed: Vec<Parsed<'_>> = parsed.into_iter().flatten().collect();
     findings.extend(parsed.iter().flat_map(|p| p.findings.iter().cloned()));
     let mut assembled = assemble(snapshot.revision().clone(), &parsed);
     findings.append(&mut assembled.findings);
@@ -138,6 +155,21 @@ fn load_checked(
     })
 }
 
+/// The rule of a load that ran out of time.
+const TIMED_OUT: &str = "repo.load-timeout";
+
+fn timed_out(path: &str, limits: &Limits) -> Finding {
+    Finding::error(
+        TIMED_OUT,
+        path,
+        format!(
+            "loading this revision took longer than {:?}; stopped here and the revision counts as invalid",
+            limits.max_load_time
+        ),
+    )
+    .hint("a policy repository loads in seconds; is it holding something other than policy?")
+}
+
 /// A file read from the snapshot, not yet parsed.
 struct RawFile {
     path: String,
@@ -154,10 +186,15 @@ struct Collected {
     findings: Vec<Finding>,
 }
 
-fn collect(snapshot: &dyn Snapshot, limits: &Limits) -> Result<Collected, SourceError> {
+fn collect(
+    snapshot: &dyn Snapshot,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<Collected, SourceError> {
     let mut reader = Reader {
         snapshot,
         limits,
+        deadline,
         files: Vec::new(),
         findings: Vec::new(),
         spent: Spent::default(),
@@ -172,7 +209,7 @@ fn collect(snapshot: &dyn Snapshot, limits: &Limits) -> Result<Collected, Source
             .hint("is --repo pointing at a Sluice config repository? `sluice init` makes one"),
         );
     }
-    let base_names = reader.read_packs(BASE_PACKS, &[])?;
+    let base_names = reader.read_packs(BASE_PACKS, &HashSet::new())?;
     let mut env_dirs = Vec::new();
     for name in reader.list(ENVIRONMENTS)? {
         let dir = format!("{ENVIRONMENTS}/{name}");
@@ -196,6 +233,7 @@ fn collect(snapshot: &dyn Snapshot, limits: &Limits) -> Result<Collected, Source
 struct Reader<'a> {
     snapshot: &'a dyn Snapshot,
     limits: &'a Limits,
+    deadline: Instant,
     files: Vec<RawFile>,
     findings: Vec<Finding>,
     spent: Spent,
@@ -211,7 +249,8 @@ struct Spent {
 
 impl Reader<'_> {
     /// Counts an entry (and the bytes it will cost); false once the
-    /// revision is over its budget, which is reported once, where it tripped.
+    /// revision is over its budget or its time, which is reported once,
+    /// where it tripped.
     fn spend(&mut self, path: &str, bytes: u64) -> bool {
         if self.spent.exhausted {
             return false;
@@ -219,10 +258,24 @@ impl Reader<'_> {
         self.spent.entries += 1;
         self.spent.bytes += bytes;
         let limits = self.limits;
-        if self.spent.entries <= limits.max_entries && self.spent.bytes <= limits.max_total_bytes {
-            return true;
+        if self.spent.entries > limits.max_entries || self.spent.bytes > limits.max_total_bytes {
+            self.over_budget(path);
+            return false;
         }
-        self.spent.exhausted = true;
+        if Instant::now() > self.deadline {
+            self.spent.exhausted = true;
+            self.findings.push(timed_out(path, limits));
+            return false;
+        }
+        true
+    }
+
+    /// Stops reading: the revision is over its budget (reported once).
+    fn over_budget(&mut self, path: &str) {
+        if std::mem::replace(&mut self.spent.exhausted, true) {
+            return;
+        }
+        let limits = self.limits;
         self.findings.push(
             Finding::error(
                 "repo.too-large",
@@ -235,14 +288,13 @@ impl Reader<'_> {
             )
             .hint("a policy repository is small; is --repo pointing at the right repository?"),
         );
-        false
     }
 
     /// Follows links; a link leaving the repository or looping is a finding.
     fn resolve(&mut self, path: &str) -> Result<Option<Resolved>, SourceError> {
         match resolve(self.snapshot, path) {
             Ok(resolved) => Ok(Some(resolved)),
-            Err(ResolveError::Source(e)) => Err(e),
+            Err(ResolveError::Source(e)) => self.too_large(path, e).map(|()| None),
             Err(e @ ResolveError::Escapes { .. }) => {
                 self.findings.push(
                     Finding::error("file.symlink-escape", path, e.to_string())
@@ -258,11 +310,46 @@ impl Reader<'_> {
         }
     }
 
-    /// Entry names of a directory (following links), or none.
+    /// Entry names of a directory (following links), or none; at most
+    /// what is left of the entry budget, so a huge directory is not read
+    /// whole. A name Sluice cannot read is a finding, never a silent gap.
     fn list(&mut self, dir: &str) -> Result<Vec<String>, SourceError> {
-        match self.resolve(dir)? {
-            Some(Resolved::Dir { path }) => self.snapshot.list_dir(&path),
-            _ => Ok(Vec::new()),
+        let Some(Resolved::Dir { path }) = self.resolve(dir)? else {
+            return Ok(Vec::new());
+        };
+        let left = self.limits.max_entries.saturating_sub(self.spent.entries);
+        let listing = match self.snapshot.list_dir(&path, left) {
+            Ok(listing) => listing,
+            Err(e) => return self.too_large(dir, e).map(|()| Vec::new()),
+        };
+        for name in &listing.unreadable {
+            self.findings.push(
+                Finding::error(
+                    "file.name-not-utf8",
+                    format!("{dir}/{name}"),
+                    "the name is not valid UTF-8, so Sluice cannot read this entry (a pack or an environment here would be missing)",
+                )
+                .hint("rename it using UTF-8 (`git mv`)"),
+            );
+        }
+        if listing.truncated {
+            self.over_budget(dir);
+        }
+        Ok(listing.names)
+    }
+
+    /// A source error that is the content's fault (an object over Sluice's
+    /// bounds) becomes a finding; any other is returned.
+    fn too_large(&mut self, path: &str, e: SourceError) -> Result<(), SourceError> {
+        match e {
+            SourceError::TooLarge { .. } => {
+                self.findings.push(
+                    Finding::error("file.too-large", path, e.to_string())
+                        .hint("a policy repository holds small files and short links"),
+                );
+                Ok(())
+            }
+            e => Err(e),
         }
     }
 
@@ -320,8 +407,14 @@ impl Reader<'_> {
     }
 
     /// Reads every pack file of a directory; returns the pack names found.
-    fn read_packs(&mut self, dir: &str, base: &[String]) -> Result<Vec<String>, SourceError> {
-        let mut names: Vec<String> = Vec::new();
+    fn read_packs(
+        &mut self,
+        dir: &str,
+        base: &HashSet<String>,
+    ) -> Result<HashSet<String>, SourceError> {
+        // NB: sets, not scans of the names so far: a directory of 100,000
+        // packs must not cost 5·10⁹ comparisons.
+        let mut names: HashSet<String> = HashSet::new();
         for entry in self.list(dir)? {
             let path = format!("{dir}/{entry}");
             if self.spent.exhausted {
@@ -337,7 +430,7 @@ impl Reader<'_> {
                 );
                 continue;
             };
-            if names.iter().any(|n| n == name) {
+            if !names.insert(name.to_owned()) {
                 self.findings.push(Finding::error(
                     "pack.name-duplicate",
                     &path,
@@ -345,14 +438,13 @@ impl Reader<'_> {
                 ));
                 continue;
             }
-            names.push(name.to_owned());
-            let overlays = base.iter().any(|b| b == name).then(|| name.to_owned());
+            let overlays = base.contains(name).then(|| name.to_owned());
             self.read(&path, FileKind::Pack, overlays)?;
         }
         Ok(names)
     }
 
-    fn read_environment(&mut self, dir: &str, base: &[String]) -> Result<(), SourceError> {
+    fn read_environment(&mut self, dir: &str, base: &HashSet<String>) -> Result<(), SourceError> {
         for (file, kind) in [
             (ENVIRONMENT_FILE, FileKind::Environment),
             (GATEWAYS_FILE, FileKind::Gateways),
@@ -721,6 +813,52 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(too_large(&limits).len(), 1);
+    }
+
+    #[test]
+    fn a_load_past_its_deadline_stops_with_one_finding() {
+        // NB: a zero deadline has passed by the first entry read: the
+        // same path a slow revision takes, without waiting for one.
+        let limits = Limits {
+            max_load_time: Duration::ZERO,
+            ..Limits::default()
+        };
+        let loaded = load(&example(), &limits).unwrap();
+        assert!(
+            loaded.repository.is_none(),
+            "a timed-out revision is invalid"
+        );
+        let timed_out: Vec<_> = loaded
+            .findings
+            .iter()
+            .filter(|f| f.rule == TIMED_OUT)
+            .collect();
+        assert_eq!(timed_out.len(), 1, "{:?}", loaded.findings);
+    }
+
+    #[test]
+    fn a_directory_past_the_entry_budget_is_not_listed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = dir.path().join("base/packs");
+        std::fs::create_dir_all(&packs).unwrap();
+        for i in 0..50 {
+            std::fs::write(packs.join(format!("p{i}.yaml")), "").unwrap();
+        }
+        let tree = crate::source::WorkTree::open(dir.path()).unwrap();
+        let listing = crate::source::Snapshot::list_dir(&tree, "base/packs", 10).unwrap();
+        assert_eq!(listing.names.len(), 10);
+        assert!(listing.truncated);
+        let limits = Limits {
+            max_entries: 10,
+            ..Limits::default()
+        };
+        let loaded = load(&tree, &limits).unwrap();
+        let over: Vec<_> = loaded
+            .findings
+            .iter()
+            .filter(|f| f.rule == "repo.too-large")
+            .collect();
+        assert_eq!(over.len(), 1, "{:?}", loaded.findings);
     }
 
     #[test]

@@ -211,6 +211,34 @@ fn short(digest: Option<&Digest>) -> &str {
     digest.map_or("-", Digest::short)
 }
 
+/// Lines shown per environment before the rest are counted.
+const MAX_LINES_PER_ENVIRONMENT: usize = 200;
+/// Bytes of one line: a reordered chain names every policy in it.
+const MAX_LINE_BYTES: usize = 400;
+/// Bytes of text output before the remaining environments are counted.
+const MAX_TEXT_BYTES: usize = 256 << 10;
+/// Bytes of markdown: it is a pull-request comment, and GitHub refuses one
+/// over 65,536 characters.
+const MAX_MARKDOWN_BYTES: usize = 60 << 10;
+
+/// Appends `section` while `out` stays within `max` bytes; false (and
+/// nothing appended) once it would not.
+fn within(out: &mut String, section: &str, max: usize) -> bool {
+    if out.len() + section.len() > max {
+        return false;
+    }
+    out.push_str(section);
+    true
+}
+
+/// The note for what a bounded output left out.
+fn left_out(more: usize, max: usize) -> String {
+    format!(
+        "… {more} more environment(s) not shown: output is cut at {} KiB (`-o json` has the whole plan)",
+        max >> 10
+    )
+}
+
 /// Plain text for a terminal.
 pub fn text(plan: &Plan) -> String {
     let mut out = format!(
@@ -218,12 +246,13 @@ pub fn text(plan: &Plan) -> String {
         prefix(&plan.base, 8),
         prefix(&plan.head, 8)
     );
-    for env in plan
+    let changed: Vec<&EnvironmentPlan> = plan
         .environments
         .iter()
         .filter(|e| e.status != Status::Unchanged)
-    {
-        out.push_str(&format!(
+        .collect();
+    for (i, env) in changed.iter().enumerate() {
+        let mut section = format!(
             "\n{} ({}){}: {} → {}\n",
             env.environment,
             status_word(env.status),
@@ -234,9 +263,16 @@ pub fn text(plan: &Plan) -> String {
             },
             short(env.before.as_ref()),
             short(env.after.as_ref()),
-        ));
-        for line in env_lines(env) {
-            out.push_str(&format!("  {line}\n"));
+        );
+        for line in shown_lines(env) {
+            section.push_str(&format!("  {line}\n"));
+        }
+        if !within(&mut out, &section, MAX_TEXT_BYTES) {
+            out.push_str(&format!(
+                "\n{}\n",
+                left_out(changed.len() - i, MAX_TEXT_BYTES)
+            ));
+            break;
         }
     }
     out.push_str(&format!("\n{}\n", verdict(plan)));
@@ -259,11 +295,14 @@ pub fn markdown(plan: &Plan) -> String {
         out.push_str("No environment's policy changes.\n");
         return out;
     }
+    // NB: room is kept for the verdict, what a reviewer needs most.
+    let max = MAX_MARKDOWN_BYTES - 1024;
     out.push_str(
         "| environment | change | before | after | gateways |\n| --- | --- | --- | --- | --- |\n",
     );
-    for env in &changed {
-        out.push_str(&format!(
+    let mut cut = None;
+    for (i, env) in changed.iter().enumerate() {
+        let row = format!(
             "| {}{} | {} | `{}` | `{}` | {} |\n",
             env.environment,
             if env.is_production { " ⚠️" } else { "" },
@@ -271,16 +310,60 @@ pub fn markdown(plan: &Plan) -> String {
             short(env.before.as_ref()),
             short(env.after.as_ref()),
             env.gateways.len() + env.gateways_added.len(),
-        ));
-    }
-    for env in &changed {
-        out.push_str(&format!("\n#### {}\n\n", env.environment));
-        for line in env_lines(env) {
-            out.push_str(&format!("- {}\n", line.replace('|', "\\|")));
+        );
+        if !within(&mut out, &row, max) {
+            cut = Some(i);
+            break;
         }
+    }
+    'environments: for (i, env) in changed
+        .iter()
+        .enumerate()
+        .take(cut.unwrap_or(changed.len()))
+    {
+        if !within(&mut out, &format!("\n#### {}\n\n", env.environment), max) {
+            cut = Some(i);
+            break;
+        }
+        let lines = shown_lines(env);
+        let total = lines.len();
+        for (j, line) in lines.into_iter().enumerate() {
+            if !within(&mut out, &format!("- {}\n", line.replace('|', "\\|")), max) {
+                out.push_str(&format!("- … {} more line(s) not shown\n", total - j));
+                cut = Some(i + 1);
+                break 'environments;
+            }
+        }
+    }
+    if let Some(i) = cut.filter(|i| *i < changed.len()) {
+        out.push_str(&format!(
+            "\n{}\n",
+            left_out(changed.len() - i, MAX_MARKDOWN_BYTES)
+        ));
     }
     out.push_str(&format!("\n**{}**\n", verdict(plan)));
     out
+}
+
+/// An environment's lines as shown: at most [`MAX_LINES_PER_ENVIRONMENT`]
+/// (weakening changes first), each at most [`MAX_LINE_BYTES`].
+fn shown_lines(env: &EnvironmentPlan) -> Vec<String> {
+    let lines = env_lines(env);
+    let more = lines.len().saturating_sub(MAX_LINES_PER_ENVIRONMENT);
+    let mut shown: Vec<String> = lines
+        .into_iter()
+        .take(MAX_LINES_PER_ENVIRONMENT)
+        .map(|mut line| {
+            if crate::drift::cut(&mut line, MAX_LINE_BYTES) {
+                line.push('…');
+            }
+            line
+        })
+        .collect();
+    if more > 0 {
+        shown.push(format!("… {more} more change(s) (`-o json` has all)"));
+    }
+    shown
 }
 
 fn status_word(status: Status) -> &'static str {
@@ -332,7 +415,12 @@ fn env_lines(env: &EnvironmentPlan) -> Vec<String> {
 
 fn verdict(plan: &Plan) -> String {
     let weakening = plan.weakening();
-    match (&plan.approved_by, weakening) {
+    // NB: the approver may come from a commit's trailer, of any length.
+    let approved_by = plan
+        .approved_by
+        .clone()
+        .map(|who| crate::drift::shortened(who, 200));
+    match (&approved_by, weakening) {
         (_, 0) => "No governance-weakening change.".to_owned(),
         (Some(who), n) => format!("{n} governance-weakening change(s), approved by {who}."),
         (None, n) => format!(
@@ -344,6 +432,7 @@ fn verdict(plan: &Plan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn the_approval_trailer_is_read_from_the_message() {
@@ -355,5 +444,61 @@ mod tests {
         );
         assert_eq!(approval("Subject\n\nSluice-Approved-By:   \n"), None);
         assert_eq!(approval("no trailer"), None);
+    }
+
+    /// A plan whose one environment changes `changes` times, each line
+    /// naming a chain of `chain` policies.
+    fn huge(environments: usize, changes: usize, chain: usize) -> Plan {
+        let names = Value::from(vec!["x-a"; chain]);
+        let env = |i: usize| EnvironmentPlan {
+            environment: format!("env-{i}"),
+            is_production: false,
+            status: Status::Changed,
+            before: None,
+            after: None,
+            gateways_added: vec![],
+            gateways_removed: vec![],
+            gateways: vec![],
+            changes: (0..changes)
+                .map(|_| Change::ChainReordered {
+                    pack: "p".into(),
+                    from: names.clone(),
+                    to: names.clone(),
+                })
+                .collect(),
+            weakening: vec![],
+            running: None,
+        };
+        Plan {
+            base: "a".repeat(40),
+            head: "b".repeat(40),
+            environments: (0..environments).map(env).collect(),
+            approved_by: Some("x".repeat(100_000)),
+        }
+    }
+
+    #[test]
+    fn text_and_markdown_plans_are_bounded() {
+        // NB: unbounded, this was 1,000 lines of 6 KB each (6 MB).
+        let plan = huge(1, 1_000, 1_000);
+        for out in [text(&plan), markdown(&plan)] {
+            assert!(out.len() < 150 << 10, "{} bytes", out.len());
+            assert!(
+                out.contains("… 800 more change(s)") || out.contains("more line(s) not shown"),
+                "{}",
+                crate::drift::shortened(out.clone(), 500)
+            );
+            let longest = out.lines().map(str::len).max().unwrap();
+            assert!(longest < MAX_LINE_BYTES + 300, "a line of {longest} bytes");
+        }
+        let many = huge(2_000, 3, 10);
+        let markdown = markdown(&many);
+        assert!(
+            markdown.len() <= MAX_MARKDOWN_BYTES,
+            "{} bytes",
+            markdown.len()
+        );
+        assert!(markdown.contains("more environment(s) not shown"));
+        assert!(markdown.trim_end().ends_with("**"), "the verdict is kept");
     }
 }

@@ -5,6 +5,7 @@
 use crate::config::diff;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::collections::HashSet;
 
 /// One change to an environment's policy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -267,20 +268,29 @@ fn chain_changes(pack: &str, before: &Value, after: &Value, out: &mut Vec<Change
             .unwrap_or_default()
     };
     let (old, new) = (names(before), names(after));
-    for policy in old.iter().filter(|p| !new.contains(p)) {
-        out.push(Change::PolicyRemoved {
-            pack: pack.to_owned(),
-            policy: policy.clone(),
-        });
+    // NB: sets, so a chain of 100,000 names is linear, not 10¹⁰
+    // comparisons; a policy named twice is added or removed once.
+    let (in_old, in_new): (HashSet<&String>, HashSet<&String>) =
+        (old.iter().collect(), new.iter().collect());
+    let mut reported = HashSet::new();
+    for policy in old.iter().filter(|p| !in_new.contains(p)) {
+        if reported.insert(policy) {
+            out.push(Change::PolicyRemoved {
+                pack: pack.to_owned(),
+                policy: policy.clone(),
+            });
+        }
     }
-    for policy in new.iter().filter(|p| !old.contains(p)) {
-        out.push(Change::PolicyAdded {
-            pack: pack.to_owned(),
-            policy: policy.clone(),
-        });
+    for policy in new.iter().filter(|p| !in_old.contains(p)) {
+        if reported.insert(policy) {
+            out.push(Change::PolicyAdded {
+                pack: pack.to_owned(),
+                policy: policy.clone(),
+            });
+        }
     }
-    let kept_old: Vec<&String> = old.iter().filter(|p| new.contains(p)).collect();
-    let kept_new: Vec<&String> = new.iter().filter(|p| old.contains(p)).collect();
+    let kept_old: Vec<&String> = old.iter().filter(|p| in_new.contains(p)).collect();
+    let kept_new: Vec<&String> = new.iter().filter(|p| in_old.contains(p)).collect();
     if kept_old != kept_new {
         out.push(Change::ChainReordered {
             pack: pack.to_owned(),
@@ -304,6 +314,14 @@ fn others(prefix: &str, before: &Value, after: &Value) -> Vec<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_named_many_times_is_one_change() {
+        let chain = Value::from(vec!["x-a"; 100_000]);
+        let mut out = Vec::new();
+        chain_changes("p", &Value::from(Vec::<&str>::new()), &chain, &mut out);
+        assert_eq!(out.len(), 1, "one x-a added, not 100,000");
+    }
     use serde_json::json;
 
     fn doc(enforcement: &str, chain: &[&str], pii: &str, retention: u32, enabled: bool) -> Value {

@@ -3,7 +3,10 @@
 //! with a key file) is fetched into a bare cache repository, after a cheap
 //! check of the remote head so an unchanged branch costs one round trip.
 
-use super::{GitSnapshot, SourceError};
+use super::{
+    GitSnapshot, SourceError,
+    git::{is_commit, peeled_commit},
+};
 use git2::{Cred, Direction, FetchOptions, Oid, RemoteCallbacks, Repository};
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
@@ -136,20 +139,16 @@ impl Follower {
             Location::Local(path) => {
                 let repo = open(path)?;
                 let name = self.target.name();
-                let commit = self
-                    .target
+                // NB: from refs and object headers: a huge commit at the
+                // head is named here and refused when its snapshot opens.
+                self.target
                     .remote_ref()
-                    .map_or_else(
-                        || repo.revparse_single(name),
-                        |full| repo.revparse_single(&full),
-                    )
-                    .or_else(|_| repo.revparse_single(name))
-                    .and_then(|o| o.peel_to_commit())
-                    .map_err(|_| SourceError::RevisionNotFound {
+                    .and_then(|full| peeled_commit(&repo, &full))
+                    .or_else(|| peeled_commit(&repo, name))
+                    .ok_or_else(|| SourceError::RevisionNotFound {
                         rev: name.to_owned(),
                         path: path.display().to_string(),
-                    })?;
-                Ok(commit.id().to_string())
+                    })
             }
             Location::Remote { url, cache } => self.fetch_remote(url, cache),
         }
@@ -198,7 +197,7 @@ impl Follower {
             None => {
                 if let Some(id) = Oid::from_str(self.target.name())
                     .ok()
-                    .filter(|id| repo.find_commit(*id).is_ok())
+                    .filter(|id| is_commit(&repo, *id))
                 {
                     return Ok(id.to_string());
                 }
@@ -234,7 +233,7 @@ impl Follower {
         match &self.target {
             Target::Commit(id) => Oid::from_str(id)
                 .ok()
-                .filter(|id| repo.find_commit(*id).is_ok())
+                .filter(|id| is_commit(&repo, *id))
                 .map(|id| id.to_string())
                 .ok_or_else(not_found),
             _ => peeled(&repo, &tracking).ok_or_else(not_found),
@@ -253,8 +252,7 @@ impl Follower {
 
 /// The commit a ref points at, through an annotated tag.
 fn peeled(repo: &Repository, refname: &str) -> Option<String> {
-    let object = repo.revparse_single(refname).ok()?;
-    Some(object.peel_to_commit().ok()?.id().to_string())
+    peeled_commit(repo, refname)
 }
 
 /// Callbacks that authenticate to a remote with `credentials` (fetch and

@@ -1,11 +1,30 @@
 //! A snapshot of one commit, read from git objects with git2.
+//!
+//! Every object is sized from its header (`Odb::read_header`, which
+//! inflates nothing) before it is read, and each directory's tree is parsed
+//! once and kept by path: a lookup is a walk over cached maps, never a
+//! fresh `Tree::get_path`, which re-parses every tree on the way (libgit2
+//! caches no tree over 4 KiB, so a lookup in a large directory costs the
+//! whole directory and reading all of it costs its square).
 
-use super::{Node, Revision, Snapshot, SourceError};
-use git2::{ObjectType, Oid, Repository, Tree};
-use std::path::Path;
+use super::{Listing, Node, Revision, Snapshot, SourceError, verify::MAX_COMMIT_BYTES};
+use git2::{ObjectType, Oid, Repository};
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, HashMap},
+    path::Path,
+};
 
 /// The most of a commit message kept (its end, where trailers are).
 const MAX_MESSAGE_BYTES: usize = 64 << 10;
+/// The longest symbolic link target read: Linux's PATH_MAX. No file system
+/// stores a longer one; only a crafted git object has it.
+const MAX_LINK_BYTES: u64 = 4096;
+/// The largest tree object read: room for about 300,000 entries with
+/// 80-byte names, three times the default budget of a whole revision.
+const MAX_TREE_BYTES: u64 = 32 << 20;
+/// Annotated tags peeled through before a revision counts as not a commit.
+const MAX_TAG_HOPS: usize = 8;
 
 /// The tree of one commit. Nothing in the work tree is read.
 pub struct GitSnapshot {
@@ -13,6 +32,22 @@ pub struct GitSnapshot {
     tree: Oid,
     revision: Revision,
     message: String,
+    /// Directories read so far, by path (`""` is the root).
+    dirs: RefCell<HashMap<String, Dir>>,
+}
+
+/// One tree, parsed.
+struct Dir {
+    entries: BTreeMap<String, Entry>,
+    /// Names that are not UTF-8, lossily.
+    unreadable: Vec<String>,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    id: Oid,
+    mode: i32,
+    kind: Option<ObjectType>,
 }
 
 impl GitSnapshot {
@@ -29,43 +64,36 @@ impl GitSnapshot {
             rev: rev.to_owned(),
             path: path.display().to_string(),
         };
-        let commit = repo
-            .revparse_single(rev)
-            .and_then(|object| object.peel_to_commit())
-            .map_err(|_| not_found())?;
+        let id = commit_id(&repo, rev)?.ok_or_else(not_found)?;
+        let commit = repo.find_commit(id).map_err(|_| not_found())?;
         let revision = Revision::Commit(commit.id().to_string());
-        // NB: trailers sit at the end; a huge message is cut from the front.
+        // NB: trailers sit at the end; a long message is cut from the front.
         let bytes = commit.message_bytes();
         let message =
             String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(MAX_MESSAGE_BYTES)..])
                 .into_owned();
-        let tree = match subdirectory(&repo, path) {
-            None => commit.tree_id(),
-            Some(prefix) => {
-                let entry = commit
-                    .tree()
-                    .and_then(|t| t.get_path(&prefix))
-                    .map_err(|_| SourceError::Read {
-                        path: prefix.display().to_string(),
-                        revision: revision.short().to_owned(),
-                        message: "the directory is not in this commit".into(),
-                    })?;
-                entry.id()
-            }
-        };
+        let root = commit.tree_id();
         drop(commit);
-        Ok(GitSnapshot {
+        let mut snapshot = GitSnapshot {
             repo,
-            tree,
+            tree: root,
             revision,
             message,
-        })
-    }
-
-    fn root(&self) -> Result<Tree<'_>, SourceError> {
-        self.repo
-            .find_tree(self.tree)
-            .map_err(|e| self.error("", e))
+            dirs: RefCell::default(),
+        };
+        if let Some(prefix) = subdirectory(&snapshot.repo, path) {
+            let prefix = prefix.to_string_lossy().into_owned();
+            let Some(tree) = snapshot.dir_id(&prefix)? else {
+                return Err(SourceError::Read {
+                    path: prefix,
+                    revision: snapshot.revision.short().to_owned(),
+                    message: "the directory is not in this commit".into(),
+                });
+            };
+            snapshot.tree = tree;
+            snapshot.dirs.get_mut().clear();
+        }
+        Ok(snapshot)
     }
 
     fn error(&self, path: &str, e: git2::Error) -> SourceError {
@@ -76,22 +104,167 @@ impl GitSnapshot {
         }
     }
 
-    fn subtree(&self, path: &str) -> Result<Option<Tree<'_>>, SourceError> {
-        let root = self.root()?;
-        if path.is_empty() {
-            return Ok(Some(root));
+    /// The size of object `id`, from its header; an error when it is over
+    /// `limit` (nothing is inflated either way).
+    fn size(
+        &self,
+        what: &'static str,
+        path: &str,
+        id: Oid,
+        limit: u64,
+    ) -> Result<u64, SourceError> {
+        let odb = self.repo.odb().map_err(|e| self.error(path, e))?;
+        let (size, _) = odb.read_header(id).map_err(|e| self.error(path, e))?;
+        let size = size as u64;
+        if size > limit {
+            return Err(SourceError::TooLarge {
+                what,
+                path: path.to_owned(),
+                revision: self.revision.short().to_owned(),
+                size,
+                limit,
+            });
         }
-        let Ok(entry) = root.get_path(Path::new(path)) else {
+        Ok(size)
+    }
+
+    /// The entry at `path` (not the root), if any.
+    fn entry(&self, path: &str) -> Result<Option<Entry>, SourceError> {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        Ok(self
+            .with_dir(parent, |dir| dir.entries.get(name).copied())?
+            .flatten())
+    }
+
+    /// The tree at `path`, when a directory is there.
+    fn dir_id(&self, path: &str) -> Result<Option<Oid>, SourceError> {
+        if path.is_empty() {
+            return Ok(Some(self.tree));
+        }
+        Ok(self
+            .entry(path)?
+            .filter(|e| e.kind == Some(ObjectType::Tree))
+            .map(|e| e.id))
+    }
+
+    /// Runs `f` on the directory at `path`, parsing its tree the first time.
+    fn with_dir<R>(&self, path: &str, f: impl FnOnce(&Dir) -> R) -> Result<Option<R>, SourceError> {
+        if let Some(dir) = self.dirs.borrow().get(path) {
+            return Ok(Some(f(dir)));
+        }
+        let Some(id) = self.dir_id(path)? else {
             return Ok(None);
         };
-        if entry.kind() != Some(ObjectType::Tree) {
-            return Ok(None);
+        self.size("directory", path, id, MAX_TREE_BYTES)?;
+        let tree = self.repo.find_tree(id).map_err(|e| self.error(path, e))?;
+        let mut dir = Dir {
+            entries: BTreeMap::new(),
+            unreadable: Vec::new(),
+        };
+        for entry in tree.iter() {
+            match std::str::from_utf8(entry.name_bytes()) {
+                Ok(name) => {
+                    let entry = Entry {
+                        id: entry.id(),
+                        mode: entry.filemode(),
+                        kind: entry.kind(),
+                    };
+                    dir.entries.insert(name.to_owned(), entry);
+                }
+                Err(_) => dir
+                    .unreadable
+                    .push(String::from_utf8_lossy(entry.name_bytes()).into_owned()),
+            }
         }
-        self.repo
-            .find_tree(entry.id())
-            .map(Some)
-            .map_err(|e| self.error(path, e))
+        let result = f(&dir);
+        self.dirs.borrow_mut().insert(path.to_owned(), dir);
+        Ok(Some(result))
     }
+}
+
+/// The commit `rev` names, found without inflating anything larger than
+/// Sluice's bounds: a full id, a ref (through annotated tags) or an
+/// abbreviated id is resolved from refs and object headers; only other
+/// `rev-parse` expressions (`main~2`) are left to libgit2, which reads the
+/// commits on the way.
+fn commit_id(repo: &Repository, rev: &str) -> Result<Option<Oid>, SourceError> {
+    let hex = rev.len() >= 4 && rev.bytes().all(|b| b.is_ascii_hexdigit());
+    let odb = repo.odb().map_err(|e| SourceError::Read {
+        path: repo.path().display().to_string(),
+        revision: rev.to_owned(),
+        message: e.message().to_owned(),
+    })?;
+    let mut id = if hex && rev.len() == 40 {
+        Oid::from_str(rev).ok()
+    } else {
+        None
+    };
+    if id.is_none() {
+        id = repo
+            .resolve_reference_from_short_name(rev)
+            .ok()
+            .and_then(|r| r.resolve().ok())
+            .and_then(|r| r.target());
+    }
+    if id.is_none() && hex {
+        id = Oid::from_str(rev)
+            .ok()
+            .and_then(|short| odb.exists_prefix(short, rev.len()).ok());
+    }
+    let Some(mut id) = id.or_else(|| repo.revparse_single(rev).ok().map(|o| o.id())) else {
+        return Ok(None);
+    };
+    for _ in 0..=MAX_TAG_HOPS {
+        let Ok((size, kind)) = odb.read_header(id) else {
+            return Ok(None);
+        };
+        if size > MAX_COMMIT_BYTES {
+            return Err(SourceError::TooLarge {
+                what: if kind == ObjectType::Tag {
+                    "tag"
+                } else {
+                    "commit"
+                },
+                path: id.to_string(),
+                revision: rev.to_owned(),
+                size: size as u64,
+                limit: MAX_COMMIT_BYTES as u64,
+            });
+        }
+        match kind {
+            ObjectType::Commit => return Ok(Some(id)),
+            ObjectType::Tag => match repo.find_tag(id) {
+                Ok(tag) => id = tag.target_id(),
+                Err(_) => return Ok(None),
+            },
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// The full id of the commit `rev` names, for following a branch: found
+/// as [`GitSnapshot::open`] finds it, from refs and object headers. A
+/// commit over the bound is still named, so that opening its snapshot is
+/// what refuses it, saying why.
+pub(crate) fn peeled_commit(repo: &Repository, rev: &str) -> Option<String> {
+    match commit_id(repo, rev) {
+        Ok(id) => id.map(|id| id.to_string()),
+        Err(SourceError::TooLarge {
+            what: "commit",
+            path,
+            ..
+        }) => Some(path),
+        Err(_) => None,
+    }
+}
+
+/// Whether `id` names a commit in `repo`, from its header alone
+/// (`find_commit` would inflate it whole).
+pub(crate) fn is_commit(repo: &Repository, id: Oid) -> bool {
+    repo.odb()
+        .and_then(|odb| odb.read_header(id))
+        .is_ok_and(|(_, kind)| kind == ObjectType::Commit)
 }
 
 /// Where `path` sits inside the repository's work tree, when it is not its root.
@@ -118,64 +291,49 @@ impl Snapshot for GitSnapshot {
         if path.is_empty() {
             return Ok(Some(Node::Dir));
         }
-        let root = self.root()?;
-        let Ok(entry) = root.get_path(Path::new(path)) else {
+        let Some(entry) = self.entry(path)? else {
             return Ok(None);
         };
-        let node = match entry.kind() {
+        let node = match entry.kind {
             Some(ObjectType::Tree) => Node::Dir,
-            Some(ObjectType::Blob) if entry.filemode() == MODE_SYMLINK => {
+            Some(ObjectType::Blob) if entry.mode == MODE_SYMLINK => {
+                self.size("symbolic link", path, entry.id, MAX_LINK_BYTES)?;
                 let blob = self
                     .repo
-                    .find_blob(entry.id())
+                    .find_blob(entry.id)
                     .map_err(|e| self.error(path, e))?;
                 Node::Symlink {
                     target: String::from_utf8_lossy(blob.content()).into_owned(),
                 }
             }
-            Some(ObjectType::Blob) => {
-                let odb = self.repo.odb().map_err(|e| self.error(path, e))?;
-                let (size, _) = odb
-                    .read_header(entry.id())
-                    .map_err(|e| self.error(path, e))?;
-                Node::File { size: size as u64 }
-            }
+            Some(ObjectType::Blob) => Node::File {
+                size: self.size("file", path, entry.id, u64::MAX)?,
+            },
             _ => Node::Other,
         };
         Ok(Some(node))
     }
 
-    fn list_dir(&self, path: &str) -> Result<Vec<String>, SourceError> {
-        let Some(tree) = self.subtree(path)? else {
-            return Ok(Vec::new());
-        };
-        let mut names: Vec<String> = tree
-            .iter()
-            .filter_map(|entry| entry.name().ok().map(str::to_owned))
-            .collect();
-        names.sort();
-        Ok(names)
+    fn list_dir(&self, path: &str, max_entries: usize) -> Result<Listing, SourceError> {
+        let listing = self.with_dir(path, |dir| {
+            // NB: the map is sorted; only the names asked for are copied.
+            let names = dir.entries.keys().take(max_entries).cloned().collect();
+            Listing::of(names, dir.unreadable.clone(), max_entries)
+        })?;
+        Ok(listing.unwrap_or_default())
     }
 
     fn read_file(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, SourceError> {
-        let root = self.root()?;
-        let entry = root
-            .get_path(Path::new(path))
-            .map_err(|e| self.error(path, e))?;
-        let odb = self.repo.odb().map_err(|e| self.error(path, e))?;
+        let entry = self.entry(path)?.ok_or_else(|| SourceError::Read {
+            path: path.to_owned(),
+            revision: self.revision.short().to_owned(),
+            message: "no such file".into(),
+        })?;
         // NB: the size comes from the object header, before git2 loads the
         // blob (which it does whole), so a huge blob is never read.
-        let (size, _) = odb
-            .read_header(entry.id())
-            .map_err(|e| self.error(path, e))?;
-        if size as u64 > max_bytes {
-            return Err(SourceError::Read {
-                path: path.to_owned(),
-                revision: self.revision.short().to_owned(),
-                message: format!("{size} bytes is over the {max_bytes} byte limit"),
-            });
-        }
-        let object = odb.read(entry.id()).map_err(|e| self.error(path, e))?;
+        self.size("file", path, entry.id, max_bytes)?;
+        let odb = self.repo.odb().map_err(|e| self.error(path, e))?;
+        let object = odb.read(entry.id).map_err(|e| self.error(path, e))?;
         Ok(object.data().to_vec())
     }
 }

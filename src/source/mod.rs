@@ -46,6 +46,18 @@ pub enum SourceError {
         revision: String,
         message: String,
     },
+    /// A git object or file over the size Sluice reads: content, not a
+    /// broken snapshot, so a load reports it as a finding.
+    #[error(
+        "cannot read {what} {path} at {revision}: it is {size} bytes, over the {limit}-byte limit Sluice reads"
+    )]
+    TooLarge {
+        what: &'static str,
+        path: String,
+        revision: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("cannot read {path}: {source}")]
     Io {
         path: String,
@@ -103,14 +115,42 @@ pub enum Node {
     Other,
 }
 
+/// The entries of one directory, as far as they were read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Names, sorted.
+    pub names: Vec<String>,
+    /// Entries whose names are not UTF-8, shown lossily. NB: Sluice cannot
+    /// name them in a path, so they are reported rather than skipped: a
+    /// pack or an environment must never vanish without a word.
+    pub unreadable: Vec<String>,
+    /// The directory holds more entries than were asked for.
+    pub truncated: bool,
+}
+
+impl Listing {
+    /// The listing of `names` (sorted here), cut to `max_entries`.
+    fn of(mut names: Vec<String>, unreadable: Vec<String>, max_entries: usize) -> Listing {
+        names.sort();
+        let truncated = names.len() + unreadable.len() > max_entries;
+        names.truncate(max_entries);
+        Listing {
+            names,
+            unreadable,
+            truncated,
+        }
+    }
+}
+
 /// A read-only view of the repository's files. Paths are relative to the
 /// repository root and use `/`; the empty path is the root.
 pub trait Snapshot {
     fn revision(&self) -> &Revision;
     /// The node at `path`, or `None` when nothing is there.
     fn lstat(&self, path: &str) -> Result<Option<Node>, SourceError>;
-    /// Names of the entries of a directory, sorted.
-    fn list_dir(&self, path: &str) -> Result<Vec<String>, SourceError>;
+    /// The entries of a directory, at most `max_entries` of them (none
+    /// when nothing is there).
+    fn list_dir(&self, path: &str, max_entries: usize) -> Result<Listing, SourceError>;
     /// The bytes of a regular file, at most `max_bytes + 1` of them so a
     /// caller can tell that a file grew past its limit.
     fn read_file(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, SourceError>;
@@ -236,8 +276,8 @@ mod tests {
         fn lstat(&self, path: &str) -> Result<Option<Node>, SourceError> {
             Ok(self.nodes.get(path).cloned())
         }
-        fn list_dir(&self, _: &str) -> Result<Vec<String>, SourceError> {
-            Ok(vec![])
+        fn list_dir(&self, _: &str, _: usize) -> Result<Listing, SourceError> {
+            Ok(Listing::default())
         }
         fn read_file(&self, _: &str, _: u64) -> Result<Vec<u8>, SourceError> {
             Ok(vec![])

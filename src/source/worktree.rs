@@ -1,6 +1,6 @@
 //! A snapshot of the work tree, so authors can validate before committing.
 
-use super::{Node, Revision, Snapshot, SourceError};
+use super::{Listing, Node, Revision, Snapshot, SourceError};
 use std::{
     fs,
     io::{ErrorKind, Read},
@@ -70,19 +70,22 @@ impl Snapshot for WorkTree {
         }))
     }
 
-    fn list_dir(&self, path: &str) -> Result<Vec<String>, SourceError> {
+    fn list_dir(&self, path: &str, max_entries: usize) -> Result<Listing, SourceError> {
         let entries = match fs::read_dir(self.full(path)) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Listing::default()),
             Err(e) => return Err(Self::io(path, e)),
         };
-        let mut names = Vec::new();
-        for entry in entries {
+        let (mut names, mut unreadable) = (Vec::new(), Vec::new());
+        // NB: one past the bound is enough to know the directory is over it.
+        for entry in entries.take(max_entries.saturating_add(1)) {
             let entry = entry.map_err(|e| Self::io(path, e))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
+            match entry.file_name().into_string() {
+                Ok(name) => names.push(name),
+                Err(name) => unreadable.push(name.to_string_lossy().into_owned()),
+            }
         }
-        names.sort();
-        Ok(names)
+        Ok(Listing::of(names, unreadable, max_entries))
     }
 
     fn read_file(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, SourceError> {

@@ -10,6 +10,7 @@ mod faults;
 mod fetch;
 mod gate;
 mod gateway;
+mod hostile;
 mod init;
 mod plan;
 mod promote;
