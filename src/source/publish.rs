@@ -45,7 +45,7 @@ pub fn push(
     let shown = redact_url(&url);
     let rejected: RefCell<Option<String>> = RefCell::new(None);
     {
-        let mut callbacks = remote_callbacks(credentials);
+        let mut callbacks = remote_callbacks(credentials, &url);
         callbacks.push_update_reference(|reference, status| {
             if let Some(status) = status {
                 *rejected.borrow_mut() = Some(format!("{reference}: {status}"));

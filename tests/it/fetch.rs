@@ -168,3 +168,116 @@ fn a_tag_or_a_commit_is_followed_where_a_branch_would_move() {
     let loaded = sluice::config::load(&snapshot, &Default::default()).unwrap();
     assert!(loaded.repository.is_some());
 }
+
+/// Two loopback listeners: the configured origin, which redirects every
+/// request to the same path on a second port (after a Basic challenge when
+/// `challenge_first`), and that second port, which asks for credentials and
+/// counts the requests that brought an `Authorization` header.
+struct Redirector {
+    runtime: Option<tokio::runtime::Runtime>,
+    origin: u16,
+    elsewhere_seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    elsewhere_authorized: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Redirector {
+    fn start(challenge_first: bool) -> Redirector {
+        use axum::{http::StatusCode, response::IntoResponse};
+        use std::sync::{Arc, atomic::AtomicUsize, atomic::Ordering};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let bind = || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let _context = runtime.enter();
+            (tokio::net::TcpListener::from_std(listener).unwrap(), port)
+        };
+        let (origin_listener, origin) = bind();
+        let (elsewhere_listener, elsewhere) = bind();
+        let challenge = || {
+            (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Basic realm=\"git\"")],
+                "authentication required\n",
+            )
+                .into_response()
+        };
+        let redirect =
+            axum::Router::new().fallback(move |request: axum::extract::Request| async move {
+                if challenge_first && !request.headers().contains_key("authorization") {
+                    return challenge();
+                }
+                let target = request
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default();
+                (
+                    StatusCode::FOUND,
+                    [("location", format!("http://127.0.0.1:{elsewhere}{target}"))],
+                )
+                    .into_response()
+            });
+        let elsewhere_seen = Arc::new(AtomicUsize::new(0));
+        let elsewhere_authorized = Arc::new(AtomicUsize::new(0));
+        let (seen, authorized) = (elsewhere_seen.clone(), elsewhere_authorized.clone());
+        let lure = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (seen, authorized) = (seen.clone(), authorized.clone());
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                if request.headers().contains_key("authorization") {
+                    authorized.fetch_add(1, Ordering::SeqCst);
+                }
+                challenge()
+            }
+        });
+        runtime.spawn(async move { axum::serve(origin_listener, redirect).await });
+        runtime.spawn(async move { axum::serve(elsewhere_listener, lure).await });
+        Redirector {
+            runtime: Some(runtime),
+            origin,
+            elsewhere_seen,
+            elsewhere_authorized,
+        }
+    }
+}
+
+impl Drop for Redirector {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+}
+
+#[test]
+fn the_token_never_follows_a_redirect_to_another_port() {
+    use sluice::source::{Credentials, Follower, follow::Token};
+    use std::sync::atomic::Ordering;
+    for challenge_first in [false, true] {
+        let server = Redirector::start(challenge_first);
+        let cache = tempfile::tempdir().unwrap();
+        let url = format!("http://127.0.0.1:{}/policy.git", server.origin);
+        let credentials = Credentials {
+            token: Some(Token(TOKEN.to_owned())),
+            ..Default::default()
+        };
+        let follower = Follower::new(&url, "main", cache.path(), credentials);
+        let error = follower.fetch().unwrap_err().to_string();
+        assert!(
+            server.elsewhere_seen.load(Ordering::SeqCst) >= 1,
+            "the redirect was not followed, so nothing was tested: {error}"
+        );
+        assert_eq!(
+            server.elsewhere_authorized.load(Ordering::SeqCst),
+            0,
+            "credentials went to another origin (challenge first: {challenge_first}): {error}"
+        );
+        assert!(error.contains("only for the origin of"), "{error}");
+        assert!(!error.contains(TOKEN), "{error}");
+    }
+}
