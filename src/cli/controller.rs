@@ -61,6 +61,8 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
+    pub http: super::run::HttpArgs,
+    #[command(flatten)]
     pub state: StateArgs,
 }
 
@@ -123,11 +125,12 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         println!("listening on {}", listener.local_addr()?);
         let app = server::router(state.clone());
         let stop = stopped(stop_rx.clone());
-        servers.push(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        }));
+        servers.push(tokio::spawn(server::serve(
+            listener,
+            app,
+            args.http.limits(),
+            stop,
+        )));
     }
     let instance = std::env::var("POD_NAME").ok();
     let reconciling = Arc::new(Context::new(

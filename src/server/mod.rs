@@ -14,10 +14,12 @@
 //! API tokens are scoped to one environment or `admin`; a token for
 //! development gets `403` on production. They are kept hashed and never logged.
 
+mod listen;
 pub mod metrics;
 mod tokens;
 pub mod webhook;
 
+pub use listen::{HttpLimits, serve};
 pub use metrics::Metrics;
 pub use tokens::{Scope, Tokens};
 
@@ -27,7 +29,6 @@ use crate::{
 };
 use axum::{
     Json, Router,
-    body::Bytes,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -172,8 +173,9 @@ async fn sync(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Query(q): Query<EnvQuery>,
-    _body: Bytes,
 ) -> Response {
+    // NB: no body is taken: whatever a client sends is never read, so an
+    // unauthenticated one cannot make the server buffer it.
     let scope = match state.tokens.authorize(&headers, q.env.as_deref()) {
         Ok(scope) => scope,
         Err(response) => return response,
