@@ -21,7 +21,7 @@ pub mod webhook;
 
 pub use listen::{HttpLimits, serve};
 pub use metrics::Metrics;
-pub use tokens::{Scope, Tokens};
+pub use tokens::{Scope, Tokens, bearer_token};
 
 use crate::{
     ledger::{Ledger, Trigger},

@@ -153,6 +153,12 @@ fn tokens_are_scoped_to_their_environment() {
         let (_, body) = http("GET", &format!("{url}/api/v1/status"), &admin, "");
         body.contains("prod-eu-1")
     });
+    // The scheme is case-insensitive (RFC 9110).
+    let lowercase = [("authorization", "bearer admin-token-1")];
+    assert_eq!(
+        http("GET", &format!("{url}/api/v1/status"), &lowercase, "").0,
+        200
+    );
     let (_, body) = http("GET", &format!("{url}/api/v1/status"), &dev, "");
     assert!(
         body.contains("dev-1") && !body.contains("prod-eu-1"),
