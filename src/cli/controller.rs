@@ -103,7 +103,11 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let state = Arc::new(ServerState {
         ledger: core.reconciler.ledger().clone(),
         ready: Default::default(),
-        metrics: Metrics::default(),
+        metrics: {
+            let mut metrics = Metrics::default();
+            metrics.register_alerts(core.alerts.counters());
+            metrics
+        },
         tokens: Default::default(),
         webhook_secret: None,
         sync: Default::default(),

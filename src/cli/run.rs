@@ -96,7 +96,11 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let state = Arc::new(ServerState {
         ledger: engine.reconciler.ledger().clone(),
         ready: Default::default(),
-        metrics: Metrics::default(),
+        metrics: {
+            let mut metrics = Metrics::default();
+            metrics.register_alerts(engine.alerts.counters());
+            metrics
+        },
         tokens: tokens(args)?,
         webhook_secret: std::env::var(&args.webhook_secret_env)
             .ok()
