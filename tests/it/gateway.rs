@@ -693,3 +693,50 @@ async fn a_status_that_claims_what_the_config_does_not_serve_is_a_mismatch() {
         assert!(error.to_string().contains("/sluice/v1/config"), "{error}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_to_a_lying_gateway_fails_rather_than_records_it_applied() {
+    let gateway = LyingGateway::start(&documents()[0], true).await;
+    let repo = crate::support::TestRepo::example();
+    repo.write(
+        "environments/production/gateways.yaml",
+        format!(
+            "gateways:\n  - name: liar\n    driver: http\n    url: {}\n    timeout: 5s\n",
+            gateway.url
+        ),
+    );
+    repo.commit("a lying gateway");
+    let data = tempfile::tempdir().unwrap();
+    let (repo_path, data_path) = (
+        repo.path().to_str().unwrap().to_owned(),
+        data.path().to_str().unwrap().to_owned(),
+    );
+    // The gateway answers on this runtime while the CLI runs beside it.
+    let run = tokio::task::spawn_blocking(move || {
+        crate::support::sluice_with(
+            &[
+                "sync",
+                "--env",
+                "production",
+                "-o",
+                "json",
+                "--repo",
+                &repo_path,
+                "--data-dir",
+                &data_path,
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let pass = run.json();
+    let liar = pass["environments"][0]["gateways"][0].clone();
+    assert_eq!(liar["gateway"], "liar", "{pass}");
+    assert_eq!(liar["state"], "failed", "{pass}");
+    assert!(
+        liar.to_string().contains("/sluice/v1/config"),
+        "the error names what was served: {liar}"
+    );
+}
