@@ -170,9 +170,12 @@ impl Follower {
         // request unless told not to, and the listing below connects without
         // fetch options: only the repository's `http.followRedirects` reaches
         // it. The credentials callback refuses any other origin as well.
-        repo.config()
-            .and_then(|mut config| config.set_bool("http.followRedirects", false))
-            .map_err(|e| remote_error(url, e))?;
+        let mut config = repo.config().map_err(|e| remote_error(url, e))?;
+        if config.get_bool("http.followRedirects").ok() != Some(false) {
+            config
+                .set_bool("http.followRedirects", false)
+                .map_err(|e| remote_error(url, e))?;
+        }
         let tracking = self.target.tracking();
         let not_found = || SourceError::RevisionNotFound {
             rev: self.target.name().to_owned(),

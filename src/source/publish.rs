@@ -53,6 +53,9 @@ pub fn push(
             Ok(())
         });
         let mut options = PushOptions::new();
+        // NB: as for fetches, no redirect to another host (the credentials
+        // callback refuses any other origin too).
+        options.follow_redirects(git2::RemoteRedirect::None);
         options.remote_callbacks(callbacks);
         let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
         handle
