@@ -285,9 +285,6 @@ pub(crate) fn remote_callbacks(credentials: &Credentials, url: &str) -> RemoteCa
         // it compares only host names (not ports or schemes) before
         // following one: the token is for the origin the operator
         // configured, and a server elsewhere that asks is refused here.
-        // (A redirect that itself carries a challenge replays a credential
-        // already given without asking; only the configured origin, which
-        // holds the token anyway, can send one.)
         let token_configured = credentials.token.is_some() || credentials.token_env.is_some();
         if allowed.is_user_pass_plaintext() && token_configured && origin(asking) != expected {
             return Err(git2::Error::from_str(&format!(

@@ -171,8 +171,10 @@ fn a_tag_or_a_commit_is_followed_where_a_branch_would_move() {
 
 /// Two loopback listeners: the configured origin, which redirects every
 /// request to the same path on a second port (after a Basic challenge when
-/// `challenge_first`), and that second port, which asks for credentials and
-/// counts the requests that brought an `Authorization` header.
+/// `challenge_first`; with a challenge on the redirect itself when
+/// `challenge_on_redirect`), and that second port, which asks for
+/// credentials and counts the requests that brought an `Authorization`
+/// header.
 struct Redirector {
     runtime: Option<tokio::runtime::Runtime>,
     origin: u16,
@@ -181,7 +183,7 @@ struct Redirector {
 }
 
 impl Redirector {
-    fn start(challenge_first: bool) -> Redirector {
+    fn start(challenge_first: bool, challenge_on_redirect: bool) -> Redirector {
         use axum::{http::StatusCode, response::IntoResponse};
         use std::sync::{Arc, atomic::AtomicUsize, atomic::Ordering};
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -258,8 +260,8 @@ impl Drop for Redirector {
 fn the_token_never_follows_a_redirect_to_another_port() {
     use sluice::source::{Credentials, Follower, follow::Token};
     use std::sync::atomic::Ordering;
-    for challenge_first in [false, true] {
-        let server = Redirector::start(challenge_first);
+    for (challenge_first, challenge_on_redirect) in [(false, false), (true, false), (true, true)] {
+        let server = Redirector::start(challenge_first, challenge_on_redirect);
         let cache = tempfile::tempdir().unwrap();
         let url = format!("http://127.0.0.1:{}/policy.git", server.origin);
         let credentials = Credentials {
@@ -275,7 +277,8 @@ fn the_token_never_follows_a_redirect_to_another_port() {
         assert_eq!(
             server.elsewhere_authorized.load(Ordering::SeqCst),
             0,
-            "credentials went to another origin (challenge first: {challenge_first}): {error}"
+            "credentials went to another origin (challenge first: {challenge_first}, \
+             on the redirect: {challenge_on_redirect}): {error}"
         );
         assert!(error.contains("only for the origin of"), "{error}");
         assert!(!error.contains(TOKEN), "{error}");
