@@ -388,3 +388,136 @@ fn an_unauthenticated_body_is_refused_before_it_is_read() {
         assert!(answer.starts_with("HTTP/1.1 401"), "{request}\n{answer}");
     }
 }
+
+/// `sluice ARGS` with at most `files` open file descriptors (the soft and
+/// hard limit), killed on drop.
+struct FewFiles {
+    child: std::process::Child,
+    url: String,
+}
+
+impl FewFiles {
+    fn spawn(files: u64, args: &[&str], envs: &[(&str, &str)]) -> FewFiles {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt as _;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .args(args)
+            .envs(envs.iter().copied())
+            .env_remove("SLUICE_REPO")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between
+        // fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: files,
+                    rlim_max: files,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("sluice starts");
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (lines, received) = std::sync::mpsc::channel();
+        // Keeps draining stdout so the process never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let url = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match received.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(address) = line.strip_prefix("listening on ") {
+                        break format!("http://{}", address.trim());
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("sluice {args:?} did not start");
+                }
+            }
+        };
+        FewFiles { child, url }
+    }
+}
+
+impl Drop for FewFiles {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn many_idle_clients_under_a_low_file_limit_starve_neither_healthz_nor_fetches() {
+    use std::time::Duration;
+    let repo = TestRepo::example();
+    let daemon = crate::support::GitDaemon::serve(repo.path());
+    let data = tempfile::tempdir().unwrap();
+    let run = FewFiles::spawn(
+        64,
+        &[
+            "run",
+            "--repo",
+            &daemon.url(),
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1h",
+            "--http-header-timeout",
+            "2s",
+            "--http-max-connections",
+            "16",
+        ],
+        &[("SLUICE_WEBHOOK_SECRET", SECRET)],
+    );
+    let url = run.url.clone();
+    eventually(60, "ready", || {
+        http("GET", &format!("{url}/readyz"), &[], "").0 == 200
+    });
+    // More idle clients than the process may open files.
+    let idle: Vec<_> = (0..80)
+        .map(|_| connect(&url, Duration::from_secs(60)))
+        .collect();
+    let mut health = connect(&url, Duration::from_secs(90));
+    use std::io::Write as _;
+    health
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let answer = read_answer(&mut health).expect("healthz answers");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // A push is fetched over the network and applied.
+    let target = data.path().join("gateways/eval/eval-1.json");
+    let text = repo.read("base/packs/models.yaml");
+    repo.write("base/packs/models.yaml", text.replace("600", "750"));
+    repo.commit("raise the rate limit");
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let signed = github_signature(SECRET, body.as_bytes());
+    let (status, _) = http(
+        "POST",
+        &format!("{url}/hooks/git"),
+        &[("x-hub-signature-256", &signed)],
+        body,
+    );
+    assert_eq!(status, 202);
+    eventually(60, "the pushed change fetched and applied", || {
+        fs::read_to_string(&target)
+            .unwrap_or_default()
+            .contains("\"requests_per_minute\":750")
+    });
+    drop(idle);
+}
