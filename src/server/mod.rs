@@ -13,6 +13,10 @@
 //!
 //! API tokens are scoped to one environment or `admin`; a token for
 //! development gets `403` on production. They are kept hashed and never logged.
+//!
+//! [`serve`] runs the router within [`HttpLimits`] (header, idle and request
+//! timeouts, a connection cap); credentials are checked from the headers
+//! before any body is read.
 
 mod listen;
 pub mod metrics;
