@@ -62,6 +62,8 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
+    pub http: super::run::HttpArgs,
+    #[command(flatten)]
     pub state: StateArgs,
     /// What each environment's `gateways.yaml` and alerts may use. Tokens
     /// of `Gateway` objects come from their Secrets and need no
@@ -114,7 +116,11 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         ledger: core.reconciler.ledger().clone(),
         ledger_health: core.reconciler.ledger_health().clone(),
         ready: Default::default(),
-        metrics: Metrics::default(),
+        metrics: {
+            let mut metrics = Metrics::default();
+            metrics.register_alerts(core.alerts.counters());
+            metrics
+        },
         tokens: Default::default(),
         webhook_secret: None,
         sync: Default::default(),
@@ -136,11 +142,12 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         println!("listening on {}", listener.local_addr()?);
         let app = server::router(state.clone());
         let stop = stopped(stop_rx.clone());
-        servers.push(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        }));
+        servers.push(tokio::spawn(server::serve(
+            listener,
+            app,
+            args.http.limits(),
+            stop,
+        )));
     }
     let instance = std::env::var("POD_NAME").ok();
     let reconciling = Arc::new(Context::new(

@@ -157,7 +157,7 @@ impl Core {
 
     /// The reconciler over `ledger` (the controller's is in status).
     pub fn over(ledger: Arc<dyn Ledger>, context: DriverContext, concurrency: usize) -> Core {
-        let alerts = Notifier::start(context.secrets.clone(), Backoff::default());
+        let alerts = Notifier::start(context.secrets.clone(), Default::default());
         let reconciler = Reconciler::new(
             ledger,
             Arc::new(SystemClock),

@@ -43,9 +43,36 @@ pub struct Args {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
     #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
     pub state: StateArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// The HTTP server's limits (`sluice run` and `sluice controller`).
+#[derive(Debug, clap::Args)]
+pub struct HttpArgs {
+    /// Longest a client may take to send a request's headers; also how long
+    /// an idle kept-alive connection stays open.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub http_header_timeout: Duration,
+    /// Longest one HTTP request may take, its body included (then `408`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub http_request_timeout: Duration,
+    /// Most HTTP connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
+}
+
+impl HttpArgs {
+    pub fn limits(&self) -> server::HttpLimits {
+        server::HttpLimits {
+            header_timeout: self.http_header_timeout,
+            request_timeout: self.http_request_timeout,
+            max_connections: self.http_max_connections as usize,
+        }
+    }
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
@@ -71,7 +98,11 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         ledger: engine.reconciler.ledger().clone(),
         ledger_health: engine.reconciler.ledger_health().clone(),
         ready: Default::default(),
-        metrics: Metrics::default(),
+        metrics: {
+            let mut metrics = Metrics::default();
+            metrics.register_alerts(engine.alerts.counters());
+            metrics
+        },
         tokens: tokens(args)?,
         webhook_secret: std::env::var(&args.webhook_secret_env)
             .ok()
@@ -92,13 +123,10 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let server = {
         let mut stop = stop_rx.clone();
         let app = server::router(state.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        })
+        let limits = args.http.limits();
+        tokio::spawn(server::serve(listener, app, limits, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
     };
     reconcile_loop(&engine, &state, stop_rx, args).await;
     engine.alerts.flush(super::sync::ALERT_GRACE).await;

@@ -4,9 +4,12 @@
 //! URLs and signing secrets come from environment variables (the repository
 //! only names them) and never appear in logs. Only variables the operator
 //! allows the alert's environment are read, and only URLs it allows there
-//! are posted to (`--allow-env`, `--allow-url`; see [`crate::config::allow`]). Delivery runs on a task of its
-//! own with retries and backoff, behind a bounded queue: a slow or dead sink
-//! costs alerts, never a pass or unbounded memory.
+//! are posted to (`--allow-env`, `--allow-url`; see [`crate::config::allow`]).
+//! Each sink's alerts are
+//! delivered in order on a task of its own, retried with exponential backoff
+//! and jitter for minutes ([`Delivery`]), behind bounded queues: a slow or
+//! dead sink costs its own alerts (counted in `sluice_alerts_dropped_total`),
+//! never another sink's, a pass or unbounded memory.
 //!
 //! The generic payload is the [`Alert`] as JSON (camelCase): `event`
 //! (`drift-detected`, `drift-resolved`, `apply-failed`, `promotion-gated`), `environment`,
@@ -21,35 +24,96 @@ use crate::{
     gateway::Secrets,
     reconcile::retry::Backoff,
 };
+use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::{
+    sync::{Notify, mpsc},
+    time::Instant,
+};
 
-/// Alerts waiting for delivery at most; more are dropped (and counted).
+/// Alerts waiting to be sorted out to their sinks at most; more are dropped
+/// (and counted).
 const QUEUE: usize = 1024;
+/// Deliveries waiting for one sink at most: a dead sink loses its own
+/// alerts, never another sink's.
+const SINK_QUEUE: usize = 256;
 /// Longest wait for one delivery request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Slack renders at most 3,000 characters in a section.
 const SLACK_SECTION: usize = 2_900;
 
-/// Sends alerts from a background task; see the module docs for the payload.
+/// How long one delivery is retried, and how far apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// The first wait (before jitter); each next one doubles, up to `max`.
+    pub base: Duration,
+    pub max: Duration,
+    /// A delivery still failing this long after its first try is dropped.
+    pub give_up_after: Duration,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        // NB: a sink that is down for a deploy or a restart comes back
+        // within minutes; an alert is worth that wait.
+        Delivery {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            give_up_after: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+impl Delivery {
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            attempts: u32::MAX,
+            base: self.base,
+            max: self.max,
+        }
+    }
+}
+
+/// What became of alerts, for `/metrics`: each alert counts once per sink.
+#[derive(Debug, Clone, Default)]
+pub struct AlertCounters {
+    /// Delivered (a 2xx answer).
+    pub sent: Counter,
+    /// Tries that failed (each retry counts).
+    pub failed_attempts: Counter,
+    /// Given up: a full queue, a refusal that retrying cannot fix, or still
+    /// failing when the delivery's time was up.
+    pub dropped: Counter,
+}
+
+/// Sends alerts from background tasks (one per sink, so a sink that is
+/// down delays only its own alerts, in order); see the module docs for the
+/// payload.
 pub struct Notifier {
     queue: mpsc::Sender<Alert>,
-    /// Alerts queued or being delivered.
+    /// Alerts queued, and deliveries queued or under way.
     pending: Arc<AtomicUsize>,
     idle: Arc<Notify>,
-    dropped: AtomicU64,
+    counters: AlertCounters,
+}
+
+/// One alert for one sink.
+struct Job {
+    alert: Arc<Alert>,
+    sink: AlertSpec,
 }
 
 impl Notifier {
     /// Starts delivery on the current Tokio runtime.
-    pub fn start(secrets: Secrets, backoff: Backoff) -> Arc<Notifier> {
+    pub fn start(secrets: Secrets, delivery: Delivery) -> Arc<Notifier> {
         let (queue, mut alerts) = mpsc::channel::<Alert>(QUEUE);
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
@@ -57,11 +121,41 @@ impl Notifier {
             .unwrap_or_default();
         let pending = Arc::new(AtomicUsize::new(0));
         let idle = Arc::new(Notify::new());
-        let (left, done) = (pending.clone(), idle.clone());
+        let counters = AlertCounters::default();
+        let (left, done, count) = (pending.clone(), idle.clone(), counters.clone());
         tokio::spawn(async move {
+            // By the variable naming the sink's URL: that is the sink.
+            let mut sinks: HashMap<String, mpsc::Sender<Job>> = HashMap::new();
             while let Some(alert) = alerts.recv().await {
+                let alert = Arc::new(alert);
                 for sink in alert.sinks.iter() {
-                    deliver(&client, &secrets, backoff, sink, &alert).await;
+                    let name = sink.webhook.url_env.0.clone();
+                    let worker = sinks.entry(name).or_insert_with(|| {
+                        let (jobs, queue) = mpsc::channel(SINK_QUEUE);
+                        tokio::spawn(worker(
+                            queue,
+                            client.clone(),
+                            secrets.clone(),
+                            delivery,
+                            count.clone(),
+                            left.clone(),
+                            done.clone(),
+                        ));
+                        jobs
+                    });
+                    left.fetch_add(1, Ordering::SeqCst);
+                    let job = Job {
+                        alert: alert.clone(),
+                        sink: sink.clone(),
+                    };
+                    if worker.try_send(job).is_err() {
+                        left.fetch_sub(1, Ordering::SeqCst);
+                        count.dropped.inc();
+                        tracing::warn!(
+                            sink = sink.webhook.url_env.0.as_str(),
+                            "alert sink's queue full; an alert was dropped"
+                        );
+                    }
                 }
                 left.fetch_sub(1, Ordering::SeqCst);
                 done.notify_waiters();
@@ -71,13 +165,18 @@ impl Notifier {
             queue,
             pending,
             idle,
-            dropped: AtomicU64::new(0),
+            counters,
         })
     }
 
-    /// Alerts dropped because the queue was full.
+    /// The counters, to register with the process's metrics.
+    pub fn counters(&self) -> &AlertCounters {
+        &self.counters
+    }
+
+    /// Deliveries dropped so far (see [`AlertCounters::dropped`]).
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.counters.dropped.get()
     }
 
     /// Waits, up to `grace`, until every queued alert is delivered or given up.
@@ -105,16 +204,37 @@ impl Alerts for Notifier {
         self.pending.fetch_add(1, Ordering::SeqCst);
         if self.queue.try_send(alert).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.dropped.inc();
             tracing::warn!("alert queue full; an alert was dropped");
         }
+    }
+}
+
+/// Delivers one sink's alerts in order.
+async fn worker(
+    mut jobs: mpsc::Receiver<Job>,
+    client: reqwest::Client,
+    secrets: Secrets,
+    delivery: Delivery,
+    counters: AlertCounters,
+    pending: Arc<AtomicUsize>,
+    idle: Arc<Notify>,
+) {
+    while let Some(job) = jobs.recv().await {
+        deliver(
+            &client, &secrets, delivery, &counters, &job.sink, &job.alert,
+        )
+        .await;
+        pending.fetch_sub(1, Ordering::SeqCst);
+        idle.notify_waiters();
     }
 }
 
 async fn deliver(
     client: &reqwest::Client,
     secrets: &Secrets,
-    backoff: Backoff,
+    delivery: Delivery,
+    counters: &AlertCounters,
     sink: &AlertSpec,
     alert: &Alert,
 ) {
@@ -124,6 +244,7 @@ async fn deliver(
     let url = match secrets.read(environment, sink_name) {
         Ok(Some(url)) if !url.is_empty() => url,
         Ok(_) => {
+            counters.dropped.inc();
             tracing::warn!(
                 sink = sink_name,
                 "alert sink not configured: the variable is not set"
@@ -131,6 +252,7 @@ async fn deliver(
             return;
         }
         Err(denied) => {
+            counters.dropped.inc();
             tracing::warn!(sink = sink_name, error = %denied, "alert sink refused");
             return;
         }
@@ -138,6 +260,7 @@ async fn deliver(
     // NB: the URL is the operator's, but the repository chose the variable:
     // it is posted to only where this environment may reach.
     if let Err(denied) = secrets.allowances().url(environment, &url) {
+        counters.dropped.inc();
         tracing::warn!(sink = sink_name, error = %denied, "alert sink refused (--allow-url)");
         return;
     }
@@ -150,12 +273,17 @@ async fn deliver(
         None => None,
         Some(Ok(key)) => key,
         Some(Err(denied)) => {
+            counters.dropped.inc();
             tracing::warn!(sink = sink_name, error = %denied, "alert sink refused");
             return;
         }
     };
     let signature = key.map(|key| crate::server::webhook::github_signature(&key, body.as_bytes()));
-    for attempt in 1..=backoff.attempts {
+    let backoff = delivery.backoff();
+    let give_up = Instant::now() + delivery.give_up_after;
+    let mut attempt = 0u32;
+    loop {
+        attempt = attempt.saturating_add(1);
         let mut request = client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -165,8 +293,11 @@ async fn deliver(
             request = request.header("X-Sluice-Signature-256", signature);
         }
         // NB: errors are described without the URL, which is a secret.
-        let retry = match request.send().await {
-            Ok(response) if response.status().is_success() => return,
+        let (retry, hint) = match request.send().await {
+            Ok(response) if response.status().is_success() => {
+                counters.sent.inc();
+                return;
+            }
             Ok(response) => {
                 let status = response.status();
                 tracing::warn!(
@@ -175,7 +306,16 @@ async fn deliver(
                     attempt,
                     "alert refused"
                 );
-                status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                let hint = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let retry = status.is_server_error()
+                    || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || status == reqwest::StatusCode::REQUEST_TIMEOUT;
+                (retry, hint)
             }
             Err(e) => {
                 let reason = if e.is_timeout() {
@@ -184,20 +324,24 @@ async fn deliver(
                     "unreachable"
                 };
                 tracing::warn!(sink = sink_name, reason, attempt, "alert not delivered");
-                true
+                (true, None)
             }
         };
-        if !retry || attempt == backoff.attempts {
+        counters.failed_attempts.inc();
+        let wait = backoff.delay(attempt, rand::random::<f64>(), hint);
+        if !retry || Instant::now() + wait >= give_up {
             break;
         }
-        tokio::time::sleep(backoff.delay(attempt, rand::random::<f64>(), None)).await;
+        tokio::time::sleep(wait).await;
     }
+    counters.dropped.inc();
     tracing::error!(
         sink = sink_name,
         event = alert.event.as_str(),
         environment = %alert.environment,
         gateway = %alert.gateway,
-        "alert lost after retries"
+        attempts = attempt,
+        "alert dropped: not delivered in time"
     );
 }
 
@@ -281,6 +425,134 @@ mod tests {
             at: 1_750_000_000_000,
             sinks: Arc::from(vec![]),
         }
+    }
+
+    /// A real HTTP sink on loopback that answers `500` to its first
+    /// `failures` deliveries (`u32::MAX`: all of them), then `200`.
+    struct Sink {
+        url: String,
+        received: Arc<AtomicUsize>,
+    }
+
+    impl Sink {
+        async fn start(failures: u32) -> Sink {
+            let received = Arc::new(AtomicUsize::new(0));
+            let seen = received.clone();
+            let app = axum::Router::new().route(
+                "/hook",
+                axum::routing::post(move || {
+                    let seen = seen.clone();
+                    async move {
+                        let n = seen.fetch_add(1, Ordering::SeqCst) as u32;
+                        if n < failures {
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                        } else {
+                            axum::http::StatusCode::OK
+                        }
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/hook", listener.local_addr().unwrap());
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            Sink { url, received }
+        }
+
+        fn received(&self) -> usize {
+            self.received.load(Ordering::SeqCst)
+        }
+    }
+
+    fn sink_spec(url_env: &str) -> AlertSpec {
+        serde_json::from_value(json!({"webhook": {"urlEnv": url_env}})).unwrap()
+    }
+
+    /// A notifier whose sinks `SINK_A` and `SINK_B` are `a` and `b`.
+    fn notifier(a: &Sink, b: Option<&Sink>, delivery: Delivery) -> Arc<Notifier> {
+        let urls: HashMap<String, String> = [("SINK_A", Some(a)), ("SINK_B", b)]
+            .into_iter()
+            .filter_map(|(name, sink)| Some((name.to_owned(), sink?.url.clone())))
+            .collect();
+        let allowances = crate::config::Allowances::new(
+            vec!["*=SINK_*".parse().unwrap()],
+            vec!["*=http://127.0.0.1:*".parse().unwrap()],
+        );
+        Notifier::start(
+            Secrets::new(
+                Arc::new(move |name| urls.get(name).cloned()),
+                Arc::new(allowances),
+            ),
+            delivery,
+        )
+    }
+
+    fn to(sink: &str) -> Alert {
+        Alert {
+            sinks: Arc::from(vec![sink_spec(sink)]),
+            ..alert(AlertEvent::ApplyFailed)
+        }
+    }
+
+    /// Polls `check` until it holds, for at most a generous `seconds`.
+    async fn eventually(seconds: u64, what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    const QUICK: Delivery = Delivery {
+        base: Duration::from_millis(10),
+        max: Duration::from_millis(40),
+        give_up_after: Duration::from_secs(120),
+    };
+
+    #[tokio::test]
+    async fn a_failing_sink_is_retried_until_it_takes_the_alert() {
+        // More failures than the old four tries could outlast.
+        let sink = Sink::start(8).await;
+        let notifier = notifier(&sink, None, QUICK);
+        notifier.send(to("SINK_A"));
+        eventually(60, "the delivery", || notifier.counters().sent.get() == 1).await;
+        assert_eq!(sink.received(), 9);
+        assert_eq!(notifier.counters().failed_attempts.get(), 8);
+        assert_eq!(notifier.dropped(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dead_sink_holds_up_no_other_sink() {
+        let dead = Sink::start(u32::MAX).await;
+        let alive = Sink::start(0).await;
+        let notifier = notifier(&dead, Some(&alive), QUICK);
+        notifier.send(to("SINK_A"));
+        eventually(60, "a failed try", || dead.received() >= 1).await;
+        notifier.send(to("SINK_B"));
+        eventually(60, "the other sink's alert", || alive.received() == 1).await;
+        // The first alert is still being retried, not given up.
+        assert_eq!(notifier.counters().sent.get(), 1);
+        assert_eq!(notifier.dropped(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_still_failing_when_its_time_is_up_is_dropped_and_counted() {
+        let dead = Sink::start(u32::MAX).await;
+        let delivery = Delivery {
+            give_up_after: Duration::from_millis(300),
+            ..QUICK
+        };
+        let notifier = notifier(&dead, None, delivery);
+        notifier.send(to("SINK_A"));
+        notifier.flush(Duration::from_secs(60)).await;
+        assert_eq!(notifier.dropped(), 1);
+        assert_eq!(notifier.counters().sent.get(), 0);
+        assert!(notifier.counters().failed_attempts.get() >= 2);
+        assert_eq!(
+            notifier.counters().failed_attempts.get(),
+            dead.received() as u64
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@
 //! | no connection | [`GatewayError::Unreachable`] |
 //! | no answer in time | [`GatewayError::Timeout`] |
 //!
+//! Reading what a gateway runs (`live`) checks `/status` against what `GET
+//! /sluice/v1/config` serves (its `ETag` and the digest of its body): they
+//! must agree, or the answer is [`GatewayError::Mismatch`].
+//!
 //! When the gateway runs nothing (`expected` is `None`), an apply sends
 //! `If-None-Match: *` — the standard HTTP precondition for "only if there is
 //! no current representation" — so that a config that appeared meanwhile
@@ -311,6 +315,53 @@ impl HttpGateway {
     }
 }
 
+impl HttpGateway {
+    /// Checks that what `GET /sluice/v1/config` serves is the version
+    /// `/status` claims: its `ETag` and the digest of its body. A status
+    /// alone proves nothing: a gateway that reports the new digest while it
+    /// still serves (and so enforces) the old document is a
+    /// [`GatewayError::Mismatch`], never recorded as applied or in sync.
+    async fn check_served(&self, claimed: &Digest) -> Result<(), GatewayError> {
+        let response = self
+            .send(self.request(Method::GET, protocol::CONFIG_PATH))
+            .await?;
+        // Shown as "gateway reports <served>, not what its /status claims,
+        // after applying <claimed>".
+        let mismatch = |served: String| GatewayError::Mismatch {
+            applied: claimed.to_string(),
+            reported: format!(
+                "{served} on GET {}, not what its /status claims,",
+                protocol::CONFIG_PATH
+            ),
+        };
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Err(mismatch("no config served (404)".into())),
+            _ => return Err(self.failure(response, None).await),
+        }
+        let tag = response
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(|tag| protocol::digest_of_etag(tag).to_owned());
+        let body = self.text(response, MAX_CONFIG_BYTES).await?;
+        // NB: the digest is of the canonical form, as the file driver
+        // reads it: a gateway may re-indent what it serves.
+        let served = Digest::of_json(&body).unwrap_or_else(|| Digest::of(body.as_bytes()));
+        if &served != claimed {
+            return Err(mismatch(format!(
+                "a config whose digest is {}",
+                served.short()
+            )));
+        }
+        match tag {
+            Some(tag) if tag == claimed.as_str() => Ok(()),
+            Some(tag) => Err(mismatch(format!("a config with ETag {}", self.scrub(&tag)))),
+            None => Err(mismatch("a config without an ETag".into())),
+        }
+    }
+}
+
 /// One client for every gateway: its connection pool is shared, and a
 /// large fleet does not pay for thousands of pools and TLS setups.
 fn shared_client() -> Result<reqwest::Client, String> {
@@ -379,6 +430,7 @@ impl Gateway for HttpGateway {
                 ),
             )
         })?;
+        self.check_served(&digest).await?;
         Ok(Live {
             digest: Some(digest),
             generation: Some(status.generation),

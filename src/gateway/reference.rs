@@ -320,11 +320,8 @@ async fn authenticate(State(shared): State<Arc<Shared>>, request: Request, next:
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| token_digest(t.trim()));
+        .and_then(crate::server::bearer_token)
+        .map(token_digest);
     match presented {
         Some(presented) if constant_time_eq(&presented, expected) => next.run(request).await,
         _ => (

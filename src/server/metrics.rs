@@ -147,6 +147,26 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Exposes what the alert notifier counts (it keeps the counters; these
+    /// share them).
+    pub fn register_alerts(&mut self, counters: &crate::drift::notify::AlertCounters) {
+        self.registry.register(
+            "alerts_sent",
+            "Alert deliveries that a sink accepted (one per alert and sink)",
+            counters.sent.clone(),
+        );
+        self.registry.register(
+            "alerts_failed_attempts",
+            "Alert delivery tries that failed (each retry counts)",
+            counters.failed_attempts.clone(),
+        );
+        self.registry.register(
+            "alerts_dropped",
+            "Alert deliveries given up: a full queue, a refusal, or still failing after the retry window",
+            counters.dropped.clone(),
+        );
+    }
+
     /// Counts a finished pass.
     pub fn observe(&self, pass: &Pass, seconds: f64, now_seconds: f64) {
         let Pass::Reconciled { environments, .. } = pass else {

@@ -13,13 +13,19 @@
 //!
 //! API tokens are scoped to one environment or `admin`; a token for
 //! development gets `403` on production. They are kept hashed and never logged.
+//!
+//! [`serve`] runs the router within [`HttpLimits`] (header, idle and request
+//! timeouts, a connection cap); credentials are checked from the headers
+//! before any body is read.
 
+mod listen;
 pub mod metrics;
 mod tokens;
 pub mod webhook;
 
+pub use listen::{HttpLimits, serve};
 pub use metrics::Metrics;
-pub use tokens::{Scope, Tokens};
+pub use tokens::{Scope, Tokens, bearer_token};
 
 use crate::{
     ledger::{Ledger, Trigger, WriteHealth},
@@ -27,7 +33,6 @@ use crate::{
 };
 use axum::{
     Json, Router,
-    body::Bytes,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -187,8 +192,9 @@ async fn sync(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     Query(q): Query<EnvQuery>,
-    _body: Bytes,
 ) -> Response {
+    // NB: no body is taken: whatever a client sends is never read, so an
+    // unauthenticated one cannot make the server buffer it.
     let scope = match state.tokens.authorize(&headers, q.env.as_deref()) {
         Ok(scope) => scope,
         Err(response) => return response,

@@ -95,10 +95,10 @@ impl Tokens {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
         let scope = self
-            .scope_of(token.trim())
+            .scope_of(token)
             .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "unknown token"))?;
         match (environment, &scope) {
             (Some(env), scope) if !scope.allows(env) => Err(refuse(
@@ -108,6 +108,15 @@ impl Tokens {
             _ => Ok(scope),
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// matched case-insensitively (RFC 9110 §11.1, as RFC 7235 before it);
+/// spaces around the token are not part of it.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]
@@ -145,6 +154,28 @@ mod tests {
         assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
         let missing = tokens.authorize(&HeaderMap::new(), None).unwrap_err();
         assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        let tokens = Tokens::parse("admin root-token").unwrap();
+        for value in [
+            "Bearer root-token",
+            "bearer root-token",
+            "BEARER  root-token ",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            assert_eq!(
+                tokens.authorize(&headers, None).unwrap(),
+                Scope::Admin,
+                "{value}"
+            );
+        }
+        assert_eq!(bearer_token("Basic cm9vdA=="), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer   "), None);
+        assert_eq!(bearer_token("Bearerroot-token"), None);
     }
 
     #[test]

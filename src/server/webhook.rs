@@ -9,19 +9,24 @@
 use super::{ServerState, error, request_sync};
 use crate::ledger::Trigger;
 use axum::{
-    body::Bytes,
+    body::Body,
     extract::State,
     http::{HeaderMap, StatusCode},
     response::Response,
 };
+use futures::StreamExt as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::sync::Arc;
 
+/// Largest delivery read: GitHub caps webhook payloads at 25 MB. The body
+/// is hashed as it arrives, never held whole.
+const MAX_BODY: usize = 25 << 20;
+
 pub async fn receive(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Some(secret) = &state.webhook_secret else {
         return error(
@@ -29,7 +34,34 @@ pub async fn receive(
             "the git webhook is off (no secret configured)",
         );
     };
-    if !verified(secret, &headers, &body) {
+    // NB: what the headers alone decide is decided before any of the body
+    // is read; a GitHub signature needs the body, read bounded (and within
+    // the server's request timeout).
+    let accepted = match check(secret, &headers) {
+        Check::Decided(accepted) => accepted,
+        Check::Signed { mut mac, expected } => {
+            let mut stream = body.into_data_stream();
+            let mut read = 0usize;
+            let mut complete = true;
+            while let Some(chunk) = stream.next().await {
+                let Ok(chunk) = chunk else {
+                    complete = false;
+                    break;
+                };
+                read += chunk.len();
+                if read > MAX_BODY {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("a webhook delivery is at most {} MiB", MAX_BODY >> 20),
+                    );
+                }
+                mac.update(&chunk);
+            }
+            // verify_slice compares in constant time.
+            complete && mac.verify_slice(&expected).is_ok()
+        }
+    };
+    if !accepted {
         state.metrics.webhooks_rejected.inc();
         tracing::warn!("git webhook refused: missing or bad signature");
         return error(StatusCode::UNAUTHORIZED, "missing or bad signature");
@@ -38,29 +70,47 @@ pub async fn receive(
     request_sync(&state, Trigger::Webhook, None).await
 }
 
-/// Whether the request carries a valid GitHub signature or GitLab token.
-pub fn verified(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+/// What a delivery's headers say about it.
+enum Check {
+    /// Accepted or refused without the body (a GitLab token, or no or a
+    /// malformed signature).
+    Decided(bool),
+    /// A GitHub signature, to check against the body's HMAC.
+    Signed {
+        mac: Box<Hmac<Sha256>>,
+        expected: Vec<u8>,
+    },
+}
+
+fn check(secret: &str, headers: &HeaderMap) -> Check {
     if let Some(signature) = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok())
     {
-        let Some(hex) = signature.strip_prefix("sha256=") else {
-            return false;
+        let expected = signature.strip_prefix("sha256=").and_then(decode_hex);
+        return match (expected, Hmac::<Sha256>::new_from_slice(secret.as_bytes())) {
+            (Some(expected), Ok(mac)) => Check::Signed {
+                mac: Box::new(mac),
+                expected,
+            },
+            _ => Check::Decided(false),
         };
-        let Some(expected) = decode_hex(hex) else {
-            return false;
-        };
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-            return false;
-        };
-        mac.update(body);
-        // verify_slice compares in constant time.
-        return mac.verify_slice(&expected).is_ok();
     }
     if let Some(token) = headers.get("x-gitlab-token").and_then(|v| v.to_str().ok()) {
-        return constant_time_eq(token.as_bytes(), secret.as_bytes());
+        return Check::Decided(constant_time_eq(token.as_bytes(), secret.as_bytes()));
     }
-    false
+    Check::Decided(false)
+}
+
+/// Whether the request carries a valid GitHub signature or GitLab token.
+pub fn verified(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    match check(secret, headers) {
+        Check::Decided(accepted) => accepted,
+        Check::Signed { mut mac, expected } => {
+            mac.update(body);
+            mac.verify_slice(&expected).is_ok()
+        }
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

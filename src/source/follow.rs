@@ -7,7 +7,7 @@ use super::{
     GitSnapshot, SourceError,
     git::{is_commit, peeled_commit},
 };
-use git2::{Cred, Direction, FetchOptions, Oid, RemoteCallbacks, Repository};
+use git2::{Cred, Direction, FetchOptions, Oid, RemoteCallbacks, RemoteRedirect, Repository};
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -165,6 +165,16 @@ impl Follower {
                 Repository::init_bare(cache).map_err(|e| remote_error(url, e))?
             }
         };
+        // NB: libgit2 follows a redirect to another host on the first
+        // request unless told not to, and the listing below connects without
+        // fetch options: only the repository's `http.followRedirects` reaches
+        // it. The credentials callback refuses any other origin as well.
+        let mut config = repo.config().map_err(|e| remote_error(url, e))?;
+        if config.get_bool("http.followRedirects").ok() != Some(false) {
+            config
+                .set_bool("http.followRedirects", false)
+                .map_err(|e| remote_error(url, e))?;
+        }
         let tracking = self.target.tracking();
         let not_found = || SourceError::RevisionNotFound {
             rev: self.target.name().to_owned(),
@@ -178,7 +188,7 @@ impl Follower {
                 let local_head = repo.refname_to_id(&tracking).ok();
                 let remote_head = {
                     let connection = remote
-                        .connect_auth(Direction::Fetch, Some(self.callbacks()), None)
+                        .connect_auth(Direction::Fetch, Some(self.callbacks(url)), None)
                         .map_err(|e| remote_error(url, e))?;
                     let head = connection
                         .list()
@@ -208,7 +218,8 @@ impl Follower {
             }
         };
         let mut options = FetchOptions::new();
-        let mut callbacks = self.callbacks();
+        options.follow_redirects(RemoteRedirect::None);
+        let mut callbacks = self.callbacks(url);
         // NB: a remote that streams without end (or too slowly) is cut off
         // here, inside the fetch, rather than left running on its thread.
         let deadline = Instant::now() + FETCH_DEADLINE;
@@ -240,8 +251,8 @@ impl Follower {
         }
     }
 
-    fn callbacks(&self) -> RemoteCallbacks<'static> {
-        remote_callbacks(&self.credentials)
+    fn callbacks(&self, url: &str) -> RemoteCallbacks<'static> {
+        remote_callbacks(&self.credentials, url)
     }
 
     /// The snapshot of one commit of the followed repository.
@@ -255,17 +266,31 @@ fn peeled(repo: &Repository, refname: &str) -> Option<String> {
     peeled_commit(repo, refname)
 }
 
-/// Callbacks that authenticate to a remote with `credentials` (fetch and
-/// push alike).
-pub(crate) fn remote_callbacks(credentials: &Credentials) -> RemoteCallbacks<'static> {
+/// Callbacks that authenticate to the remote at `url` with `credentials`
+/// (fetch and push alike). A token goes only to `url`'s origin.
+pub(crate) fn remote_callbacks(credentials: &Credentials, url: &str) -> RemoteCallbacks<'static> {
     let mut callbacks = RemoteCallbacks::new();
     let credentials = credentials.clone();
+    let expected = origin(url);
+    let configured = redact_url(url);
     // libgit2 asks again after a refusal (up to its replay limit), and
     // the key or token will not have changed: each is offered once per
     // connection.
     let mut token_offered = false;
     let mut key_offered = false;
-    callbacks.credentials(move |_url, username, allowed| {
+    callbacks.credentials(move |asking, username, allowed| {
+        // NB: libgit2 asks again at the new address after a redirect, and
+        // it compares only host names (not ports or schemes) before
+        // following one: the token is for the origin the operator
+        // configured, and a server elsewhere that asks is refused here.
+        let token_configured = credentials.token.is_some() || credentials.token_env.is_some();
+        if allowed.is_user_pass_plaintext() && token_configured && origin(asking) != expected {
+            return Err(git2::Error::from_str(&format!(
+                "{} asks for credentials (after a redirect?), but the token is only for the \
+                 origin of {configured}: not sent",
+                redact_url(asking)
+            )));
+        }
         if allowed.is_ssh_key()
             && let Some(key) = &credentials.ssh_key
         {
@@ -316,6 +341,18 @@ pub(crate) fn remote_callbacks(credentials: &Credentials) -> RemoteCallbacks<'st
     callbacks
 }
 
+/// Scheme, host and port (the scheme's default when none is given) of a
+/// URL: what must match for a credential to be sent. `None` for what is not
+/// a URL (an scp-like `git@host:path`).
+fn origin(url: &str) -> Option<(String, String, Option<u16>)> {
+    let parsed = url::Url::parse(url).ok()?;
+    Some((
+        parsed.scheme().to_ascii_lowercase(),
+        parsed.host_str()?.to_ascii_lowercase(),
+        parsed.port_or_known_default(),
+    ))
+}
+
 fn open(path: &Path) -> Result<Repository, SourceError> {
     Repository::discover(path).map_err(|e| SourceError::OpenRepository {
         path: path.display().to_string(),
@@ -332,13 +369,60 @@ fn remote_error(url: &str, e: git2::Error) -> SourceError {
     }
 }
 
+/// `url` as it may be shown: the user-info (which ends at the last `@` before
+/// the host, so a password may itself hold an `@`) becomes `***`, and so does
+/// the value of every query parameter named like a secret
+/// (`private_token`, `api_key`, `sig`, ...).
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***{}", &url[..scheme], &url[at..])
+    let (before_fragment, fragment) = match url.find('#') {
+        Some(at) => url.split_at(at),
+        None => (url, ""),
+    };
+    let (location, query) = match before_fragment.find('?') {
+        Some(at) => (&before_fragment[..at], Some(&before_fragment[at + 1..])),
+        None => (before_fragment, None),
+    };
+    let mut shown = match location.find("://") {
+        Some(scheme) => {
+            let rest = &location[scheme + 3..];
+            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+            match authority.rfind('@') {
+                Some(at) => format!("{}://***{}", &location[..scheme], &rest[at..]),
+                None => location.to_owned(),
+            }
         }
-        _ => url.to_owned(),
+        None => location.to_owned(),
+    };
+    if let Some(query) = query {
+        shown.push('?');
+        let parameters: Vec<String> = query
+            .split('&')
+            .map(|parameter| match parameter.split_once('=') {
+                Some((name, _)) if secret_name(name) => format!("{name}=***"),
+                _ => parameter.to_owned(),
+            })
+            .collect();
+        shown.push_str(&parameters.join("&"));
     }
+    shown.push_str(fragment);
+    shown
+}
+
+/// Whether a query parameter's name says its value is a credential.
+fn secret_name(name: &str) -> bool {
+    const WORDS: [&str; 9] = [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "key",
+        "sig",
+        "auth",
+        "credential",
+        "session",
+    ];
+    let name = name.to_ascii_lowercase();
+    WORDS.iter().any(|word| name.contains(word))
 }
 
 #[cfg(test)]
@@ -373,5 +457,50 @@ mod tests {
             redact_url("https://git.example/p.git"),
             "https://git.example/p.git"
         );
+    }
+
+    #[test]
+    fn redaction_covers_passwords_with_at_signs_and_secret_parameters() {
+        let table = [
+            ("http://bob:SECRET@tok@host/p.git", "http://***@host/p.git"),
+            ("http://bob:SECRET@tok@host", "http://***@host"),
+            (
+                "https://host/p.git?private_token=SECRET",
+                "https://host/p.git?private_token=***",
+            ),
+            (
+                "https://host/p?ref=main&access_token=SECRET&page=2",
+                "https://host/p?ref=main&access_token=***&page=2",
+            ),
+            (
+                "https://host/p?API_KEY=SECRET",
+                "https://host/p?API_KEY=***",
+            ),
+            (
+                "https://host/p?key=SECRET&sig=SECRET",
+                "https://host/p?key=***&sig=***",
+            ),
+            (
+                "https://host/p?X-Amz-Signature=SECRET",
+                "https://host/p?X-Amz-Signature=***",
+            ),
+            (
+                "https://host/p?password=SECRET#top",
+                "https://host/p?password=***#top",
+            ),
+            (
+                "https://u:SECRET@host/p?secret=SECRET",
+                "https://***@host/p?secret=***",
+            ),
+            // An `@` in the path is not user-info.
+            ("https://host/org/@scope/p", "https://host/org/@scope/p"),
+            ("https://host/p?ref=main", "https://host/p?ref=main"),
+            ("git@host:team/p.git", "git@host:team/p.git"),
+            ("/srv/policy", "/srv/policy"),
+        ];
+        for (url, shown) in table {
+            assert_eq!(redact_url(url), shown, "{url}");
+            assert!(!redact_url(url).contains("SECRET"), "{url}");
+        }
     }
 }

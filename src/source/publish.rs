@@ -45,7 +45,7 @@ pub fn push(
     let shown = redact_url(&url);
     let rejected: RefCell<Option<String>> = RefCell::new(None);
     {
-        let mut callbacks = remote_callbacks(credentials);
+        let mut callbacks = remote_callbacks(credentials, &url);
         callbacks.push_update_reference(|reference, status| {
             if let Some(status) = status {
                 *rejected.borrow_mut() = Some(format!("{reference}: {status}"));
@@ -53,6 +53,9 @@ pub fn push(
             Ok(())
         });
         let mut options = PushOptions::new();
+        // NB: as for fetches, no redirect to another host (the credentials
+        // callback refuses any other origin too).
+        options.follow_redirects(git2::RemoteRedirect::None);
         options.remote_callbacks(callbacks);
         let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
         handle

@@ -168,3 +168,148 @@ fn a_tag_or_a_commit_is_followed_where_a_branch_would_move() {
     let loaded = sluice::config::load(&snapshot, &Default::default()).unwrap();
     assert!(loaded.repository.is_some());
 }
+
+/// Two loopback listeners: the configured origin, which redirects every
+/// request to the same path on a second port (after a Basic challenge when
+/// `challenge_first`; with a challenge on the redirect itself when
+/// `challenge_on_redirect`), and that second port, which asks for
+/// credentials and counts the requests that brought an `Authorization`
+/// header.
+struct Redirector {
+    runtime: Option<tokio::runtime::Runtime>,
+    origin: u16,
+    elsewhere_seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    elsewhere_authorized: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Redirector {
+    fn start(challenge_first: bool, challenge_on_redirect: bool) -> Redirector {
+        use axum::{http::StatusCode, response::IntoResponse};
+        use std::sync::{Arc, atomic::AtomicUsize, atomic::Ordering};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let bind = || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let _context = runtime.enter();
+            (tokio::net::TcpListener::from_std(listener).unwrap(), port)
+        };
+        let (origin_listener, origin) = bind();
+        let (elsewhere_listener, elsewhere) = bind();
+        let challenge = || {
+            (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Basic realm=\"git\"")],
+                "authentication required\n",
+            )
+                .into_response()
+        };
+        let redirect =
+            axum::Router::new().fallback(move |request: axum::extract::Request| async move {
+                if challenge_first && !request.headers().contains_key("authorization") {
+                    return challenge();
+                }
+                let target = request
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default();
+                let mut response = (
+                    StatusCode::FOUND,
+                    [("location", format!("http://127.0.0.1:{elsewhere}{target}"))],
+                )
+                    .into_response();
+                if challenge_on_redirect {
+                    response.headers_mut().insert(
+                        "www-authenticate",
+                        axum::http::HeaderValue::from_static("Basic realm=\"git\""),
+                    );
+                }
+                response
+            });
+        let elsewhere_seen = Arc::new(AtomicUsize::new(0));
+        let elsewhere_authorized = Arc::new(AtomicUsize::new(0));
+        let (seen, authorized) = (elsewhere_seen.clone(), elsewhere_authorized.clone());
+        let lure = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (seen, authorized) = (seen.clone(), authorized.clone());
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                if request.headers().contains_key("authorization") {
+                    authorized.fetch_add(1, Ordering::SeqCst);
+                }
+                challenge()
+            }
+        });
+        runtime.spawn(async move { axum::serve(origin_listener, redirect).await });
+        runtime.spawn(async move { axum::serve(elsewhere_listener, lure).await });
+        Redirector {
+            runtime: Some(runtime),
+            origin,
+            elsewhere_seen,
+            elsewhere_authorized,
+        }
+    }
+}
+
+impl Drop for Redirector {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+}
+
+/// Fetches through a [`Redirector`]: how many requests reached the other
+/// port, how many of them carried credentials, and the fetch's error.
+fn fetch_through(challenge_first: bool, challenge_on_redirect: bool) -> (usize, usize, String) {
+    use sluice::source::{Credentials, Follower, follow::Token};
+    use std::sync::atomic::Ordering;
+    let server = Redirector::start(challenge_first, challenge_on_redirect);
+    let cache = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/policy.git", server.origin);
+    let credentials = Credentials {
+        token: Some(Token(TOKEN.to_owned())),
+        ..Default::default()
+    };
+    let follower = Follower::new(&url, "main", cache.path(), credentials);
+    let error = follower.fetch().unwrap_err().to_string();
+    (
+        server.elsewhere_seen.load(Ordering::SeqCst),
+        server.elsewhere_authorized.load(Ordering::SeqCst),
+        error,
+    )
+}
+
+#[test]
+fn the_token_never_follows_a_redirect_to_another_port() {
+    for challenge_first in [false, true] {
+        let (seen, authorized, error) = fetch_through(challenge_first, false);
+        assert!(
+            seen >= 1,
+            "the redirect was not followed, so nothing was tested: {error}"
+        );
+        assert_eq!(
+            authorized, 0,
+            "credentials went to another origin (challenge first: {challenge_first}): {error}"
+        );
+        assert!(error.contains("only for the origin of"), "{error}");
+        assert!(!error.contains(TOKEN), "{error}");
+    }
+}
+
+/// A known gap, kept as a test: after the origin accepted the token, a
+/// redirect from it that carries a challenge of its own makes libgit2 replay
+/// the stored credential at the new address (same host, another port: an
+/// off-host redirect is refused) before the credentials callback is asked.
+/// Closing it needs a smart-HTTP transport of Sluice's own.
+#[test]
+#[ignore = "known gap: libgit2 replays a stored credential on a challenging same-host redirect"]
+fn the_token_never_follows_a_challenging_redirect_to_another_port() {
+    let (seen, authorized, error) = fetch_through(true, true);
+    assert!(seen >= 1, "{error}");
+    assert_eq!(authorized, 0, "{error}");
+}

@@ -624,3 +624,148 @@ fn sigterm_shuts_it_down_cleanly() {
         .expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}: {}", process.stderr());
 }
+
+/// A gateway that lies: `PUT` answers `200` with the new digest as `ETag`
+/// and `/status` reports it, but `GET /sluice/v1/config` keeps serving the
+/// first document, with its own `ETag` or (when `etag_lies`) the claimed one.
+struct LyingGateway {
+    url: String,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl LyingGateway {
+    async fn start(served: &Desired, etag_lies: bool) -> LyingGateway {
+        use axum::{
+            extract::State,
+            http::{HeaderMap, StatusCode},
+            response::IntoResponse,
+            routing::get,
+        };
+        use std::sync::Mutex;
+        #[derive(Clone)]
+        struct Lies {
+            served: Arc<(String, String)>,
+            claimed: Arc<Mutex<String>>,
+            etag_lies: bool,
+        }
+        let lies = Lies {
+            served: Arc::new((served.body.to_string(), served.digest.to_string())),
+            claimed: Arc::new(Mutex::new(served.digest.to_string())),
+            etag_lies,
+        };
+        let app = axum::Router::new()
+            .route(
+                sluice::gateway::protocol::STATUS_PATH,
+                get(|State(lies): State<Lies>| async move {
+                    let digest = lies.claimed.lock().unwrap().clone();
+                    axum::Json(serde_json::json!({
+                        "digest": digest, "generation": 1, "startedAt": "2026-12-01T00:00:00Z"
+                    }))
+                }),
+            )
+            .route(
+                sluice::gateway::protocol::CONFIG_PATH,
+                get(|State(lies): State<Lies>| async move {
+                    let tag = if lies.etag_lies {
+                        lies.claimed.lock().unwrap().clone()
+                    } else {
+                        lies.served.1.clone()
+                    };
+                    ([("etag", format!("\"{tag}\""))], lies.served.0.clone())
+                })
+                .put(
+                    |State(lies): State<Lies>, _: HeaderMap, body: String| async move {
+                        let digest = Digest::of_json(&body).unwrap().to_string();
+                        *lies.claimed.lock().unwrap() = digest.clone();
+                        (StatusCode::OK, [("etag", format!("\"{digest}\""))]).into_response()
+                    },
+                ),
+            )
+            .with_state(lies);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        LyingGateway {
+            url,
+            _server: server,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_status_that_claims_what_the_config_does_not_serve_is_a_mismatch() {
+    let documents = documents();
+    for etag_lies in [false, true] {
+        let gateway = LyingGateway::start(&documents[0], etag_lies).await;
+        let driver = HttpGateway::new(
+            "development",
+            &spec(&gateway.url, false, None),
+            &context(None),
+        )
+        .unwrap();
+        // Before any lie, status and config agree.
+        let live = driver.live().await.unwrap();
+        assert_eq!(live.digest.as_ref(), Some(&documents[0].digest));
+
+        let applied = driver
+            .apply(&documents[1], Some(&documents[0].digest), 2)
+            .await
+            .unwrap();
+        assert!(matches!(applied, Applied::Swapped { .. }), "{applied:?}");
+        let error = driver.live().await.unwrap_err();
+        assert!(
+            matches!(error, GatewayError::Mismatch { .. }),
+            "etag lies: {etag_lies}: {error:?}"
+        );
+        assert!(error.to_string().contains("/sluice/v1/config"), "{error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_to_a_lying_gateway_fails_rather_than_records_it_applied() {
+    let gateway = LyingGateway::start(&documents()[0], true).await;
+    let repo = crate::support::TestRepo::example();
+    repo.write(
+        "environments/production/gateways.yaml",
+        format!(
+            "gateways:\n  - name: liar\n    driver: http\n    url: {}\n    timeout: 5s\n",
+            gateway.url
+        ),
+    );
+    repo.commit("a lying gateway");
+    let data = tempfile::tempdir().unwrap();
+    let (repo_path, data_path) = (
+        repo.path().to_str().unwrap().to_owned(),
+        data.path().to_str().unwrap().to_owned(),
+    );
+    // The gateway answers on this runtime while the CLI runs beside it.
+    let run = tokio::task::spawn_blocking(move || {
+        crate::support::sluice_with(
+            &[
+                "sync",
+                "--env",
+                "production",
+                "-o",
+                "json",
+                "--repo",
+                &repo_path,
+                "--data-dir",
+                &data_path,
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let pass = run.json();
+    let liar = pass["environments"][0]["gateways"][0].clone();
+    assert_eq!(liar["gateway"], "liar", "{pass}");
+    assert_eq!(liar["state"], "failed", "{pass}");
+    assert!(
+        liar.to_string().contains("/sluice/v1/config"),
+        "the error names what was served: {liar}"
+    );
+}
