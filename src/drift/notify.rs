@@ -536,6 +536,36 @@ mod tests {
         assert_eq!(notifier.dropped(), 0);
     }
 
+    /// Issue 16: a repository names the variable, the operator's variable
+    /// holds the URL: neither a variable nor a URL outside the allowances
+    /// is used, and nothing is sent.
+    #[tokio::test]
+    async fn a_sink_outside_the_allowances_is_never_posted_to() {
+        let sink = Sink::start(0).await;
+        let urls: HashMap<String, String> = [
+            ("SINK_A".to_owned(), sink.url.clone()),
+            ("SLUICE_WEBHOOK_SECRET".to_owned(), sink.url.clone()),
+        ]
+        .into();
+        let allowances = crate::config::Allowances::new(
+            vec!["*=SINK_*".parse().unwrap()],
+            vec!["*=https://alerts.example.com".parse().unwrap()],
+        );
+        let notifier = Notifier::start(
+            Secrets::new(
+                Arc::new(move |name| urls.get(name).cloned()),
+                Arc::new(allowances),
+            ),
+            QUICK,
+        );
+        notifier.send(to("SINK_A")); // an allowed variable, a URL that is not
+        notifier.send(to("SLUICE_WEBHOOK_SECRET")); // Sluice's own variable
+        notifier.flush(Duration::from_secs(60)).await;
+        assert_eq!(sink.received(), 0);
+        assert_eq!(notifier.dropped(), 2);
+        assert_eq!(notifier.counters().sent.get(), 0);
+    }
+
     #[tokio::test]
     async fn a_delivery_still_failing_when_its_time_is_up_is_dropped_and_counted() {
         let dead = Sink::start(u32::MAX).await;

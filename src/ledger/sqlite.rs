@@ -46,26 +46,49 @@ impl SqliteLedger {
     /// SQLite would take it as a new database, and whatever truncated it
     /// would silently cost the whole history (see [`SqliteLedger::open_afresh`]).
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
-        refuse_empty(path)?;
-        Self::open_file(path)
+        Self::open_file(path, false)
     }
 
     /// [`SqliteLedger::open`], starting a new ledger where the file is
     /// empty: the operator's explicit choice (`--fresh-ledger`).
     pub fn open_afresh(path: &Path) -> Result<Self, LedgerError> {
-        if refuse_empty(path).is_err() {
-            tracing::warn!(path = %path.display(), "the ledger file is empty; starting a new ledger as asked");
-        }
-        Self::open_file(path)
+        Self::open_file(path, true)
     }
 
-    fn open_file(path: &Path) -> Result<Self, LedgerError> {
+    fn open_file(path: &Path, afresh: bool) -> Result<Self, LedgerError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 open_error(path, format!("cannot create {}: {e}", parent.display()))
             })?;
         }
-        let mut conn = Connection::open(path).map_err(|e| open_error(path, e.to_string()))?;
+        if afresh && refuse_empty(path).is_err() {
+            tracing::warn!(path = %path.display(), "the ledger file is empty; starting a new ledger as asked");
+            std::fs::remove_file(path).map_err(|e| open_error(path, e.to_string()))?;
+        }
+        if !path
+            .try_exists()
+            .map_err(|e| open_error(path, e.to_string()))?
+        {
+            create(path)?;
+        }
+        refuse_empty(path)?;
+        // NB: never SQLITE_OPEN_CREATE: a new ledger is made whole by
+        // `create`, so an empty file here is always one something else left.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Self::connect(path, flags)?;
+        check_is_ledger(&conn, path)?;
+        migrations::migrate(&mut conn)?;
+        Ok(SqliteLedger {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// A connection in WAL mode with the ledger's settings.
+    fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, LedgerError> {
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| open_error(path, e.to_string()))?;
         let setup = |conn: &Connection| -> rusqlite::Result<String> {
             // Set first: even switching to WAL needs a lock another process may hold.
             conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -89,11 +112,7 @@ impl SqliteLedger {
                 format!("the journal mode stayed {mode:?}; the ledger needs WAL"),
             ));
         }
-        check_is_ledger(&conn, path)?;
-        migrations::migrate(&mut conn)?;
-        Ok(SqliteLedger {
-            conn: Mutex::new(conn),
-        })
+        Ok(conn)
     }
 
     /// Opens an existing ledger for reading only, for `sluice status` and
@@ -146,6 +165,44 @@ impl SqliteLedger {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Makes a new ledger at `path` whole or not at all: built (WAL mode,
+/// migrated) in a file of its own beside it, then linked into place, so no
+/// one ever sees `path` empty, and two processes creating it at once end up
+/// sharing one (the second link fails and that one is used).
+fn create(path: &Path) -> Result<(), LedgerError> {
+    let name = path
+        .file_name()
+        .map_or_else(|| "ledger".into(), |n| n.to_string_lossy().into_owned());
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let building = path.with_file_name(format!(".{name}.{}.{unique}.new", std::process::id()));
+    let built = (|| {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = SqliteLedger::connect(&building, flags)?;
+        migrations::migrate(&mut conn)?;
+        // Closing the only connection checkpoints the WAL into the file.
+        conn.close()
+            .map_err(|(_, e)| open_error(&building, e.to_string()))?;
+        match std::fs::hard_link(&building, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(open_error(
+                path,
+                format!("cannot put the new ledger in place: {e}"),
+            )),
+        }
+    })();
+    for leftover in ["", "-wal", "-shm"] {
+        let mut file = building.clone().into_os_string();
+        file.push(leftover);
+        let _ = std::fs::remove_file(file);
+    }
+    built
 }
 
 /// An existing ledger file of 0 bytes is not a new ledger: something
