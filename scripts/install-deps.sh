@@ -3,7 +3,9 @@
 # a C toolchain and perl (vendored libgit2 and OpenSSL are compiled from
 # source), git (the tests make real repositories and serve them), gpg and
 # ssh-keygen (the tests sign commits with them), openssl and curl (the test
-# Kubernetes environment), prlimit (the full-disk ledger tests), and Rust itself when missing.
+# Kubernetes environment), prlimit (the full-disk ledger tests), Rust itself
+# when missing, and two Python virtualenvs in the cache (kubernetes-validate,
+# LiteLLM proxy).
 # Idempotent: installs only what is not already there.
 set -euo pipefail
 
@@ -51,5 +53,27 @@ if [[ ! -f $venv/.complete ]]; then
 	python3 -m venv "$venv"
 	"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
 	"$venv/bin/kubernetes-validate" --version >/dev/null
+	touch "$venv/.complete"
+fi
+
+# LiteLLM proxy for the litellm driver's tests and example (issue 12): a
+# virtualenv in the cache, keyed by the pinned requirements (about a minute
+# and 750 MB). scripts/litellm-env.sh prints its path, keyed the same way.
+requirements=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/litellm/requirements.txt
+venv=${XDG_CACHE_HOME:-$HOME/.cache}/sluice/py/litellm-$(sha256sum <"$requirements" | cut -c1-12)
+if [[ ! -f $venv/.complete ]]; then
+	sudo=""
+	[[ $(id -u) -eq 0 ]] || sudo="sudo"
+	if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+		echo "install-deps: installing python3 and python3-venv" >&2
+		$sudo apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-venv >/dev/null
+	fi
+	echo "install-deps: installing $(grep -v '^#' "$requirements" | xargs) into $venv" >&2
+	rm -rf "$venv"
+	mkdir -p "$(dirname "$venv")"
+	python3 -m venv "$venv"
+	"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+	LITELLM_LOCAL_MODEL_COST_MAP=True "$venv/bin/python" -c 'import litellm.proxy.proxy_server' >/dev/null
 	touch "$venv/.complete"
 fi
