@@ -313,52 +313,24 @@ impl HttpGateway {
             _ => text.to_owned(),
         }
     }
-}
 
-impl HttpGateway {
-    /// Checks that what `GET /sluice/v1/config` serves is the version
-    /// `/status` claims: its `ETag` and the digest of its body. A status
-    /// alone proves nothing: a gateway that reports the new digest while it
-    /// still serves (and so enforces) the old document is a
-    /// [`GatewayError::Mismatch`], never recorded as applied or in sync.
-    async fn check_served(&self, claimed: &Digest) -> Result<(), GatewayError> {
+    /// The digest of what `GET /sluice/v1/config` serves (`None` when it
+    /// serves nothing): what the gateway runs, whatever its `/status` says.
+    /// NB: of the canonical form, as the file driver reads it: a gateway
+    /// may re-indent what it serves.
+    async fn served(&self) -> Result<Option<Digest>, GatewayError> {
         let response = self
             .send(self.request(Method::GET, protocol::CONFIG_PATH))
             .await?;
-        // Shown as "gateway reports <served>, not what its /status claims,
-        // after applying <claimed>".
-        let mismatch = |served: String| GatewayError::Mismatch {
-            applied: claimed.to_string(),
-            reported: format!(
-                "{served} on GET {}, not what its /status claims,",
-                protocol::CONFIG_PATH
-            ),
-        };
         match response.status() {
             StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Err(mismatch("no config served (404)".into())),
+            StatusCode::NOT_FOUND => return Ok(None),
             _ => return Err(self.failure(response, None).await),
         }
-        let tag = response
-            .headers()
-            .get(header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(|tag| protocol::digest_of_etag(tag).to_owned());
         let body = self.text(response, MAX_CONFIG_BYTES).await?;
-        // NB: the digest is of the canonical form, as the file driver
-        // reads it: a gateway may re-indent what it serves.
-        let served = Digest::of_json(&body).unwrap_or_else(|| Digest::of(body.as_bytes()));
-        if &served != claimed {
-            return Err(mismatch(format!(
-                "a config whose digest is {}",
-                served.short()
-            )));
-        }
-        match tag {
-            Some(tag) if tag == claimed.as_str() => Ok(()),
-            Some(tag) => Err(mismatch(format!("a config with ETag {}", self.scrub(&tag)))),
-            None => Err(mismatch("a config without an ETag".into())),
-        }
+        Ok(Some(
+            Digest::of_json(&body).unwrap_or_else(|| Digest::of(body.as_bytes())),
+        ))
     }
 }
 
@@ -430,9 +402,20 @@ impl Gateway for HttpGateway {
                 ),
             )
         })?;
-        self.check_served(&digest).await?;
+        // NB: what it serves is what it runs. A gateway whose /status
+        // claims one version while it serves another (a half-done swap, a
+        // lie) runs what it serves: an apply is then verified against that,
+        // and a healthy gateway that diverged is pushed again, not wedged.
+        let served = self.served().await?;
+        if served.as_ref() != Some(&digest) {
+            tracing::warn!(
+                claimed = digest.short(),
+                served = served.as_ref().map_or("nothing", |d| d.short()),
+                "the gateway's /status claims a version its GET /sluice/v1/config does not serve"
+            );
+        }
         Ok(Live {
-            digest: Some(digest),
+            digest: served,
             generation: Some(status.generation),
         })
     }

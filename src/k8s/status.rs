@@ -36,6 +36,7 @@ pub mod reason {
     pub const HEALED: &str = "Healed";
     pub const NO_DRIFT: &str = "NoDrift";
     pub const GATED: &str = "Gated";
+    pub const LEDGER_UNWRITABLE: &str = "LedgerUnwritable";
     pub const NOT_GATED: &str = "NotGated";
 }
 
@@ -141,10 +142,18 @@ pub fn build(previous: &EnvironmentStatus, observed: &Observed<'_>) -> Environme
                 .map(|g| g.gateway.as_str())
                 .collect()
         };
+        // NB: a gateway held back because the ledger cannot record its
+        // attempt reports `pending` with why: the ledger failing, not it.
         let failed: Vec<&str> = report
             .gateways
             .iter()
-            .filter(|g| g.error.is_some())
+            .filter(|g| g.error.is_some() && g.state != GatewayState::Pending)
+            .map(|g| g.gateway.as_str())
+            .collect();
+        let held: Vec<&str> = report
+            .gateways
+            .iter()
+            .filter(|g| g.error.is_some() && g.state == GatewayState::Pending)
             .map(|g| g.gateway.as_str())
             .collect();
         let drifted = names(GatewayState::Drifted);
@@ -166,6 +175,14 @@ pub fn build(previous: &EnvironmentStatus, observed: &Observed<'_>) -> Environme
                 (
                     reason::APPLY_FAILED,
                     format!("{in_sync}/{total} in sync; failed: {}", failed.join(", ")),
+                )
+            } else if !held.is_empty() {
+                (
+                    reason::LEDGER_UNWRITABLE,
+                    format!(
+                        "{in_sync}/{total} in sync; not applied while the ledger cannot write: {}",
+                        held.join(", ")
+                    ),
                 )
             } else if !drifted.is_empty() {
                 (

@@ -64,6 +64,8 @@ impl SqliteLedger {
         if afresh && refuse_empty(path).is_err() {
             tracing::warn!(path = %path.display(), "the ledger file is empty; starting a new ledger as asked");
             std::fs::remove_file(path).map_err(|e| open_error(path, e.to_string()))?;
+            // NB: a WAL left beside the old file would be replayed into the new one.
+            remove_sidecars(path);
         }
         if !path
             .try_exists()
@@ -197,12 +199,18 @@ fn create(path: &Path) -> Result<(), LedgerError> {
             )),
         }
     })();
-    for leftover in ["", "-wal", "-shm"] {
-        let mut file = building.clone().into_os_string();
-        file.push(leftover);
+    let _ = std::fs::remove_file(&building);
+    remove_sidecars(&building);
+    built
+}
+
+/// Removes the `-wal` and `-shm` files SQLite keeps beside `path`.
+fn remove_sidecars(path: &Path) {
+    for sidecar in ["-wal", "-shm"] {
+        let mut file = path.to_path_buf().into_os_string();
+        file.push(sidecar);
         let _ = std::fs::remove_file(file);
     }
-    built
 }
 
 /// An existing ledger file of 0 bytes is not a new ledger: something

@@ -48,7 +48,7 @@ impl Journal {
         Journal { sender, health }
     }
 
-    /// Whether the last group was written.
+    /// The ledger's write failures since the last pass that wrote everything.
     pub(super) fn health(&self) -> &Arc<WriteHealth> {
         &self.health
     }

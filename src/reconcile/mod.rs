@@ -525,7 +525,14 @@ impl Reconciler {
                     self.converge(driver.as_ref(), &desired, trigger, &job)
                         .await
                 }
-                Err(error) => failure(&desired, None, &error),
+                Err(error) => {
+                    // NB: a gateway that cannot be reached at all cannot say
+                    // how its unfinished attempts ended.
+                    for attempt in job.unfinished {
+                        self.resolve(attempt, None);
+                    }
+                    failure(&desired, None, &error)
+                }
             }
         }
         .instrument(span)

@@ -48,6 +48,9 @@ pub struct Metrics {
     pub drift_episodes: Family<EnvironmentLabels, Counter>,
     pub ledger_write_errors: Counter,
     pub ledger_writable: Gauge,
+    /// Held while the ledger figures are brought up to date, so two scrapes
+    /// at once do not both add the same failures.
+    ledger_sync: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -132,6 +135,7 @@ impl Default for Metrics {
             registry,
             ledger_write_errors,
             ledger_writable,
+            ledger_sync: std::sync::Mutex::new(()),
             drifted,
             drift_episodes,
             reconciles,
@@ -224,6 +228,7 @@ impl Metrics {
 
     /// Brings the ledger's figures up to what `health` says.
     pub fn ledger(&self, health: &WriteHealth) {
+        let _sync = self.ledger_sync.lock().unwrap_or_else(|e| e.into_inner());
         let seen = self.ledger_write_errors.get();
         self.ledger_write_errors
             .inc_by(health.failures().saturating_sub(seen));

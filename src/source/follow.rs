@@ -199,7 +199,7 @@ impl Follower {
                     head.ok_or_else(not_found)?
                 };
                 if local_head == Some(remote_head) {
-                    return peeled(&repo, &tracking).ok_or_else(not_found);
+                    return peeled_commit(&repo, &tracking).ok_or_else(not_found);
                 }
                 vec![format!("+{wanted}:{tracking}")]
             }
@@ -247,7 +247,7 @@ impl Follower {
                 .filter(|id| is_commit(&repo, *id))
                 .map(|id| id.to_string())
                 .ok_or_else(not_found),
-            _ => peeled(&repo, &tracking).ok_or_else(not_found),
+            _ => peeled_commit(&repo, &tracking).ok_or_else(not_found),
         }
     }
 
@@ -259,11 +259,6 @@ impl Follower {
     pub fn snapshot(&self, commit: &str) -> Result<GitSnapshot, SourceError> {
         GitSnapshot::open(self.repository_path(), commit)
     }
-}
-
-/// The commit a ref points at, through an annotated tag.
-fn peeled(repo: &Repository, refname: &str) -> Option<String> {
-    peeled_commit(repo, refname)
 }
 
 /// Callbacks that authenticate to the remote at `url` with `credentials`
@@ -374,25 +369,40 @@ fn remote_error(url: &str, e: git2::Error) -> SourceError {
 /// the value of every query parameter named like a secret
 /// (`private_token`, `api_key`, `sig`, ...).
 pub fn redact_url(url: &str) -> String {
-    let (before_fragment, fragment) = match url.find('#') {
-        Some(at) => url.split_at(at),
-        None => (url, ""),
+    let (scheme, rest) = match url.find("://") {
+        Some(at) => (&url[..at + 3], &url[at + 3..]),
+        None => ("", url),
+    };
+    // NB: user-info ends at the last `@` before the host; a password may
+    // hold a raw `/`, `?` or `#` (it should be escaped, but gets pasted as
+    // is), so an `@` after one still ends user-info when a `:` came first
+    // (`user:pa/ss@host`). An `@` in a path (`host/org/@scope`) does not.
+    // When in doubt this hides too much, never too little.
+    let userinfo = (!scheme.is_empty())
+        .then(|| rest.rfind('@'))
+        .flatten()
+        .filter(|at| {
+            let before = &rest[..*at];
+            let first = before.split(['/', '?', '#']).next().unwrap_or("");
+            first.len() == before.len() || first.contains(':')
+        });
+    let (masked, location) = match userinfo {
+        Some(at) => (true, &rest[at + 1..]),
+        None => (false, rest),
+    };
+    let (before_fragment, fragment) = match location.find('#') {
+        Some(at) => location.split_at(at),
+        None => (location, ""),
     };
     let (location, query) = match before_fragment.find('?') {
         Some(at) => (&before_fragment[..at], Some(&before_fragment[at + 1..])),
         None => (before_fragment, None),
     };
-    let mut shown = match location.find("://") {
-        Some(scheme) => {
-            let rest = &location[scheme + 3..];
-            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-            match authority.rfind('@') {
-                Some(at) => format!("{}://***{}", &location[..scheme], &rest[at..]),
-                None => location.to_owned(),
-            }
-        }
-        None => location.to_owned(),
-    };
+    let mut shown = String::from(scheme);
+    if masked {
+        shown.push_str("***@");
+    }
+    shown.push_str(location);
     if let Some(query) = query {
         shown.push('?');
         let parameters: Vec<String> = query
@@ -492,6 +502,10 @@ mod tests {
                 "https://u:SECRET@host/p?secret=SECRET",
                 "https://***@host/p?secret=***",
             ),
+            // A raw `#`, `?` or `/` in a password still ends at the host.
+            ("https://u:p#SECRET@host/x", "https://***@host/x"),
+            ("https://u:p?SECRET@host/x", "https://***@host/x"),
+            ("https://u:p/SECRET@host/x", "https://***@host/x"),
             // An `@` in the path is not user-info.
             ("https://host/org/@scope/p", "https://host/org/@scope/p"),
             ("https://host/p?ref=main", "https://host/p?ref=main"),

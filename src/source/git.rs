@@ -317,7 +317,14 @@ impl Snapshot for GitSnapshot {
     fn list_dir(&self, path: &str, max_entries: usize) -> Result<Listing, SourceError> {
         let listing = self.with_dir(path, |dir| {
             // NB: the map is sorted; only the names asked for are copied.
-            let names = dir.entries.keys().take(max_entries).cloned().collect();
+            // NB: one more than asked, so a directory past the budget is
+            // seen to be cut (`Listing::of` keeps `max_entries`).
+            let names = dir
+                .entries
+                .keys()
+                .take(max_entries.saturating_add(1))
+                .cloned()
+                .collect();
             Listing::of(names, dir.unreadable.clone(), max_entries)
         })?;
         Ok(listing.unwrap_or_default())
@@ -335,5 +342,43 @@ impl Snapshot for GitSnapshot {
         let odb = self.repo.odb().map_err(|e| self.error(path, e))?;
         let object = odb.read(entry.id).map_err(|e| self.error(path, e))?;
         Ok(object.data().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository whose one commit holds `packs/` with `n` files.
+    fn repository_with(n: usize) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let blob = repo.blob(b"pack: {}\n").unwrap();
+        let mut packs = repo.treebuilder(None).unwrap();
+        for i in 0..n {
+            packs.insert(format!("p{i}.yaml"), blob, 0o100644).unwrap();
+        }
+        let packs = packs.write().unwrap();
+        let mut root = repo.treebuilder(None).unwrap();
+        root.insert("packs", packs, 0o040000).unwrap();
+        let tree = repo.find_tree(root.write().unwrap()).unwrap();
+        let who = git2::Signature::now("t", "t@example.com").unwrap();
+        repo.commit(Some("HEAD"), &who, &who, "packs", &tree, &[])
+            .unwrap();
+        dir
+    }
+
+    /// Review of issue 16: a git directory past the entry budget was listed
+    /// cut but not marked so, and the loader then raised no finding.
+    #[test]
+    fn a_directory_past_the_budget_is_listed_cut_and_says_so() {
+        let dir = repository_with(6);
+        let snapshot = GitSnapshot::open(dir.path(), "HEAD").unwrap();
+        let cut = snapshot.list_dir("packs", 5).unwrap();
+        assert_eq!(cut.names.len(), 5);
+        assert!(cut.truncated);
+        let whole = snapshot.list_dir("packs", 6).unwrap();
+        assert_eq!(whole.names.len(), 6);
+        assert!(!whole.truncated);
     }
 }

@@ -517,3 +517,44 @@ fn frozen_gateways_with_unfinished_attempts_hold_up_no_other_environment() {
             .status();
     }
 }
+
+/// Review of issue 16: a gateway whose driver cannot be made (here its
+/// token variable is not set) left its unfinished attempts unfinished for
+/// good, and status said `applying` forever.
+#[test]
+fn an_unfinished_attempt_of_a_gateway_that_cannot_be_reached_is_resolved_interrupted() {
+    let fleet = Fleet::new(2, &["--reload-delay-ms", "600"]);
+    let repo = fleet.repo.path().to_str().unwrap().to_owned();
+    let run_args = [
+        "run",
+        "--repo",
+        &repo,
+        "--data-dir",
+        fleet.data(),
+        "--listen",
+        "127.0.0.1:0",
+        "--concurrency",
+        "1",
+        "--interval",
+        "1h",
+    ];
+    let mut first = GatewayProcess::spawn(&run_args, &[(TOKEN_ENV, TOKEN)]);
+    eventually(60, "an attempt in flight", || {
+        fleet.history().iter().any(|a| a["outcome"].is_null())
+    });
+    first.kill_hard();
+    let yaml = fleet.repo.read("environments/production/gateways.yaml");
+    fleet.repo.write(
+        "environments/production/gateways.yaml",
+        yaml.replace(TOKEN_ENV, "PROD_TOKEN_NOT_SET"),
+    );
+    fleet.repo.commit("a token variable that is not set");
+    let run = fleet.sync();
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let history = fleet.history();
+    assert!(
+        history.iter().all(|a| !a["outcome"].is_null()),
+        "an attempt left unfinished: {history:#?}"
+    );
+    assert!(history.iter().any(|a| a["outcome"] == "interrupted"));
+}
