@@ -36,9 +36,6 @@ pub struct DriftReport {
     pub diff: String,
 }
 
-/// Largest live document compared field by field; a bigger one (a broken
-/// or hostile gateway) is reported as one whole-document change.
-const MAX_COMPARED_BYTES: usize = 4 << 20;
 /// Most changes kept for one drifted gateway (ledger, alerts, output).
 const MAX_CHANGES: usize = 200;
 /// Longest text diff kept for one drifted gateway.
@@ -47,13 +44,9 @@ const MAX_DIFF_BYTES: usize = 64 << 10;
 /// Reads the gateway's live document and compares it with the desired one.
 /// A document that cannot be read is reported as a whole-document change.
 pub async fn compare_live(driver: &dyn Gateway, desired: &Desired) -> (Vec<Change>, String) {
-    let wanted: Value = serde_json::from_str(&desired.body).unwrap_or(Value::Null);
-    let live = match driver.config().await {
-        Ok(Some(text)) if text.len() > MAX_COMPARED_BYTES => Value::String(format!(
-            "<a document of {} bytes: too large to compare>",
-            text.len()
-        )),
-        Ok(Some(text)) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    let wanted = driver.projected(desired);
+    let live = match driver.projection().await {
+        Ok(Some(live)) => live,
         Ok(None) => Value::Null,
         Err(e) => Value::String(format!("<unreadable: {e}>")),
     };

@@ -155,13 +155,13 @@ impl Gateway for ConfigMapGateway {
         })
     }
 
-    async fn config(&self) -> Result<Option<String>, GatewayError> {
+    async fn projection(&self) -> Result<Option<serde_json::Value>, GatewayError> {
         Ok(self
             .read()
             .await?
             .as_ref()
             .and_then(document)
-            .map(str::to_owned))
+            .map(super::json_projection))
     }
 
     async fn apply(

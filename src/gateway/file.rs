@@ -1,5 +1,5 @@
-//! The `file` driver: a file that a gateway hot-reloads (APISIX file mode,
-//! Traefik, LiteLLM config). Written atomically — temp file in the same
+//! The `file` driver: a file holding Sluice's policy document, which a
+//! gateway hot-reloads. Written atomically — temp file in the same
 //! directory, fsync, rename, fsync of the directory — so a reader never sees
 //! half a config, and read back to verify.
 
@@ -77,11 +77,12 @@ impl Gateway for FileGateway {
         })
     }
 
-    async fn config(&self) -> Result<Option<String>, GatewayError> {
+    async fn projection(&self) -> Result<Option<serde_json::Value>, GatewayError> {
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || read(&path))
+        let text = tokio::task::spawn_blocking(move || read(&path))
             .await
-            .map_err(|e| GatewayError::Io(e.to_string()))?
+            .map_err(|e| GatewayError::Io(e.to_string()))??;
+        Ok(text.as_deref().map(super::json_projection))
     }
 
     async fn apply(

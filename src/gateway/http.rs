@@ -420,12 +420,14 @@ impl Gateway for HttpGateway {
         })
     }
 
-    async fn config(&self) -> Result<Option<String>, GatewayError> {
+    async fn projection(&self) -> Result<Option<serde_json::Value>, GatewayError> {
         let response = self
             .send(self.request(Method::GET, protocol::CONFIG_PATH))
             .await?;
         match response.status() {
-            StatusCode::OK => Ok(Some(self.text(response, MAX_CONFIG_BYTES).await?)),
+            StatusCode::OK => Ok(Some(super::json_projection(
+                &self.text(response, MAX_CONFIG_BYTES).await?,
+            ))),
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(self.failure(response, None).await),
         }

@@ -8,7 +8,11 @@
 //! | `configmap` | the ConfigMap's `policy.json`, digested | update conditional on `resourceVersion` |
 //!
 //! The reconciler knows only the trait; `connect` picks the driver named in
-//! `gateways.yaml`.
+//! `gateways.yaml`. A driver owns its wire format: it reports what it runs
+//! as a digest (equal to the desired digest exactly when it runs that
+//! version) and as a projection ([`Gateway::projection`]) that the drift
+//! code diffs against its projection of the desired state
+//! ([`Gateway::projected`]); nothing outside the driver parses its format.
 
 pub mod configmap;
 pub(crate) mod file;
@@ -22,6 +26,7 @@ use crate::config::{
     model,
 };
 use async_trait::async_trait;
+use serde_json::Value;
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
@@ -154,9 +159,17 @@ pub trait Gateway: Send + Sync {
     /// What it runs now; cheap enough to call on every pass.
     async fn live(&self) -> Result<Live, GatewayError>;
 
-    /// The config it runs, as text, or `None` when it runs nothing
-    /// (for drift diffs).
-    async fn config(&self) -> Result<Option<String>, GatewayError>;
+    /// What it runs, as a projection the drift code diffs field by field
+    /// against [`Gateway::projected`] of the desired state, or `None` when
+    /// it runs nothing. NB: the driver owns its wire format; the reconciler
+    /// and the drift code never parse it, they compare projections.
+    async fn projection(&self) -> Result<Option<Value>, GatewayError>;
+
+    /// The desired state as this driver projects what it writes: for
+    /// drivers that carry Sluice's document, the document itself.
+    fn projected(&self, desired: &Desired) -> Value {
+        serde_json::from_str(&desired.body).unwrap_or(Value::Null)
+    }
 
     /// Applies `desired` if the gateway still runs `expected` (the digest last
     /// read; `None` when it ran nothing), as generation `generation`.
@@ -166,6 +179,23 @@ pub trait Gateway: Send + Sync {
         expected: Option<&Digest>,
         generation: u64,
     ) -> Result<Applied, GatewayError>;
+}
+
+/// Largest live document projected field by field; a bigger one (a broken
+/// or hostile gateway) is one whole-document value.
+const MAX_PROJECTED_BYTES: usize = 4 << 20;
+
+/// The projection of a config held as Sluice's JSON document (the `http`,
+/// `file` and `configmap` drivers): the document, or the text itself when
+/// it is not JSON (a broken hand edit) or too large to compare.
+pub(crate) fn json_projection(text: &str) -> Value {
+    if text.len() > MAX_PROJECTED_BYTES {
+        return Value::String(format!(
+            "<a document of {} bytes: too large to compare>",
+            text.len()
+        ));
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
 /// Reads a secret by name: the process environment, or (in Kubernetes) a Secret.

@@ -878,7 +878,7 @@ mod tests {
         };
         let (driver, _url, stop) = start(options.clone()).await;
         assert_eq!(driver.live().await.unwrap().digest, None);
-        assert_eq!(driver.config().await.unwrap(), None);
+        assert_eq!(driver.projection().await.unwrap(), None);
 
         let first = desired(&document("1.0.0"));
         assert_eq!(
@@ -893,8 +893,8 @@ mod tests {
             (Some(first.digest.clone()), Some(1))
         );
         assert_eq!(
-            driver.config().await.unwrap().as_deref(),
-            Some(&*first.body)
+            driver.projection().await.unwrap(),
+            Some(driver.projected(&first))
         );
         assert_eq!(
             driver.apply(&first, None, 2).await.unwrap(),

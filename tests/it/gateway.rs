@@ -151,7 +151,7 @@ async fn apply_then_read_back_with_the_digest_as_etag() {
 
     let live = gateway.live().await.unwrap();
     assert_eq!(live.digest, None, "a new gateway runs nothing");
-    assert_eq!(gateway.config().await.unwrap(), None);
+    assert_eq!(gateway.projection().await.unwrap(), None);
 
     let applied = gateway.apply(first, None, 1).await.unwrap();
     assert_eq!(
@@ -163,8 +163,11 @@ async fn apply_then_read_back_with_the_digest_as_etag() {
     let live = gateway.live().await.unwrap();
     assert_eq!(live.digest.as_ref(), Some(&first.digest));
     assert_eq!(live.generation, Some(1));
-    let config = gateway.config().await.unwrap().expect("a config");
-    assert_eq!(Digest::of_json(&config).as_ref(), Some(&first.digest));
+    let config = gateway.projection().await.unwrap().expect("a config");
+    assert_eq!(
+        Digest::of_json(&config.to_string()).as_ref(),
+        Some(&first.digest)
+    );
 
     // GET and HEAD carry the digest as ETag; status lists the packs.
     let http = reqwest::Client::new();
@@ -357,8 +360,11 @@ async fn an_invalid_document_is_refused_and_the_old_one_keeps_running() {
         (live.digest.as_ref(), live.generation),
         (Some(&first.digest), Some(1))
     );
-    let config = gateway.config().await.unwrap().unwrap();
-    assert_eq!(Digest::of_json(&config).as_ref(), Some(&first.digest));
+    let config = gateway.projection().await.unwrap().unwrap();
+    assert_eq!(
+        Digest::of_json(&config.to_string()).as_ref(),
+        Some(&first.digest)
+    );
 
     // Not JSON at all is refused the same way, and validate agrees.
     let driver = driver(&process);
@@ -439,7 +445,7 @@ async fn credentials_are_required_and_never_echoed() {
     for (who, gateway) in [("anonymous", &anonymous), ("wrong token", &wrong)] {
         let errors = [
             gateway.live().await.unwrap_err(),
-            gateway.config().await.unwrap_err(),
+            gateway.projection().await.unwrap_err(),
             gateway.apply(first, None, 1).await.unwrap_err(),
         ];
         for error in errors {
@@ -503,8 +509,11 @@ async fn a_restart_keeps_digest_and_generation() {
     assert_eq!(gateway.live().await.unwrap(), before);
     assert_eq!(before.digest.as_ref(), Some(&first.digest));
     assert_eq!(before.generation, Some(4));
-    let config = gateway.config().await.unwrap().unwrap();
-    assert_eq!(Digest::of_json(&config).as_ref(), Some(&first.digest));
+    let config = gateway.projection().await.unwrap().unwrap();
+    assert_eq!(
+        Digest::of_json(&config.to_string()).as_ref(),
+        Some(&first.digest)
+    );
 }
 
 #[tokio::test]
@@ -532,7 +541,7 @@ async fn an_ephemeral_gateway_forgets_on_restart() {
     )
     .unwrap();
     assert_eq!(gateway.live().await.unwrap().digest, None, "push again");
-    assert_eq!(gateway.config().await.unwrap(), None);
+    assert_eq!(gateway.projection().await.unwrap(), None);
 }
 
 #[tokio::test]
