@@ -59,7 +59,13 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         SCAFFOLD.len(),
         &commit[..8]
     );
-    println!("next: sluice validate --repo {}", dir.display());
+    // NB: the scaffold's production alert names PROD_ALERT_WEBHOOK, and
+    // the operator's allowances are deny-by-default: say how to allow it,
+    // or the first validate fails on it.
+    println!(
+        "next: export SLUICE_ALLOW_ENV='production=PROD_*' (as the operator: production's alert may use its PROD_* variable)"
+    );
+    println!("      sluice validate --repo {}", dir.display());
     Ok(Outcome::Clean)
 }
 

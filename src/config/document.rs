@@ -5,7 +5,7 @@
 
 use super::{
     catalog::PolicySettings,
-    model::{Enforcement, Pack, PackMeta, Policies},
+    model::{Enforcement, LitellmSettings, Pack, PackMeta, Policies},
     schema::{self, FileKind},
     validate,
 };
@@ -27,6 +27,10 @@ pub struct PolicyDocument {
     pub enforcement: Enforcement,
     /// Packs by name.
     pub packs: BTreeMap<String, DocumentPack>,
+    /// The environment's LiteLLM settings (`litellm.yaml`), where it has
+    /// them: what its LiteLLM gateways run besides policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub litellm: Option<LitellmSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -7,7 +7,7 @@ use super::{
     allow::Allowances,
     finding::{self, Finding},
     merge::merge_patch,
-    model::{EnvironmentSpec, GatewaysFile, Manifest, Pack},
+    model::{EnvironmentSpec, GatewaysFile, LitellmSettings, Manifest, Pack},
     schema::{self, FileKind},
     validate,
     yaml::{self, SpanIndex},
@@ -26,6 +26,8 @@ pub const BASE_PACKS: &str = "base/packs";
 pub const ENVIRONMENTS: &str = "environments";
 pub const ENVIRONMENT_FILE: &str = "environment.yaml";
 pub const GATEWAYS_FILE: &str = "gateways.yaml";
+/// An environment's LiteLLM settings, optional.
+pub const LITELLM_FILE: &str = "litellm.yaml";
 pub const PACKS_DIR: &str = "packs";
 
 /// Bounds on what one load may read.
@@ -458,12 +460,14 @@ impl Reader<'_> {
                 ));
             }
         }
+        // Optional: only environments with LiteLLM gateways have one.
+        self.read(&format!("{dir}/{LITELLM_FILE}"), FileKind::Litellm, None)?;
+        let known = [ENVIRONMENT_FILE, GATEWAYS_FILE, LITELLM_FILE, PACKS_DIR];
         for entry in self.list(dir)? {
-            if ![ENVIRONMENT_FILE, GATEWAYS_FILE, PACKS_DIR].contains(&entry.as_str()) {
+            if !known.contains(&entry.as_str()) {
                 if !self.spend(&format!("{dir}/{entry}"), 0) {
                     break;
                 }
-                let known = [ENVIRONMENT_FILE, GATEWAYS_FILE, PACKS_DIR];
                 let hint = schema::did_you_mean(&entry, known.into_iter())
                     .map(|m| format!("did you mean `{m}`?"))
                     .unwrap_or_else(|| format!("an environment holds {}", known.join(", ")));
@@ -501,6 +505,7 @@ enum Content {
     BasePack(Arc<Pack>, Value),
     /// An environment's merge patch over the base pack of the same name.
     Overlay(Value),
+    Litellm(Arc<LitellmSettings>),
 }
 
 /// A file after the YAML parse and (unless it is an overlay) the schema check.
@@ -549,6 +554,7 @@ fn typed(raw: &RawFile, value: Value, findings: &mut Vec<Finding>) -> Option<Con
             into(&value).map(|pack| Content::BasePack(Arc::new(pack), value.clone()))
         }
         FileKind::Pack => into(&value).map(|pack| Content::Pack(Arc::new(pack))),
+        FileKind::Litellm => into(&value).map(|settings| Content::Litellm(Arc::new(settings))),
         FileKind::Document => unreachable!("repositories hold no rendered documents"),
     };
     content
@@ -657,12 +663,20 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
                 }
             }
         }
+        let litellm_file = format!("{dir}/{LITELLM_FILE}");
+        let litellm = parsed.iter().find_map(|p| match &p.content {
+            Some(Content::Litellm(settings)) if p.raw.path == litellm_file => {
+                Some(settings.clone())
+            }
+            _ => None,
+        });
         environments.insert(
             slug.clone(),
             Environment {
                 slug,
                 spec_file: p.raw.path.clone(),
                 spec: spec.clone(),
+                litellm,
                 gateways: gateways
                     .get(gateways_file.as_str())
                     .map(|g| g.gateways.clone())

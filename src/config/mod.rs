@@ -66,6 +66,8 @@ pub struct Environment {
     /// Every pack in effect here: inherited base packs, overlays and the
     /// environment's own, by name.
     pub packs: BTreeMap<String, EffectivePack>,
+    /// `environments/<slug>/litellm.yaml`, where the environment has one.
+    pub litellm: Option<Arc<model::LitellmSettings>>,
 }
 
 /// A pack as one environment runs it.

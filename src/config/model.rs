@@ -145,6 +145,34 @@ pub enum WebhookFormat {
     Slack,
 }
 
+/// A mapping of LiteLLM's own settings, kept as the proxy reads them.
+pub type LitellmMap = serde_json::Map<String, serde_json::Value>;
+
+/// `environments/<slug>/litellm.yaml`: what the environment's LiteLLM
+/// gateways run besides policy, in LiteLLM's own names. It holds no
+/// secrets: provider and master keys are `os.environ/VAR` references, which
+/// the operator's `--allow-env` must admit, like every `api_base` under
+/// `--allow-url`. It is part of the environment's document, so a change to
+/// it is a new version.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "LiteLLM settings of an environment's gateways (environments/<slug>/litellm.yaml)")]
+pub struct LitellmSettings {
+    /// The models served (LiteLLM's `model_list`): what the model
+    /// allow-list filters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_list: Vec<LitellmMap>,
+    /// LiteLLM's `general_settings`, e.g. `master_key: os.environ/LITELLM_MASTER_KEY`.
+    #[serde(default, skip_serializing_if = "LitellmMap::is_empty")]
+    pub general_settings: LitellmMap,
+    /// LiteLLM's `router_settings`.
+    #[serde(default, skip_serializing_if = "LitellmMap::is_empty")]
+    pub router_settings: LitellmMap,
+    /// LiteLLM's `litellm_settings`.
+    #[serde(default, skip_serializing_if = "LitellmMap::is_empty")]
+    pub litellm_settings: LitellmMap,
+}
+
 /// `environments/<slug>/gateways.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

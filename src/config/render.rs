@@ -125,6 +125,7 @@ pub fn document(repo: &Repository, env: &Environment) -> Value {
             .iter()
             .map(|(name, effective)| (name.clone(), DocumentPack::from_pack(&effective.pack)))
             .collect(),
+        litellm: env.litellm.as_deref().cloned(),
     };
     serde_json::to_value(document).expect("a policy document serializes")
 }

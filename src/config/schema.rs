@@ -4,7 +4,7 @@
 
 use super::{
     finding::Finding,
-    model::{EnvironmentSpec, GatewaysFile, Manifest, Pack},
+    model::{EnvironmentSpec, GatewaysFile, LitellmSettings, Manifest, Pack},
     yaml::escape,
 };
 use jsonschema::{ValidationError, Validator, error::ValidationErrorKind};
@@ -21,15 +21,18 @@ pub enum FileKind {
     Pack,
     /// A rendered policy document, as gateways receive it.
     Document,
+    /// `environments/<slug>/litellm.yaml`.
+    Litellm,
 }
 
 impl FileKind {
-    pub const ALL: [FileKind; 5] = [
+    pub const ALL: [FileKind; 6] = [
         FileKind::Manifest,
         FileKind::Environment,
         FileKind::Gateways,
         FileKind::Pack,
         FileKind::Document,
+        FileKind::Litellm,
     ];
 
     /// The schema's file name under `sluice schema --out DIR`.
@@ -40,6 +43,7 @@ impl FileKind {
             FileKind::Gateways => "gateways.schema.json",
             FileKind::Pack => "pack.schema.json",
             FileKind::Document => "policy-document.schema.json",
+            FileKind::Litellm => "litellm.schema.json",
         }
     }
 
@@ -54,6 +58,7 @@ impl FileKind {
             FileKind::Gateways => generate::<GatewaysFile>(),
             FileKind::Pack => generate::<Pack>(),
             FileKind::Document => generate::<super::document::PolicyDocument>(),
+            FileKind::Litellm => generate::<LitellmSettings>(),
         }
     }
 }
