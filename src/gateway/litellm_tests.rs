@@ -153,7 +153,7 @@ fn production_renders_the_documented_mapping() {
         config["sluice"]["chains"],
         json!({"baseline": ["audit-logger", "pii-detector", "prompt-injection"], "models": ["model-allowlist", "rate-limit"]})
     );
-    // Production's retention and immutability are the findings.
+    // Base sections other than the four are never rendered.
     assert!(!text.contains("stolen") && !text.contains("other.yaml"));
 }
 
