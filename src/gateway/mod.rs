@@ -17,6 +17,7 @@
 pub mod configmap;
 pub(crate) mod file;
 pub mod http;
+pub mod litellm;
 pub mod protocol;
 pub mod reference;
 

@@ -12,6 +12,7 @@ mod gate;
 mod gateway;
 mod hostile;
 mod init;
+mod litellm;
 mod plan;
 mod promote;
 mod reconcile;
