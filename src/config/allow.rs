@@ -400,6 +400,9 @@ pub(super) fn check(
             allowances,
             &mut out,
         );
+        if let Some(settings) = &env.litellm {
+            check_litellm(env, settings, allowances, &mut out);
+        }
         for (i, alert) in env.spec.alerts.iter().enumerate() {
             let hook = &alert.webhook;
             let pointer = format!("/alerts/{i}/webhook");
@@ -454,6 +457,42 @@ fn check_gateways(
             // NB: a URL with credentials in it is shown masked, as by
             // `gateway.credentials-in-url`.
             if super::validate::carries_credentials(&http.url) {
+                finding = finding.redacted();
+            }
+            out.push(finding);
+        }
+    }
+}
+
+/// An environment's LiteLLM settings name provider keys (`os.environ/VAR`,
+/// read by LiteLLM, not by Sluice) and model endpoints (`api_base`): held to
+/// the same allowances as its gateways, or an author could point a model at
+/// their own host with the operator's provider key.
+fn check_litellm(
+    env: &super::Environment,
+    settings: &super::model::LitellmSettings,
+    allowances: &Allowances,
+    out: &mut Vec<Finding>,
+) {
+    let file = env.litellm_file();
+    let base = match serde_json::to_value(settings) {
+        Ok(serde_json::Value::Object(base)) => base,
+        _ => return,
+    };
+    for (pointer, variable) in crate::gateway::litellm::variables(&base) {
+        if let Err(denied) = allowances.variable(&env.slug, &variable) {
+            out.push(variable_finding(&file, pointer, &env.slug, denied));
+        }
+    }
+    for (pointer, url) in crate::gateway::litellm::urls(&base) {
+        if let Err(denied) = allowances.url(&env.slug, &url) {
+            let slug = &env.slug;
+            let mut finding = Finding::error("allow.url-not-allowed", &file, denied.to_string())
+                .pointer(pointer)
+                .hint(format!(
+                    "the operator allows URLs with --allow-url {slug}=PATTERN (or SLUICE_ALLOW_URL)"
+                ));
+            if super::validate::carries_credentials(&url) {
                 finding = finding.redacted();
             }
             out.push(finding);

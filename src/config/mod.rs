@@ -90,6 +90,12 @@ pub enum PackSource {
 }
 
 impl Environment {
+    /// `environments/<slug>/litellm.yaml`, beside environment.yaml.
+    pub fn litellm_file(&self) -> String {
+        let dir = self.spec_file.rsplit_once('/').map_or("", |(dir, _)| dir);
+        format!("{dir}/{}", load::LITELLM_FILE)
+    }
+
     /// How long the ledger keeps this environment's records.
     pub fn retention(&self) -> std::time::Duration {
         self.spec

@@ -156,7 +156,9 @@ pub type LitellmMap = serde_json::Map<String, serde_json::Value>;
 /// it is a new version.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "LiteLLM settings of an environment's gateways (environments/<slug>/litellm.yaml)")]
+#[schemars(
+    title = "LiteLLM settings of an environment's gateways (environments/<slug>/litellm.yaml)"
+)]
 pub struct LitellmSettings {
     /// The models served (LiteLLM's `model_list`): what the model
     /// allow-list filters.

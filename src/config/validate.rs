@@ -52,6 +52,11 @@ pub fn check(repo: &Repository, env_dirs: &[String], strays: &Strays) -> Vec<Fin
             }
         }
     }
+    for env in repo.environments.values() {
+        if let Some(settings) = &env.litellm {
+            check_litellm(repo, env, settings, &mut out);
+        }
+    }
     check_promotion(repo, env_dirs, &mut out);
     check_file_paths(repo, &mut out);
     for (file, gateways) in &strays.gateways {
@@ -87,6 +92,120 @@ fn check_overlay(file: &str, name: &str, merged: &Pack, base: Option<&Pack>) -> 
 }
 
 /// Lowercase letters, digits and hyphens, starting with a letter, 3–50 characters.
+/// An environment with LiteLLM settings runs LiteLLM gateways: its
+/// settings hold no literal secret, and every setting of its policy that
+/// LiteLLM cannot express is a finding at the pack line that sets it
+/// (`litellm.unsupported`), before anything is applied: a gateway must not
+/// be said to enforce what it cannot.
+fn check_litellm(
+    repo: &Repository,
+    env: &super::Environment,
+    settings: &super::model::LitellmSettings,
+    out: &mut Vec<Finding>,
+) {
+    let file = env.litellm_file();
+    if let Ok(value) = serde_json::to_value(settings) {
+        literal_secrets(&file, &value, "", None, out);
+    }
+    let Ok(document) = serde_json::from_value::<super::document::PolicyDocument>(
+        super::render::document(repo, env),
+    ) else {
+        return;
+    };
+    for unsupported in crate::gateway::litellm::unsupported(&document) {
+        let (file, pointer) = pack_location(repo, env, &unsupported.pointer);
+        out.push(
+            Finding::error("litellm.unsupported", file, unsupported.message)
+                .pointer(pointer)
+                .hint("LiteLLM cannot enforce this as written: change the setting, or run this environment on gateways that can"),
+        );
+    }
+}
+
+/// Where a pointer into an environment's document was written: the pack
+/// file (`/packs/<p>/settings/<policy>/…` is its `/policy/<policy>/…`, an
+/// overlay's line where the overlay sets it) or environment.yaml.
+fn pack_location(repo: &Repository, env: &super::Environment, pointer: &str) -> (String, String) {
+    if pointer == "/enforcement" {
+        return if env.spec.enforcement.is_some() || repo.manifest.defaults.enforcement.is_none() {
+            (env.spec_file.clone(), pointer.to_owned())
+        } else {
+            (MANIFEST.to_owned(), "/defaults/enforcement".to_owned())
+        };
+    }
+    let Some(rest) = pointer.strip_prefix("/packs/") else {
+        return (env.spec_file.clone(), String::new());
+    };
+    let (pack, within) = rest.split_once('/').unwrap_or((rest, ""));
+    let within = match within.split_once('/') {
+        Some(("settings", rest)) => format!("/policy/{rest}"),
+        None if within == "settings" => "/policy".to_owned(),
+        Some(("chain", rest)) => format!("/policies/chain/{rest}"),
+        None if within == "chain" => "/policies/chain".to_owned(),
+        _ => String::new(),
+    };
+    let file = match env.packs.get(pack).map(|p| &p.source) {
+        Some(PackSource::Own { file } | PackSource::Base { file }) => file.clone(),
+        Some(PackSource::Overlay { overlay, .. }) => overlay.clone(),
+        None => env.spec_file.clone(),
+    };
+    (file, within)
+}
+
+/// Keys that carry a credential when set literally.
+fn secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.ends_with("_key")
+        || key == "key"
+        || ["token", "secret", "password"]
+            .iter()
+            .any(|word| key.contains(word))
+}
+
+/// A credential written into litellm.yaml rather than named as
+/// `os.environ/VAR` (which the operator allows and LiteLLM reads).
+fn literal_secrets(
+    file: &str,
+    value: &serde_json::Value,
+    pointer: &str,
+    key: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                literal_secrets(
+                    file,
+                    v,
+                    &format!("{pointer}/{}", super::yaml::escape(k)),
+                    Some(k),
+                    out,
+                );
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                literal_secrets(file, v, &format!("{pointer}/{i}"), key, out);
+            }
+        }
+        serde_json::Value::String(text)
+            if key.is_some_and(secret_key) && !text.starts_with("os.environ/") =>
+        {
+            out.push(
+                Finding::error(
+                    "litellm.literal-secret",
+                    file,
+                    format!("`{}` holds a credential in the repository", key.unwrap_or_default()),
+                )
+                .pointer(pointer)
+                .hint("name the variable that holds it instead: os.environ/VAR (allowed with --allow-env)")
+                .redacted(),
+            );
+        }
+        _ => {}
+    }
+}
+
 pub fn is_valid_slug(slug: &str) -> bool {
     (SLUICE_MIN_SLUG..=SLUICE_MAX_SLUG).contains(&slug.len())
         && slug.starts_with(|c: char| c.is_ascii_lowercase())

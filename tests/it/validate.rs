@@ -96,3 +96,93 @@ fn colour_only_when_asked_or_on_a_terminal() {
     let forced = repo.sluice(&["validate", "--color", "always"]);
     assert!(forced.stdout.contains("\u{1b}[1;31merror"));
 }
+
+/// Issue 12: an environment's LiteLLM settings are validated like every
+/// file: no literal credential, every provider key and endpoint under the
+/// operator's allowances, and every setting of its policy that LiteLLM
+/// cannot express a finding at the pack line that sets it.
+#[test]
+fn an_environments_litellm_settings_are_held_to_the_rules() {
+    let repo = TestRepo::example();
+    repo.write(
+        "environments/staging/litellm.yaml",
+        "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_key: os.environ/OPENAI_API_KEY\n      api_base: https://models.attacker.example\n  - model_name: gpt-4o\n    litellm_params:\n      model: openai/gpt-4o\n      api_key: sk-live-0123456789\ngeneral_settings:\n  master_key: os.environ/STAGING_LITELLM_MASTER_KEY\n",
+    );
+    repo.commit("litellm settings for staging");
+    let run = crate::support::sluice_with(
+        &[
+            "validate",
+            "--rev",
+            "HEAD",
+            "-o",
+            "json",
+            "--repo",
+            repo.path().to_str().unwrap(),
+        ],
+        &[
+            ("SLUICE_ALLOW_ENV", "production=PROD_*,staging=STAGING_*"),
+            ("SLUICE_ALLOW_URL", "staging=https://models.internal"),
+        ],
+    );
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        !run.stdout.contains("sk-live"),
+        "a literal key is never shown"
+    );
+    let findings = run.json();
+    let at = |rule: &str| -> Vec<String> {
+        findings
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == rule)
+            .map(|f| format!("{}:{}", f["file"].as_str().unwrap(), f["line"]))
+            .collect()
+    };
+    let file = "environments/staging/litellm.yaml";
+    assert_eq!(at("allow.env-not-allowed"), [format!("{file}:5")]);
+    assert_eq!(at("allow.url-not-allowed"), [format!("{file}:6")]);
+    assert_eq!(at("litellm.literal-secret"), [format!("{file}:10")]);
+    // The baseline's audit retention and immutability: LiteLLM keeps no
+    // audit log of its own to expire or protect.
+    let unsupported = at("litellm.unsupported");
+    assert!(
+        unsupported.contains(&"base/packs/baseline.yaml:14".to_owned())
+            && unsupported.contains(&"base/packs/baseline.yaml:15".to_owned()),
+        "{unsupported:?}"
+    );
+
+    // The settings are part of staging's version, and of no other's.
+    let digests = |repo: &TestRepo| -> Vec<(String, String)> {
+        let run = repo.sluice(&["render", "-o", "json", "--rev", "HEAD"]);
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        run.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["environment"].as_str().unwrap().to_owned(),
+                    r["digest"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    // A staging LiteLLM can run: its audit settings are LiteLLM's to keep.
+    repo.write(
+        "environments/staging/packs/baseline.yaml",
+        "policy:\n  audit-logger: { retention_days: null, immutable: null }\n",
+    );
+    repo.write(
+        "environments/staging/litellm.yaml",
+        "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params: { model: openai/gpt-4o-mini, api_key: os.environ/STAGING_OPENAI_KEY }\n",
+    );
+    repo.commit("a staging LiteLLM that can run");
+    let with = digests(&repo);
+    repo.remove("environments/staging/litellm.yaml");
+    repo.commit("no litellm settings");
+    let without = digests(&repo);
+    for ((env, a), (_, b)) in with.iter().zip(&without) {
+        assert_eq!(a != b, env == "staging", "{env}");
+    }
+}
