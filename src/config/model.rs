@@ -234,6 +234,27 @@ pub struct FileGateway {
     /// against Sluice's data directory.
     #[schemars(length(min = 1))]
     pub path: String,
+    /// What the file holds: Sluice's policy document (`sluice`, the
+    /// default), or a LiteLLM proxy `config.yaml` (`litellm`: for a LiteLLM
+    /// the user supervises, restarted on change by them; the environment
+    /// needs a `litellm.yaml`).
+    #[serde(default, skip_serializing_if = "FileFormat::is_default")]
+    pub format: FileFormat,
+}
+
+/// The format a `file` gateway writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    #[default]
+    Sluice,
+    Litellm,
+}
+
+impl FileFormat {
+    fn is_default(&self) -> bool {
+        *self == FileFormat::Sluice
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -56,6 +56,29 @@ pub fn check(repo: &Repository, env_dirs: &[String], strays: &Strays) -> Vec<Fin
         if let Some(settings) = &env.litellm {
             check_litellm(repo, env, settings, &mut out);
         }
+        for (i, gateway) in env.gateways.iter().enumerate() {
+            if let Gateway::File(file) = gateway
+                && file.format == super::model::FileFormat::Litellm
+                && env.litellm.is_none()
+            {
+                out.push(
+                    Finding::error(
+                        "litellm.no-settings",
+                        &env.gateways_file,
+                        format!(
+                            "gateway `{}` writes LiteLLM's config, but the environment has no {}",
+                            file.name,
+                            super::load::LITELLM_FILE
+                        ),
+                    )
+                    .pointer(format!("/gateways/{i}/format"))
+                    .hint(format!(
+                        "add {} with the model_list its LiteLLM serves",
+                        env.litellm_file()
+                    )),
+                );
+            }
+        }
     }
     check_promotion(repo, env_dirs, &mut out);
     check_file_paths(repo, &mut out);

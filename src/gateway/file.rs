@@ -1,10 +1,12 @@
 //! The `file` driver: a file holding Sluice's policy document, which a
-//! gateway hot-reloads. Written atomically — temp file in the same
+//! gateway hot-reloads, or (`format: litellm`) a LiteLLM proxy config.yaml
+//! with its audit callback beside it, for a LiteLLM its user restarts.
+//! Written atomically — temp file in the same
 //! directory, fsync, rename, fsync of the directory — so a reader never sees
 //! half a config, and read back to verify.
 
-use super::{Applied, Desired, Gateway, GatewayError, Live};
-use crate::config::Digest;
+use super::{Applied, Desired, Gateway, GatewayError, Live, litellm};
+use crate::config::{Digest, document::PolicyDocument, model::FileFormat};
 use async_trait::async_trait;
 use std::{
     fs,
@@ -14,12 +16,60 @@ use std::{
 
 pub struct FileGateway {
     path: PathBuf,
+    format: FileFormat,
 }
 
 impl FileGateway {
-    pub fn new(path: PathBuf) -> Self {
-        FileGateway { path }
+    pub fn new(path: PathBuf, format: FileFormat) -> Self {
+        FileGateway { path, format }
     }
+
+    /// What `desired` is written as.
+    fn render(&self, desired: &Desired) -> Result<String, GatewayError> {
+        match self.format {
+            FileFormat::Sluice => Ok(desired.body.to_string()),
+            FileFormat::Litellm => {
+                let (document, base) = litellm_document(desired)?;
+                Ok(litellm::render(
+                    &document,
+                    &base,
+                    &litellm::Stamp {
+                        digest: desired.digest.as_str(),
+                        revision: &desired.revision,
+                    },
+                ))
+            }
+        }
+    }
+}
+
+/// The version a file's text is: for Sluice's document its canonical
+/// digest; for a LiteLLM config the digest it is stamped with, as long as
+/// the rest is what that stamp says was written (a hand edit makes it the
+/// digest of its own bytes, which no version has).
+fn version_of(format: FileFormat, text: &str) -> Digest {
+    match format {
+        FileFormat::Sluice => digest_of(text),
+        FileFormat::Litellm => litellm::stamp_of(text)
+            .filter(|(_, _, native)| litellm::native_of(text).is_ok_and(|n| n == *native))
+            .and_then(|(digest, _, _)| Digest::parse(&digest))
+            .unwrap_or_else(|| Digest::of(text.as_bytes())),
+    }
+}
+
+/// The policy document and LiteLLM settings a desired state carries.
+fn litellm_document(desired: &Desired) -> Result<(PolicyDocument, litellm::Base), GatewayError> {
+    let document: PolicyDocument = serde_json::from_str(&desired.body)
+        .map_err(|e| GatewayError::Config(format!("not a policy document: {e}")))?;
+    let base = match document.litellm.as_ref().map(serde_json::to_value) {
+        Some(Ok(serde_json::Value::Object(base))) => base,
+        _ => {
+            return Err(GatewayError::Config(
+                "a LiteLLM gateway's environment needs a litellm.yaml (its model_list)".into(),
+            ));
+        }
+    };
+    Ok((document, base))
 }
 
 fn io(path: &Path, e: std::io::Error) -> GatewayError {
@@ -72,7 +122,7 @@ impl Gateway for FileGateway {
             .await
             .map_err(|e| GatewayError::Io(e.to_string()))??;
         Ok(Live {
-            digest: text.as_deref().map(digest_of),
+            digest: text.as_deref().map(|t| version_of(self.format, t)),
             generation: None,
         })
     }
@@ -82,7 +132,18 @@ impl Gateway for FileGateway {
         let text = tokio::task::spawn_blocking(move || read(&path))
             .await
             .map_err(|e| GatewayError::Io(e.to_string()))??;
-        Ok(text.as_deref().map(super::json_projection))
+        Ok(text.as_deref().map(|text| match self.format {
+            FileFormat::Sluice => super::json_projection(text),
+            FileFormat::Litellm => litellm::project(text)
+                .unwrap_or_else(|e| serde_json::Value::String(format!("<unreadable: {e}>"))),
+        }))
+    }
+
+    fn projected(&self, desired: &Desired) -> serde_json::Value {
+        match (self.format, litellm_document(desired)) {
+            (FileFormat::Litellm, Ok((document, base))) => litellm::projected(&document, &base),
+            _ => serde_json::from_str(&desired.body).unwrap_or(serde_json::Value::Null),
+        }
     }
 
     async fn apply(
@@ -92,10 +153,20 @@ impl Gateway for FileGateway {
         _generation: u64,
     ) -> Result<Applied, GatewayError> {
         let path = self.path.clone();
-        let body = desired.body.clone();
+        let body = self.render(desired)?;
         let want = desired.digest.clone();
         let expected = expected.cloned();
+        let format = self.format;
+        let digest_of = move |text: &str| version_of(format, text);
         tokio::task::spawn_blocking(move || {
+            if format == FileFormat::Litellm {
+                // NB: LiteLLM loads the audit callback from beside its config.
+                let callback = path.with_file_name(litellm::AUDIT_CALLBACK_FILE);
+                if read(&callback)?.as_deref() != Some(litellm::AUDIT_CALLBACK) {
+                    write_atomically(&callback, litellm::AUDIT_CALLBACK.as_bytes())
+                        .map_err(|e| io(&callback, e))?;
+                }
+            }
             let current = read(&path)?.as_deref().map(digest_of);
             if current.as_ref() == Some(&want) {
                 return Ok(Applied::Unchanged);
@@ -131,7 +202,7 @@ mod tests {
     #[tokio::test]
     async fn applies_verifies_and_detects_hand_edits() {
         let dir = tempfile::tempdir().unwrap();
-        let gateway = FileGateway::new(dir.path().join("gw/policy.json"));
+        let gateway = FileGateway::new(dir.path().join("gw/policy.json"), FileFormat::Sluice);
         assert_eq!(gateway.live().await.unwrap().digest, None);
 
         let first = desired(r#"{"a":1}"#);

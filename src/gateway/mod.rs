@@ -314,9 +314,10 @@ pub fn connect(
             http,
             context,
         )?)),
-        model::Gateway::File(file) => Ok(Arc::new(file::FileGateway::new(file_path(
-            &file.path, context,
-        )?))),
+        model::Gateway::File(file) => Ok(Arc::new(file::FileGateway::new(
+            file_path(&file.path, context)?,
+            file.format,
+        ))),
         model::Gateway::Configmap(spec) => {
             Ok(Arc::new(configmap::ConfigMapGateway::new(spec, context)))
         }

@@ -599,6 +599,7 @@ impl GatewaySpec {
             GatewayDriver::File => model::Gateway::File(FileGateway {
                 name: name.to_owned(),
                 path: self.file.as_ref().ok_or_else(missing)?.path.clone(),
+                format: Default::default(),
             }),
             GatewayDriver::Configmap => {
                 let cm = self.configmap.as_ref().ok_or_else(missing)?;

@@ -307,3 +307,115 @@ fn a_rendered_config_behaves_as_the_packs_say_in_real_litellm() {
     drop(proxy);
     drop(echo);
 }
+
+/// `sluice sync` writes a LiteLLM config (`file` gateway, `format:
+/// litellm`) from a repository whose staging environment has LiteLLM
+/// settings; a real LiteLLM serves it as the packs say; a hand edit of the
+/// file is drift named by policy, and the next sync puts it back.
+#[test]
+fn sluice_writes_a_litellm_config_that_litellm_enforces_and_heals_a_hand_edit() {
+    let Some(venv) = venv() else { return };
+    let repo = crate::support::TestRepo::example();
+    repo.write(
+        "environments/staging/packs/baseline.yaml",
+        "# LiteLLM keeps no audit log of its own to expire or protect.\npolicy:\n  audit-logger: { retention_days: null, immutable: null }\n",
+    );
+    repo.write(
+        "environments/staging/litellm.yaml",
+        "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_key: os.environ/STAGING_PROVIDER_KEY\n      api_base: os.environ/STAGING_ECHO_API_BASE\ngeneral_settings:\n  master_key: os.environ/STAGING_LITELLM_MASTER_KEY\n",
+    );
+    repo.write(
+        "environments/staging/gateways.yaml",
+        "gateways:\n  - name: litellm-1\n    driver: file\n    path: litellm/staging/config.yaml\n    format: litellm\n",
+    );
+    repo.commit("staging on LiteLLM");
+    let data = tempfile::tempdir().unwrap();
+    let (repo_dir, data_dir) = (
+        repo.path().to_str().unwrap().to_owned(),
+        data.path().to_str().unwrap().to_owned(),
+    );
+    let operator = [("SLUICE_ALLOW_ENV", "production=PROD_*,staging=STAGING_*")];
+    let sluice = |command: &str| {
+        crate::support::sluice_with(
+            &[
+                command,
+                "--env",
+                "staging",
+                "-o",
+                "json",
+                "--repo",
+                &repo_dir,
+                "--data-dir",
+                &data_dir,
+            ],
+            &operator,
+        )
+    };
+    let synced = sluice("sync");
+    assert_eq!(synced.code, 0, "{}{}", synced.stdout, synced.stderr);
+    let dir = data.path().join("litellm/staging");
+    let config = fs::read_to_string(dir.join("config.yaml")).unwrap();
+    assert!(config.contains("os.environ/STAGING_LITELLM_MASTER_KEY"));
+    assert!(dir.join(AUDIT_CALLBACK_FILE).is_file());
+
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/litellm");
+    let echo_port = free_port();
+    let echo_log = dir.join("echo.jsonl");
+    let mut echo = Command::new(venv.join("bin/python"));
+    echo.arg(fixtures.join("echo_upstream.py"))
+        .arg(echo_port.to_string())
+        .env("ECHO_LOG", &echo_log);
+    let mut echo = Process::start(echo, &dir, "echo");
+    echo.wait_ready("echo upstream", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", echo_port)).is_ok()
+    });
+    let port = free_port();
+    let mut proxy = Command::new(venv.join("bin/litellm"));
+    proxy
+        .args(["--config", "config.yaml", "--host", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .current_dir(&dir)
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env(
+            "STAGING_ECHO_API_BASE",
+            format!("http://127.0.0.1:{echo_port}/v1"),
+        )
+        .env("STAGING_PROVIDER_KEY", "sk-fake-provider-key")
+        .env("STAGING_LITELLM_MASTER_KEY", MASTER_KEY)
+        .env("SLUICE_AUDIT_LOG", dir.join("audit.jsonl"));
+    let mut proxy = Process::start(proxy, &dir, "litellm");
+    let live = format!("http://127.0.0.1:{port}/health/liveliness");
+    proxy.wait_ready("LiteLLM", Duration::from_secs(120), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok() && http("GET", &live, &[], "").0 == 200
+    });
+    // Staging redacts e-mail addresses: the upstream never sees one.
+    let (status, body) = chat(port, "gpt-4o-mini", "write to jane.doe@example.com");
+    assert_eq!(status, 200, "{body}");
+    let upstream = fs::read_to_string(&echo_log).unwrap();
+    assert!(
+        upstream.contains("[EMAIL_REDACTED]") && !upstream.contains("jane.doe@example.com"),
+        "{upstream}"
+    );
+    drop(proxy);
+    drop(echo);
+
+    // A hand edit: e-mail addresses blocked rather than masked.
+    let edited = config.replacen("\"MASK\"", "\"BLOCK\"", 1);
+    assert_ne!(edited, config);
+    fs::write(dir.join("config.yaml"), &edited).unwrap();
+    let drift = sluice("drift");
+    assert_eq!(drift.code, 1, "{}{}", drift.stdout, drift.stderr);
+    assert!(
+        drift.stdout.contains("pii-detector"),
+        "the change names the policy: {}",
+        drift.stdout
+    );
+    let healed = sluice("sync");
+    assert_eq!(healed.code, 0, "{}{}", healed.stdout, healed.stderr);
+    assert_eq!(fs::read_to_string(dir.join("config.yaml")).unwrap(), config);
+    assert_eq!(sluice("drift").code, 0);
+    for run in [&synced, &drift, &healed] {
+        assert!(!run.stdout.contains(MASTER_KEY) && !run.stderr.contains(MASTER_KEY));
+    }
+}
