@@ -34,35 +34,18 @@ command -v cargo >/dev/null 2>&1 || {
 	exit 2
 }
 
-# kubernetes-validate for the chart checks (scripts/chart-test.sh): a
-# virtualenv in the cache, keyed by the pinned requirements (about 10 s and
-# 150 MB). Needs python3 with venv (Debian: python3-venv, installed when missing).
-requirements=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/helm-render/requirements.txt
-venv=${XDG_CACHE_HOME:-$HOME/.cache}/sluice/py/kubernetes-validate-$(sha256sum <"$requirements" | cut -c1-12)
-if [[ ! -f $venv/.complete ]]; then
-	sudo=""
-	[[ $(id -u) -eq 0 ]] || sudo="sudo"
-	if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-		echo "install-deps: installing python3 and python3-venv" >&2
-		$sudo apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-venv >/dev/null
-	fi
-	echo "install-deps: installing $(grep -v '^#' "$requirements" | xargs) into $venv" >&2
-	rm -rf "$venv"
-	mkdir -p "$(dirname "$venv")"
-	python3 -m venv "$venv"
-	"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-	"$venv/bin/kubernetes-validate" --version >/dev/null
-	touch "$venv/.complete"
-fi
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# LiteLLM proxy for the litellm driver's tests and example (issue 12): a
-# virtualenv in the cache, keyed by the pinned requirements (about a minute
-# and 750 MB). scripts/litellm-env.sh prints its path, keyed the same way.
-requirements=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/litellm/requirements.txt
-venv=${XDG_CACHE_HOME:-$HOME/.cache}/sluice/py/litellm-$(sha256sum <"$requirements" | cut -c1-12)
-if [[ ! -f $venv/.complete ]]; then
-	sudo=""
+# A virtualenv in the cache for NAME, keyed by its pinned requirements file,
+# made once; CHECK (a command run with the venv's bin on PATH) proves it
+# works before it is marked complete. Needs python3 with venv (Debian:
+# python3-venv, installed when missing).
+python_venv() {
+	local name=$1 requirements=$2 check=$3
+	local venv
+	venv=${XDG_CACHE_HOME:-$HOME/.cache}/sluice/py/$name-$(sha256sum <"$requirements" | cut -c1-12)
+	[[ -f $venv/.complete ]] && return 0
+	local sudo=""
 	[[ $(id -u) -eq 0 ]] || sudo="sudo"
 	if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
 		echo "install-deps: installing python3 and python3-venv" >&2
@@ -74,6 +57,16 @@ if [[ ! -f $venv/.complete ]]; then
 	mkdir -p "$(dirname "$venv")"
 	python3 -m venv "$venv"
 	"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-	LITELLM_LOCAL_MODEL_COST_MAP=True "$venv/bin/python" -c 'import litellm.proxy.proxy_server' >/dev/null
+	PATH=$venv/bin:$PATH bash -c "$check" >/dev/null
 	touch "$venv/.complete"
-fi
+}
+
+# kubernetes-validate for the chart checks (scripts/chart-test.sh): about
+# 10 s and 150 MB.
+python_venv kubernetes-validate "$root/tests/helm-render/requirements.txt" \
+	'kubernetes-validate --version'
+
+# LiteLLM proxy for the litellm format's tests (issue 12): about a minute
+# and 750 MB. scripts/litellm-env.sh prints its path, keyed the same way.
+python_venv litellm "$root/tests/litellm/requirements.txt" \
+	"LITELLM_LOCAL_MODEL_COST_MAP=True python -c 'import litellm.proxy.proxy_server'"

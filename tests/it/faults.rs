@@ -74,6 +74,37 @@ impl Fleet {
         )
     }
 
+    /// `sluice run` over the fleet, one gateway at a time, no polling.
+    fn run_args(&self) -> Vec<String> {
+        let repo = self.repo.path().to_str().unwrap();
+        [
+            "run",
+            "--repo",
+            repo,
+            "--data-dir",
+            self.data(),
+            "--listen",
+            "127.0.0.1:0",
+            "--concurrency",
+            "1",
+            "--interval",
+            "1h",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// Starts `sluice run` and SIGKILLs it with an attempt in flight.
+    fn kill_mid_rollout(&self) {
+        let args = self.run_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut run = GatewayProcess::spawn(&args, &[(TOKEN_ENV, TOKEN)]);
+        eventually(60, "an attempt in flight", || {
+            self.history().iter().any(|a| a["outcome"].is_null())
+        });
+        run.kill_hard();
+    }
+
     fn status(&self) -> crate::support::Run {
         sluice_with(
             &[
@@ -233,20 +264,8 @@ fn a_hanging_or_stopped_gateway_is_unreachable_until_it_comes_back() {
 fn killed_mid_rollout_it_converges_on_restart_without_losing_or_inventing_records() {
     // Slow gateways and one at a time: the rollout is in flight when killed.
     let fleet = Fleet::new(4, &["--reload-delay-ms", "600"]);
-    let repo = fleet.repo.path().to_str().unwrap().to_owned();
-    let run_args = [
-        "run",
-        "--repo",
-        &repo,
-        "--data-dir",
-        fleet.data(),
-        "--listen",
-        "127.0.0.1:0",
-        "--concurrency",
-        "1",
-        "--interval",
-        "1h",
-    ];
+    let run_args = fleet.run_args();
+    let run_args: Vec<&str> = run_args.iter().map(String::as_str).collect();
     let mut first = GatewayProcess::spawn(&run_args, &[(TOKEN_ENV, TOKEN)]);
     eventually(60, "an attempt in flight after one applied", || {
         let history = fleet.history();
@@ -457,25 +476,9 @@ fn a_ledger_that_cannot_write_stops_the_rollout_and_no_gateway_changes_unrecorde
 #[test]
 fn frozen_gateways_with_unfinished_attempts_hold_up_no_other_environment() {
     let fleet = Fleet::new(4, &["--reload-delay-ms", "600"]);
-    let repo = fleet.repo.path().to_str().unwrap().to_owned();
-    let run_args = [
-        "run",
-        "--repo",
-        &repo,
-        "--data-dir",
-        fleet.data(),
-        "--listen",
-        "127.0.0.1:0",
-        "--concurrency",
-        "1",
-        "--interval",
-        "1h",
-    ];
-    let mut first = GatewayProcess::spawn(&run_args, &[(TOKEN_ENV, TOKEN)]);
-    eventually(60, "an attempt in flight", || {
-        fleet.history().iter().any(|a| a["outcome"].is_null())
-    });
-    first.kill_hard();
+    let run_args = fleet.run_args();
+    let run_args: Vec<&str> = run_args.iter().map(String::as_str).collect();
+    fleet.kill_mid_rollout();
     let unfinished: Vec<Value> = fleet
         .history()
         .into_iter()
@@ -524,25 +527,7 @@ fn frozen_gateways_with_unfinished_attempts_hold_up_no_other_environment() {
 #[test]
 fn an_unfinished_attempt_of_a_gateway_that_cannot_be_reached_is_resolved_interrupted() {
     let fleet = Fleet::new(2, &["--reload-delay-ms", "600"]);
-    let repo = fleet.repo.path().to_str().unwrap().to_owned();
-    let run_args = [
-        "run",
-        "--repo",
-        &repo,
-        "--data-dir",
-        fleet.data(),
-        "--listen",
-        "127.0.0.1:0",
-        "--concurrency",
-        "1",
-        "--interval",
-        "1h",
-    ];
-    let mut first = GatewayProcess::spawn(&run_args, &[(TOKEN_ENV, TOKEN)]);
-    eventually(60, "an attempt in flight", || {
-        fleet.history().iter().any(|a| a["outcome"].is_null())
-    });
-    first.kill_hard();
+    fleet.kill_mid_rollout();
     let yaml = fleet.repo.read("environments/production/gateways.yaml");
     fleet.repo.write(
         "environments/production/gateways.yaml",

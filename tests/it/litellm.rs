@@ -86,6 +86,41 @@ impl Drop for Process {
     }
 }
 
+/// The echo upstream (`tests/litellm/echo_upstream.py`), logging what it
+/// received to `log`, ready; and its port.
+fn echo_upstream(venv: &Path, dir: &Path, log: &Path) -> (Process, u16) {
+    let port = free_port();
+    let mut command = Command::new(venv.join("bin/python"));
+    command
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/litellm/echo_upstream.py"))
+        .arg(port.to_string())
+        .env("ECHO_LOG", log);
+    let mut echo = Process::start(command, dir, "echo");
+    echo.wait_ready("echo upstream", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (echo, port)
+}
+
+/// A LiteLLM proxy on `dir/config.yaml` with `envs`, ready; and its port.
+fn start_litellm(venv: &Path, dir: &Path, envs: &[(&str, String)]) -> (Process, u16) {
+    let port = free_port();
+    let mut command = Command::new(venv.join("bin/litellm"));
+    command
+        .args(["--config", "config.yaml", "--host", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .current_dir(dir)
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut proxy = Process::start(command, dir, "litellm");
+    let live = format!("http://127.0.0.1:{port}/health/liveliness");
+    proxy.wait_ready("LiteLLM", Duration::from_secs(120), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok() && http("GET", &live, &[], "").0 == 200
+    });
+    (proxy, port)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -167,7 +202,6 @@ fn a_rendered_config_behaves_as_the_packs_say_in_real_litellm() {
     let Some(venv) = venv() else { return };
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/litellm");
 
     let document = policy();
     let base = base();
@@ -183,34 +217,18 @@ fn a_rendered_config_behaves_as_the_packs_say_in_real_litellm() {
     fs::write(dir.join("config.yaml"), &config).unwrap();
     fs::write(dir.join(AUDIT_CALLBACK_FILE), AUDIT_CALLBACK).unwrap();
 
-    let echo_port = free_port();
     let echo_log = dir.join("echo.jsonl");
-    let mut echo = Command::new(venv.join("bin/python"));
-    echo.arg(fixtures.join("echo_upstream.py"))
-        .arg(echo_port.to_string())
-        .env("ECHO_LOG", &echo_log);
-    let mut echo = Process::start(echo, dir, "echo");
-    echo.wait_ready("echo upstream", Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", echo_port)).is_ok()
-    });
-
-    let port = free_port();
+    let (echo, echo_port) = echo_upstream(&venv, dir, &echo_log);
     let audit_log = dir.join("audit.jsonl");
-    let mut proxy = Command::new(venv.join("bin/litellm"));
-    proxy
-        .args(["--config", "config.yaml", "--host", "127.0.0.1", "--port"])
-        .arg(port.to_string())
-        .current_dir(dir)
-        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("ECHO_API_BASE", format!("http://127.0.0.1:{echo_port}/v1"))
-        .env("LITELLM_MASTER_KEY", MASTER_KEY)
-        .env("SLUICE_AUDIT_LOG", &audit_log);
-    let mut proxy = Process::start(proxy, dir, "litellm");
-    let live = format!("http://127.0.0.1:{port}/health/liveliness");
-    proxy.wait_ready("LiteLLM", Duration::from_secs(120), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok() && http("GET", &live, &[], "").0 == 200
-    });
+    let (proxy, port) = start_litellm(
+        &venv,
+        dir,
+        &[
+            ("ECHO_API_BASE", format!("http://127.0.0.1:{echo_port}/v1")),
+            ("LITELLM_MASTER_KEY", MASTER_KEY.to_owned()),
+            ("SLUICE_AUDIT_LOG", audit_log.display().to_string()),
+        ],
+    );
     assert!(
         !proxy.stderr().contains("Skipping guardrail"),
         "every guardrail is active:\n{}",
@@ -358,37 +376,24 @@ fn sluice_writes_a_litellm_config_that_litellm_enforces_and_heals_a_hand_edit() 
     assert!(config.contains("os.environ/STAGING_LITELLM_MASTER_KEY"));
     assert!(dir.join(AUDIT_CALLBACK_FILE).is_file());
 
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/litellm");
-    let echo_port = free_port();
     let echo_log = dir.join("echo.jsonl");
-    let mut echo = Command::new(venv.join("bin/python"));
-    echo.arg(fixtures.join("echo_upstream.py"))
-        .arg(echo_port.to_string())
-        .env("ECHO_LOG", &echo_log);
-    let mut echo = Process::start(echo, &dir, "echo");
-    echo.wait_ready("echo upstream", Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", echo_port)).is_ok()
-    });
-    let port = free_port();
-    let mut proxy = Command::new(venv.join("bin/litellm"));
-    proxy
-        .args(["--config", "config.yaml", "--host", "127.0.0.1", "--port"])
-        .arg(port.to_string())
-        .current_dir(&dir)
-        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env(
-            "STAGING_ECHO_API_BASE",
-            format!("http://127.0.0.1:{echo_port}/v1"),
-        )
-        .env("STAGING_PROVIDER_KEY", "sk-fake-provider-key")
-        .env("STAGING_LITELLM_MASTER_KEY", MASTER_KEY)
-        .env("SLUICE_AUDIT_LOG", dir.join("audit.jsonl"));
-    let mut proxy = Process::start(proxy, &dir, "litellm");
-    let live = format!("http://127.0.0.1:{port}/health/liveliness");
-    proxy.wait_ready("LiteLLM", Duration::from_secs(120), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok() && http("GET", &live, &[], "").0 == 200
-    });
+    let (echo, echo_port) = echo_upstream(&venv, &dir, &echo_log);
+    let (proxy, port) = start_litellm(
+        &venv,
+        &dir,
+        &[
+            (
+                "STAGING_ECHO_API_BASE",
+                format!("http://127.0.0.1:{echo_port}/v1"),
+            ),
+            ("STAGING_PROVIDER_KEY", "sk-fake-provider-key".to_owned()),
+            ("STAGING_LITELLM_MASTER_KEY", MASTER_KEY.to_owned()),
+            (
+                "SLUICE_AUDIT_LOG",
+                dir.join("audit.jsonl").display().to_string(),
+            ),
+        ],
+    );
     // Staging redacts e-mail addresses: the upstream never sees one.
     let (status, body) = chat(port, "gpt-4o-mini", "write to jane.doe@example.com");
     assert_eq!(status, 200, "{body}");
