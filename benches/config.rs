@@ -30,6 +30,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// The operator's allowances of the benchmark: its gateways are on loopback
+/// and their token is `GW_TOKEN`.
+const OPERATOR: [(&str, &str); 2] = [
+    ("SLUICE_ALLOW_ENV", "*=GW_TOKEN"),
+    ("SLUICE_ALLOW_URL", "*=http://127.0.0.1:*"),
+];
+
 const ENVIRONMENTS: usize = 100;
 const PACKS_PER_ENVIRONMENT: usize = 100;
 const BASE_PACKS: usize = 10;
@@ -86,6 +93,7 @@ fn main() {
     let cli = median(|| {
         let start = Instant::now();
         let status = Command::new(&binary)
+            .envs(OPERATOR)
             .args(["validate", "--rev", "HEAD", "--repo"])
             .arg(repo)
             .stdout(std::process::Stdio::null())

@@ -35,6 +35,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// The operator's allowances of the benchmark: its gateways are on loopback.
+const OPERATOR: [(&str, &str); 1] = [("SLUICE_ALLOW_URL", "*=http://127.0.0.1:*")];
+
 const ENVIRONMENTS: usize = 100;
 const GATEWAYS_PER_ENVIRONMENT: usize = 100;
 const CONCURRENCY: usize = 32;
@@ -249,6 +252,7 @@ fn timed(
 ) -> (Duration, u64) {
     let start = Instant::now();
     let output = Command::new("/usr/bin/time")
+        .envs(OPERATOR)
         .args(["-f", "%M"])
         .arg(binary)
         .args([command, "--concurrency", &CONCURRENCY.to_string(), "--repo"])
@@ -322,6 +326,7 @@ fn webhook_latency(
 ) {
     let secret = "bench-secret";
     let mut child = Command::new(binary)
+        .envs(OPERATOR)
         .args([
             "run",
             "--interval",
@@ -429,6 +434,7 @@ fn wait_converged(binary: &FsPath, data: &FsPath) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let status = Command::new(binary)
+            .envs(OPERATOR)
             .arg("status")
             .arg("--data-dir")
             .arg(data)
