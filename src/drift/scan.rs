@@ -96,7 +96,7 @@ async fn observe_one(
         }
         None => return observation,
     };
-    let live = match driver.live().await {
+    let live = match driver.verified().await {
         Ok(live) => live,
         Err(e) => {
             observation.error = Some(e.to_string());

@@ -402,12 +402,23 @@ impl Gateway for HttpGateway {
                 ),
             )
         })?;
-        // NB: what it serves is what it runs. A gateway whose /status
-        // claims one version while it serves another (a half-done swap, a
-        // lie) runs what it serves: an apply is then verified against that,
-        // and a healthy gateway that diverged is pushed again, not wedged.
+        Ok(Live {
+            digest: Some(digest),
+            generation: Some(status.generation),
+        })
+    }
+
+    /// NB: what it serves is what it runs. A gateway whose /status claims
+    /// one version while it serves another (a half-done swap, a lie) runs
+    /// what it serves: an apply is verified against that (never recorded
+    /// applied), and a healthy gateway that diverged is pushed again.
+    async fn verified(&self) -> Result<Live, GatewayError> {
+        let claimed = self.live().await?;
+        let Some(digest) = &claimed.digest else {
+            return Ok(claimed);
+        };
         let served = self.served().await?;
-        if served.as_ref() != Some(&digest) {
+        if served.as_ref() != Some(digest) {
             tracing::warn!(
                 claimed = digest.short(),
                 served = served.as_ref().map_or("nothing", |d| d.short()),
@@ -416,7 +427,7 @@ impl Gateway for HttpGateway {
         }
         Ok(Live {
             digest: served,
-            generation: Some(status.generation),
+            generation: claimed.generation,
         })
     }
 

@@ -160,6 +160,13 @@ pub trait Gateway: Send + Sync {
     /// What it runs now; cheap enough to call on every pass.
     async fn live(&self) -> Result<Live, GatewayError>;
 
+    /// What it runs, checked as far as the driver can (the `http` driver
+    /// reads what the gateway serves, not only what its status claims):
+    /// after an apply, and in drift scans.
+    async fn verified(&self) -> Result<Live, GatewayError> {
+        self.live().await
+    }
+
     /// What it runs, as a projection the drift code diffs field by field
     /// against [`Gateway::projected`] of the desired state, or `None` when
     /// it runs nothing. NB: the driver owns its wire format; the reconciler

@@ -575,14 +575,23 @@ impl Reconciler {
         // doing after all, the attempt is finished as unchanged.
         let likely =
             policy.held.is_none() && !job.halt.load(Ordering::SeqCst) && job.changes_version();
+        // NB: a drift scan checks what each gateway really serves; a
+        // routine pass trusts the cheap read (every apply is verified).
+        let read = || async {
+            if trigger == Trigger::Drift {
+                driver.verified().await
+            } else {
+                driver.live().await
+            }
+        };
         let (live, early) = if likely {
             let (live, attempt) = tokio::join!(
-                self.retrying(|| driver.live()),
+                self.retrying(read),
                 self.journal.start(self.attempt_start(desired, trigger))
             );
             (live, Some(attempt))
         } else {
-            (self.retrying(|| driver.live()).await, None)
+            (self.retrying(read).await, None)
         };
         for attempt in job.unfinished {
             self.resolve(attempt, live.as_ref().ok());
@@ -893,7 +902,7 @@ impl Reconciler {
         };
         let result = self.apply(driver, desired, expected).await;
         let (outcome, report) = match result {
-            Ok(applied) => match self.retrying(|| driver.live()).await {
+            Ok(applied) => match self.retrying(|| driver.verified()).await {
                 Ok(after) if after.digest.as_ref() == Some(&desired.digest) => {
                     // NB: `Unchanged` after a retry whose first try swapped
                     // but lost its answer still changed the gateway.

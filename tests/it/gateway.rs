@@ -724,7 +724,7 @@ async fn a_gateway_runs_what_it_serves_whatever_its_status_claims() {
             .unwrap();
         assert!(matches!(applied, Applied::Swapped { .. }), "{applied:?}");
         // What it serves is what it runs, whatever /status and the ETag say.
-        let live = driver.live().await.unwrap();
+        let live = driver.verified().await.unwrap();
         assert_eq!(
             live.digest.as_ref(),
             Some(&documents[0].digest),
