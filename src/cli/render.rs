@@ -26,6 +26,10 @@ pub enum Format {
     Json,
     /// One line per gateway: its version, without the documents.
     Table,
+    /// Each gateway's config as its driver writes it (LiteLLM's
+    /// config.yaml for `format: litellm`); several are separated by a
+    /// `# ENVIRONMENT/GATEWAY VERSION` line.
+    Native,
 }
 
 #[derive(Serialize)]
@@ -80,6 +84,33 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         })
         .collect();
     match args.output {
+        Format::Native => {
+            for (r, entry) in rendered.iter().zip(&entries) {
+                let spec = repo
+                    .environments
+                    .get(&r.environment)
+                    .and_then(|e| e.gateways.iter().find(|g| g.name() == r.gateway));
+                let Some(spec) = spec else { continue };
+                let desired = crate::gateway::Desired {
+                    environment: r.environment.clone(),
+                    gateway: r.gateway.clone(),
+                    digest: r.digest.clone(),
+                    body: r.canonical.clone(),
+                    revision: loaded.revision.to_string(),
+                };
+                let native = crate::gateway::native(spec, &desired)?;
+                if rendered.len() > 1 {
+                    println!(
+                        "# {}/{} {}",
+                        entry.environment, entry.gateway, entry.version
+                    );
+                }
+                print!("{native}");
+                if !native.ends_with('\n') {
+                    println!();
+                }
+            }
+        }
         Format::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
         Format::Yaml => print!("{}", serde_saphyr::to_string(&entries)?),
         Format::Table => {

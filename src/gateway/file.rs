@@ -23,22 +23,22 @@ impl FileGateway {
     pub fn new(path: PathBuf, format: FileFormat) -> Self {
         FileGateway { path, format }
     }
+}
 
-    /// What `desired` is written as.
-    fn render(&self, desired: &Desired) -> Result<String, GatewayError> {
-        match self.format {
-            FileFormat::Sluice => Ok(desired.body.to_string()),
-            FileFormat::Litellm => {
-                let (document, base) = litellm_document(desired)?;
-                Ok(litellm::render(
-                    &document,
-                    &base,
-                    &litellm::Stamp {
-                        digest: desired.digest.as_str(),
-                        revision: &desired.revision,
-                    },
-                ))
-            }
+/// What `desired` is written as in `format`.
+pub(crate) fn render(format: FileFormat, desired: &Desired) -> Result<String, GatewayError> {
+    match format {
+        FileFormat::Sluice => Ok(desired.body.to_string()),
+        FileFormat::Litellm => {
+            let (document, base) = litellm_document(desired)?;
+            Ok(litellm::render(
+                &document,
+                &base,
+                &litellm::Stamp {
+                    digest: desired.digest.as_str(),
+                    revision: &desired.revision,
+                },
+            ))
         }
     }
 }
@@ -153,7 +153,7 @@ impl Gateway for FileGateway {
         _generation: u64,
     ) -> Result<Applied, GatewayError> {
         let path = self.path.clone();
-        let body = self.render(desired)?;
+        let body = render(self.format, desired)?;
         let want = desired.digest.clone();
         let expected = expected.cloned();
         let format = self.format;

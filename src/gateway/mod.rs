@@ -309,6 +309,16 @@ fn file_path(path: &str, context: &DriverContext) -> Result<PathBuf, GatewayErro
     )))
 }
 
+/// What a gateway's driver writes for `desired`, as it writes it: LiteLLM's
+/// config.yaml for a `file` gateway with `format: litellm`, Sluice's
+/// document otherwise (`sluice render -o native`).
+pub fn native(spec: &model::Gateway, desired: &Desired) -> Result<String, GatewayError> {
+    match spec {
+        model::Gateway::File(file) => file::render(file.format, desired),
+        _ => Ok(desired.body.to_string()),
+    }
+}
+
 /// The driver for one of `environment`'s gateways.
 pub fn connect(
     environment: &str,

@@ -375,6 +375,19 @@ fn sluice_writes_a_litellm_config_that_litellm_enforces_and_heals_a_hand_edit() 
     let config = fs::read_to_string(dir.join("config.yaml")).unwrap();
     assert!(config.contains("os.environ/STAGING_LITELLM_MASTER_KEY"));
     assert!(dir.join(AUDIT_CALLBACK_FILE).is_file());
+    // `render -o native` shows exactly what the driver writes.
+    let native = repo.sluice(&[
+        "render",
+        "staging",
+        "--gateway",
+        "litellm-1",
+        "--rev",
+        "HEAD",
+        "-o",
+        "native",
+    ]);
+    assert_eq!(native.code, 0, "{}", native.stderr);
+    assert_eq!(native.stdout, config);
 
     let echo_log = dir.join("echo.jsonl");
     let (echo, echo_port) = echo_upstream(&venv, &dir, &echo_log);
