@@ -129,6 +129,7 @@ fn check_litellm(
     let file = env.litellm_file();
     if let Ok(value) = serde_json::to_value(settings) {
         literal_secrets(&file, &value, "", None, out);
+        code_hooks(&file, &value, "", out);
     }
     let Ok(document) = serde_json::from_value::<super::document::PolicyDocument>(
         super::render::document(repo, env),
@@ -173,6 +174,41 @@ fn pack_location(repo: &Repository, env: &super::Environment, pointer: &str) -> 
         None => env.spec_file.clone(),
     };
     (file, within)
+}
+
+/// Keys whose value LiteLLM imports and runs as Python (`callbacks`,
+/// `success_callback`, `custom_auth`, …) or hands requests to: a repository
+/// author must not choose code the gateway runs nor where it sends calls
+/// (Sluice adds its own audit callback).
+fn code_hooks(file: &str, value: &serde_json::Value, pointer: &str, out: &mut Vec<Finding>) {
+    let map = match value {
+        serde_json::Value::Object(map) => map,
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                code_hooks(file, item, &format!("{pointer}/{i}"), out);
+            }
+            return;
+        }
+        _ => return,
+    };
+    for (key, child) in map {
+        let at = format!("{pointer}/{}", super::yaml::escape(key));
+        let lower = key.to_ascii_lowercase();
+        if lower.contains("callback") || lower.starts_with("custom_") {
+            out.push(
+                Finding::error(
+                    "litellm.code-not-allowed",
+                    file,
+                    format!("`{key}` makes LiteLLM run code or send calls the repository chooses"),
+                )
+                .pointer(at)
+                .at_key()
+                .hint("remove it: Sluice renders the audit callback itself, and code a gateway runs is the operator's to install"),
+            );
+        } else {
+            code_hooks(file, child, &at, out);
+        }
+    }
 }
 
 /// Keys that carry a credential when set literally.

@@ -110,12 +110,6 @@ fn document(map: &ConfigMap) -> Option<&str> {
     map.data.as_ref()?.get(DATA_KEY).map(String::as_str)
 }
 
-/// The digest of what the ConfigMap holds; text that is not JSON is still
-/// something (drift), digested as bytes.
-fn digest_of(text: &str) -> Digest {
-    Digest::of_json(text).unwrap_or_else(|| Digest::of(text.as_bytes()))
-}
-
 /// The slug of the environment whose ConfigMap `map` is, when what it holds
 /// is not what Sluice wrote (the data's digest is not the one annotated: a
 /// hand edit, or the data or annotation taken away); `None` for Sluice's own
@@ -127,7 +121,7 @@ pub fn edited_by_hand(map: &ConfigMap) -> Option<&str> {
         .annotations
         .as_ref()
         .and_then(|a| a.get(DIGEST_ANNOTATION));
-    let held = document(map).map(digest_of);
+    let held = document(map).map(super::document_digest);
     let unchanged = match (&held, annotated) {
         (Some(held), Some(annotated)) => held.as_str() == annotated,
         (None, None) => true,
@@ -150,7 +144,7 @@ impl Gateway for ConfigMapGateway {
     async fn live(&self) -> Result<Live, GatewayError> {
         let map = self.read().await?;
         Ok(Live {
-            digest: map.as_ref().and_then(document).map(digest_of),
+            digest: map.as_ref().and_then(document).map(super::document_digest),
             generation: map.as_ref().and_then(generation_of),
         })
     }
@@ -172,7 +166,10 @@ impl Gateway for ConfigMapGateway {
     ) -> Result<Applied, GatewayError> {
         let api = self.api().await?;
         let current = self.read().await?;
-        let running = current.as_ref().and_then(document).map(digest_of);
+        let running = current
+            .as_ref()
+            .and_then(document)
+            .map(super::document_digest);
         if running.as_ref() == Some(&desired.digest) {
             return Ok(Applied::Unchanged);
         }
@@ -233,7 +230,7 @@ impl Gateway for ConfigMapGateway {
             Some(_) => self.call(api.replace(&self.name, &params, &map)).await?,
             None => self.call(api.create(&params, &map)).await?,
         };
-        match document(&written).map(digest_of) {
+        match document(&written).map(super::document_digest) {
             Some(digest) if digest == desired.digest => Ok(Applied::Swapped { digest }),
             other => Err(GatewayError::Mismatch {
                 applied: desired.digest.to_string(),

@@ -49,7 +49,7 @@ pub(crate) fn render(format: FileFormat, desired: &Desired) -> Result<String, Ga
 /// digest of its own bytes, which no version has).
 fn version_of(format: FileFormat, text: &str) -> Digest {
     match format {
-        FileFormat::Sluice => digest_of(text),
+        FileFormat::Sluice => super::document_digest(text),
         FileFormat::Litellm => litellm::stamp_of(text)
             .filter(|(_, _, native)| litellm::native_of(text).is_ok_and(|n| n == *native))
             .and_then(|(digest, _, _)| Digest::parse(&digest))
@@ -83,12 +83,6 @@ fn read(path: &Path) -> Result<Option<String>, GatewayError> {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(path, e)),
     }
-}
-
-/// The digest of what the file holds; a file that is not JSON (a broken hand
-/// edit) gets the digest of its bytes, so it still differs from any version.
-fn digest_of(text: &str) -> Digest {
-    Digest::of_json(text).unwrap_or_else(|| Digest::of(text.as_bytes()))
 }
 
 /// Replaces `path` with `body` atomically.
@@ -157,7 +151,7 @@ impl Gateway for FileGateway {
         let want = desired.digest.clone();
         let expected = expected.cloned();
         let format = self.format;
-        let digest_of = move |text: &str| version_of(format, text);
+        let version = move |text: &str| version_of(format, text);
         tokio::task::spawn_blocking(move || {
             if format == FileFormat::Litellm {
                 // NB: LiteLLM loads the audit callback from beside its config.
@@ -167,7 +161,7 @@ impl Gateway for FileGateway {
                         .map_err(|e| io(&callback, e))?;
                 }
             }
-            let current = read(&path)?.as_deref().map(digest_of);
+            let current = read(&path)?.as_deref().map(version);
             if current.as_ref() == Some(&want) {
                 return Ok(Applied::Unchanged);
             }
@@ -177,7 +171,7 @@ impl Gateway for FileGateway {
                 });
             }
             write_atomically(&path, body.as_bytes()).map_err(|e| io(&path, e))?;
-            let reported = read(&path)?.as_deref().map(digest_of);
+            let reported = read(&path)?.as_deref().map(version);
             match reported {
                 Some(digest) if digest == want => Ok(Applied::Swapped { digest }),
                 other => Err(GatewayError::Mismatch {

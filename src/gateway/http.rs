@@ -328,9 +328,7 @@ impl HttpGateway {
             _ => return Err(self.failure(response, None).await),
         }
         let body = self.text(response, MAX_CONFIG_BYTES).await?;
-        Ok(Some(
-            Digest::of_json(&body).unwrap_or_else(|| Digest::of(body.as_bytes())),
-        ))
+        Ok(Some(super::document_digest(&body)))
     }
 }
 

@@ -193,6 +193,14 @@ pub trait Gateway: Send + Sync {
 /// or hostile gateway) is one whole-document value.
 const MAX_PROJECTED_BYTES: usize = 4 << 20;
 
+/// The version a text holding Sluice's JSON document is: the digest of its
+/// canonical form (formatting does not count); text that is not JSON (a
+/// broken hand edit) gets the digest of its bytes, so it still differs from
+/// every version. One rule for the `http`, `file` and `configmap` drivers.
+pub(crate) fn document_digest(text: &str) -> Digest {
+    Digest::of_json(text).unwrap_or_else(|| Digest::of(text.as_bytes()))
+}
+
 /// The projection of a config held as Sluice's JSON document (the `http`,
 /// `file` and `configmap` drivers): the document, or the text itself when
 /// it is not JSON (a broken hand edit) or too large to compare.

@@ -127,10 +127,6 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    fn key(&self) -> (&String, &String) {
-        (&self.rendered.environment, &self.rendered.gateway)
-    }
-
     /// The revision renders this gateway a version other than its last.
     fn changes_version(&self) -> bool {
         self.previous
@@ -438,11 +434,15 @@ impl Reconciler {
                 })
             })
             .collect();
+        let configured: std::collections::HashSet<(&str, &str)> = rendered
+            .iter()
+            .map(|r| (r.environment.as_str(), r.gateway.as_str()))
+            .collect();
         // NB: attempts of gateways this revision no longer has can only
         // have been interrupted: there is nothing left to read.
         for attempt in unfinished
             .iter()
-            .filter(|(key, _)| !jobs.iter().any(|j| j.key() == (&key.0, &key.1)))
+            .filter(|((env, gw), _)| !configured.contains(&(env.as_str(), gw.as_str())))
             .flat_map(|(_, attempts)| attempts)
         {
             self.resolve(attempt, None);
@@ -467,10 +467,6 @@ impl Reconciler {
         // NB: a gateway removed from gateways.yaml (or its environment
         // removed) must not stay in status, failed, forever. `previous`
         // and `rendered` both cover only the environments in scope.
-        let configured: std::collections::HashSet<(&str, &str)> = rendered
-            .iter()
-            .map(|r| (r.environment.as_str(), r.gateway.as_str()))
-            .collect();
         let gone: Vec<(String, String)> = previous
             .into_keys()
             .filter(|(env, gw)| !configured.contains(&(env.as_str(), gw.as_str())))

@@ -186,3 +186,27 @@ fn an_environments_litellm_settings_are_held_to_the_rules() {
         assert_eq!(a != b, env == "staging", "{env}");
     }
 }
+
+/// Review of issue 12: litellm.yaml passes `litellm_settings` through to
+/// LiteLLM, which imports the Python a `callbacks` entry names: a
+/// repository author must not choose code the gateway runs.
+#[test]
+fn litellm_settings_may_not_name_code_for_litellm_to_run() {
+    let repo = TestRepo::example();
+    repo.write(
+        "environments/staging/litellm.yaml",
+        "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params: { model: openai/gpt-4o-mini }\nlitellm_settings:\n  callbacks: [my_module.instance]\ngeneral_settings:\n  custom_auth: my_module.auth\n",
+    );
+    repo.commit("code hooks");
+    let run = repo.sluice(&["validate", "--rev", "HEAD", "-o", "json"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let lines: Vec<u64> = run
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "litellm.code-not-allowed")
+        .map(|f| f["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [5, 7], "callbacks and custom_auth");
+}
