@@ -117,7 +117,12 @@ pub struct PackDigest {
 
 /// The policy document of an environment, shared by all its gateways.
 pub fn document(repo: &Repository, env: &Environment) -> Value {
-    let document = PolicyDocument {
+    serde_json::to_value(policy_document(repo, env)).expect("a policy document serializes")
+}
+
+/// [`document`], typed.
+pub fn policy_document(repo: &Repository, env: &Environment) -> PolicyDocument {
+    PolicyDocument {
         format: FORMAT.to_owned(),
         enforcement: env.enforcement(&repo.manifest),
         packs: env
@@ -126,8 +131,7 @@ pub fn document(repo: &Repository, env: &Environment) -> Value {
             .map(|(name, effective)| (name.clone(), DocumentPack::from_pack(&effective.pack)))
             .collect(),
         litellm: env.litellm.as_deref().cloned(),
-    };
-    serde_json::to_value(document).expect("a policy document serializes")
+    }
 }
 
 fn pack_document(pack: &Pack) -> Value {

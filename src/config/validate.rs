@@ -131,11 +131,7 @@ fn check_litellm(
         literal_secrets(&file, &value, "", None, out);
         code_hooks(&file, &value, "", out);
     }
-    let Ok(document) = serde_json::from_value::<super::document::PolicyDocument>(
-        super::render::document(repo, env),
-    ) else {
-        return;
-    };
+    let document = super::render::policy_document(repo, env);
     for unsupported in crate::gateway::litellm::unsupported(&document) {
         let (file, pointer) = pack_location(repo, env, &unsupported.pointer);
         out.push(
