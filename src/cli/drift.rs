@@ -5,7 +5,6 @@ use super::{Cli, Outcome, StateArgs, engine::EngineArgs, output::table};
 use crate::{
     config::finding::Palette,
     drift::scan::{Found, Observation, observe},
-    gateway::DriverContext,
     source::prefix,
 };
 
@@ -58,10 +57,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     {
         anyhow::bail!("no environment `{env}` at revision {}", loaded.revision);
     }
-    let mut context = DriverContext::new(args.state.data_dir.clone());
-    context.timeout = args.engine.timeout;
-    context.file_roots = args.engine.file_roots.clone();
-    context.secrets = crate::gateway::Secrets::process(args.engine.allowances([]));
+    let context = args.engine.driver_context(
+        args.state.data_dir.clone(),
+        std::sync::Arc::new(args.engine.allowances([])),
+    );
     let runtime = tokio::runtime::Runtime::new()?;
     let found = runtime.block_on(observe(
         repo,

@@ -39,11 +39,36 @@ pub struct EngineArgs {
     /// refusing it: its history is gone either way.
     #[arg(long)]
     pub fresh_ledger: bool,
+    /// A command that restarts a gateway which reads its config only when
+    /// it starts (a `litellm` gateway names it with `restartHook: NAME`);
+    /// run with `sh -c`, told SLUICE_ENVIRONMENT, SLUICE_GATEWAY and
+    /// SLUICE_CONFIG (repeat for several). The repository names a hook,
+    /// only the operator says what it runs.
+    #[arg(long = "restart-hook", value_name = "NAME=COMMAND", value_parser = crate::gateway::restart::parse_hook)]
+    pub restart_hooks: Vec<(String, String)>,
+    /// How many of one environment's gateways may be restarting at once.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub restarts_per_environment: u16,
     #[command(flatten)]
     pub allow: AllowArgs,
 }
 
 impl EngineArgs {
+    /// How drivers reach the outside world under these flags: the data
+    /// directory, `--file-root`s, the timeout, restart hooks, and secrets
+    /// from the process environment behind `allowances`.
+    pub fn driver_context(&self, data_dir: PathBuf, allowances: Arc<Allowances>) -> DriverContext {
+        let mut context = DriverContext::new(data_dir);
+        context.timeout = self.timeout;
+        context.file_roots = self.file_roots.clone();
+        context.secrets = Secrets::new(Arc::new(|name| std::env::var(name).ok()), allowances);
+        context.restarts = Arc::new(crate::gateway::restart::Restarts::new(
+            self.restart_hooks.iter().cloned().collect(),
+            usize::from(self.restarts_per_environment),
+        ));
+        context
+    }
+
     /// The operator's allowances; `own` names the variables the command
     /// reads for itself (the git token's is added here), never allowed.
     pub fn allowances<'a>(&'a self, own: impl IntoIterator<Item = &'a str>) -> Allowances {
@@ -190,13 +215,7 @@ impl Engine {
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
         warn_if_closed(&allowances);
         let allowances = Arc::new(allowances);
-        let mut context = DriverContext::new(data_dir.clone());
-        context.timeout = args.timeout;
-        context.file_roots = args.file_roots.clone();
-        context.secrets = Secrets::new(
-            Arc::new(|name| std::env::var(name).ok()),
-            allowances.clone(),
-        );
+        let context = args.driver_context(data_dir.clone(), allowances.clone());
         let core = Core::open(state, context, args)?;
         let repo = cli.repo.to_string_lossy().into_owned();
         let follower = Follower::new(

@@ -434,29 +434,29 @@ fn check_gateways(
     out: &mut Vec<Finding>,
 ) {
     for (i, gateway) in gateways.iter().enumerate() {
-        let Gateway::Http(http) = gateway else {
-            continue;
-        };
-        if let Some(variable) = &http.token_env
+        if let Some((variable, key)) = gateway.secret_env()
             && let Err(denied) = allowances.variable(slug, &variable.0)
         {
-            let at = format!("/gateways/{i}/tokenEnv");
+            let at = format!("/gateways/{i}/{key}");
             out.push(variable_finding(file, at, slug, denied));
         }
-        if let Err(denied) = allowances.url(slug, &http.url) {
+        let Some(url) = gateway.url() else {
+            continue;
+        };
+        if let Err(denied) = allowances.url(slug, url) {
             let hint = format!(
                 "the operator allows URLs with --allow-url {slug}=PATTERN (or SLUICE_ALLOW_URL), e.g. {slug}=https://gw-*.internal:8443"
             );
             let mut finding = Finding::error(
                 "allow.url-not-allowed",
                 file,
-                format!("gateway `{}`: {denied}", http.name),
+                format!("gateway `{}`: {denied}", gateway.name()),
             )
             .pointer(format!("/gateways/{i}/url"))
             .hint(hint);
             // NB: a URL with credentials in it is shown masked, as by
             // `gateway.credentials-in-url`.
-            if super::validate::carries_credentials(&http.url) {
+            if super::validate::carries_credentials(url) {
                 finding = finding.redacted();
             }
             out.push(finding);

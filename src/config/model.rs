@@ -193,6 +193,9 @@ pub enum Gateway {
     File(FileGateway),
     /// A Kubernetes ConfigMap that a gateway mounts.
     Configmap(ConfigMapGateway),
+    /// A LiteLLM proxy: its config.yaml written, the proxy restarted
+    /// through an operator's hook, what it runs read back from its API.
+    Litellm(LitellmGateway),
 }
 
 impl Gateway {
@@ -201,6 +204,7 @@ impl Gateway {
             Gateway::Http(g) => &g.name,
             Gateway::File(g) => &g.name,
             Gateway::Configmap(g) => &g.name,
+            Gateway::Litellm(g) => &g.name,
         }
     }
 
@@ -209,6 +213,45 @@ impl Gateway {
             Gateway::Http(_) => "http",
             Gateway::File(_) => "file",
             Gateway::Configmap(_) => "configmap",
+            Gateway::Litellm(_) => "litellm",
+        }
+    }
+
+    /// The URL the driver calls, for the operator's URL allowances.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Gateway::Http(g) => Some(&g.url),
+            Gateway::Litellm(g) => Some(&g.url),
+            Gateway::File(_) | Gateway::Configmap(_) => None,
+        }
+    }
+
+    /// The variable holding the credential the driver sends, and the key
+    /// naming it in gateways.yaml.
+    pub fn secret_env(&self) -> Option<(&EnvVarName, &'static str)> {
+        match self {
+            Gateway::Http(g) => g.token_env.as_ref().map(|v| (v, "tokenEnv")),
+            Gateway::Litellm(g) => g.master_key_env.as_ref().map(|v| (v, "masterKeyEnv")),
+            Gateway::File(_) | Gateway::Configmap(_) => None,
+        }
+    }
+
+    /// The file the driver writes, where it writes one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Gateway::File(g) => Some(&g.path),
+            Gateway::Litellm(g) => Some(&g.path),
+            Gateway::Http(_) | Gateway::Configmap(_) => None,
+        }
+    }
+
+    /// Whether it runs LiteLLM's config (so its environment needs a
+    /// litellm.yaml).
+    pub fn runs_litellm(&self) -> bool {
+        match self {
+            Gateway::File(g) => g.format == FileFormat::Litellm,
+            Gateway::Litellm(_) => true,
+            Gateway::Http(_) | Gateway::Configmap(_) => false,
         }
     }
 }
@@ -240,6 +283,34 @@ pub struct FileGateway {
     /// needs a `litellm.yaml`).
     #[serde(default, skip_serializing_if = "FileFormat::is_default")]
     pub format: FileFormat,
+}
+
+/// A LiteLLM proxy that Sluice restarts to apply a config (LiteLLM has no
+/// reload): the repository names the restart hook, the operator defines
+/// what it runs (`--restart-hook NAME=COMMAND`), so whoever merges to the
+/// repository cannot run commands on the Sluice host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LitellmGateway {
+    pub name: String,
+    /// The proxy's base URL, e.g. `http://127.0.0.1:4000`.
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub url: String,
+    /// Where its config.yaml is written (the proxy's `--config`); relative
+    /// paths are resolved against Sluice's data directory, absolute ones
+    /// must be under a `--file-root`.
+    #[schemars(length(min = 1))]
+    pub path: String,
+    /// The name of the operator's restart hook for this proxy.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"))]
+    pub restart_hook: String,
+    /// The environment variable holding the proxy's master key, sent as the
+    /// bearer to read back what it runs.
+    pub master_key_env: Option<EnvVarName>,
+    /// How long the proxy may take to answer ready after a restart (default 120s).
+    pub ready_timeout: Option<DurationText>,
+    /// Per-request timeout (default 10s).
+    pub timeout: Option<DurationText>,
 }
 
 /// The format a `file` gateway writes.

@@ -57,21 +57,22 @@ pub fn check(repo: &Repository, env_dirs: &[String], strays: &Strays) -> Vec<Fin
             check_litellm(repo, env, settings, &mut out);
         }
         for (i, gateway) in env.gateways.iter().enumerate() {
-            if let Gateway::File(file) = gateway
-                && file.format == super::model::FileFormat::Litellm
-                && env.litellm.is_none()
-            {
+            if gateway.runs_litellm() && env.litellm.is_none() {
+                let at = match gateway {
+                    Gateway::File(_) => "format",
+                    _ => "driver",
+                };
                 out.push(
                     Finding::error(
                         "litellm.no-settings",
                         &env.gateways_file,
                         format!(
                             "gateway `{}` writes LiteLLM's config, but the environment has no {}",
-                            file.name,
+                            gateway.name(),
                             super::load::LITELLM_FILE
                         ),
                     )
-                    .pointer(format!("/gateways/{i}/format"))
+                    .pointer(format!("/gateways/{i}/{at}"))
                     .hint(format!(
                         "add {} with the model_list its LiteLLM serves",
                         env.litellm_file()
@@ -409,21 +410,21 @@ fn check_gateways(file: &str, gateways: &[Gateway], out: &mut Vec<Finding>) {
                 .pointer(&pointer),
             );
         }
-        if let Gateway::File(file_gateway) = gateway
-            && !is_confined(&file_gateway.path)
+        if let Some(path) = gateway.path()
+            && !is_confined(path)
         {
             out.push(
                 Finding::error(
                     "gateway.path-escape",
                     file,
-                    "a file gateway's path may not climb out with `..`",
+                    "a gateway's path may not climb out with `..`",
                 )
                 .pointer(format!("/gateways/{i}/path"))
                 .hint("use a path relative to Sluice's data directory, e.g. gateways/production/edge.json, or an absolute one the operator allows with --file-root"),
             );
         }
-        if let Gateway::Http(http) = gateway
-            && carries_credentials(&http.url)
+        if let Some(url) = gateway.url()
+            && carries_credentials(url)
         {
             out.push(
                 Finding::error(
@@ -460,13 +461,11 @@ fn check_file_paths(repo: &Repository, out: &mut Vec<Finding>) {
     let mut seen: HashMap<std::path::PathBuf, String> = HashMap::new();
     for env in repo.environments.values() {
         for (i, gateway) in env.gateways.iter().enumerate() {
-            let Gateway::File(file_gateway) = gateway else {
+            let Some(path) = gateway.path() else {
                 continue;
             };
-            let normal: std::path::PathBuf = std::path::Path::new(&file_gateway.path)
-                .components()
-                .collect();
-            let here = format!("{}/{}", env.slug, file_gateway.name);
+            let normal: std::path::PathBuf = std::path::Path::new(path).components().collect();
+            let here = format!("{}/{}", env.slug, gateway.name());
             if let Some(first) = seen.insert(normal, here.clone()) {
                 out.push(
                     Finding::error(

@@ -47,18 +47,17 @@ pub(crate) fn render(format: FileFormat, desired: &Desired) -> Result<String, Ga
 /// digest; for a LiteLLM config the digest it is stamped with, as long as
 /// the rest is what that stamp says was written (a hand edit makes it the
 /// digest of its own bytes, which no version has).
-fn version_of(format: FileFormat, text: &str) -> Digest {
+pub(crate) fn version_of(format: FileFormat, text: &str) -> Digest {
     match format {
         FileFormat::Sluice => super::document_digest(text),
-        FileFormat::Litellm => litellm::stamp_of(text)
-            .filter(|(_, _, native)| litellm::native_of(text).is_ok_and(|n| n == *native))
-            .and_then(|(digest, _, _)| Digest::parse(&digest))
-            .unwrap_or_else(|| Digest::of(text.as_bytes())),
+        FileFormat::Litellm => litellm::config_version(text),
     }
 }
 
 /// The policy document and LiteLLM settings a desired state carries.
-fn litellm_document(desired: &Desired) -> Result<(PolicyDocument, litellm::Base), GatewayError> {
+pub(crate) fn litellm_document(
+    desired: &Desired,
+) -> Result<(PolicyDocument, litellm::Base), GatewayError> {
     let document: PolicyDocument = serde_json::from_str(&desired.body)
         .map_err(|e| GatewayError::Config(format!("not a policy document: {e}")))?;
     let base = match document.litellm.as_ref().map(serde_json::to_value) {
@@ -72,12 +71,12 @@ fn litellm_document(desired: &Desired) -> Result<(PolicyDocument, litellm::Base)
     Ok((document, base))
 }
 
-fn io(path: &Path, e: std::io::Error) -> GatewayError {
+pub(crate) fn io(path: &Path, e: std::io::Error) -> GatewayError {
     GatewayError::Io(format!("{}: {e}", path.display()))
 }
 
 /// The file's text, or `None` when there is no file.
-fn read(path: &Path) -> Result<Option<String>, GatewayError> {
+pub(crate) fn read(path: &Path) -> Result<Option<String>, GatewayError> {
     match fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),

@@ -314,6 +314,25 @@ impl HttpGateway {
         }
     }
 
+    /// `GET path` as JSON, for drivers of gateways with an API of their own
+    /// (the LiteLLM proxy's admin API): a non-2xx answer is its error, a body
+    /// over 4 MiB or not JSON is an unreadable answer.
+    pub(crate) async fn get_json(&self, path: &str) -> Result<serde_json::Value, GatewayError> {
+        let response = self.send(self.request(Method::GET, path)).await?;
+        let code = response.status();
+        if !code.is_success() {
+            return Err(self.failure(response, None).await);
+        }
+        let text = self.text(response, 4 << 20).await?;
+        serde_json::from_str(&text)
+            .map_err(|e| unreadable(code, &format!("{path} answered what is not JSON: {e}")))
+    }
+
+    /// Removes the bearer token from `text` (a hook's output, say).
+    pub(crate) fn scrubbed(&self, text: &str) -> String {
+        self.scrub(text)
+    }
+
     /// The digest of what `GET /sluice/v1/config` serves (`None` when it
     /// serves nothing): what the gateway runs, whatever its `/status` says.
     /// NB: of the canonical form, as the file driver reads it: a gateway

@@ -68,6 +68,7 @@
 //! from a config text, so a hand edit shows as a mismatch.
 
 use crate::config::{
+    Digest,
     catalog::{
         self, AuditLogger, InjectionAction, PiiAction, PiiDetector, PiiPattern, PromptInjection,
     },
@@ -109,6 +110,25 @@ const INJECTION_CATEGORIES: [&str; 3] = [
     "prompt_injection_data_exfiltration",
 ];
 const STAMP_KEYS: [&str; 3] = ["sluice_digest", "sluice_revision", "sluice_native"];
+/// The packs' chains in each model entry's `model_info`.
+const CHAINS_KEY: &str = "sluice_chains";
+/// The rate-limit check's name in `/health/readiness/details`' callbacks.
+const RATE_LIMIT_HOOK: &str = "ModelRateLimitingCheck";
+/// Whether `value` is what LiteLLM (1.108.7) fills in for a guardrail
+/// parameter a config leaves out, as `/guardrails/list` echoes it: a
+/// setting equal to its default is the same config written or not.
+fn is_guardrail_default(key: &str, value: &Value) -> bool {
+    match key {
+        "experimental_use_latest_role_message_only"
+        | "only_scan_new_messages"
+        | "skip_unscannable_attachments" => value == &Value::Bool(false),
+        "fail_on_error" | "sanitize_error_detail" | "sticky_session_routing" => {
+            value == &Value::Bool(true)
+        }
+        "unreachable_fallback" => value == "fail_closed",
+        _ => false,
+    }
+}
 const BASE_SECTIONS: [&str; 4] = [
     "model_list",
     "router_settings",
@@ -194,6 +214,45 @@ pub fn native_of(config_yaml: &str) -> Result<String, LitellmError> {
         }
     }
     Ok(sha256(&emit(&Value::Object(config))))
+}
+
+/// The version a config text is: the digest it is stamped with, as long as
+/// the rest is what that stamp says was written; a hand edit makes it the
+/// digest of its own bytes, which no version has.
+pub fn config_version(config_yaml: &str) -> Digest {
+    stamp_of(config_yaml)
+        .filter(|(_, _, native)| native_of(config_yaml).is_ok_and(|n| n == *native))
+        .and_then(|(digest, _, _)| Digest::parse(&digest))
+        .unwrap_or_else(|| Digest::of(config_yaml.as_bytes()))
+}
+
+/// The version a proxy runs, from its config file and the stamp its API
+/// serves ([`served_stamp`]): the stamped version when it was started from
+/// that file and the file is as Sluice wrote it; nothing when there is
+/// neither file nor stamp (a proxy Sluice has not configured yet); anything
+/// else (a hand edit, on disk or started with, a file written but not yet
+/// loaded) a digest of that mix, which no version has.
+pub fn running_version(
+    file: Option<&str>,
+    served: Option<&(String, String, String)>,
+) -> Option<Digest> {
+    match (file, served) {
+        (None, None) => None,
+        (Some(text), Some(stamp))
+            if stamp_of(text).as_ref() == Some(stamp)
+                && config_version(text).as_str() == stamp.0 =>
+        {
+            Digest::parse(&stamp.0)
+        }
+        (file, served) => {
+            let mix = format!(
+                "litellm: serves {}, config file {}",
+                served.map_or("nothing stamped", |s| s.0.as_str()),
+                file.map_or_else(|| "absent".to_owned(), |t| config_version(t).to_string())
+            );
+            Some(Digest::of(mix.as_bytes()))
+        }
+    }
 }
 
 /// One policy of one enabled pack, in chain order.
@@ -465,6 +524,12 @@ fn build(document: &PolicyDocument, base: &Base) -> Map<String, Value> {
         })
         .collect();
 
+    let chains: Map<String, Value> = document
+        .packs
+        .iter()
+        .filter(|(_, pack)| pack.enabled)
+        .map(|(name, pack)| (name.clone(), json!(pack.chain)))
+        .collect();
     let mut config = Map::new();
     // Model list: the base's, filtered and limited, each entry stamped later.
     let mut any_rpm = false;
@@ -481,7 +546,7 @@ fn build(document: &PolicyDocument, base: &Base) -> Map<String, Value> {
                 .all(|list| name.is_some_and(|n| list.contains(&n)))
         })
         .map(|entry| {
-            let entry = model_entry(entry, rpm);
+            let entry = model_entry(entry, rpm, &chains);
             any_rpm |= entry
                 .get("litellm_params")
                 .and_then(|p| p.get("rpm"))
@@ -550,12 +615,6 @@ fn build(document: &PolicyDocument, base: &Base) -> Map<String, Value> {
         config.insert("general_settings".into(), Value::Object(general));
     }
 
-    let chains: Map<String, Value> = document
-        .packs
-        .iter()
-        .filter(|(_, pack)| pack.enabled)
-        .map(|(name, pack)| (name.clone(), json!(pack.chain)))
-        .collect();
     config.insert("sluice".into(), json!({"chains": chains}));
     config
 }
@@ -571,8 +630,10 @@ fn section(base: &Base, name: &str) -> Map<String, Value> {
 
 /// One model entry: `model_name`, `litellm_params` (with the rate limit),
 /// `model_info` (always present, so stripping the stamp restores the
-/// unstamped rendering exactly), then the rest, sorted.
-fn model_entry(entry: &Value, rpm: Option<u64>) -> Value {
+/// unstamped rendering exactly; it carries the packs' chains, because
+/// `/model/info` echoes it and nothing else of the top-level `sluice`
+/// mapping reads back), then the rest, sorted.
+fn model_entry(entry: &Value, rpm: Option<u64>, chains: &Map<String, Value>) -> Value {
     let Some(given) = entry.as_object() else {
         return sorted(entry);
     };
@@ -605,6 +666,8 @@ fn model_entry(entry: &Value, rpm: Option<u64>) -> Value {
     for key in STAMP_KEYS {
         info.shift_remove(key);
     }
+    info.insert(CHAINS_KEY.into(), Value::Object(chains.clone()));
+    info.sort_keys();
     out.insert("model_info".into(), Value::Object(info));
     let mut rest: Vec<(&String, &Value)> = given
         .iter()
@@ -838,6 +901,139 @@ pub fn project(config_yaml: &str) -> Result<Value, LitellmError> {
     Ok(projection(&parse(config_yaml)?))
 }
 
+/// What a running proxy answers on its read-only admin API (each body as
+/// JSON, `Null` for one not read): what it runs, as far as it tells.
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    /// `GET /model/info`
+    pub models: Value,
+    /// `GET /guardrails/list`
+    pub guardrails: Value,
+    /// `GET /policies/list`
+    pub policies: Value,
+    /// `GET /policies/attachments/list`
+    pub attachments: Value,
+    /// `GET /get/config/callbacks`
+    pub callbacks: Value,
+    /// `GET /health/readiness/details`
+    pub details: Value,
+}
+
+/// The admin API paths [`Served`] is read from, in its field order.
+pub const SERVED_PATHS: [&str; 6] = [
+    "/model/info",
+    "/guardrails/list",
+    "/policies/list",
+    "/policies/attachments/list",
+    "/get/config/callbacks",
+    "/health/readiness/details",
+];
+
+/// What a running proxy enforces, projected as [`project`] projects a
+/// config text: equal to the projection of the config it was started with
+/// (what it echoes of guardrails, policies, attachments, models, callbacks
+/// and the rate-limit check), so a hand edit it was restarted with shows
+/// field by field.
+pub fn project_served(served: &Served) -> Value {
+    projection(&served_config(served))
+}
+
+/// The stamp every model a proxy serves carries, as (digest, revision,
+/// native): `None` when it serves no stamped model or the models disagree
+/// (a config Sluice did not write whole).
+pub fn served_stamp(models: &Value) -> Option<(String, String, String)> {
+    let mut stamps = models.get("data")?.as_array()?.iter().map(|m| {
+        let info = m.get("model_info")?;
+        let get = |k: &str| Some(info.get(k)?.as_str()?.to_owned());
+        Some((
+            get("sluice_digest")?,
+            get("sluice_revision")?,
+            get("sluice_native")?,
+        ))
+    });
+    let first = stamps.next()??;
+    stamps.all(|s| s.as_ref() == Some(&first)).then_some(first)
+}
+
+/// The parts of a config the projection reads, rebuilt from what the API
+/// echoes.
+fn served_config(served: &Served) -> Map<String, Value> {
+    let list = |value: &Value, key: &str| -> Vec<Value> {
+        value
+            .get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut config = Map::new();
+    let models: Vec<Value> = list(&served.models, "data")
+        .iter()
+        .map(|m| {
+            let mut params = Map::new();
+            if let Some(rpm) = m.get("litellm_params").and_then(|p| p.get("rpm")) {
+                params.insert("rpm".into(), rpm.clone());
+            }
+            let chains = m
+                .get("model_info")
+                .and_then(|i| i.get(CHAINS_KEY))
+                .cloned()
+                .unwrap_or(Value::Null);
+            json!({
+                "model_name": m.get("model_name").cloned().unwrap_or(Value::Null),
+                "litellm_params": params,
+                "model_info": {CHAINS_KEY: chains},
+            })
+        })
+        .collect();
+    config.insert("model_list".into(), Value::Array(models));
+    let guardrails: Vec<Value> = list(&served.guardrails, "guardrails")
+        .iter()
+        .map(|g| {
+            json!({
+                "guardrail_name": g.get("guardrail_name").cloned().unwrap_or(Value::Null),
+                "litellm_params": g.get("litellm_params").cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    config.insert("guardrails".into(), Value::Array(guardrails));
+    let policies: Map<String, Value> = list(&served.policies, "policies")
+        .iter()
+        .filter_map(|p| {
+            let name = p.get("policy_name")?.as_str()?.to_owned();
+            let add = p.get("guardrails_add").cloned().unwrap_or(json!([]));
+            Some((name, json!({"guardrails": {"add": add}})))
+        })
+        .collect();
+    config.insert("policies".into(), Value::Object(policies));
+    let attachments: Vec<Value> = list(&served.attachments, "attachments")
+        .iter()
+        .map(|a| {
+            json!({
+                "policy": a.get("policy_name").cloned().unwrap_or(Value::Null),
+                "scope": a.get("scope").cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    config.insert("policy_attachments".into(), Value::Array(attachments));
+    // NB: the rate-limit check is not echoed as configured; it shows as
+    // the hook it installs.
+    let checked = list(&served.details, "success_callbacks")
+        .iter()
+        .any(|c| c == RATE_LIMIT_HOOK);
+    if checked {
+        config.insert(
+            "router_settings".into(),
+            json!({"optional_pre_call_checks": [RATE_LIMIT_CHECK]}),
+        );
+    }
+    let callbacks: Vec<Value> = list(&served.callbacks, "callbacks")
+        .iter()
+        .filter_map(|c| c.get("name").cloned())
+        .collect();
+    config.insert("litellm_settings".into(), json!({"callbacks": callbacks}));
+    config
+}
+
 /// The projection:
 ///
 /// ```text
@@ -866,6 +1062,7 @@ fn projection(config: &Map<String, Value>) -> Value {
     let chains = config
         .get("sluice")
         .and_then(|s| s.get("chains"))
+        .or_else(|| models(config).find_map(|m| m.get("model_info")?.get(CHAINS_KEY)))
         .and_then(Value::as_object);
     for (pack, chain) in chains.into_iter().flatten() {
         let mut policies = Map::new();
@@ -959,13 +1156,16 @@ fn guardrail(params: &Map<String, Value>, attached: bool) -> Value {
             .collect();
         out.insert("categories".into(), Value::Object(map));
     }
+    // NB: unset and default parameters are left out, so a config and the
+    // API's echo of it (every parameter, most of them null) project alike.
     let rest: Map<String, Value> = params
         .iter()
-        .filter(|(k, _)| {
+        .filter(|(k, v)| {
             !matches!(
                 k.as_str(),
                 "guardrail" | "mode" | "default_on" | "patterns" | "categories"
-            )
+            ) && !v.is_null()
+                && !is_guardrail_default(k, v)
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();

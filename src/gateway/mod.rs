@@ -6,6 +6,7 @@
 //! | `http` | `GET /sluice/v1/status` (cheap), `GET /sluice/v1/config` | `PUT /sluice/v1/config` with `If-Match` and `Sluice-Generation` |
 //! | `file` | the file's canonical digest | temp file, fsync, rename |
 //! | `configmap` | the ConfigMap's `policy.json`, digested | update conditional on `resourceVersion` |
+//! | `litellm` | the stamp LiteLLM's admin API serves, the config file, what the API says it enforces | LiteLLM's config.yaml written, the proxy restarted by the operator's hook, its readiness awaited, the previous file put back if it does not come up |
 //!
 //! The reconciler knows only the trait; `connect` picks the driver named in
 //! `gateways.yaml`. A driver owns its wire format: it reports what it runs
@@ -18,8 +19,10 @@ pub mod configmap;
 pub(crate) mod file;
 pub mod http;
 pub mod litellm;
+pub mod litellm_proxy;
 pub mod protocol;
 pub mod reference;
+pub mod restart;
 
 use crate::config::{
     Digest,
@@ -285,6 +288,9 @@ pub struct DriverContext {
     pub timeout: Duration,
     /// The Kubernetes API, for `configmap` gateways (made on first use).
     pub kube: configmap::KubeClient,
+    /// The operator's restart hooks, for gateways that load their config
+    /// only when they start (`litellm`).
+    pub restarts: Arc<restart::Restarts>,
 }
 
 impl DriverContext {
@@ -297,6 +303,7 @@ impl DriverContext {
             secrets: Secrets::process(Allowances::default()),
             timeout: Duration::from_secs(10),
             kube: configmap::KubeClient::default(),
+            restarts: Arc::default(),
         }
     }
 }
@@ -323,6 +330,7 @@ fn file_path(path: &str, context: &DriverContext) -> Result<PathBuf, GatewayErro
 pub fn native(spec: &model::Gateway, desired: &Desired) -> Result<String, GatewayError> {
     match spec {
         model::Gateway::File(file) => file::render(file.format, desired),
+        model::Gateway::Litellm(_) => file::render(model::FileFormat::Litellm, desired),
         _ => Ok(desired.body.to_string()),
     }
 }
@@ -346,5 +354,11 @@ pub fn connect(
         model::Gateway::Configmap(spec) => {
             Ok(Arc::new(configmap::ConfigMapGateway::new(spec, context)))
         }
+        model::Gateway::Litellm(spec) => Ok(Arc::new(litellm_proxy::LitellmProxy::new(
+            environment,
+            spec,
+            file_path(&spec.path, context)?,
+            context,
+        )?)),
     }
 }
