@@ -750,6 +750,28 @@ mod tests {
     }
 
     #[test]
+    fn a_litellm_gateway_is_held_to_the_allowances_and_needs_its_settings() {
+        let gateways = "gateways:
+  - name: proxy-1
+    driver: litellm
+    url: https://collector.example
+    path: litellm/proxy-1/config.yaml
+    restartHook: proxy-1
+    masterKeyEnv: PROD_LITELLM_MASTER_KEY
+";
+        let loaded = load_example_with(&[("environments/development/gateways.yaml", gateways)]);
+        let file = "environments/development/gateways.yaml";
+        assert_eq!(
+            located(&loaded),
+            [
+                format!("litellm.no-settings {file}:3:13"),
+                format!("allow.url-not-allowed {file}:4:10"),
+                format!("allow.env-not-allowed {file}:7:19"),
+            ]
+        );
+    }
+
+    #[test]
     fn alert_variables_are_checked_like_gateway_tokens() {
         let environment = "slug: development
 name: Development

@@ -790,3 +790,101 @@ fn the_audit_callback_has_both_instances() {
     assert!(AUDIT_CALLBACK.contains("\naudit_hits = SluiceAudit(all_access=False)"));
     assert_eq!(AUDIT_CALLBACK_FILE, "sluice_audit.py");
 }
+
+/// What LiteLLM 1.108.7 answered on its admin API for
+/// `tests/litellm/served/config.yaml` (captured from a real proxy).
+fn served_fixture() -> (String, Served) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/litellm/served");
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+    };
+    let served = Served {
+        models: read("model_info.json"),
+        guardrails: read("guardrails_list.json"),
+        policies: read("policies_list.json"),
+        attachments: read("policies_attachments_list.json"),
+        callbacks: read("get_config_callbacks.json"),
+        details: read("health_readiness_details.json"),
+    };
+    (
+        std::fs::read_to_string(dir.join("config.yaml")).unwrap(),
+        served,
+    )
+}
+
+#[test]
+fn what_the_api_serves_projects_as_the_config_it_was_started_with() {
+    let (config, served) = served_fixture();
+    let running = project_served(&served);
+    assert_eq!(running, project(&config).unwrap());
+    // It names packs and policies, so a drift diff does too.
+    assert_eq!(
+        running["packs"]["baseline"]["pii-detector"]["patterns"]["email"],
+        "MASK"
+    );
+    assert_eq!(running["packs"]["models"]["rate-limit"]["enforced"], true);
+    assert_eq!(running["packs"]["baseline"]["audit-logger"]["on"], true);
+}
+
+#[test]
+fn a_guardrail_or_check_the_api_no_longer_shows_is_a_change() {
+    let (config, served) = served_fixture();
+    let written = project(&config).unwrap();
+
+    let mut removed = served.clone();
+    removed.guardrails["guardrails"].as_array_mut().unwrap().remove(0);
+    let running = project_served(&removed);
+    assert_ne!(running, written);
+    assert_eq!(running["packs"]["baseline"]["pii-detector"], Value::Null);
+
+    let mut unchecked = served.clone();
+    unchecked.details["success_callbacks"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|c| c != RATE_LIMIT_HOOK);
+    assert_eq!(
+        project_served(&unchecked)["packs"]["models"]["rate-limit"]["enforced"],
+        false
+    );
+
+    let mut masked = served;
+    masked.guardrails["guardrails"][0]["litellm_params"]["patterns"][0]["action"] = json!("BLOCK");
+    assert_ne!(project_served(&masked), written);
+}
+
+#[test]
+fn a_proxy_runs_the_stamped_version_only_when_started_from_that_file_unchanged() {
+    let (config, served) = served_fixture();
+    let stamp = served_stamp(&served.models).expect("every model is stamped");
+    let version = Digest::parse(&stamp.0).unwrap();
+    assert_eq!(stamp_of(&config), Some(stamp.clone()));
+    assert_eq!(running_version(Some(&config), Some(&stamp)), Some(version.clone()));
+    // Nothing written and nothing stamped: not configured yet.
+    assert_eq!(running_version(None, None), None);
+    // A hand edit on disk (restarted or not), a file written but not loaded
+    // yet, or a deleted file: some mix, which is no version.
+    let edited = config.replacen("\"MASK\"", "\"BLOCK\"", 1);
+    let newer = (
+        "sha256:00000000000000000000000000000000000000000000000000000000000000bb".to_owned(),
+        stamp.1.clone(),
+        stamp.2.clone(),
+    );
+    let mixes = [
+        running_version(Some(&edited), Some(&stamp)),
+        running_version(Some(&config), Some(&newer)),
+        running_version(None, Some(&stamp)),
+        running_version(Some(&config), None),
+    ];
+    for mix in &mixes {
+        assert!(mix.is_some() && mix.as_ref() != Some(&version), "{mix:?}");
+    }
+    // Models that disagree carry no stamp.
+    let mut models = served.models.clone();
+    models["data"][0]["model_info"]["sluice_digest"] = json!("sha256:ff");
+    let mut two = served.models;
+    let second = two["data"][0].clone();
+    two["data"].as_array_mut().unwrap().push(second);
+    assert!(served_stamp(&two).is_some());
+    two["data"][1] = models["data"][0].clone();
+    assert_eq!(served_stamp(&two), None);
+}
