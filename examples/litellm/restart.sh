@@ -21,6 +21,10 @@ config=${SLUICE_CONFIG:-$dir/config.yaml}
 export SLUICE_AUDIT_LOG=${SLUICE_AUDIT_LOG:-$dir/audit.jsonl}
 pidfile=$dir/litellm.pid
 mkdir -p "$dir"
+# One restart of this proxy at a time (Sluice healing while someone
+# restarts it by hand): the second waits for the first.
+exec 9>"$dir/restart.lock"
+flock 9
 
 # Is process $1 still running (not gone, not a zombie nobody reaps)?
 running() {
@@ -46,7 +50,7 @@ cd "$(dirname "$config")"
 # setsid: its own process group, so the next restart stops all of it.
 LITELLM_LOCAL_MODEL_COST_MAP=True PYTHONDONTWRITEBYTECODE=1 \
 	setsid "$venv/bin/litellm" --config "$config" --host 127.0.0.1 --port "$port" \
-	>"$dir/litellm.log" 2>&1 </dev/null &
+	>"$dir/litellm.log" 2>&1 </dev/null 9>&- &
 pid=$!
 echo "$pid" >"$pidfile"
 until curl -sf -o /dev/null "http://127.0.0.1:$port/health/liveliness"; do

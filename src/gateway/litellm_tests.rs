@@ -832,7 +832,10 @@ fn a_guardrail_or_check_the_api_no_longer_shows_is_a_change() {
     let written = project(&config).unwrap();
 
     let mut removed = served.clone();
-    removed.guardrails["guardrails"].as_array_mut().unwrap().remove(0);
+    removed.guardrails["guardrails"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
     let running = project_served(&removed);
     assert_ne!(running, written);
     assert_eq!(running["packs"]["baseline"]["pii-detector"], Value::Null);
@@ -858,7 +861,10 @@ fn a_proxy_runs_the_stamped_version_only_when_started_from_that_file_unchanged()
     let stamp = served_stamp(&served.models).expect("every model is stamped");
     let version = Digest::parse(&stamp.0).unwrap();
     assert_eq!(stamp_of(&config), Some(stamp.clone()));
-    assert_eq!(running_version(Some(&config), Some(&stamp)), Some(version.clone()));
+    assert_eq!(
+        running_version(Some(&config), Some(&stamp)),
+        Some(version.clone())
+    );
     // Nothing written and nothing stamped: not configured yet.
     assert_eq!(running_version(None, None), None);
     // A hand edit on disk (restarted or not), a file written but not loaded

@@ -87,13 +87,13 @@ impl Drop for Process {
     }
 }
 
-/// The echo upstream (`tests/litellm/echo_upstream.py`), logging what it
+/// The echo upstream (`examples/litellm/echo_upstream.py`), logging what it
 /// received to `log`, ready; and its port.
 fn echo_upstream(venv: &Path, dir: &Path, log: &Path) -> (Process, u16) {
     let port = free_port();
     let mut command = Command::new(venv.join("bin/python"));
     command
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/litellm/echo_upstream.py"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/litellm/echo_upstream.py"))
         .arg(port.to_string())
         .env("ECHO_LOG", log);
     let mut echo = Process::start(command, dir, "echo");
@@ -664,5 +664,41 @@ fn the_litellm_driver_restarts_real_proxies_reads_them_back_and_keeps_the_last_g
         }
         let bytes = secret.as_bytes();
         assert!(!ledger.windows(bytes.len()).any(|w| w == bytes));
+    }
+}
+
+/// The LiteLLM example repository is valid for the operator
+/// `examples/litellm/demo.sh` plays, and each gateway renders LiteLLM's config.
+#[test]
+fn the_litellm_example_is_valid_and_renders_litellm_configs() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/litellm/repo");
+    let repo = example.to_str().unwrap();
+    let operator = [("SLUICE_ALLOW_ENV", "staging=STAGING_*,production=PROD_*")];
+    let valid = crate::support::sluice_with(&["validate", "--repo", repo], &operator);
+    assert_eq!(valid.code, 0, "{}{}", valid.stdout, valid.stderr);
+    for (environment, gateway) in [("staging", "staging-1"), ("production", "prod-1")] {
+        let native = crate::support::sluice_with(
+            &[
+                "render",
+                environment,
+                "--gateway",
+                gateway,
+                "-o",
+                "native",
+                "--repo",
+                repo,
+            ],
+            &operator,
+        );
+        assert_eq!(native.code, 0, "{}", native.stderr);
+        assert!(
+            native
+                .stdout
+                .contains("guardrail_name: \"sluice.baseline.pii-detector\"")
+                && native.stdout.contains("model_name: \"gpt-4o-mini\"")
+                && !native.stdout.contains("model_name: \"gpt-5\""),
+            "{}",
+            native.stdout
+        );
     }
 }
