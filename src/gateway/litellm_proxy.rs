@@ -37,7 +37,7 @@ use std::{
 /// LiteLLM 1.108.7 takes 7–10 s on two busy cores.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often readiness is polled during the wait.
-const READY_POLL: Duration = Duration::from_millis(250);
+const READY_POLL: Duration = Duration::from_millis(100);
 
 pub struct LitellmProxy {
     environment: String,
