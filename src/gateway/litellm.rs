@@ -929,6 +929,28 @@ pub const SERVED_PATHS: [&str; 6] = [
     "/health/readiness/details",
 ];
 
+impl From<[Value; 6]> for Served {
+    /// The answers of [`SERVED_PATHS`], in order.
+    fn from(answers: [Value; 6]) -> Served {
+        let [
+            models,
+            guardrails,
+            policies,
+            attachments,
+            callbacks,
+            details,
+        ] = answers;
+        Served {
+            models,
+            guardrails,
+            policies,
+            attachments,
+            callbacks,
+            details,
+        }
+    }
+}
+
 /// What a running proxy enforces, projected as [`project`] projects a
 /// config text: equal to the projection of the config it was started with
 /// (what it echoes of guardrails, policies, attachments, models, callbacks
@@ -936,6 +958,32 @@ pub const SERVED_PATHS: [&str; 6] = [
 /// field by field.
 pub fn project_served(served: &Served) -> Value {
     projection(&served_config(served))
+}
+
+/// Whether a proxy whose API projects as `running` enforces the config that
+/// projects as `written`: equal, except that a guardrail's `params` may
+/// hold more in `running`, since LiteLLM echoes defaults of its guardrail
+/// types this driver does not list (a custom `x-…` guardrail of another
+/// type); a parameter written is still compared.
+pub fn serves(written: &Value, running: &Value) -> bool {
+    fn trimmed(running: &Value, written: &Value, key: Option<&str>) -> Value {
+        match (running, written) {
+            (Value::Object(r), Value::Object(w)) => Value::Object(
+                r.iter()
+                    // NB: inside `params`, only what was written; a
+                    // `params` nobody wrote is all defaults.
+                    .filter(|(k, _)| key != Some("params") || w.contains_key(*k))
+                    .filter(|(k, _)| k.as_str() != "params" || w.contains_key("params"))
+                    .map(|(k, v)| {
+                        let w = w.get(k).unwrap_or(&Value::Null);
+                        (k.clone(), trimmed(v, w, Some(k)))
+                    })
+                    .collect(),
+            ),
+            _ => running.clone(),
+        }
+    }
+    trimmed(running, written, None) == *written
 }
 
 /// The stamp every model a proxy serves carries, as (digest, revision,
@@ -965,6 +1013,7 @@ fn served_config(served: &Served) -> Map<String, Value> {
             .cloned()
             .unwrap_or_default()
     };
+    let field = |value: &Value, key: &str| value.get(key).cloned().unwrap_or(Value::Null);
     let mut config = Map::new();
     let models: Vec<Value> = list(&served.models, "data")
         .iter()
@@ -979,7 +1028,7 @@ fn served_config(served: &Served) -> Map<String, Value> {
                 .cloned()
                 .unwrap_or(Value::Null);
             json!({
-                "model_name": m.get("model_name").cloned().unwrap_or(Value::Null),
+                "model_name": field(m, "model_name"),
                 "litellm_params": params,
                 "model_info": {CHAINS_KEY: chains},
             })
@@ -988,12 +1037,7 @@ fn served_config(served: &Served) -> Map<String, Value> {
     config.insert("model_list".into(), Value::Array(models));
     let guardrails: Vec<Value> = list(&served.guardrails, "guardrails")
         .iter()
-        .map(|g| {
-            json!({
-                "guardrail_name": g.get("guardrail_name").cloned().unwrap_or(Value::Null),
-                "litellm_params": g.get("litellm_params").cloned().unwrap_or(Value::Null),
-            })
-        })
+        .map(|g| json!({"guardrail_name": field(g, "guardrail_name"), "litellm_params": field(g, "litellm_params")}))
         .collect();
     config.insert("guardrails".into(), Value::Array(guardrails));
     let policies: Map<String, Value> = list(&served.policies, "policies")
@@ -1007,12 +1051,7 @@ fn served_config(served: &Served) -> Map<String, Value> {
     config.insert("policies".into(), Value::Object(policies));
     let attachments: Vec<Value> = list(&served.attachments, "attachments")
         .iter()
-        .map(|a| {
-            json!({
-                "policy": a.get("policy_name").cloned().unwrap_or(Value::Null),
-                "scope": a.get("scope").cloned().unwrap_or(Value::Null),
-            })
-        })
+        .map(|a| json!({"policy": field(a, "policy_name"), "scope": field(a, "scope")}))
         .collect();
     config.insert("policy_attachments".into(), Value::Array(attachments));
     // NB: the rate-limit check is not echoed as configured; it shows as

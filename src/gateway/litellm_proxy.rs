@@ -106,25 +106,10 @@ impl LitellmProxy {
 
     /// Everything the admin API tells about what runs.
     async fn served(&self) -> Result<Served, GatewayError> {
-        let [
-            models,
-            guardrails,
-            policies,
-            attachments,
-            callbacks,
-            details,
-        ] = futures::future::try_join_all(SERVED_PATHS.map(|path| self.api.get_json(path)))
-            .await?
-            .try_into()
-            .expect("one answer per path");
-        Ok(Served {
-            models,
-            guardrails,
-            policies,
-            attachments,
-            callbacks,
-            details,
-        })
+        let answers =
+            futures::future::try_join_all(SERVED_PATHS.map(|path| self.api.get_json(path))).await?;
+        let answers: [Value; 6] = answers.try_into().expect("one answer per path");
+        Ok(Served::from(answers))
     }
 
     /// The version it runs, from the file and the served stamp.
@@ -254,7 +239,7 @@ impl Gateway for LitellmProxy {
         let (file, served) = tokio::try_join!(self.file(), self.served())?;
         let running = litellm::project_served(&served);
         let written = file.as_deref().map(litellm::project).and_then(Result::ok);
-        let digest = if written.as_ref() == Some(&running) {
+        let digest = if written.is_some_and(|w| litellm::serves(&w, &running)) {
             digest
         } else {
             tracing::warn!(

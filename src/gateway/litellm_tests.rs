@@ -894,3 +894,22 @@ fn a_proxy_runs_the_stamped_version_only_when_started_from_that_file_unchanged()
     two["data"][1] = models["data"][0].clone();
     assert_eq!(served_stamp(&two), None);
 }
+
+#[test]
+fn a_proxy_serves_its_config_whatever_defaults_it_echoes_for_a_guardrail() {
+    let (config, served) = served_fixture();
+    let written = project(&config).unwrap();
+    let running = project_served(&served);
+    assert!(serves(&written, &running));
+    // A parameter LiteLLM fills in that the config did not write...
+    let mut echoed = running.clone();
+    echoed["packs"]["baseline"]["pii-detector"]["params"] = json!({"some_default": 3});
+    assert!(serves(&written, &echoed));
+    // ...but a written one that differs, or a changed action, does not serve.
+    let mut with_param = written.clone();
+    with_param["packs"]["baseline"]["pii-detector"]["params"] = json!({"some_default": 4});
+    assert!(!serves(&with_param, &echoed));
+    let mut blocked = running;
+    blocked["packs"]["baseline"]["pii-detector"]["patterns"]["email"] = json!("BLOCK");
+    assert!(!serves(&written, &blocked));
+}
