@@ -175,7 +175,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
         }
     };
-    init_tracing(cli.log_format);
+    quiet_on_closed_pipe();
+    use std::io::IsTerminal;
+    init_tracing(
+        cli.log_format,
+        cli.color.on(std::io::stderr().is_terminal()),
+    );
     match run(&cli) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::Findings) => ExitCode::from(1),
@@ -206,11 +211,36 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// Output into a pipe whose reader went away (`sluice validate | head -1`)
+/// ends the process quietly, as it would `cat`, with the shell's code for
+/// SIGPIPE (141), instead of a panic: `println!` panics on the write error
+/// because Rust ignores SIGPIPE, and a server must keep ignoring it (a
+/// client that hangs up must not kill it), so it is the write that is
+/// caught, not the signal restored.
+fn quiet_on_closed_pipe() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        previous(info);
+    }));
+}
+
+/// Logs on standard error, coloured by the same decision as human output
+/// there (`--color`, NO_COLOR, a terminal or not).
+fn init_tracing(format: LogFormat, colour: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -18,14 +18,22 @@ impl Colour {
     /// The palette for a stream: colour only on a terminal, and never when
     /// NO_COLOR is set (https://no-color.org), unless forced with `always`.
     pub fn palette(self, stream_is_terminal: bool) -> Palette {
-        let on = match self {
+        if self.on(stream_is_terminal) {
+            Palette::ANSI
+        } else {
+            Palette::PLAIN
+        }
+    }
+
+    /// Whether a stream gets colour: one decision for output and logs.
+    pub fn on(self, stream_is_terminal: bool) -> bool {
+        match self {
             Colour::Always => true,
             Colour::Never => false,
             Colour::Auto => {
                 stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
             }
-        };
-        if on { Palette::ANSI } else { Palette::PLAIN }
+        }
     }
 
     pub fn stdout(self) -> Palette {

@@ -2,6 +2,7 @@
 //! made in temp dirs. One test binary, a module per command (as uv does).
 
 mod allow;
+mod cli;
 mod corpus;
 mod crds;
 mod digest;
