@@ -167,8 +167,7 @@ impl Core {
                 state.state_path().display()
             );
         }
-        std::fs::create_dir_all(&state.data_dir)
-            .with_context(|| format!("creating the data directory {}", state.data_dir.display()))?;
+        state.make_data_dir()?;
         let lock = lock(&state.state_path())?;
         let ledger = if args.fresh_ledger {
             SqliteLedger::open_afresh(&state.state_path())?
@@ -211,8 +210,7 @@ impl Engine {
         allowances: Allowances,
     ) -> anyhow::Result<Engine> {
         let data_dir = state.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        state.make_data_dir()?;
         warn_if_closed(&allowances);
         let allowances = Arc::new(allowances);
         let context = args.driver_context(data_dir.clone(), allowances.clone());

@@ -45,20 +45,25 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             dir.display()
         );
     }
-    for (path, content) in SCAFFOLD {
+    for (path, content) in SCAFFOLD.iter().chain([&(".gitignore", GITIGNORE)]) {
         let target = dir.join(path);
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
         fs::write(&target, content).with_context(|| format!("writing {}", target.display()))?;
     }
-    let commit = first_commit(dir)?;
+    let (commit, branch) = first_commit(dir)?;
     println!(
-        "created a Sluice config repository in {} ({} files, commit {})",
+        "created a Sluice config repository in {} ({} files, commit {} on {branch})",
         dir.display(),
-        SCAFFOLD.len(),
+        SCAFFOLD.len() + 1,
         &commit[..8]
     );
+    if branch != DEFAULT_BRANCH {
+        println!(
+            "note: `run`, `sync`, `promote` and `rollback` follow `{DEFAULT_BRANCH}` unless given --branch {branch}"
+        );
+    }
     // NB: the scaffold's production alert names PROD_ALERT_WEBHOOK, and
     // the operator's allowances are deny-by-default: say how to allow it,
     // or the first validate fails on it.
@@ -69,14 +74,32 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     Ok(Outcome::Clean)
 }
 
-/// Commits the scaffold, in a new repository or an existing one.
-fn first_commit(dir: &std::path::Path) -> anyhow::Result<String> {
+/// The branch the other commands follow by default (`--branch`).
+const DEFAULT_BRANCH: &str = "main";
+
+/// Keeps Sluice's data directory (the default, `.sluice` beside the
+/// repository's files) out of commits.
+const GITIGNORE: &str =
+    "# Sluice's data directory (ledger, fetched repositories): never committed.\n/.sluice/\n";
+
+/// Commits the scaffold, in a new repository (on `main`, whatever git's
+/// `init.defaultBranch` says, since that is what the other commands follow)
+/// or an existing one (on its current branch). Returns the commit and branch.
+fn first_commit(dir: &std::path::Path) -> anyhow::Result<(String, String)> {
     let repo = match Repository::open(dir) {
         Ok(repo) => repo,
-        Err(_) => Repository::init(dir).with_context(|| format!("git init {}", dir.display()))?,
+        Err(_) => Repository::init_opts(
+            dir,
+            git2::RepositoryInitOptions::new().initial_head(DEFAULT_BRANCH),
+        )
+        .with_context(|| format!("git init {}", dir.display()))?,
     };
     let mut index = repo.index()?;
-    let paths: Vec<&str> = SCAFFOLD.iter().map(|(p, _)| *p).collect();
+    let paths: Vec<&str> = SCAFFOLD
+        .iter()
+        .map(|(p, _)| *p)
+        .chain([".gitignore"])
+        .collect();
     index.add_all(paths, IndexAddOption::DEFAULT, None)?;
     index.write()?;
     let tree = repo.find_tree(index.write_tree()?)?;
@@ -93,5 +116,10 @@ fn first_commit(dir: &std::path::Path) -> anyhow::Result<String> {
         &tree,
         &parents,
     )?;
-    Ok(id.to_string())
+    let branch = repo
+        .head()
+        .ok()
+        .and_then(|h| h.shorthand().ok().map(str::to_owned))
+        .unwrap_or_else(|| DEFAULT_BRANCH.to_owned());
+    Ok((id.to_string(), branch))
 }

@@ -112,8 +112,14 @@ pub struct StateArgs {
     #[arg(long, env = "SLUICE_STATE")]
     pub state: Option<PathBuf>,
     /// Data directory: the ledger, fetched repositories, and `file` gateways
-    /// with relative paths.
-    #[arg(long, default_value = ".sluice", env = "SLUICE_DATA_DIR")]
+    /// with relative paths [default: .sluice in the --repo directory, or in
+    /// the working directory for a remote --repo].
+    #[arg(
+        long,
+        default_value = ".sluice",
+        hide_default_value = true,
+        env = "SLUICE_DATA_DIR"
+    )]
     pub data_dir: PathBuf,
     /// Read the ledger from the `Environment` objects' status in this
     /// namespace (what `sluice controller` keeps) instead of the SQLite file;
@@ -123,6 +129,21 @@ pub struct StateArgs {
 }
 
 impl StateArgs {
+    /// The data directory, made if missing, with a `.gitignore` of `*` in
+    /// it: inside a config repository's work tree it is never committed.
+    pub fn make_data_dir(&self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let dir = &self.data_dir;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+        let ignore = dir.join(".gitignore");
+        if !ignore.exists() {
+            std::fs::write(&ignore, "# Sluice's data directory: never committed.\n*\n")
+                .with_context(|| format!("writing {}", ignore.display()))?;
+        }
+        Ok(())
+    }
+
     pub fn state_path(&self) -> PathBuf {
         self.state
             .clone()
@@ -168,25 +189,50 @@ fn read_cluster_ledger(namespace: &str) -> anyhow::Result<Box<dyn crate::ledger:
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    use clap::{CommandFactory, FromArgMatches};
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let mut cli = match parsed {
+        Ok((mut cli, matches)) => {
+            cli.locate_data_dir(&matches);
+            cli
+        }
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
         }
     };
+    let cli = &mut cli;
     quiet_on_closed_pipe();
     use std::io::IsTerminal;
     init_tracing(
         cli.log_format,
         cli.color.on(std::io::stderr().is_terminal()),
     );
-    match run(&cli) {
+    match run(cli) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::Findings) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+impl Command {
+    /// Where the command keeps its state, for commands that keep one.
+    fn state_mut(&mut self) -> Option<&mut StateArgs> {
+        match self {
+            Command::Run(args) => Some(&mut args.state),
+            Command::Controller(args) => Some(&mut args.state),
+            Command::Sync(args) => Some(&mut args.state),
+            Command::Status(args) => Some(&mut args.from.state),
+            Command::History(args) => Some(&mut args.from.state),
+            Command::Drift(args) => Some(&mut args.state),
+            Command::Plan(args) => Some(&mut args.state),
+            Command::Rollback(args) => Some(&mut args.state),
+            _ => None,
         }
     }
 }
@@ -269,6 +315,23 @@ fn load_with(
 }
 
 impl Cli {
+    /// Without `--data-dir` (or SLUICE_DATA_DIR), the data directory is
+    /// `.sluice` in the `--repo` directory, so `sluice --repo R status`
+    /// finds what `sluice --repo R run` keeps, from any working directory;
+    /// a remote `--repo` keeps it in the working directory.
+    fn locate_data_dir(&mut self, matches: &clap::ArgMatches) {
+        // NB: only commands with a data directory know the argument.
+        let defaulted = matches.subcommand().is_some_and(|(_, sub)| {
+            sub.try_contains_id("data_dir").is_ok()
+                && sub.value_source("data_dir") == Some(clap::parser::ValueSource::DefaultValue)
+        });
+        let local = self.repo.is_dir();
+        let repo = self.repo.clone();
+        if let (true, true, Some(state)) = (defaulted, local, self.command.state_mut()) {
+            state.data_dir = repo.join(".sluice");
+        }
+    }
+
     fn limits(&self) -> crate::config::Limits {
         crate::config::Limits {
             max_file_bytes: self.max_file_size,
