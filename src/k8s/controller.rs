@@ -12,13 +12,18 @@
 //!   status::build ◄── Reconciler::pass(only = slug) ◄── + Gateway objects
 //! ```
 //!
+//! A reconcile is also asked for by the HTTP server's sync queue (a verified
+//! git webhook, `POST /api/v1/sync`) and by `sluice.dev/requestedAt` on an
+//! Environment or its ConfigRepository: it fetches anew and records the
+//! trigger that asked.
+//!
 //! There are no finalizers: deleting an `Environment` leaves its gateways
 //! running the last version (taking policy away from a gateway is not a
 //! cleanup Sluice should do on its own).
 
 use super::{
     ConfigRepository, Environment, Gateway,
-    crd::{EnvironmentStatus, GitRef},
+    crd::{EnvironmentStatus, GitRef, requested_at},
     ledger::{AdoptError, StatusLedger, slug_of},
     status::{self, Observed, PassReport, Validation, reason},
 };
@@ -29,7 +34,7 @@ use crate::{
     ledger::Trigger,
     promote::trailer,
     reconcile::{EnvironmentReport, NoProgress, Pass, Reconciler},
-    server::ServerState,
+    server::{ServerState, SyncRequest},
     source::{Credentials, Follower, Target, TrustedKeys, follow::Token, prefix, verify_commit},
 };
 use futures::StreamExt;
@@ -45,7 +50,6 @@ use kube::{
         WatchStreamExt,
         controller::{Action, Controller},
         events::{Event, EventType, Recorder, Reporter},
-        predicates,
         reflector::{self, ObjectRef},
         watcher,
     },
@@ -170,6 +174,9 @@ pub struct Context {
     seen: Mutex<HashSet<String>>,
     /// Consecutive failures per Environment, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Reconciles asked for and not yet run, by Environment: the trigger to
+    /// record and when it was asked for (an older fetch does not answer it).
+    requested: Mutex<HashMap<String, (Trigger, Instant)>>,
 }
 
 /// A followed repository: the head last loaded and the last valid one.
@@ -180,9 +187,8 @@ struct Source {
     /// The head last fetched, and when (it may be a refused one, never loaded).
     head: Option<String>,
     fetched_at: Option<std::time::Instant>,
-    /// What the ConfigRepository's status last said: fetched (the commit)
-    /// or not (why).
-    reported: Option<Result<String, Refusal>>,
+    /// What the ConfigRepository's status last said.
+    reported: Option<Reported>,
     /// The commit whose signature was verified, and the version of the
     /// Secret of keys it was verified with.
     verified: Option<(String, String)>,
@@ -190,6 +196,15 @@ struct Source {
 
 /// Why a repository's head is not used: a condition reason and a message.
 type Refusal = (&'static str, String);
+
+/// What a ConfigRepository's status says: of which generation, fetched
+/// (the commit) or not (why), and the `sluice.dev/requestedAt` answered.
+#[derive(Clone, PartialEq)]
+struct Reported {
+    generation: Option<i64>,
+    fetched: Result<String, Refusal>,
+    handled: Option<String>,
+}
 
 impl Context {
     pub fn new(
@@ -221,8 +236,87 @@ impl Context {
             sources: Mutex::default(),
             seen: Mutex::default(),
             failures: Mutex::default(),
+            requested: Mutex::default(),
         }
     }
+
+    /// Asks for a reconcile of Environment `key` that fetches anew and
+    /// records `trigger`. A request waiting already keeps its trigger.
+    fn request(&self, key: String, trigger: Trigger) {
+        let mut requested = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = requested.entry(key).or_insert((trigger, Instant::now()));
+        entry.1 = Instant::now();
+    }
+
+    /// The request waiting for Environment `env`, taken: one asked through
+    /// [`Context::request`], else the Environment's own `sluice.dev/requestedAt`
+    /// when its status has not answered that value yet.
+    fn take_request(&self, env: &Environment) -> Option<(Trigger, Instant)> {
+        let asked = self
+            .requested
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key(env));
+        asked.or_else(|| {
+            let handled = env
+                .status
+                .as_ref()
+                .and_then(|s| s.last_handled_reconcile_at.as_deref());
+            requested_at(env)
+                .filter(|value| Some(*value) != handled)
+                .map(|_| (Trigger::Manual, Instant::now()))
+        })
+    }
+
+    /// The Environments a sync request (webhook, `POST /api/v1/sync`) names
+    /// (those of its environment slug, or all), each asked to reconcile.
+    fn requested_by(
+        &self,
+        request: &SyncRequest,
+        environments: &reflector::Store<Environment>,
+    ) -> Vec<ObjectRef<Environment>> {
+        let named = environments.state().into_iter().filter(|env| {
+            request
+                .environment
+                .as_deref()
+                .is_none_or(|slug| slug_of(env) == slug)
+        });
+        named
+            .map(|env| {
+                self.request(key(&env), request.trigger);
+                ObjectRef::from_obj(&*env)
+            })
+            .collect()
+    }
+}
+
+/// Whether a ConfigRepository's `sluice.dev/requestedAt` is not answered yet.
+fn repository_requested(repo: &ConfigRepository) -> bool {
+    let handled = repo
+        .status
+        .as_ref()
+        .and_then(|s| s.last_handled_reconcile_at.as_deref());
+    requested_at(repo).is_some_and(|value| Some(value) != handled)
+}
+
+/// Whether a change to a ConfigRepository is news for its Environments: a
+/// spec its status does not describe yet (a new generation) or an
+/// unanswered request. The controller's own status writes are neither, so
+/// they wake no second pass; each Environment fetches at the repository's
+/// interval, and a webhook or request wakes them all at once.
+fn repository_wakes(repo: &ConfigRepository) -> bool {
+    let observed = repo.status.as_ref().and_then(|s| s.observed_generation);
+    observed != repo.metadata.generation || repository_requested(repo)
+}
+
+/// What wakes an Environment of its own: a new generation (a spec change)
+/// or a new `sluice.dev/requestedAt`; never its status writes.
+fn spec_or_request(env: &Environment) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    env.metadata.generation.hash(&mut hasher);
+    requested_at(env).hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 fn now() -> Time {
@@ -340,8 +434,8 @@ pub async fn run(
         }
     }
     let client = &context.client;
-    // NB: only spec changes (a new generation) wake an Environment; its own
-    // status writes must not trigger another pass at once.
+    // NB: only spec changes (a new generation) and requests wake an
+    // Environment; its own status writes must not trigger another pass at once.
     let (store, writer) = reflector::store();
     let environments = reflector::reflector(
         writer,
@@ -355,9 +449,27 @@ pub async fn run(
     )
     .default_backoff()
     .applied_objects()
-    .predicate_filter(predicates::generation, Default::default());
+    .predicate_filter(spec_or_request, Default::default());
     let controller = Controller::for_stream(environments, store.clone());
+    // NB: the webhook and `POST /api/v1/sync` queue requests on the server;
+    // each becomes a reconcile of the Environments it names.
+    let by_request = store.clone();
+    let requests = futures::stream::unfold(context.clone(), move |context| {
+        let environments = by_request.clone();
+        async move {
+            let request = context.server.sync.next().await;
+            let woken = context.requested_by(&request, &environments);
+            tracing::info!(
+                trigger = request.trigger.as_str(),
+                environments = woken.len(),
+                "reconcile requested"
+            );
+            Some((futures::stream::iter(woken), context))
+        }
+    })
+    .flatten();
     let by_repository = store.clone();
+    let requesting = context.clone();
     let by_gateway = store.clone();
     let mut controller = controller
         .watches(
@@ -365,13 +477,20 @@ pub async fn run(
             watcher::Config::default(),
             move |repo: ConfigRepository| {
                 let (ns, name) = (repo.namespace(), repo.name_any());
+                let (wakes, requested) = (repository_wakes(&repo), repository_requested(&repo));
+                let context = requesting.clone();
                 by_repository
                     .state()
                     .into_iter()
                     .filter(move |env| {
-                        env.namespace() == ns && env.spec.repository_ref.name == name
+                        wakes && env.namespace() == ns && env.spec.repository_ref.name == name
                     })
-                    .map(|env| ObjectRef::from_obj(&*env))
+                    .map(move |env| {
+                        if requested {
+                            context.request(key(&env), Trigger::Manual);
+                        }
+                        ObjectRef::from_obj(&*env)
+                    })
             },
         )
         .watches(
@@ -401,6 +520,7 @@ pub async fn run(
         );
     }
     controller
+        .reconcile_on(requests)
         // NB: unbounded, every Environment is reconciled at once, each
         // holding its share of the repository and its gateways' requests.
         .with_config(kube::runtime::controller::Config::default().concurrency(ENVIRONMENTS_AT_ONCE))
@@ -504,6 +624,8 @@ async fn reconcile(env: Arc<Environment>, context: Arc<Context>) -> Result<Actio
         suspended: work.suspended,
         blocked: work.blocked.clone(),
         validation: work.validation.clone(),
+        // NB: any reconcile that ran answers the request it saw.
+        handled_request: requested_at(&*env).map(str::to_owned),
         pass: work
             .pass
             .as_ref()
@@ -544,10 +666,16 @@ impl Context {
     async fn report_repository(
         &self,
         repo: &ConfigRepository,
-        reported: &mut Option<Result<String, Refusal>>,
+        reported: &mut Option<Reported>,
         fetched: &Result<String, Refusal>,
+        handled: Option<&str>,
     ) {
-        if reported.as_ref() == Some(fetched) {
+        let reporting = Reported {
+            generation: repo.metadata.generation,
+            fetched: fetched.clone(),
+            handled: handled.map(str::to_owned),
+        };
+        if reported.as_ref() == Some(&reporting) {
             return;
         }
         let (status, reason, message) = match fetched {
@@ -580,6 +708,9 @@ impl Context {
             patch["status"]["revision"] = commit.clone().into();
             patch["status"]["lastFetchTime"] = serde_json::to_value(now()).unwrap_or_default();
         }
+        if let Some(handled) = handled {
+            patch["status"]["lastHandledReconcileAt"] = handled.into();
+        }
         let namespace = repo.namespace().unwrap_or_default();
         let api: Api<ConfigRepository> = Api::namespaced(self.client.clone(), &namespace);
         let written = api
@@ -590,7 +721,7 @@ impl Context {
             )
             .await;
         match written {
-            Ok(_) => *reported = Some(fetched.clone()),
+            Ok(_) => *reported = Some(reporting),
             Err(e) => {
                 tracing::warn!(repository = %repo.name_any(), error = %e, "cannot write the ConfigRepository's status")
             }
@@ -717,6 +848,7 @@ impl Context {
 
     /// Everything up to and including the pass.
     async fn work(&self, env: &Environment) -> Result<Work, Error> {
+        let request = self.take_request(env);
         let namespace = env.namespace().unwrap_or_default();
         let repo_name = &env.spec.repository_ref.name;
         let repos: Api<ConfigRepository> = Api::namespaced(self.client.clone(), &namespace);
@@ -791,10 +923,12 @@ impl Context {
             credentials,
         ));
         // NB: the Environments of one repository share a fetch: one made a
-        // moment ago stands, rather than one round trip per Environment.
-        let recent = source
-            .fetched_at
-            .is_some_and(|at| at.elapsed() < FETCH_SHARED_FOR.min(interval));
+        // moment ago stands, rather than one round trip per Environment;
+        // for a request, only one made since it was asked.
+        let recent = source.fetched_at.is_some_and(|at| {
+            at.elapsed() < FETCH_SHARED_FOR.min(interval)
+                && request.is_none_or(|(_, asked)| at >= asked)
+        });
         let fetch = {
             let follower = follower.clone();
             let known = source.head.clone();
@@ -838,7 +972,14 @@ impl Context {
                 refused = Some(refusal);
             }
         }
-        self.report_repository(&repo, &mut source.reported, &fetched)
+        // NB: a fetch made now answers the repository's request; one shared
+        // from a moment ago leaves what the status says.
+        let handled = if recent {
+            source.reported.as_ref().and_then(|r| r.handled.clone())
+        } else {
+            requested_at(&repo).map(str::to_owned)
+        };
+        self.report_repository(&repo, &mut source.reported, &fetched, handled.as_deref())
             .await;
         let commit = match (fetched, &refused, &source.last_good) {
             (Ok(commit), _, _) => commit,
@@ -948,10 +1089,10 @@ impl Context {
         }
         let trigger = {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if seen.insert(key(env)) {
-                Trigger::Startup
-            } else {
-                Trigger::Poll
+            match (request, seen.insert(key(env))) {
+                (Some((trigger, _)), _) => trigger,
+                (None, true) => Trigger::Startup,
+                (None, false) => Trigger::Poll,
             }
         };
         let started = now();

@@ -1,5 +1,7 @@
-//! The HTTP server of standalone mode: health, readiness, metrics, the
-//! status API and the git webhook.
+//! The HTTP server of `sluice run` and `sluice controller`: health,
+//! readiness, metrics, the status API and the git webhook. Sync requests
+//! (the webhook, `POST /api/v1/sync`) go to a [`SyncQueue`] that the mode's
+//! loop reads.
 //!
 //! | path | what |
 //! | ---- | ---- |
@@ -12,7 +14,9 @@
 //! | `POST /hooks/git` | GitHub (`X-Hub-Signature-256`) or GitLab (`X-Gitlab-Token`) push: reconcile now |
 //!
 //! API tokens are scoped to one environment or `admin`; a token for
-//! development gets `403` on production. They are kept hashed and never logged.
+//! development gets `403` on production. They are kept hashed and never
+//! logged. Without tokens the API is open, which a server beyond loopback
+//! refuses unless told otherwise ([`Tokens::check_exposure`]).
 //!
 //! [`serve`] runs the router within [`HttpLimits`] (header, idle and request
 //! timeouts, a connection cap); credentials are checked from the headers
@@ -25,7 +29,7 @@ pub mod webhook;
 
 pub use listen::{HttpLimits, serve};
 pub use metrics::Metrics;
-pub use tokens::{Scope, Tokens, bearer_token};
+pub use tokens::{OpenApiError, Scope, Tokens, bearer_token};
 
 use crate::{
     ledger::{Ledger, Trigger, WriteHealth},

@@ -23,6 +23,7 @@ use sluice::{
     gateway::configmap::{DIGEST_ANNOTATION, ENVIRONMENT_LABEL},
     k8s::{self, ConfigRepository, Environment, crd::condition},
     ledger::{GatewayState, Trigger},
+    server::webhook::github_signature,
 };
 use std::{
     io::{BufRead, BufReader},
@@ -184,6 +185,17 @@ impl Drop for Process {
 /// `sluice controller --watch-namespace NAMESPACE ARGS…` with its data under
 /// `work/NAME` and its log in `work/NAME.log`, logging at info.
 fn start_controller(work: &Path, name: &str, namespace: &str, args: &[&str]) -> Process {
+    start_controller_with(work, name, namespace, args, &[])
+}
+
+/// [`start_controller`] with more environment variables.
+fn start_controller_with(
+    work: &Path,
+    name: &str,
+    namespace: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Process {
     let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
     let data = work.join(name);
     let mut all = vec![
@@ -199,9 +211,13 @@ fn start_controller(work: &Path, name: &str, namespace: &str, args: &[&str]) -> 
     Process::start(
         &all,
         &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-            ("SLUICE_LOG", "info"),
-        ],
+            &[
+                ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+                ("SLUICE_LOG", "info"),
+            ],
+            envs,
+        ]
+        .concat(),
         work.join(format!("{name}.log")),
     )
 }
@@ -1220,6 +1236,200 @@ async fn unfinished_attempts_read_back_are_resolved_by_the_first_pass() {
         "{:?}",
         ledger.attempts
     );
+    drop(controller);
+    let _ = Api::<Namespace>::all(client)
+        .delete(&namespace, &Default::default())
+        .await;
+}
+
+/// The head of `repo` after raising production's audit retention to
+/// `days` (a new digest for production, and no weakening to approve).
+fn retain_for(repo: &Path, days: u32) -> String {
+    let pack = repo.join("environments/production/packs/baseline.yaml");
+    let yaml = std::fs::read_to_string(&pack).unwrap();
+    let kept = yaml
+        .lines()
+        .map(
+            |line| match line.trim_start().strip_prefix("retention_days: ") {
+                Some(_) => format!("    retention_days: {days}"),
+                None => line.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&pack, kept + "\n").unwrap();
+    env::git(
+        repo,
+        &[
+            "commit",
+            "-q",
+            "-am",
+            &format!("keep audit records {days} days"),
+        ],
+    );
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&head.stdout).trim().to_owned()
+}
+
+/// Every way to ask for a reconcile reaches the controller at once, long
+/// before any requeue (the repository is polled hourly, drift checked every
+/// 10 minutes): a signed git push to `/hooks/git`, `POST /api/v1/sync`
+/// with an API token, and `sluice.dev/requestedAt` on the Environment and
+/// on the ConfigRepository. Each new head is applied with the trigger that
+/// asked for it, and each status says which request it handled.
+#[tokio::test]
+async fn a_push_a_sync_and_a_requested_at_reconcile_at_once() {
+    let Some(client) = env::client().await else {
+        return;
+    };
+    install_crds(&client).await;
+    let namespace = env::namespace(&client, "sluice-req").await;
+    let work = tempfile::tempdir().unwrap();
+    let repo = production_on_a_configmap(work.path(), &namespace);
+    let environment_yaml = repo.join("environments/production/environment.yaml");
+    let yaml = std::fs::read_to_string(&environment_yaml).unwrap();
+    std::fs::write(
+        &environment_yaml,
+        yaml.replace("interval: 1m", "interval: 10m"),
+    )
+    .unwrap();
+    env::git(
+        &repo,
+        &["commit", "-q", "-am", "drift checked every 10 minutes"],
+    );
+    let daemon = GitDaemon::serve(&repo);
+    create_repository_every(&client, &namespace, &daemon.url(), "1h").await;
+    create_environment(&client, &namespace, "production", serde_json::json!({})).await;
+    let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
+    let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
+
+    let secret = "controller-hook-secret";
+    let controller = start_controller_with(
+        work.path(),
+        "controller",
+        &namespace,
+        &[],
+        &[
+            ("SLUICE_WEBHOOK_SECRET", secret),
+            ("SLUICE_API_TOKENS", "admin:admin-token-9"),
+        ],
+    );
+    eventually(120, "Synced=True", &controller, || async {
+        let env = environments.get("production").await.ok()?;
+        (condition_of(&env, condition::SYNCED)? == ("True".into(), "AllInSync".into()))
+            .then_some(())
+    })
+    .await;
+    // The newest apply is of `head`, started by `trigger`.
+    let applied = |head: String, trigger: Trigger, what: &'static str| {
+        let environments = environments.clone();
+        let controller = &controller;
+        async move {
+            eventually(30, what, controller, || async {
+                let env = environments.get("production").await.ok()?;
+                let status = env.status?;
+                let newest = status.history.first()?;
+                (newest.revision == head).then(|| {
+                    assert_eq!(newest.trigger, trigger, "{what}: {:?}", status.history);
+                    status.last_handled_reconcile_at
+                })
+            })
+            .await
+        }
+    };
+    let http = reqwest::Client::new();
+    let api = format!("http://{}", controller.address);
+
+    // A push, signed as GitHub signs it.
+    let head = retain_for(&repo, 366);
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let hook = http
+        .post(format!("{api}/hooks/git"))
+        .header(
+            "x-hub-signature-256",
+            github_signature(secret, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 202);
+    applied(head, Trigger::Webhook, "the pushed head applied").await;
+
+    // A forged push is refused and reconciles nothing.
+    let forged = http
+        .post(format!("{api}/hooks/git"))
+        .header(
+            "x-hub-signature-256",
+            github_signature("guess", body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    // `sluice sync --server`'s request, with and without a token.
+    let head = retain_for(&repo, 367);
+    let sync = format!("{api}/api/v1/sync?env=production");
+    assert_eq!(http.post(&sync).send().await.unwrap().status(), 401);
+    let synced = http
+        .post(&sync)
+        .bearer_auth("admin-token-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(synced.status(), 202);
+    applied(head, Trigger::Manual, "the head applied on a sync request").await;
+
+    // The Environment's own request.
+    let head = retain_for(&repo, 368);
+    let request = |value: &str| {
+        Patch::Merge(serde_json::json!({
+            "metadata": { "annotations": { k8s::crd::REQUESTED_AT: value } }
+        }))
+    };
+    environments
+        .patch("production", &PatchParams::default(), &request("env-1"))
+        .await
+        .unwrap();
+    let handled = applied(
+        head,
+        Trigger::Manual,
+        "the head applied on the Environment's request",
+    )
+    .await;
+    assert_eq!(handled.as_deref(), Some("env-1"));
+
+    // The repository's request: its Environments fetch and reconcile.
+    let head = retain_for(&repo, 369);
+    repos
+        .patch("policy", &PatchParams::default(), &request("repo-1"))
+        .await
+        .unwrap();
+    applied(
+        head.clone(),
+        Trigger::Manual,
+        "the head applied on the repository's request",
+    )
+    .await;
+    eventually(
+        30,
+        "the ConfigRepository answered its request",
+        &controller,
+        || async {
+            let status = repos.get("policy").await.ok()?.status?;
+            (status.last_handled_reconcile_at.as_deref() == Some("repo-1")
+                && status.revision.as_deref() == Some(head.as_str()))
+            .then_some(())
+        },
+    )
+    .await;
+
     drop(controller);
     let _ = Api::<Namespace>::all(client)
         .delete(&namespace, &Default::default())

@@ -183,6 +183,7 @@ async fn sluice_crds_serve_the_examples_with_status_and_printer_columns() {
             finished_at: Some(at(1_790_000_001)),
             message: None,
         }],
+        last_handled_reconcile_at: Some("1790000000".into()),
         ledger: Some(sluice::k8s::crd::LedgerStatus {
             attempts: vec![sluice::k8s::crd::LedgerAttempt {
                 gateway: gateway_name.clone(),
