@@ -5,8 +5,8 @@
 //!        │ valid
 //!        ▼
 //!   render ──► per gateway, at most `concurrency` at once:
-//!                live digest ══ desired? ──yes──► in-sync
-//!                   │ no
+//!                drift::decide(live, desired, record, …) ──► in-sync | gated | drifted (left)
+//!                   │ apply (pending, empty, or drifted and healed)
 //!                   ▼
 //!                ledger: attempt started ─► apply (retries, backoff, jitter)
 //!                   ─► read back and verify ─► ledger: attempt finished
@@ -18,12 +18,10 @@
 pub mod clock;
 pub mod gate;
 mod journal;
-mod plan;
 pub mod retry;
 pub mod status;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use plan::{Action, plan};
 
 use crate::{
     config::{
@@ -31,7 +29,10 @@ use crate::{
         model::{self, AlertSpec, DriftPolicy, EnvironmentKind},
         render_all,
     },
-    drift::{self, Alert, AlertEvent, Alerts, DriftReport, NoAlerts},
+    drift::{
+        self, Alert, AlertEvent, Alerts, DriftReport, NoAlerts,
+        decide::{Act, Found},
+    },
     gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, Live},
     ledger::{
         Attempt, AttemptFinish, AttemptId, AttemptStart, Deployment, DriftEpisode, GatewayRecord,
@@ -602,49 +603,54 @@ impl Reconciler {
             }
         };
         let was_drifted = job.drifting;
-        let Action::Apply { expected } = plan(&desired.digest, &live) else {
-            if let Some(Ok(attempt)) = early {
-                self.finish(attempt, Outcome::Unchanged, None);
-            }
-            let report = report(desired, GatewayState::InSync, live.digest, false, None);
-            if was_drifted {
-                self.drift_ended(desired, &report, policy, "reverted");
-            }
-            return report;
-        };
-        if let Some(reason) = &policy.held {
-            let mut report = report(desired, GatewayState::Gated, live.digest, false, None);
-            report.gated = Some(reason.clone());
-            return report;
-        }
-        // NB: drift is a gateway moving off what Sluice verified there; one
-        // that runs nothing (restarted empty) or an older version (a change
-        // not yet applied) is just pushed.
-        // (A failed read in between does not make Sluice forget: the whole
-        // environment verified at this version counts too.)
-        let verified_here = previous.is_some_and(|p| {
-            p.desired_digest.as_deref() == Some(desired.digest.as_str())
-                && (matches!(p.state, GatewayState::InSync | GatewayState::Drifted)
-                    || policy.verified.as_deref() == Some(desired.digest.as_str()))
+        let decision = drift::decide(&drift::Facts {
+            desired: &desired.digest,
+            live: live.digest.as_ref(),
+            record: previous,
+            deployment: policy.verified.as_deref(),
+            policy: policy.drift,
+            trigger,
+            gated: policy.held.is_some(),
         });
-        let drift = match &live.digest {
-            Some(_) if verified_here => {
-                Some(self.drift_found(driver, desired, &live, policy).await)
+        let trigger = match decision.act {
+            Act::Apply(trigger) => trigger,
+            left => {
+                // NB: an attempt recorded early for a new version ends
+                // unchanged when the gateway is left as it runs.
+                if let Some(Ok(attempt)) = early {
+                    self.finish(attempt, Outcome::Unchanged, None);
+                }
+                return match (decision.found, left) {
+                    (Found::InSync, _) => {
+                        let report =
+                            report(desired, GatewayState::InSync, live.digest, false, None);
+                        if was_drifted {
+                            self.drift_ended(desired, &report, policy, "reverted");
+                        }
+                        report
+                    }
+                    (_, Act::Hold) => {
+                        let mut report =
+                            report(desired, GatewayState::Gated, live.digest, false, None);
+                        report.gated = policy.held.clone();
+                        report
+                    }
+                    // Drifted, and the policy says to leave it.
+                    _ => {
+                        let drift = self.drift_found(driver, desired, &live, policy).await;
+                        let mut report =
+                            report(desired, GatewayState::Drifted, live.digest, false, None);
+                        report.drift = Some(drift);
+                        report
+                    }
+                };
             }
+        };
+        let drift = match decision.found {
+            Found::Drifted => Some(self.drift_found(driver, desired, &live, policy).await),
             _ => None,
         };
-        if let Some(drift) = drift.clone()
-            && policy.drift != DriftPolicy::Heal
-            && trigger != Trigger::Manual
-        {
-            let mut report = report(desired, GatewayState::Drifted, live.digest, false, None);
-            report.drift = Some(drift);
-            return report;
-        }
-        let trigger = match drift {
-            Some(_) if trigger != Trigger::Manual => Trigger::Drift,
-            _ => trigger,
-        };
+        let expected = live.digest.clone();
         let mut report = self
             .apply_and_verify(driver, desired, trigger, &live, expected, early, job.halt)
             .await;
