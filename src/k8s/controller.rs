@@ -144,15 +144,22 @@ impl SecretValues {
     pub fn get(&self, name: &str) -> Option<String> {
         if name.starts_with(SECRET_PREFIX) {
             let values = self.0.read().unwrap_or_else(|e| e.into_inner());
-            return values.get(name).cloned();
+            return values.get(stored(name)).cloned();
         }
         std::env::var(name).ok()
     }
 
-    fn insert(&self, name: String, value: String) {
+    fn insert(&self, name: &str, value: String) {
         let mut values = self.0.write().unwrap_or_else(|e| e.into_inner());
-        values.insert(name, value);
+        values.insert(stored(name).to_owned(), value);
     }
+}
+
+/// Where the value of a name the controller minted is kept: by Secret,
+/// without the `@resourceVersion` that makes a rotated token a new driver,
+/// so a rotation replaces the old token in memory rather than keeping both.
+fn stored(name: &str) -> &str {
+    name.rsplit_once('@').map_or(name, |(secret, _)| secret)
 }
 
 /// What every reconcile needs.
@@ -168,8 +175,8 @@ pub struct Context {
     pub secrets: SecretValues,
     pub data_dir: PathBuf,
     pub limits: Limits,
-    /// Followed repositories, by namespace, name, URL and branch.
-    sources: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Source>>>>,
+    /// Followed repositories.
+    sources: Sources,
     /// Environments reconciled once already (the first pass is `startup`).
     seen: Mutex<HashSet<String>>,
     /// Consecutive failures per Environment, for the backoff.
@@ -177,6 +184,34 @@ pub struct Context {
     /// Reconciles asked for and not yet run, by Environment: the trigger to
     /// record and when it was asked for (an older fetch does not answer it).
     requested: Mutex<HashMap<String, (Trigger, Instant)>>,
+}
+
+/// Followed repositories by namespace and name, with the spec each was
+/// made for (URL, ref, verification): a changed spec replaces its entry,
+/// a deleted repository drops it, so the map never holds more than the
+/// repositories there are.
+#[derive(Default)]
+struct Sources(Mutex<HashMap<String, (String, SharedSource)>>);
+
+/// One repository's source, shared by its Environments' reconciles.
+type SharedSource = Arc<tokio::sync::Mutex<Source>>;
+
+impl Sources {
+    /// The source of repository `key` (`namespace/name`) under `spec`: a
+    /// fresh one when the spec changed.
+    fn get(&self, key: String, spec: String) -> SharedSource {
+        let mut sources = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (known, source) = sources.entry(key).or_default();
+        if *known != spec {
+            *known = spec;
+            *source = Arc::default();
+        }
+        source.clone()
+    }
+
+    fn forget(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
 }
 
 /// A followed repository: the head last loaded and the last valid one.
@@ -233,7 +268,7 @@ impl Context {
             secrets,
             data_dir,
             limits,
-            sources: Mutex::default(),
+            sources: Sources::default(),
             seen: Mutex::default(),
             failures: Mutex::default(),
             requested: Mutex::default(),
@@ -862,6 +897,7 @@ impl Context {
                 name: repo_name.clone(),
             })?;
         let Some(repo) = repo else {
+            self.sources.forget(&format!("{namespace}/{repo_name}"));
             return Ok(Work::blocked(
                 "RepositoryNotFound",
                 format!("ConfigRepository {namespace}/{repo_name} does not exist"),
@@ -903,18 +939,12 @@ impl Context {
                 Err(message) => return blocked("SecretNotFound", message),
             },
         };
-        // NB: the verification settings are part of the key: a revision
+        // NB: the verification settings are part of the spec: a revision
         // loaded without them (or with other keys) never runs under them.
-        let source_key = format!(
-            "{namespace}/{}/{}/{target:?}/{:?}",
-            repo.name_any(),
-            repo.spec.url,
-            repo.spec.verification
-        );
-        let source = {
-            let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-            sources.entry(source_key).or_default().clone()
-        };
+        let spec = format!("{}/{target:?}/{:?}", repo.spec.url, repo.spec.verification);
+        let source = self
+            .sources
+            .get(format!("{namespace}/{}", repo.name_any()), spec);
         let mut source = source.lock().await;
         let follower = Arc::new(Follower::at(
             &repo.spec.url,
@@ -1358,7 +1388,7 @@ impl Context {
                     let key = format!("{SECRET_PREFIX}{namespace}/{}@{version}", secret.name);
                     if let Some(token) = found.data.and_then(|d| d.get("token").cloned()) {
                         self.secrets
-                            .insert(key.clone(), String::from_utf8_lossy(&token.0).into_owned());
+                            .insert(&key, String::from_utf8_lossy(&token.0).into_owned());
                     }
                     http.token_env = Some(model::EnvVarName(key));
                 } else {
@@ -1480,12 +1510,43 @@ mod tests {
     #[test]
     fn gateway_tokens_come_from_secrets_not_the_environment() {
         let values = SecretValues::default();
-        values.insert(format!("{SECRET_PREFIX}ns/gw@1"), "t0ken".into());
+        values.insert(&format!("{SECRET_PREFIX}ns/gw@1"), "t0ken".into());
         assert_eq!(
             values.get(&format!("{SECRET_PREFIX}ns/gw@1")).as_deref(),
             Some("t0ken")
         );
         assert_eq!(values.get(&format!("{SECRET_PREFIX}ns/other@1")), None);
+    }
+
+    #[test]
+    fn a_changed_repository_spec_replaces_its_source_and_a_deleted_one_goes() {
+        let sources = Sources::default();
+        let first = sources.get("ns/policy".into(), "url-a".into());
+        assert!(Arc::ptr_eq(
+            &first,
+            &sources.get("ns/policy".into(), "url-a".into())
+        ));
+        for spec in ["url-b", "url-c", "url-a"] {
+            let replaced = sources.get("ns/policy".into(), spec.into());
+            assert!(!Arc::ptr_eq(&first, &replaced), "{spec}");
+        }
+        sources.get("ns/other".into(), "url-a".into());
+        assert_eq!(sources.0.lock().unwrap().len(), 2);
+        sources.forget("ns/other");
+        assert_eq!(sources.0.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_rotated_token_replaces_the_old_one_in_memory() {
+        let values = SecretValues::default();
+        for (version, token) in (1..=5).map(|v| (v, format!("t0ken-{v}"))) {
+            values.insert(&format!("{SECRET_PREFIX}ns/gw@{version}"), token);
+        }
+        assert_eq!(values.0.read().unwrap().len(), 1);
+        assert_eq!(
+            values.get(&format!("{SECRET_PREFIX}ns/gw@5")).as_deref(),
+            Some("t0ken-5")
+        );
     }
 
     #[test]
