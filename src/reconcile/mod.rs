@@ -45,7 +45,7 @@ use futures::StreamExt;
 use retry::Backoff;
 use serde::Serialize;
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -226,12 +226,25 @@ impl Pass {
     }
 }
 
+/// Makes the driver of one gateway: [`gateway::connect`] unless a test
+/// puts fakes in its place ([`Reconciler::with_connect`]).
+pub type Connect = dyn Fn(&str, &model::Gateway, &DriverContext) -> Result<Arc<dyn Gateway>, GatewayError>
+    + Send
+    + Sync;
+
+/// A driver and the spec it was made from.
+type Cached = (model::Gateway, Arc<dyn Gateway>);
+
 pub struct Reconciler {
     ledger: Arc<dyn Ledger>,
     clock: Arc<dyn Clock>,
     context: DriverContext,
     options: Options,
-    drivers: Mutex<HashMap<String, Arc<dyn Gateway>>>,
+    connect: Arc<Connect>,
+    /// One driver per (environment, gateway), with the spec it was made
+    /// from: a changed spec (a rotated token's new name, a new URL)
+    /// replaces it, and a gateway gone from the repository drops it.
+    drivers: Mutex<HashMap<(String, String), Cached>>,
     generation: AtomicU64,
     journal: journal::Journal,
     alerts: Arc<dyn Alerts>,
@@ -251,9 +264,16 @@ impl Reconciler {
             clock,
             context,
             options,
+            connect: Arc::new(gateway::connect),
             drivers: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
         }
+    }
+
+    /// Makes drivers with `connect` instead of [`gateway::connect`].
+    pub fn with_connect(mut self, connect: Arc<Connect>) -> Self {
+        self.connect = connect;
+        self
     }
 
     /// Sends drift and failure alerts to `alerts` (by default, nowhere).
@@ -302,18 +322,25 @@ impl Reconciler {
         environment: &str,
         spec: &model::Gateway,
     ) -> Result<Arc<dyn Gateway>, GatewayError> {
-        let key = format!(
-            "{environment}/{}/{}",
-            spec.name(),
-            serde_json::to_string(spec).unwrap_or_default()
-        );
+        let key = (environment.to_owned(), spec.name().to_owned());
         let mut drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(driver) = drivers.get(&key) {
+        if let Some((known, driver)) = drivers.get(&key)
+            && known == spec
+        {
             return Ok(driver.clone());
         }
-        let driver = gateway::connect(environment, spec, &self.context)?;
-        drivers.insert(key, driver.clone());
+        let driver = (self.connect)(environment, spec, &self.context)?;
+        drivers.insert(key, (spec.clone(), driver.clone()));
         Ok(driver)
+    }
+
+    /// Drops the drivers of gateways in scope (`only`, or every
+    /// environment) that `configured` no longer has.
+    fn forget_drivers(&self, only: Option<&str>, configured: &HashSet<(&str, &str)>) {
+        let mut drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
+        drivers.retain(|(env, gateway), _| {
+            only.is_some_and(|o| o != env) || configured.contains(&(env.as_str(), gateway.as_str()))
+        });
     }
 
     /// One pass over a loaded revision (of every environment, or of `only`),
@@ -409,7 +436,7 @@ impl Reconciler {
             }
             policies.insert(env.slug.as_str(), policy);
         }
-        let drifting: std::collections::HashSet<(String, String)> = self
+        let drifting: HashSet<(String, String)> = self
             .ledger
             .drift_episodes(only, true, usize::MAX)?
             .into_iter()
@@ -435,7 +462,7 @@ impl Reconciler {
                 })
             })
             .collect();
-        let configured: std::collections::HashSet<(&str, &str)> = rendered
+        let configured: HashSet<(&str, &str)> = rendered
             .iter()
             .map(|r| (r.environment.as_str(), r.gateway.as_str()))
             .collect();
@@ -468,6 +495,7 @@ impl Reconciler {
         // NB: a gateway removed from gateways.yaml (or its environment
         // removed) must not stay in status, failed, forever. `previous`
         // and `rendered` both cover only the environments in scope.
+        self.forget_drivers(only, &configured);
         let gone: Vec<(String, String)> = previous
             .into_keys()
             .filter(|(env, gw)| !configured.contains(&(env.as_str(), gw.as_str())))
@@ -1219,3 +1247,6 @@ fn group(mut reports: Vec<GatewayReport>) -> Vec<EnvironmentReport> {
     }
     environments
 }
+
+#[cfg(test)]
+mod tests;
