@@ -523,14 +523,8 @@ async fn a_hand_edit_of_a_gateway_configmap_is_healed_at_once_not_at_the_next_re
     })
     .await;
     let desired = synced.status.clone().unwrap().desired_digest.unwrap();
-    // NB: the first pass's writes (the ConfigRepository's status) wake one
-    // more pass; the edit comes after it, so only the watch can see it.
-    let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
-    eventually(30, "the ConfigRepository's status", &controller, || async {
-        repos.get("policy").await.ok()?.status?.revision.map(|_| ())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // NB: nothing else wakes the Environment now (its own status writes and
+    // the ConfigRepository's do not): only the watch can see the edit.
 
     // The ConfigMap says whose it is.
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &gateways);
@@ -571,8 +565,24 @@ async fn a_hand_edit_of_a_gateway_configmap_is_healed_at_once_not_at_the_next_re
     assert_eq!(status.history.len(), 2, "{:?}", status.history);
     assert_eq!(status.history[0].digest, desired);
 
-    // The heal's own write wakes nothing: one hand edit seen, no more.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The heal's own write wakes nothing: one hand edit seen, no more. NB:
+    // a requested reconcile, answered, stands in for a wait: the heal's
+    // ConfigMap event was delivered long before it.
+    environments
+        .patch(
+            "production",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "metadata": { "annotations": { k8s::crd::REQUESTED_AT: "after-the-heal" } }
+            })),
+        )
+        .await
+        .unwrap();
+    eventually(30, "the request answered", &controller, || async {
+        let status = environments.get("production").await.ok()?.status?;
+        (status.last_handled_reconcile_at.as_deref() == Some("after-the-heal")).then_some(())
+    })
+    .await;
     let log = controller.log();
     assert_eq!(
         log.matches("a gateway ConfigMap was edited by hand")
@@ -1208,14 +1218,17 @@ async fn unfinished_attempts_read_back_are_resolved_by_the_first_pass() {
         .await
         .unwrap();
 
+    // NB: the pass's own attempt is in the status before its apply, so
+    // every attempt finished is waited for, not only the old one.
     let ledger = eventually(
         90,
-        "the in-flight attempt resolved",
+        "the in-flight attempt resolved and the pass's own finished",
         &controller,
         || async {
             let ledger = environments.get("production").await.ok()?.status?.ledger?;
             let old = ledger.attempts.iter().find(|a| a.digest == in_flight)?;
-            old.outcome.is_some().then(|| ledger.clone())
+            (old.outcome.is_some() && ledger.attempts.iter().all(|a| a.outcome.is_some()))
+                .then(|| ledger.clone())
         },
     )
     .await;
@@ -1230,11 +1243,6 @@ async fn unfinished_attempts_read_back_are_resolved_by_the_first_pass() {
             .as_deref()
             .unwrap_or_default()
             .contains("interrupted")
-    );
-    assert!(
-        ledger.attempts.iter().all(|a| a.outcome.is_some()),
-        "{:?}",
-        ledger.attempts
     );
     drop(controller);
     let _ = Api::<Namespace>::all(client)
