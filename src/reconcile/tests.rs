@@ -171,6 +171,17 @@ impl World {
         }
     }
 
+    /// The gateway's newest attempt.
+    fn newest(&self, env: &str, gw: &str) -> Attempt {
+        let history = self.ledger.history(env, Some(gw), 1).unwrap();
+        history.into_iter().next().expect("an attempt")
+    }
+
+    /// Drift episodes of `env` (or all), open only or all.
+    fn episodes(&self, env: Option<&str>, open_only: bool) -> Vec<DriftEpisode> {
+        self.ledger.drift_episodes(env, open_only, 10).unwrap()
+    }
+
     fn drivers(&self) -> usize {
         self.reconciler.drivers.lock().unwrap().len()
     }
@@ -276,15 +287,9 @@ async fn a_hand_edit_is_healed_under_heal_and_left_under_detect_until_a_sync() {
     let drift = healed.drift.as_ref().expect("reported as drift");
     assert!(!drift.changes.is_empty(), "{drift:?}");
     assert_eq!(edited.digest().as_ref(), Some(&healed.desired));
-    let newest = &world
-        .ledger
-        .history("production", Some("prod-eu-1"), 1)
-        .unwrap()[0];
+    let newest = world.newest("production", "prod-eu-1");
     assert_eq!(newest.start.trigger, Trigger::Drift);
-    let episodes = world
-        .ledger
-        .drift_episodes(Some("production"), false, 10)
-        .unwrap();
+    let episodes = world.episodes(Some("production"), false);
     assert_eq!(episodes.len(), 1, "{episodes:?}");
     assert_eq!(episodes[0].resolution.as_deref(), Some("healed"));
     assert!(!gateway(&reports, "production", "prod-us-1").applied);
@@ -299,10 +304,7 @@ async fn a_hand_edit_is_healed_under_heal_and_left_under_detect_until_a_sync() {
     assert_eq!(left.state, GatewayState::Drifted, "{left:?}");
     assert!(!left.applied && left.drift.is_some(), "{left:?}");
     assert_eq!(edited.digest(), Digest::of_json(EDITED));
-    let open = world
-        .ledger
-        .drift_episodes(Some("development"), true, 10)
-        .unwrap();
+    let open = world.episodes(Some("development"), true);
     assert_eq!(open.len(), 1, "{open:?}");
     // The next scan finds the same episode open, not a second one.
     let reports = world
@@ -325,18 +327,9 @@ async fn a_hand_edit_is_healed_under_heal_and_left_under_detect_until_a_sync() {
         synced.applied && synced.state == GatewayState::InSync,
         "{synced:?}"
     );
-    let newest = &world
-        .ledger
-        .history("development", Some("dev-1"), 1)
-        .unwrap()[0];
+    let newest = world.newest("development", "dev-1");
     assert_eq!(newest.start.trigger, Trigger::Manual);
-    assert!(
-        world
-            .ledger
-            .drift_episodes(Some("development"), true, 10)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(world.episodes(Some("development"), true).is_empty());
 }
 
 #[tokio::test]
@@ -354,13 +347,7 @@ async fn a_gateway_that_restarted_empty_is_pushed_without_being_called_drift() {
     let pushed = gateway(&reports, "development", "dev-1");
     assert!(pushed.applied && pushed.drift.is_none(), "{pushed:?}");
     assert_eq!(fake.applies(), 2);
-    assert!(
-        world
-            .ledger
-            .drift_episodes(None, false, 10)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(world.episodes(None, false).is_empty());
 }
 
 #[tokio::test]
@@ -383,10 +370,7 @@ async fn a_refused_apply_fails_the_gateway_and_the_next_pass_retries_it() {
         "{failed:?}"
     );
     assert_eq!(fake.digest(), None, "nothing was swapped in");
-    let attempt = &world
-        .ledger
-        .history("development", Some("dev-1"), 1)
-        .unwrap()[0];
+    let attempt = world.newest("development", "dev-1");
     assert_eq!(attempt.outcome, Some(Outcome::Failed));
     assert!(
         world

@@ -73,6 +73,36 @@ fn production_on_a_configmap(work: &Path, namespace: &str) -> PathBuf {
     )
 }
 
+/// [`production_on_a_configmap`] in `gateways`, served over git and
+/// created as the ConfigRepository `policy` and the Environment
+/// `production` of `namespace`, with every requeue far away (the repository
+/// polled hourly, drift checked every 10 minutes): what happens at once is
+/// a watch's or a request's doing. The daemon serves while it lives.
+async fn production_far_from_any_requeue(
+    client: &Client,
+    work: &Path,
+    namespace: &str,
+    gateways: &str,
+) -> (PathBuf, GitDaemon) {
+    let repo = production_on_a_configmap(work, gateways);
+    let environment_yaml = repo.join("environments/production/environment.yaml");
+    let yaml = std::fs::read_to_string(&environment_yaml).unwrap();
+    assert!(yaml.contains("interval: 1m"), "{yaml}");
+    std::fs::write(
+        &environment_yaml,
+        yaml.replace("interval: 1m", "interval: 10m"),
+    )
+    .unwrap();
+    env::git(
+        &repo,
+        &["commit", "-q", "-am", "drift checked every 10 minutes"],
+    );
+    let daemon = GitDaemon::serve(&repo);
+    create_repository_every(client, namespace, &daemon.url(), "1h").await;
+    create_environment(client, namespace, "production", serde_json::json!({})).await;
+    (repo, daemon)
+}
+
 /// The ConfigRepository `policy`: `url`, branch main, polled every 2 s.
 async fn create_repository(client: &Client, namespace: &str, url: &str) {
     create_repository_every(client, namespace, url, "2s").await;
@@ -490,24 +520,9 @@ async fn a_hand_edit_of_a_gateway_configmap_is_healed_at_once_not_at_the_next_re
     let gateways = env::namespace(&client, "sluice-cmw-gw").await;
     let work = tempfile::tempdir().unwrap();
 
-    // Production on a ConfigMap in a namespace of its own; every requeue
-    // far away: the repository polled hourly, drift checked every 10 min.
-    let repo = production_on_a_configmap(work.path(), &gateways);
-    let environment_yaml = repo.join("environments/production/environment.yaml");
-    let yaml = std::fs::read_to_string(&environment_yaml).unwrap();
-    assert!(yaml.contains("interval: 1m"), "{yaml}");
-    std::fs::write(
-        &environment_yaml,
-        yaml.replace("interval: 1m", "interval: 10m"),
-    )
-    .unwrap();
-    env::git(
-        &repo,
-        &["commit", "-q", "-am", "drift checked every 10 minutes"],
-    );
-    let daemon = GitDaemon::serve(&repo);
-    create_repository_every(&client, &namespace, &daemon.url(), "1h").await;
-    create_environment(&client, &namespace, "production", serde_json::json!({})).await;
+    // Production on a ConfigMap in a namespace of its own.
+    let (_repo, _daemon) =
+        production_far_from_any_requeue(&client, work.path(), &namespace, &gateways).await;
     let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
 
     let controller = start_controller(
@@ -1297,21 +1312,8 @@ async fn a_push_a_sync_and_a_requested_at_reconcile_at_once() {
     install_crds(&client).await;
     let namespace = env::namespace(&client, "sluice-req").await;
     let work = tempfile::tempdir().unwrap();
-    let repo = production_on_a_configmap(work.path(), &namespace);
-    let environment_yaml = repo.join("environments/production/environment.yaml");
-    let yaml = std::fs::read_to_string(&environment_yaml).unwrap();
-    std::fs::write(
-        &environment_yaml,
-        yaml.replace("interval: 1m", "interval: 10m"),
-    )
-    .unwrap();
-    env::git(
-        &repo,
-        &["commit", "-q", "-am", "drift checked every 10 minutes"],
-    );
-    let daemon = GitDaemon::serve(&repo);
-    create_repository_every(&client, &namespace, &daemon.url(), "1h").await;
-    create_environment(&client, &namespace, "production", serde_json::json!({})).await;
+    let (repo, _daemon) =
+        production_far_from_any_requeue(&client, work.path(), &namespace, &namespace).await;
     let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
     let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
 
