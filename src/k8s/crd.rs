@@ -404,6 +404,28 @@ pub struct LedgerPack {
     pub source: String,
 }
 
+impl From<&crate::ledger::DeployedPack> for LedgerPack {
+    fn from(pack: &crate::ledger::DeployedPack) -> Self {
+        LedgerPack {
+            name: pack.name.clone(),
+            version: pack.version.clone(),
+            digest: pack.digest.clone(),
+            source: pack.source.clone(),
+        }
+    }
+}
+
+impl From<&LedgerPack> for crate::ledger::DeployedPack {
+    fn from(pack: &LedgerPack) -> Self {
+        crate::ledger::DeployedPack {
+            name: pack.name.clone(),
+            version: pack.version.clone(),
+            digest: pack.digest.clone(),
+            source: pack.source.clone(),
+        }
+    }
+}
+
 /// A gateway found running something other than what Sluice verified there.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -668,7 +668,7 @@ pub fn status_of(record: &EnvironmentRecord) -> LedgerStatus {
             .map(|d| LedgerDeployment {
                 revision: d.revision.clone(),
                 digest: d.digest.clone(),
-                packs: serde_json::from_str(&d.packs).unwrap_or_default(),
+                packs: d.packs.iter().map(LedgerPack::from).collect(),
                 verified_at: time_text(d.verified_at),
             })
             .collect(),
@@ -742,7 +742,11 @@ pub fn record_of(slug: &str, status: &LedgerStatus) -> EnvironmentRecord {
                 environment: slug.to_owned(),
                 revision: d.revision.clone(),
                 digest: d.digest.clone(),
-                packs: packs_json(&d.packs),
+                packs: d
+                    .packs
+                    .iter()
+                    .map(crate::ledger::DeployedPack::from)
+                    .collect(),
                 verified_at: millis(&d.verified_at),
             })
             .collect(),
@@ -763,10 +767,6 @@ pub fn record_of(slug: &str, status: &LedgerStatus) -> EnvironmentRecord {
             })
             .collect(),
     }
-}
-
-fn packs_json(packs: &[LedgerPack]) -> String {
-    serde_json::to_string(packs).unwrap_or_else(|_| "[]".into())
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ fn deployment(environment: &str, digest: &str, at: Millis) -> Deployment {
         environment: environment.into(),
         revision: format!("rev-{digest}"),
         digest: digest.into(),
-        packs: "[]".into(),
+        packs: Vec::new(),
         verified_at: at,
     }
 }

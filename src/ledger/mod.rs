@@ -233,9 +233,30 @@ pub struct Deployment {
     pub environment: String,
     pub revision: String,
     pub digest: String,
-    /// The packs of that version, as JSON (`[{name, version, digest}]`).
-    pub packs: String,
+    /// The packs of that version.
+    pub packs: Vec<DeployedPack>,
     pub verified_at: Millis,
+}
+
+/// A pack of a deployed version: what a promotion gate compares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployedPack {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    /// What promotion compares across environments (the shared base pack).
+    pub source: String,
+}
+
+impl From<&crate::config::render::PackDigest> for DeployedPack {
+    fn from(pack: &crate::config::render::PackDigest) -> Self {
+        DeployedPack {
+            name: pack.name.clone(),
+            version: pack.version.clone(),
+            digest: pack.digest.to_string(),
+            source: pack.source.to_string(),
+        }
+    }
 }
 
 /// A gateway found running something other than what Sluice verified there.

@@ -35,8 +35,8 @@ use crate::{
     },
     gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, Live},
     ledger::{
-        Attempt, AttemptFinish, AttemptId, AttemptStart, Deployment, DriftEpisode, GatewayRecord,
-        GatewayState, Ledger, LedgerError, Outcome, RevisionRecord, Trigger,
+        Attempt, AttemptFinish, AttemptId, AttemptStart, DeployedPack, Deployment, DriftEpisode,
+        GatewayRecord, GatewayState, Ledger, LedgerError, Outcome, RevisionRecord, Trigger,
     },
     promote::trailer::{self, Promotion},
     source::{Revision, prefix},
@@ -1107,7 +1107,7 @@ impl Reconciler {
                 environment: env.environment.clone(),
                 revision: revision.to_owned(),
                 digest: first.digest.to_string(),
-                packs: serde_json::to_string(&first.packs).unwrap_or_default(),
+                packs: first.packs.iter().map(DeployedPack::from).collect(),
                 verified_at: self.clock.now(),
             };
             if let Err(e) = self.written(self.ledger.record_deployment(&deployment)) {

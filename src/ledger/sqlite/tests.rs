@@ -907,7 +907,7 @@ fn deployment(environment: &str, revision: &str, digest: &str, at: Millis) -> De
         environment: environment.into(),
         revision: revision.into(),
         digest: digest.into(),
-        packs: "[]".into(),
+        packs: Vec::new(),
         verified_at: at,
     }
 }
@@ -1195,5 +1195,31 @@ fn an_empty_ledger_file_is_refused_unless_a_fresh_start_is_asked_for() {
             .unwrap()
             .len(),
         1
+    );
+}
+
+#[test]
+fn a_deployment_whose_packs_do_not_decode_is_an_error_not_a_version_without_packs() {
+    let (_dir, path, ledger) = fresh();
+    let mut kept = deployment("production", "c0ffee", "sha256:abc", 1);
+    kept.packs = vec![DeployedPack {
+        name: "audit".into(),
+        version: "1.0.0".into(),
+        digest: "sha256:p1".into(),
+        source: "sha256:s1".into(),
+    }];
+    ledger.record_deployment(&kept).unwrap();
+    assert_eq!(ledger.deployments("production", 1).unwrap(), vec![kept]);
+
+    // A hand edit (or a torn disk) of the column.
+    Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE deployments SET packs = '[{\"name\":'", [])
+        .unwrap();
+    let refused = ledger.deployments("production", 1).unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        text.contains("listing deployments") && text.contains("packs of a deployment"),
+        "{text}"
     );
 }
