@@ -20,7 +20,7 @@
 
 use crate::{
     config::model::{self, ConfigMapGateway, DurationText, FileGateway, HttpGateway},
-    ledger::{GatewayState, Outcome, Trigger},
+    ledger::{GatewayState, Outcome, Resolution, Trigger},
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -440,9 +440,9 @@ pub struct LedgerDriftEpisode {
     pub onset_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<String>,
-    /// `healed`, `reverted`, `superseded` or `removed`.
+    /// How it ended: `healed`, `reverted`, `superseded` or `removed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolution: Option<String>,
+    pub resolution: Option<Resolution>,
 }
 
 /// What one gateway runs.

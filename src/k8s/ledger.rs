@@ -32,7 +32,8 @@ use super::{
 use crate::drift::shortened;
 use crate::ledger::{
     Attempt, AttemptId, AttemptStart, BatchResult, Deployment, DriftEpisode, EnvironmentRecord,
-    GatewayRecord, Ledger, LedgerError, MemoryLedger, Millis, Outcome, RevisionRecord, WriteBatch,
+    GatewayRecord, Ledger, LedgerError, MemoryLedger, Millis, Outcome, Resolution, RevisionRecord,
+    WriteBatch,
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::{
@@ -545,7 +546,7 @@ impl Ledger for StatusLedger {
         environment: &str,
         gateway: &str,
         at: Millis,
-        resolution: &str,
+        resolution: Resolution,
     ) -> Result<Option<DriftEpisode>, LedgerError> {
         self.memory
             .resolve_drift(environment, gateway, at, resolution)
@@ -688,7 +689,7 @@ pub fn status_of(record: &EnvironmentRecord) -> LedgerStatus {
                 },
                 onset_at: time_text(e.onset_at),
                 resolved_at: e.resolved_at.map(time_text),
-                resolution: e.resolution.clone(),
+                resolution: e.resolution,
             })
             .collect(),
     }
@@ -763,7 +764,7 @@ pub fn record_of(slug: &str, status: &LedgerStatus) -> EnvironmentRecord {
                 changes: e.changes.clone(),
                 onset_at: millis(&e.onset_at),
                 resolved_at: e.resolved_at.as_deref().map(millis),
-                resolution: e.resolution.clone(),
+                resolution: e.resolution,
             })
             .collect(),
     }

@@ -85,6 +85,42 @@ impl Trigger {
     }
 }
 
+/// How a drift episode ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resolution {
+    /// Sluice put the desired version back (policy heal, or a sync).
+    Healed,
+    /// The gateway came back to it by other hands.
+    Reverted,
+    /// A new version was applied over it.
+    Superseded,
+    /// The gateway left the repository.
+    Removed,
+}
+
+impl Resolution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Healed => "healed",
+            Resolution::Reverted => "reverted",
+            Resolution::Superseded => "superseded",
+            Resolution::Removed => "removed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Resolution> {
+        [
+            Resolution::Healed,
+            Resolution::Reverted,
+            Resolution::Superseded,
+            Resolution::Removed,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -273,8 +309,8 @@ pub struct DriftEpisode {
     pub changes: String,
     pub onset_at: Millis,
     pub resolved_at: Option<Millis>,
-    /// How it ended: `healed`, `reverted` (back by hand), `superseded` (a new version applied).
-    pub resolution: Option<String>,
+    /// How it ended.
+    pub resolution: Option<Resolution>,
 }
 
 /// The store the reconciler keeps its memory in.
@@ -329,7 +365,7 @@ pub trait Ledger: Send + Sync {
         environment: &str,
         gateway: &str,
         at: Millis,
-        resolution: &str,
+        resolution: Resolution,
     ) -> Result<Option<DriftEpisode>, LedgerError>;
     /// Drift episodes (open only, or all), newest first.
     fn drift_episodes(

@@ -15,7 +15,7 @@ mod tests;
 
 use super::{
     Attempt, AttemptFinish, AttemptId, AttemptStart, BatchResult, DeployedPack, Deployment,
-    DriftEpisode, GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Outcome,
+    DriftEpisode, GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Outcome, Resolution,
     RevisionRecord, Trigger, WriteBatch,
 };
 use rusqlite::types::Type;
@@ -743,7 +743,7 @@ impl Ledger for SqliteLedger {
         environment: &str,
         gateway: &str,
         at: Millis,
-        resolution: &str,
+        resolution: Resolution,
     ) -> Result<Option<DriftEpisode>, LedgerError> {
         self.conn()
             .prepare_cached(&format!(
@@ -755,7 +755,7 @@ impl Ledger for SqliteLedger {
             // commit that fails is an error (see `start_attempt`).
             .and_then(|mut stmt| {
                 stmt.query_map(
-                    params![environment, gateway, at, resolution],
+                    params![environment, gateway, at, resolution.as_str()],
                     drift_from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()
@@ -801,7 +801,12 @@ fn drift_from_row(row: &Row<'_>) -> rusqlite::Result<DriftEpisode> {
         changes: row.get(5)?,
         onset_at: row.get(6)?,
         resolved_at: row.get(7)?,
-        resolution: row.get(8)?,
+        resolution: row
+            .get::<_, Option<String>>(8)?
+            .map(|text| {
+                Resolution::parse(&text).ok_or_else(|| unknown_value(8, "resolution", &text))
+            })
+            .transpose()?,
     })
 }
 

@@ -36,7 +36,8 @@ use crate::{
     gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, Live},
     ledger::{
         Attempt, AttemptFinish, AttemptId, AttemptStart, DeployedPack, Deployment, DriftEpisode,
-        GatewayRecord, GatewayState, Ledger, LedgerError, Outcome, RevisionRecord, Trigger,
+        GatewayRecord, GatewayState, Ledger, LedgerError, Outcome, Resolution, RevisionRecord,
+        Trigger,
     },
     promote::trailer::{self, Promotion},
     source::{Revision, prefix},
@@ -502,10 +503,12 @@ impl Reconciler {
             .collect();
         if !gone.is_empty() {
             for (env, gateway) in &gone {
-                self.written(
-                    self.ledger
-                        .resolve_drift(env, gateway, self.clock.now(), "removed"),
-                )?;
+                self.written(self.ledger.resolve_drift(
+                    env,
+                    gateway,
+                    self.clock.now(),
+                    Resolution::Removed,
+                ))?;
             }
             self.written(self.ledger.remove_gateways(&gone))?;
         }
@@ -653,7 +656,7 @@ impl Reconciler {
                         let report =
                             report(desired, GatewayState::InSync, live.digest, false, None);
                         if was_drifted {
-                            self.drift_ended(desired, &report, policy, "reverted");
+                            self.drift_ended(desired, &report, policy, Resolution::Reverted);
                         }
                         report
                     }
@@ -684,9 +687,9 @@ impl Reconciler {
             .await;
         if report.state == GatewayState::InSync && (was_drifted || drift.is_some()) {
             let how = if drift.is_some() {
-                "healed"
+                Resolution::Healed
             } else {
-                "superseded"
+                Resolution::Superseded
             };
             self.drift_ended(desired, &report, policy, how);
         }
@@ -831,7 +834,7 @@ impl Reconciler {
         desired: &Desired,
         report: &GatewayReport,
         policy: &EnvironmentPolicy,
-        how: &str,
+        how: Resolution,
     ) {
         let closed = self.written(self.ledger.resolve_drift(
             &desired.environment,
@@ -841,14 +844,14 @@ impl Reconciler {
         ));
         match closed {
             Ok(Some(_)) => {
-                tracing::info!(resolution = how, "drift resolved");
+                tracing::info!(resolution = how.as_str(), "drift resolved");
                 if policy.alerts_on_drift() {
                     self.alert(
                         policy,
                         AlertEvent::DriftResolved,
                         desired,
                         report,
-                        Some(how.into()),
+                        Some(how.as_str().into()),
                     );
                 }
             }

@@ -291,7 +291,7 @@ async fn a_hand_edit_is_healed_under_heal_and_left_under_detect_until_a_sync() {
     assert_eq!(newest.start.trigger, Trigger::Drift);
     let episodes = world.episodes(Some("production"), false);
     assert_eq!(episodes.len(), 1, "{episodes:?}");
-    assert_eq!(episodes[0].resolution.as_deref(), Some("healed"));
+    assert_eq!(episodes[0].resolution, Some(Resolution::Healed));
     assert!(!gateway(&reports, "production", "prod-us-1").applied);
 
     // Development detects: recorded and left as it runs.

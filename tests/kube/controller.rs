@@ -955,7 +955,8 @@ async fn the_ledger_lives_in_the_status_and_outlives_the_controller_and_its_disk
         let env = environments.get("production").await.ok()?;
         let ledger = env.status?.ledger?;
         let episode = ledger.drift_episodes.first()?.clone();
-        (episode.resolution.as_deref() == Some("healed")).then_some((ledger, episode))
+        (episode.resolution == Some(sluice::ledger::Resolution::Healed))
+            .then_some((ledger, episode))
     })
     .await;
     let (ledger, episode) = healed;

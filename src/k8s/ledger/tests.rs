@@ -59,7 +59,7 @@ fn sample() -> MemoryLedger {
         })
         .unwrap();
     ledger
-        .resolve_drift("production", "gw-1", T0 + 2, "healed")
+        .resolve_drift("production", "gw-1", T0 + 2, Resolution::Healed)
         .unwrap();
     ledger
 }

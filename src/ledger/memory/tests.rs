@@ -68,7 +68,7 @@ fn deployments_and_resolved_episodes_are_bounded_open_ones_kept() {
     for i in 0..(EPISODES_KEPT as Millis + 5) {
         ledger.open_drift(&episode("flappy", T0 + i)).unwrap();
         ledger
-            .resolve_drift("prod", "flappy", T0 + i, "healed")
+            .resolve_drift("prod", "flappy", T0 + i, Resolution::Healed)
             .unwrap();
     }
     let record = ledger.environment("prod");
