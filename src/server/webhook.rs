@@ -142,6 +142,19 @@ pub fn github_signature(secret: &str, body: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// GitHub's published example ("Validating webhook deliveries").
+    #[test]
+    fn the_signature_matches_githubs_test_vector() {
+        let expected = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert_eq!(
+            github_signature("It's a Secret to Everybody", b"Hello, World!"),
+            expected
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("x-hub-signature-256", expected.parse().unwrap());
+        assert!(verified("It's a Secret to Everybody", &headers, b"Hello, World!"));
+    }
+
     #[test]
     fn github_and_gitlab_deliveries() {
         let body = br#"{"ref":"refs/heads/main"}"#;
