@@ -133,6 +133,7 @@ async fn reconcile_loop(
     let mut request = Some(SyncRequest {
         trigger: Trigger::Startup,
         environment: None,
+        repositories: None,
         received: Instant::now(),
     });
     loop {
@@ -144,11 +145,13 @@ async fn reconcile_loop(
                 _ = tokio::time::sleep_until(next_poll.into()) => SyncRequest {
                     trigger: Trigger::Poll,
                     environment: None,
+                    repositories: None,
                     received: Instant::now(),
                 },
                 _ = sleep_until(due.as_ref().map(|(_, at)| *at)) => SyncRequest {
                     trigger: Trigger::Drift,
                     environment: due.map(|(env, _)| env),
+                    repositories: None,
                     received: Instant::now(),
                 },
                 request = state.sync.next() => request,

@@ -34,7 +34,7 @@ use crate::{
     ledger::Trigger,
     promote::trailer,
     reconcile::{EnvironmentReport, NoProgress, Pass, Reconciler},
-    server::{ServerState, SyncRequest},
+    server::{ServerState, SyncRequest, webhook::repository_key},
     source::{Credentials, Follower, Target, TrustedKeys, follow::Token, prefix, verify_commit},
 };
 use futures::StreamExt;
@@ -181,6 +181,8 @@ pub struct Context {
     seen: Mutex<HashSet<String>>,
     /// Consecutive failures per Environment, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The resourceVersion each Environment's last status write returned.
+    written: Mutex<HashMap<String, String>>,
     /// Reconciles asked for and not yet run, by Environment: the trigger to
     /// record and when it was asked for (an older fetch does not answer it).
     requested: Mutex<HashMap<String, (Trigger, Instant)>>,
@@ -272,6 +274,7 @@ impl Context {
             seen: Mutex::default(),
             failures: Mutex::default(),
             requested: Mutex::default(),
+            written: Mutex::default(),
         }
     }
 
@@ -304,17 +307,42 @@ impl Context {
     }
 
     /// The Environments a sync request (webhook, `POST /api/v1/sync`) names
-    /// (those of its environment slug, or all), each asked to reconcile.
-    fn requested_by(
+    /// (those of its environment slug, or all; for a push, those of the
+    /// pushed repository), each asked to reconcile.
+    async fn requested_by(
         &self,
         request: &SyncRequest,
         environments: &reflector::Store<Environment>,
+        repositories: &Api<ConfigRepository>,
     ) -> Vec<ObjectRef<Environment>> {
+        // NB: (namespace, name) of the ConfigRepositories pushed to; a list
+        // that fails reconciles every Environment rather than none.
+        let pushed: Option<HashSet<(String, String)>> = match &request.repositories {
+            None => None,
+            Some(keys) => match repositories.list(&ListParams::default()).await {
+                Ok(list) => Some(
+                    list.items
+                        .iter()
+                        .filter(|repo| keys.contains(&repository_key(&repo.spec.url)))
+                        .map(|repo| (repo.namespace().unwrap_or_default(), repo.name_any()))
+                        .collect(),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list the ConfigRepositories; reconciling every Environment");
+                    None
+                }
+            },
+        };
         let named = environments.state().into_iter().filter(|env| {
+            let of_repository = (
+                env.namespace().unwrap_or_default(),
+                env.spec.repository_ref.name.clone(),
+            );
             request
                 .environment
                 .as_deref()
                 .is_none_or(|slug| slug_of(env) == slug)
+                && pushed.as_ref().is_none_or(|p| p.contains(&of_repository))
         });
         named
             .map(|env| {
@@ -489,11 +517,14 @@ pub async fn run(
     // NB: the webhook and `POST /api/v1/sync` queue requests on the server;
     // each becomes a reconcile of the Environments it names.
     let by_request = store.clone();
+    let pushed_to = api::<ConfigRepository>(client, namespace);
     let requests = futures::stream::unfold(context.clone(), move |context| {
-        let environments = by_request.clone();
+        let (environments, repositories) = (by_request.clone(), pushed_to.clone());
         async move {
             let request = context.server.sync.next().await;
-            let woken = context.requested_by(&request, &environments);
+            let woken = context
+                .requested_by(&request, &environments, &repositories)
+                .await;
             tracing::info!(
                 trigger = request.trigger.as_str(),
                 environments = woken.len(),
@@ -651,6 +682,9 @@ impl Work {
 
 async fn reconcile(env: Arc<Environment>, context: Arc<Context>) -> Result<Action, Error> {
     let key = key(&env);
+    let Some(env) = context.current(env).await? else {
+        return Ok(Action::await_change());
+    };
     let started = Instant::now();
     let work = context.work(&env).await?;
     let observed = Observed {
@@ -782,18 +816,59 @@ impl Context {
             "kind": "Environment",
             "status": status,
         });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::WriteStatus {
-            source: Box::new(source),
-            namespace,
-            name,
-        })?;
+        let written = api
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(|source| Error::WriteStatus {
+                source: Box::new(source),
+                namespace,
+                name,
+            })?;
+        if let Some(version) = written.resource_version() {
+            let mut versions = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            versions.insert(key(env), version);
+        }
         Ok(())
+    }
+
+    /// `env` as the API server has it now. The store a reconcile's object
+    /// comes from can lag behind this controller's own last status write
+    /// (a busy watch); a status built on that older one would drop what the
+    /// write added (its history). Read again when the object is not the
+    /// version that write returned; `None` when it is gone.
+    async fn current(&self, env: Arc<Environment>) -> Result<Option<Arc<Environment>>, Error> {
+        let key = key(&env);
+        let written = self
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if written.is_none() || written == env.resource_version() {
+            return Ok(Some(env));
+        }
+        let namespace = env.namespace().unwrap_or_default();
+        let api: Api<Environment> = Api::namespaced(self.client.clone(), &namespace);
+        let fresh = api
+            .get_opt(&env.name_any())
+            .await
+            .map_err(|source| Error::Get {
+                kind: "Environment",
+                namespace,
+                name: env.name_any(),
+                source: Box::new(source),
+            })?;
+        if fresh.is_none() {
+            self.written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        }
+        Ok(fresh.map(Arc::new))
     }
 
     async fn publish_events(&self, env: &Environment, previous: &EnvironmentStatus, work: &Work) {

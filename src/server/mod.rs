@@ -54,6 +54,9 @@ use tokio::sync::Notify;
 pub struct SyncRequest {
     pub trigger: Trigger,
     pub environment: Option<String>,
+    /// The repository a push was to, as [`webhook::repository_key`]s of
+    /// its URLs; `None`: any (not a push, or one that did not say).
+    pub repositories: Option<Vec<String>>,
     /// When the request arrived (for webhook-to-apply latency).
     pub received: std::time::Instant,
 }
@@ -208,17 +211,19 @@ async fn sync(
         Scope::Environment(env) => Some(env),
         Scope::Admin | Scope::Open => q.env,
     };
-    request_sync(&state, Trigger::Manual, environment).await
+    request_sync(&state, Trigger::Manual, environment, None).await
 }
 
 async fn request_sync(
     state: &ServerState,
     trigger: Trigger,
     environment: Option<String>,
+    repositories: Option<Vec<String>>,
 ) -> Response {
     let request = SyncRequest {
         trigger,
         environment,
+        repositories,
         received: std::time::Instant::now(),
     };
     state.sync.push(request);
@@ -271,11 +276,21 @@ fn merge(waiting: SyncRequest, new: SyncRequest) -> SyncRequest {
         (Some(a), Some(b)) if a == b => Some(a),
         _ => None,
     };
+    let repositories = match (waiting.repositories, new.repositories) {
+        (Some(mut a), Some(b)) => {
+            a.extend(b);
+            a.sort();
+            a.dedup();
+            Some(a)
+        }
+        _ => None,
+    };
     SyncRequest {
         // The older arrival, so latency is counted from the first request.
         received: waiting.received.min(new.received),
         trigger: waiting.trigger,
         environment,
+        repositories,
     }
 }
 
@@ -287,6 +302,7 @@ mod tests {
         SyncRequest {
             trigger: Trigger::Manual,
             environment: environment.map(str::to_owned),
+            repositories: None,
             received: std::time::Instant::now(),
         }
     }

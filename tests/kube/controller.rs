@@ -1301,10 +1301,12 @@ fn retain_for(repo: &Path, days: u32) -> String {
 
 /// Every way to ask for a reconcile reaches the controller at once, long
 /// before any requeue (the repository is polled hourly, drift checked every
-/// 10 minutes): a signed git push to `/hooks/git`, `POST /api/v1/sync`
-/// with an API token, and `sluice.dev/requestedAt` on the Environment and
-/// on the ConfigRepository. Each new head is applied with the trigger that
-/// asked for it, and each status says which request it handled.
+/// 10 minutes): a signed git push of its repository to `/hooks/git` (a push
+/// of another repository wakes none of its Environments), `POST
+/// /api/v1/sync` with an API token, and `sluice.dev/requestedAt` on the
+/// Environment and on the ConfigRepository. Each new head is applied with
+/// the trigger that asked for it, and each status says which request it
+/// handled.
 #[tokio::test]
 async fn a_push_a_sync_and_a_requested_at_reconcile_at_once() {
     let Some(client) = env::client().await else {
@@ -1313,7 +1315,7 @@ async fn a_push_a_sync_and_a_requested_at_reconcile_at_once() {
     install_crds(&client).await;
     let namespace = env::namespace(&client, "sluice-req").await;
     let work = tempfile::tempdir().unwrap();
-    let (repo, _daemon) =
+    let (repo, daemon) =
         production_far_from_any_requeue(&client, work.path(), &namespace, &namespace).await;
     let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
     let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
@@ -1355,55 +1357,34 @@ async fn a_push_a_sync_and_a_requested_at_reconcile_at_once() {
     let http = reqwest::Client::new();
     let api = format!("http://{}", controller.address);
 
-    // A push, signed as GitHub signs it.
-    let head = retain_for(&repo, 366);
-    let body = r#"{"ref":"refs/heads/main"}"#;
-    let hook = http
-        .post(format!("{api}/hooks/git"))
-        .header(
-            "x-hub-signature-256",
-            github_signature(secret, body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(hook.status(), 202);
-    applied(head, Trigger::Webhook, "the pushed head applied").await;
-
-    // A forged push is refused and reconciles nothing.
-    let forged = http
-        .post(format!("{api}/hooks/git"))
-        .header(
-            "x-hub-signature-256",
-            github_signature("guess", body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forged.status(), 401);
-
-    // `sluice sync --server`'s request, with and without a token.
-    let head = retain_for(&repo, 367);
-    let sync = format!("{api}/api/v1/sync?env=production");
-    assert_eq!(http.post(&sync).send().await.unwrap().status(), 401);
-    let synced = http
-        .post(&sync)
-        .bearer_auth("admin-token-9")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(synced.status(), 202);
-    applied(head, Trigger::Manual, "the head applied on a sync request").await;
-
-    // The Environment's own request.
-    let head = retain_for(&repo, 368);
+    let push = |secret: &str, clone_url: &str| {
+        let body = serde_json::json!({
+            "ref": "refs/heads/main",
+            "repository": { "clone_url": clone_url },
+        })
+        .to_string();
+        http.post(format!("{api}/hooks/git"))
+            .header(
+                "x-hub-signature-256",
+                github_signature(secret, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+    };
     let request = |value: &str| {
         Patch::Merge(serde_json::json!({
             "metadata": { "annotations": { k8s::crd::REQUESTED_AT: value } }
         }))
     };
+
+    // A push to another repository reconciles none of this one's
+    // Environments: the Environment's own request, made after it, is what
+    // applies the new head.
+    let head = retain_for(&repo, 366);
+    let elsewhere = push(secret, "https://git.example.com/other/policy.git")
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 202);
     environments
         .patch("production", &PatchParams::default(), &request("env-1"))
         .await
@@ -1415,6 +1396,29 @@ async fn a_push_a_sync_and_a_requested_at_reconcile_at_once() {
     )
     .await;
     assert_eq!(handled.as_deref(), Some("env-1"));
+
+    // A push to this repository, signed as GitHub signs it.
+    let head = retain_for(&repo, 367);
+    let hook = push(secret, &daemon.url()).await.unwrap();
+    assert_eq!(hook.status(), 202);
+    applied(head, Trigger::Webhook, "the pushed head applied").await;
+
+    // A forged push is refused.
+    let forged = push("guess", &daemon.url()).await.unwrap();
+    assert_eq!(forged.status(), 401);
+
+    // `sluice sync --server`'s request, with and without a token.
+    let head = retain_for(&repo, 368);
+    let sync = format!("{api}/api/v1/sync?env=production");
+    assert_eq!(http.post(&sync).send().await.unwrap().status(), 401);
+    let synced = http
+        .post(&sync)
+        .bearer_auth("admin-token-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(synced.status(), 202);
+    applied(head, Trigger::Manual, "the head applied on a sync request").await;
 
     // The repository's request: its Environments fetch and reconcile.
     let head = retain_for(&repo, 369);
