@@ -83,7 +83,13 @@ for values in "$CHART"/ci/*-values.yaml; do
 			[[ -z $bad ]] || { echo "$bad"; exit 1; }' _ "$out" "$namespace"
 	check "ci/$name: NOTES.txt renders" grep -q "is installed as $release in namespace $namespace" "$work/$name.notes"
 done
+printf '{}\n' >"$work/bare-values.yaml"
+check "the bare defaults (no API tokens, no api.allowOpen) are refused, saying what to set" \
+	bash -c '! out=$(bash scripts/helm-render.sh render "$1" --values "$2" 2>&1) && grep -q "api.tokensSecretName" <<<"$out"' \
+	_ "$CHART" "$work/bare-values.yaml"
 if [[ -n ${rendered[full]:-} ]]; then
+	check "ci/full: API tokens from the Secret (SLUICE_API_TOKENS), no --allow-open-api" \
+		bash -c 'grep -q "name: SLUICE_API_TOKENS" "$1" && ! grep -q -- "--allow-open-api" "$1"' _ "${rendered[full]}"
 	check "ci/full: ClusterRole, gateway namespace Roles and the ConfigRepository are rendered" \
 		bash -c 'for k in "kind: ClusterRole" "namespace: sluice-chart-gw-b" "kind: ConfigRepository" "kind: Environment"; do
 			grep -q "$k" "$1" || { echo "missing: $k"; exit 1; }; done' _ "${rendered[full]}"
@@ -97,6 +103,7 @@ if [[ -n ${rendered[default]:-} ]]; then
 		grep -q -- "--gateway-namespace" "${rendered[default]}"
 fi
 if [[ -n ${rendered[minimal]:-} ]]; then
+	check "ci/minimal: an open API on purpose (--allow-open-api)" grep -q -- "- --allow-open-api" "${rendered[minimal]}"
 	refuse "ci/minimal: no ServiceAccount, metrics port or Lease rules" \
 		grep -qE "^kind: ServiceAccount|name: metrics|leases" "${rendered[minimal]}"
 fi

@@ -2,18 +2,18 @@
 //!
 //! A config repository holds one directory per environment; Sluice validates
 //! each revision, renders every gateway's desired state into a versioned
-//! document, and (in later parts) pushes it into the gateways and keeps a
-//! ledger of which version runs where.
+//! document, pushes it into the gateways, reads back what each runs and
+//! keeps a ledger of which version runs where.
 //!
 //! | module   | job |
 //! | -------- | --- |
 //! | [source]    | read a repository at a commit or in the work tree; follow a branch |
 //! | [config]    | types, loading, validation, rendering, digests |
 //! | [gateway]   | the `Gateway` trait, its drivers, the reference gateway |
-//! | [reconcile] | the loop: plan, apply, verify; no knowledge of where it runs |
+//! | [reconcile] | the loop: read, apply, verify, gates; no knowledge of where it runs |
 //! | [ledger]    | which version runs where, every attempt (SQLite) |
 //! | [plan]      | what a change does, for its reviewer; governance-weakening changes |
-//! | [drift]     | what a drifted gateway runs against what it should; alerts |
+//! | [drift]     | the drift rule (`decide`), what a drifted gateway runs against what it should; alerts |
 //! | [promote]   | a branch that brings one environment's packs into the next one |
 //! | [rollback]  | a branch that puts one environment back on a version it ran whole |
 //! | [server]    | HTTP: health, metrics, status API, git webhook |

@@ -4,6 +4,7 @@
 
 use super::{
     Cli, Outcome, StateArgs,
+    access::AccessArgs,
     allow::AllowArgs,
     engine::{Core, parse_duration},
 };
@@ -26,7 +27,8 @@ use tokio::sync::watch;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Address of the HTTP server (/healthz, /readyz, /metrics).
+    /// Address of the HTTP server (/healthz, /readyz, /metrics, the API
+    /// and the git webhook).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// A second address serving /metrics (and the rest), e.g. for a metrics Service.
@@ -64,6 +66,8 @@ pub struct Args {
     #[command(flatten)]
     pub http: super::run::HttpArgs,
     #[command(flatten)]
+    pub access: AccessArgs,
+    #[command(flatten)]
     pub state: StateArgs,
     /// What each environment's `gateways.yaml` and alerts may use. Tokens
     /// of `Gateway` objects come from their Secrets and need no
@@ -83,6 +87,11 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             "the controller keeps its ledger in the Environments' status; drop --cluster"
         );
     }
+    // NB: before the API server is reached: an open API beyond loopback is
+    // refused whatever else is wrong.
+    let tokens = args
+        .access
+        .tokens(std::iter::once(args.listen).chain(args.metrics_listen))?;
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes API (set KUBECONFIG, or run in a cluster)")?;
@@ -92,7 +101,7 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let secrets = SecretValues::default();
     let mut context = DriverContext::new(args.state.data_dir.clone());
     context.timeout = args.timeout;
-    let allowances = args.allow.allowances([]);
+    let allowances = args.allow.allowances(args.access.own_variables());
     super::engine::warn_if_closed(&allowances);
     context.secrets = {
         let secrets = secrets.clone();
@@ -121,8 +130,8 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             metrics.register_alerts(core.alerts.counters());
             metrics
         },
-        tokens: Default::default(),
-        webhook_secret: None,
+        tokens,
+        webhook_secret: args.access.webhook_secret(),
         sync: Default::default(),
     });
     let shutdown = server::shutdown_signal()?;

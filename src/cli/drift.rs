@@ -61,11 +61,26 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         args.state.data_dir.clone(),
         std::sync::Arc::new(args.engine.allowances([])),
     );
+    // NB: the newest deployment of each environment, as the reconciler
+    // reads it: a gateway whose last read failed is still judged by it.
+    let mut deployments = std::collections::HashMap::new();
+    if let Some(ledger) = &ledger {
+        for slug in repo
+            .environments
+            .keys()
+            .filter(|slug| args.environment.as_ref().is_none_or(|only| only == *slug))
+        {
+            if let Some(newest) = ledger.deployments(slug, 1)?.into_iter().next() {
+                deployments.insert(slug.clone(), newest.digest);
+            }
+        }
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     let found = runtime.block_on(observe(
         repo,
         &loaded.revision.to_string(),
         &records,
+        &deployments,
         &context,
         args.environment.as_deref(),
         args.engine.concurrency,

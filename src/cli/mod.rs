@@ -1,6 +1,7 @@
 //! The `sluice` command line: clap definitions in one place, one module per
 //! subcommand. Exit codes: 0 fine, 1 findings, 2 usage or environment error.
 
+mod access;
 mod allow;
 mod client;
 mod controller;

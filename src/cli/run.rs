@@ -4,6 +4,7 @@
 
 use super::{
     Cli, Outcome, StateArgs,
+    access::AccessArgs,
     engine::{Engine, EngineArgs, parse_duration},
 };
 use crate::source::prefix;
@@ -11,12 +12,11 @@ use crate::{
     config::Loaded,
     ledger::Trigger,
     reconcile::{Clock, NoProgress, Pass, SystemClock},
-    server::{self, Metrics, ServerState, SyncRequest, Tokens},
+    server::{self, Metrics, ServerState, SyncRequest},
 };
 use anyhow::Context;
 use std::{
     net::SocketAddr,
-    path::PathBuf,
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
@@ -30,15 +30,8 @@ pub struct Args {
     /// Address of the HTTP server (health, metrics, API, webhook).
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub listen: SocketAddr,
-    /// Environment variable holding the git webhook's secret; the hook is off without it.
-    #[arg(long, default_value = "SLUICE_WEBHOOK_SECRET")]
-    pub webhook_secret_env: String,
-    /// Environment variable holding API tokens, `SCOPE:TOKEN,…` (SCOPE: admin or an environment).
-    #[arg(long, default_value = "SLUICE_API_TOKENS")]
-    pub tokens_env: String,
-    /// File of API tokens, one `SCOPE TOKEN` per line.
-    #[arg(long)]
-    pub tokens_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub access: AccessArgs,
     /// How long in-flight applies may finish after SIGTERM/SIGINT.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -80,19 +73,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     runtime.block_on(serve(cli, args))
 }
 
-fn tokens(args: &Args) -> anyhow::Result<Tokens> {
-    let mut text = std::env::var(&args.tokens_env).unwrap_or_default();
-    if let Some(file) = &args.tokens_file {
-        let content = std::fs::read_to_string(file)
-            .with_context(|| format!("reading tokens from {}", file.display()))?;
-        text.push('\n');
-        text.push_str(&content);
-    }
-    Ok(Tokens::parse(&text)?)
-}
-
 async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
-    let own = [args.tokens_env.as_str(), args.webhook_secret_env.as_str()];
+    let own = args.access.own_variables();
+    // NB: before anything is fetched: an open API beyond loopback is refused.
+    let tokens = args.access.tokens([args.listen])?;
     let engine = Engine::new(cli, &args.state, &args.engine, args.engine.allowances(own))?;
     let state = Arc::new(ServerState {
         ledger: engine.reconciler.ledger().clone(),
@@ -103,10 +87,8 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             metrics.register_alerts(engine.alerts.counters());
             metrics
         },
-        tokens: tokens(args)?,
-        webhook_secret: std::env::var(&args.webhook_secret_env)
-            .ok()
-            .filter(|s| !s.is_empty()),
+        tokens,
+        webhook_secret: args.access.webhook_secret(),
         sync: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -151,6 +133,7 @@ async fn reconcile_loop(
     let mut request = Some(SyncRequest {
         trigger: Trigger::Startup,
         environment: None,
+        repositories: None,
         received: Instant::now(),
     });
     loop {
@@ -162,11 +145,13 @@ async fn reconcile_loop(
                 _ = tokio::time::sleep_until(next_poll.into()) => SyncRequest {
                     trigger: Trigger::Poll,
                     environment: None,
+                    repositories: None,
                     received: Instant::now(),
                 },
                 _ = sleep_until(due.as_ref().map(|(_, at)| *at)) => SyncRequest {
                     trigger: Trigger::Drift,
                     environment: due.map(|(env, _)| env),
+                    repositories: None,
                     received: Instant::now(),
                 },
                 request = state.sync.next() => request,

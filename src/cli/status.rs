@@ -193,7 +193,9 @@ fn drift_history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
                         e.gateway.clone(),
                         short_digest(e.live_digest.as_deref()),
                         e.resolved_at.map_or_else(|| "open".to_owned(), rfc3339),
-                        e.resolution.clone().unwrap_or_default(),
+                        e.resolution
+                            .map(|r| r.as_str().to_owned())
+                            .unwrap_or_default(),
                     ]
                 })
                 .collect();

@@ -9,8 +9,11 @@
 //! This module holds what drift is made of: the comparison of the live
 //! document with the desired one, the alerts, and their delivery.
 
+pub mod decide;
 pub mod notify;
 pub mod scan;
+
+pub use decide::{Decision, Facts, decide};
 
 use crate::{
     config::{

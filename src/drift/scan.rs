@@ -1,11 +1,12 @@
 //! A read-only look at every gateway against the revision it should run:
-//! what `sluice drift` prints. Nothing is applied or recorded.
+//! what `sluice drift` prints. Nothing is applied or recorded; whether a
+//! gateway drifted is [`super::decide`]'s call, as in the reconciler.
 
-use super::compare_live;
+use super::{compare_live, decide};
 use crate::{
     config::{Digest, RenderedGateway, Repository, diff::Change, render_all},
     gateway::{self, Desired, DriverContext},
-    ledger::{GatewayRecord, GatewayState},
+    ledger::{GatewayRecord, Trigger},
 };
 use futures::StreamExt;
 use serde::Serialize;
@@ -16,14 +17,25 @@ use std::collections::HashMap;
 #[serde(rename_all = "kebab-case")]
 pub enum Found {
     InSync,
-    /// Something other than what Sluice verified there (or, with no ledger
-    /// record, other than the revision's render).
+    /// Something other than what Sluice verified there.
     Drifted,
-    /// An older version: the change is not applied yet (not drift).
+    /// A version Sluice has not verified there: the change is not applied
+    /// yet, or Sluice never applied to it (no ledger record). Not drift.
     Pending,
     /// Nothing (restarted empty, or never configured): not drift.
     Empty,
     Unreachable,
+}
+
+impl From<decide::Found> for Found {
+    fn from(found: decide::Found) -> Self {
+        match found {
+            decide::Found::InSync => Found::InSync,
+            decide::Found::Empty => Found::Empty,
+            decide::Found::Pending => Found::Pending,
+            decide::Found::Drifted => Found::Drifted,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -41,11 +53,14 @@ pub struct Observation {
     pub error: Option<String>,
 }
 
-/// Reads every gateway (of `only`, or all) at most `concurrency` at once.
+/// Reads every gateway (of `only`, or all) at most `concurrency` at once,
+/// against the ledger's `records` and each environment's newest deployment
+/// digest (`deployments`, by slug).
 pub async fn observe(
     repo: &Repository,
     revision: &str,
     records: &[GatewayRecord],
+    deployments: &HashMap<String, String>,
     context: &DriverContext,
     only: Option<&str>,
     concurrency: usize,
@@ -58,7 +73,8 @@ pub async fn observe(
     let mut found: Vec<Observation> = futures::stream::iter(&rendered)
         .map(|r| {
             let record = records.get(&(r.environment.as_str(), r.gateway.as_str()));
-            observe_one(repo, r, revision, record.copied(), context)
+            let deployment = deployments.get(&r.environment).map(String::as_str);
+            observe_one(repo, r, revision, record.copied(), deployment, context)
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
@@ -72,6 +88,7 @@ async fn observe_one(
     rendered: &RenderedGateway,
     revision: &str,
     record: Option<&GatewayRecord>,
+    deployment: Option<&str>,
     context: &DriverContext,
 ) -> Observation {
     let mut observation = Observation {
@@ -84,10 +101,10 @@ async fn observe_one(
         diff: String::new(),
         error: None,
     };
-    let spec = repo
-        .environments
-        .get(&rendered.environment)
-        .and_then(|env| env.gateways.iter().find(|g| g.name() == rendered.gateway));
+    let Some(env) = repo.environments.get(&rendered.environment) else {
+        return observation;
+    };
+    let spec = env.gateways.iter().find(|g| g.name() == rendered.gateway);
     let driver = match spec.map(|spec| gateway::connect(&rendered.environment, spec, context)) {
         Some(Ok(driver)) => driver,
         Some(Err(e)) => {
@@ -104,20 +121,18 @@ async fn observe_one(
         }
     };
     observation.live = live.digest.clone();
-    // What Sluice last verified here; with no record, the revision's render.
-    let verified = match record {
-        Some(r) if r.state == GatewayState::InSync || r.state == GatewayState::Drifted => {
-            r.desired_digest.as_deref()
-        }
-        Some(_) => None,
-        None => Some(rendered.digest.as_str()),
-    };
-    observation.found = match &live.digest {
-        Some(d) if *d == rendered.digest => Found::InSync,
-        None => Found::Empty,
-        Some(_) if verified == Some(rendered.digest.as_str()) => Found::Drifted,
-        Some(_) => Found::Pending,
-    };
+    // NB: the facts of a drift scan: what it does about drift is the
+    // reconciler's business, not this read's.
+    let decision = decide::decide(&decide::Facts {
+        desired: &rendered.digest,
+        live: live.digest.as_ref(),
+        record,
+        deployment,
+        policy: env.drift_policy(&repo.manifest),
+        trigger: Trigger::Drift,
+        gated: false,
+    });
+    observation.found = decision.found.into();
     if observation.found == Found::Drifted {
         let desired = Desired {
             environment: rendered.environment.clone(),

@@ -12,13 +12,18 @@
 //!   status::build ◄── Reconciler::pass(only = slug) ◄── + Gateway objects
 //! ```
 //!
+//! A reconcile is also asked for by the HTTP server's sync queue (a verified
+//! git webhook, `POST /api/v1/sync`) and by `sluice.dev/requestedAt` on an
+//! Environment or its ConfigRepository: it fetches anew and records the
+//! trigger that asked.
+//!
 //! There are no finalizers: deleting an `Environment` leaves its gateways
 //! running the last version (taking policy away from a gateway is not a
 //! cleanup Sluice should do on its own).
 
 use super::{
     ConfigRepository, Environment, Gateway,
-    crd::{EnvironmentStatus, GitRef},
+    crd::{EnvironmentStatus, GitRef, requested_at},
     ledger::{AdoptError, StatusLedger, slug_of},
     status::{self, Observed, PassReport, Validation, reason},
 };
@@ -29,7 +34,7 @@ use crate::{
     ledger::Trigger,
     promote::trailer,
     reconcile::{EnvironmentReport, NoProgress, Pass, Reconciler},
-    server::ServerState,
+    server::{ServerState, SyncRequest, webhook::repository_key},
     source::{Credentials, Follower, Target, TrustedKeys, follow::Token, prefix, verify_commit},
 };
 use futures::StreamExt;
@@ -45,7 +50,6 @@ use kube::{
         WatchStreamExt,
         controller::{Action, Controller},
         events::{Event, EventType, Recorder, Reporter},
-        predicates,
         reflector::{self, ObjectRef},
         watcher,
     },
@@ -140,15 +144,22 @@ impl SecretValues {
     pub fn get(&self, name: &str) -> Option<String> {
         if name.starts_with(SECRET_PREFIX) {
             let values = self.0.read().unwrap_or_else(|e| e.into_inner());
-            return values.get(name).cloned();
+            return values.get(stored(name)).cloned();
         }
         std::env::var(name).ok()
     }
 
-    fn insert(&self, name: String, value: String) {
+    fn insert(&self, name: &str, value: String) {
         let mut values = self.0.write().unwrap_or_else(|e| e.into_inner());
-        values.insert(name, value);
+        values.insert(stored(name).to_owned(), value);
     }
+}
+
+/// Where the value of a name the controller minted is kept: by Secret,
+/// without the `@resourceVersion` that makes a rotated token a new driver,
+/// so a rotation replaces the old token in memory rather than keeping both.
+fn stored(name: &str) -> &str {
+    name.rsplit_once('@').map_or(name, |(secret, _)| secret)
 }
 
 /// What every reconcile needs.
@@ -164,12 +175,45 @@ pub struct Context {
     pub secrets: SecretValues,
     pub data_dir: PathBuf,
     pub limits: Limits,
-    /// Followed repositories, by namespace, name, URL and branch.
-    sources: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Source>>>>,
+    /// Followed repositories.
+    sources: Sources,
     /// Environments reconciled once already (the first pass is `startup`).
     seen: Mutex<HashSet<String>>,
     /// Consecutive failures per Environment, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The resourceVersion each Environment's last status write returned.
+    written: Mutex<HashMap<String, String>>,
+    /// Reconciles asked for and not yet run, by Environment: the trigger to
+    /// record and when it was asked for (an older fetch does not answer it).
+    requested: Mutex<HashMap<String, (Trigger, Instant)>>,
+}
+
+/// Followed repositories by namespace and name, with the spec each was
+/// made for (URL, ref, verification): a changed spec replaces its entry,
+/// a deleted repository drops it, so the map never holds more than the
+/// repositories there are.
+#[derive(Default)]
+struct Sources(Mutex<HashMap<String, (String, SharedSource)>>);
+
+/// One repository's source, shared by its Environments' reconciles.
+type SharedSource = Arc<tokio::sync::Mutex<Source>>;
+
+impl Sources {
+    /// The source of repository `key` (`namespace/name`) under `spec`: a
+    /// fresh one when the spec changed.
+    fn get(&self, key: String, spec: String) -> SharedSource {
+        let mut sources = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (known, source) = sources.entry(key).or_default();
+        if *known != spec {
+            *known = spec;
+            *source = Arc::default();
+        }
+        source.clone()
+    }
+
+    fn forget(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
 }
 
 /// A followed repository: the head last loaded and the last valid one.
@@ -180,9 +224,8 @@ struct Source {
     /// The head last fetched, and when (it may be a refused one, never loaded).
     head: Option<String>,
     fetched_at: Option<std::time::Instant>,
-    /// What the ConfigRepository's status last said: fetched (the commit)
-    /// or not (why).
-    reported: Option<Result<String, Refusal>>,
+    /// What the ConfigRepository's status last said.
+    reported: Option<Reported>,
     /// The commit whose signature was verified, and the version of the
     /// Secret of keys it was verified with.
     verified: Option<(String, String)>,
@@ -190,6 +233,15 @@ struct Source {
 
 /// Why a repository's head is not used: a condition reason and a message.
 type Refusal = (&'static str, String);
+
+/// What a ConfigRepository's status says: of which generation, fetched
+/// (the commit) or not (why), and the `sluice.dev/requestedAt` answered.
+#[derive(Clone, PartialEq)]
+struct Reported {
+    generation: Option<i64>,
+    fetched: Result<String, Refusal>,
+    handled: Option<String>,
+}
 
 impl Context {
     pub fn new(
@@ -218,11 +270,116 @@ impl Context {
             secrets,
             data_dir,
             limits,
-            sources: Mutex::default(),
+            sources: Sources::default(),
             seen: Mutex::default(),
             failures: Mutex::default(),
+            requested: Mutex::default(),
+            written: Mutex::default(),
         }
     }
+
+    /// Asks for a reconcile of Environment `key` that fetches anew and
+    /// records `trigger`. A request waiting already keeps its trigger.
+    fn request(&self, key: String, trigger: Trigger) {
+        let mut requested = self.requested.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = requested.entry(key).or_insert((trigger, Instant::now()));
+        entry.1 = Instant::now();
+    }
+
+    /// The request waiting for Environment `env`, taken: one asked through
+    /// [`Context::request`], else the Environment's own `sluice.dev/requestedAt`
+    /// when its status has not answered that value yet.
+    fn take_request(&self, env: &Environment) -> Option<(Trigger, Instant)> {
+        let asked = self
+            .requested
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key(env));
+        asked.or_else(|| {
+            let handled = env
+                .status
+                .as_ref()
+                .and_then(|s| s.last_handled_reconcile_at.as_deref());
+            requested_at(env)
+                .filter(|value| Some(*value) != handled)
+                .map(|_| (Trigger::Manual, Instant::now()))
+        })
+    }
+
+    /// The Environments a sync request (webhook, `POST /api/v1/sync`) names
+    /// (those of its environment slug, or all; for a push, those of the
+    /// pushed repository), each asked to reconcile.
+    async fn requested_by(
+        &self,
+        request: &SyncRequest,
+        environments: &reflector::Store<Environment>,
+        repositories: &Api<ConfigRepository>,
+    ) -> Vec<ObjectRef<Environment>> {
+        // NB: (namespace, name) of the ConfigRepositories pushed to; a list
+        // that fails reconciles every Environment rather than none.
+        let pushed: Option<HashSet<(String, String)>> = match &request.repositories {
+            None => None,
+            Some(keys) => match repositories.list(&ListParams::default()).await {
+                Ok(list) => Some(
+                    list.items
+                        .iter()
+                        .filter(|repo| keys.contains(&repository_key(&repo.spec.url)))
+                        .map(|repo| (repo.namespace().unwrap_or_default(), repo.name_any()))
+                        .collect(),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list the ConfigRepositories; reconciling every Environment");
+                    None
+                }
+            },
+        };
+        let named = environments.state().into_iter().filter(|env| {
+            let of_repository = (
+                env.namespace().unwrap_or_default(),
+                env.spec.repository_ref.name.clone(),
+            );
+            request
+                .environment
+                .as_deref()
+                .is_none_or(|slug| slug_of(env) == slug)
+                && pushed.as_ref().is_none_or(|p| p.contains(&of_repository))
+        });
+        named
+            .map(|env| {
+                self.request(key(&env), request.trigger);
+                ObjectRef::from_obj(&*env)
+            })
+            .collect()
+    }
+}
+
+/// Whether a ConfigRepository's `sluice.dev/requestedAt` is not answered yet.
+fn repository_requested(repo: &ConfigRepository) -> bool {
+    let handled = repo
+        .status
+        .as_ref()
+        .and_then(|s| s.last_handled_reconcile_at.as_deref());
+    requested_at(repo).is_some_and(|value| Some(value) != handled)
+}
+
+/// Whether a change to a ConfigRepository is news for its Environments: a
+/// spec its status does not describe yet (a new generation) or an
+/// unanswered request. The controller's own status writes are neither, so
+/// they wake no second pass; each Environment fetches at the repository's
+/// interval, and a webhook or request wakes them all at once.
+fn repository_wakes(repo: &ConfigRepository) -> bool {
+    let observed = repo.status.as_ref().and_then(|s| s.observed_generation);
+    observed != repo.metadata.generation || repository_requested(repo)
+}
+
+/// What wakes an Environment of its own: a new generation (a spec change)
+/// or a new `sluice.dev/requestedAt`; never its status writes.
+fn spec_or_request(env: &Environment) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    env.metadata.generation.hash(&mut hasher);
+    requested_at(env).hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 fn now() -> Time {
@@ -340,8 +497,8 @@ pub async fn run(
         }
     }
     let client = &context.client;
-    // NB: only spec changes (a new generation) wake an Environment; its own
-    // status writes must not trigger another pass at once.
+    // NB: only spec changes (a new generation) and requests wake an
+    // Environment; its own status writes must not trigger another pass at once.
     let (store, writer) = reflector::store();
     let environments = reflector::reflector(
         writer,
@@ -355,9 +512,30 @@ pub async fn run(
     )
     .default_backoff()
     .applied_objects()
-    .predicate_filter(predicates::generation, Default::default());
+    .predicate_filter(spec_or_request, Default::default());
     let controller = Controller::for_stream(environments, store.clone());
+    // NB: the webhook and `POST /api/v1/sync` queue requests on the server;
+    // each becomes a reconcile of the Environments it names.
+    let by_request = store.clone();
+    let pushed_to = api::<ConfigRepository>(client, namespace);
+    let requests = futures::stream::unfold(context.clone(), move |context| {
+        let (environments, repositories) = (by_request.clone(), pushed_to.clone());
+        async move {
+            let request = context.server.sync.next().await;
+            let woken = context
+                .requested_by(&request, &environments, &repositories)
+                .await;
+            tracing::info!(
+                trigger = request.trigger.as_str(),
+                environments = woken.len(),
+                "reconcile requested"
+            );
+            Some((futures::stream::iter(woken), context))
+        }
+    })
+    .flatten();
     let by_repository = store.clone();
+    let requesting = context.clone();
     let by_gateway = store.clone();
     let mut controller = controller
         .watches(
@@ -365,13 +543,20 @@ pub async fn run(
             watcher::Config::default(),
             move |repo: ConfigRepository| {
                 let (ns, name) = (repo.namespace(), repo.name_any());
+                let (wakes, requested) = (repository_wakes(&repo), repository_requested(&repo));
+                let context = requesting.clone();
                 by_repository
                     .state()
                     .into_iter()
                     .filter(move |env| {
-                        env.namespace() == ns && env.spec.repository_ref.name == name
+                        wakes && env.namespace() == ns && env.spec.repository_ref.name == name
                     })
-                    .map(|env| ObjectRef::from_obj(&*env))
+                    .map(move |env| {
+                        if requested {
+                            context.request(key(&env), Trigger::Manual);
+                        }
+                        ObjectRef::from_obj(&*env)
+                    })
             },
         )
         .watches(
@@ -401,6 +586,7 @@ pub async fn run(
         );
     }
     controller
+        .reconcile_on(requests)
         // NB: unbounded, every Environment is reconciled at once, each
         // holding its share of the repository and its gateways' requests.
         .with_config(kube::runtime::controller::Config::default().concurrency(ENVIRONMENTS_AT_ONCE))
@@ -496,6 +682,9 @@ impl Work {
 
 async fn reconcile(env: Arc<Environment>, context: Arc<Context>) -> Result<Action, Error> {
     let key = key(&env);
+    let Some(env) = context.current(env).await? else {
+        return Ok(Action::await_change());
+    };
     let started = Instant::now();
     let work = context.work(&env).await?;
     let observed = Observed {
@@ -504,6 +693,8 @@ async fn reconcile(env: Arc<Environment>, context: Arc<Context>) -> Result<Actio
         suspended: work.suspended,
         blocked: work.blocked.clone(),
         validation: work.validation.clone(),
+        // NB: any reconcile that ran answers the request it saw.
+        handled_request: requested_at(&*env).map(str::to_owned),
         pass: work
             .pass
             .as_ref()
@@ -544,10 +735,16 @@ impl Context {
     async fn report_repository(
         &self,
         repo: &ConfigRepository,
-        reported: &mut Option<Result<String, Refusal>>,
+        reported: &mut Option<Reported>,
         fetched: &Result<String, Refusal>,
+        handled: Option<&str>,
     ) {
-        if reported.as_ref() == Some(fetched) {
+        let reporting = Reported {
+            generation: repo.metadata.generation,
+            fetched: fetched.clone(),
+            handled: handled.map(str::to_owned),
+        };
+        if reported.as_ref() == Some(&reporting) {
             return;
         }
         let (status, reason, message) = match fetched {
@@ -580,6 +777,9 @@ impl Context {
             patch["status"]["revision"] = commit.clone().into();
             patch["status"]["lastFetchTime"] = serde_json::to_value(now()).unwrap_or_default();
         }
+        if let Some(handled) = handled {
+            patch["status"]["lastHandledReconcileAt"] = handled.into();
+        }
         let namespace = repo.namespace().unwrap_or_default();
         let api: Api<ConfigRepository> = Api::namespaced(self.client.clone(), &namespace);
         let written = api
@@ -590,7 +790,7 @@ impl Context {
             )
             .await;
         match written {
-            Ok(_) => *reported = Some(fetched.clone()),
+            Ok(_) => *reported = Some(reporting),
             Err(e) => {
                 tracing::warn!(repository = %repo.name_any(), error = %e, "cannot write the ConfigRepository's status")
             }
@@ -616,18 +816,59 @@ impl Context {
             "kind": "Environment",
             "status": status,
         });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::WriteStatus {
-            source: Box::new(source),
-            namespace,
-            name,
-        })?;
+        let written = api
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(|source| Error::WriteStatus {
+                source: Box::new(source),
+                namespace,
+                name,
+            })?;
+        if let Some(version) = written.resource_version() {
+            let mut versions = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            versions.insert(key(env), version);
+        }
         Ok(())
+    }
+
+    /// `env` as the API server has it now. The store a reconcile's object
+    /// comes from can lag behind this controller's own last status write
+    /// (a busy watch); a status built on that older one would drop what the
+    /// write added (its history). Read again when the object is not the
+    /// version that write returned; `None` when it is gone.
+    async fn current(&self, env: Arc<Environment>) -> Result<Option<Arc<Environment>>, Error> {
+        let key = key(&env);
+        let written = self
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if written.is_none() || written == env.resource_version() {
+            return Ok(Some(env));
+        }
+        let namespace = env.namespace().unwrap_or_default();
+        let api: Api<Environment> = Api::namespaced(self.client.clone(), &namespace);
+        let fresh = api
+            .get_opt(&env.name_any())
+            .await
+            .map_err(|source| Error::Get {
+                kind: "Environment",
+                namespace,
+                name: env.name_any(),
+                source: Box::new(source),
+            })?;
+        if fresh.is_none() {
+            self.written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        }
+        Ok(fresh.map(Arc::new))
     }
 
     async fn publish_events(&self, env: &Environment, previous: &EnvironmentStatus, work: &Work) {
@@ -717,6 +958,7 @@ impl Context {
 
     /// Everything up to and including the pass.
     async fn work(&self, env: &Environment) -> Result<Work, Error> {
+        let request = self.take_request(env);
         let namespace = env.namespace().unwrap_or_default();
         let repo_name = &env.spec.repository_ref.name;
         let repos: Api<ConfigRepository> = Api::namespaced(self.client.clone(), &namespace);
@@ -730,6 +972,7 @@ impl Context {
                 name: repo_name.clone(),
             })?;
         let Some(repo) = repo else {
+            self.sources.forget(&format!("{namespace}/{repo_name}"));
             return Ok(Work::blocked(
                 "RepositoryNotFound",
                 format!("ConfigRepository {namespace}/{repo_name} does not exist"),
@@ -771,18 +1014,12 @@ impl Context {
                 Err(message) => return blocked("SecretNotFound", message),
             },
         };
-        // NB: the verification settings are part of the key: a revision
+        // NB: the verification settings are part of the spec: a revision
         // loaded without them (or with other keys) never runs under them.
-        let source_key = format!(
-            "{namespace}/{}/{}/{target:?}/{:?}",
-            repo.name_any(),
-            repo.spec.url,
-            repo.spec.verification
-        );
-        let source = {
-            let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-            sources.entry(source_key).or_default().clone()
-        };
+        let spec = format!("{}/{target:?}/{:?}", repo.spec.url, repo.spec.verification);
+        let source = self
+            .sources
+            .get(format!("{namespace}/{}", repo.name_any()), spec);
         let mut source = source.lock().await;
         let follower = Arc::new(Follower::at(
             &repo.spec.url,
@@ -791,10 +1028,12 @@ impl Context {
             credentials,
         ));
         // NB: the Environments of one repository share a fetch: one made a
-        // moment ago stands, rather than one round trip per Environment.
-        let recent = source
-            .fetched_at
-            .is_some_and(|at| at.elapsed() < FETCH_SHARED_FOR.min(interval));
+        // moment ago stands, rather than one round trip per Environment;
+        // for a request, only one made since it was asked.
+        let recent = source.fetched_at.is_some_and(|at| {
+            at.elapsed() < FETCH_SHARED_FOR.min(interval)
+                && request.is_none_or(|(_, asked)| at >= asked)
+        });
         let fetch = {
             let follower = follower.clone();
             let known = source.head.clone();
@@ -838,7 +1077,14 @@ impl Context {
                 refused = Some(refusal);
             }
         }
-        self.report_repository(&repo, &mut source.reported, &fetched)
+        // NB: a fetch made now answers the repository's request; one shared
+        // from a moment ago leaves what the status says.
+        let handled = if recent {
+            source.reported.as_ref().and_then(|r| r.handled.clone())
+        } else {
+            requested_at(&repo).map(str::to_owned)
+        };
+        self.report_repository(&repo, &mut source.reported, &fetched, handled.as_deref())
             .await;
         let commit = match (fetched, &refused, &source.last_good) {
             (Ok(commit), _, _) => commit,
@@ -948,10 +1194,10 @@ impl Context {
         }
         let trigger = {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if seen.insert(key(env)) {
-                Trigger::Startup
-            } else {
-                Trigger::Poll
+            match (request, seen.insert(key(env))) {
+                (Some((trigger, _)), _) => trigger,
+                (None, true) => Trigger::Startup,
+                (None, false) => Trigger::Poll,
             }
         };
         let started = now();
@@ -1217,7 +1463,7 @@ impl Context {
                     let key = format!("{SECRET_PREFIX}{namespace}/{}@{version}", secret.name);
                     if let Some(token) = found.data.and_then(|d| d.get("token").cloned()) {
                         self.secrets
-                            .insert(key.clone(), String::from_utf8_lossy(&token.0).into_owned());
+                            .insert(&key, String::from_utf8_lossy(&token.0).into_owned());
                     }
                     http.token_env = Some(model::EnvVarName(key));
                 } else {
@@ -1339,12 +1585,43 @@ mod tests {
     #[test]
     fn gateway_tokens_come_from_secrets_not_the_environment() {
         let values = SecretValues::default();
-        values.insert(format!("{SECRET_PREFIX}ns/gw@1"), "t0ken".into());
+        values.insert(&format!("{SECRET_PREFIX}ns/gw@1"), "t0ken".into());
         assert_eq!(
             values.get(&format!("{SECRET_PREFIX}ns/gw@1")).as_deref(),
             Some("t0ken")
         );
         assert_eq!(values.get(&format!("{SECRET_PREFIX}ns/other@1")), None);
+    }
+
+    #[test]
+    fn a_changed_repository_spec_replaces_its_source_and_a_deleted_one_goes() {
+        let sources = Sources::default();
+        let first = sources.get("ns/policy".into(), "url-a".into());
+        assert!(Arc::ptr_eq(
+            &first,
+            &sources.get("ns/policy".into(), "url-a".into())
+        ));
+        for spec in ["url-b", "url-c", "url-a"] {
+            let replaced = sources.get("ns/policy".into(), spec.into());
+            assert!(!Arc::ptr_eq(&first, &replaced), "{spec}");
+        }
+        sources.get("ns/other".into(), "url-a".into());
+        assert_eq!(sources.0.lock().unwrap().len(), 2);
+        sources.forget("ns/other");
+        assert_eq!(sources.0.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_rotated_token_replaces_the_old_one_in_memory() {
+        let values = SecretValues::default();
+        for (version, token) in (1..=5).map(|v| (v, format!("t0ken-{v}"))) {
+            values.insert(&format!("{SECRET_PREFIX}ns/gw@{version}"), token);
+        }
+        assert_eq!(values.0.read().unwrap().len(), 1);
+        assert_eq!(
+            values.get(&format!("{SECRET_PREFIX}ns/gw@5")).as_deref(),
+            Some("t0ken-5")
+        );
     }
 
     #[test]

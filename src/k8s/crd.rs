@@ -20,7 +20,7 @@
 
 use crate::{
     config::model::{self, ConfigMapGateway, DurationText, FileGateway, HttpGateway},
-    ledger::{GatewayState, Outcome, Trigger},
+    ledger::{GatewayState, Outcome, Resolution, Trigger},
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -33,6 +33,21 @@ pub const GROUP: &str = "sluice.dev";
 pub const VERSION: &str = "v1alpha1";
 /// Most applies an `Environment` keeps in `status.history`, newest first.
 pub const HISTORY_LIMIT: usize = 20;
+/// Reconcile on request (Flux's `reconcile.fluxcd.io/requestedAt`): a new
+/// value on a `ConfigRepository` or an `Environment` makes the controller
+/// fetch and reconcile now; the status's `lastHandledReconcileAt` says
+/// which request was handled. Any text will do; `date +%s` is usual.
+pub const REQUESTED_AT: &str = "sluice.dev/requestedAt";
+
+/// The value of `sluice.dev/requestedAt` on `object`, when set.
+pub fn requested_at(object: &impl kube::Resource) -> Option<&str> {
+    object
+        .meta()
+        .annotations
+        .as_ref()?
+        .get(REQUESTED_AT)
+        .map(String::as_str)
+}
 
 /// A git repository that Sluice follows: where, which ref, how often, with
 /// which credentials, and whose signatures a head must carry.
@@ -173,6 +188,9 @@ pub struct ConfigRepositoryStatus {
     /// When the repository was last fetched successfully.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fetch_time: Option<Time>,
+    /// The `sluice.dev/requestedAt` value a fetch last answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// One environment of a config repository (`environments/<slug>`), kept on
@@ -296,6 +314,9 @@ pub struct EnvironmentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub history: Vec<ApplyRecord>,
+    /// The `sluice.dev/requestedAt` value a reconcile last answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
     /// What Sluice's ledger remembers of this environment: the record drift
     /// detection, promotion gates and `sluice rollback` read. Written by the
     /// field manager `sluice-ledger`, before each apply and after each pass.
@@ -383,6 +404,28 @@ pub struct LedgerPack {
     pub source: String,
 }
 
+impl From<&crate::ledger::DeployedPack> for LedgerPack {
+    fn from(pack: &crate::ledger::DeployedPack) -> Self {
+        LedgerPack {
+            name: pack.name.clone(),
+            version: pack.version.clone(),
+            digest: pack.digest.clone(),
+            source: pack.source.clone(),
+        }
+    }
+}
+
+impl From<&LedgerPack> for crate::ledger::DeployedPack {
+    fn from(pack: &LedgerPack) -> Self {
+        crate::ledger::DeployedPack {
+            name: pack.name.clone(),
+            version: pack.version.clone(),
+            digest: pack.digest.clone(),
+            source: pack.source.clone(),
+        }
+    }
+}
+
 /// A gateway found running something other than what Sluice verified there.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -397,9 +440,9 @@ pub struct LedgerDriftEpisode {
     pub onset_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<String>,
-    /// `healed`, `reverted`, `superseded` or `removed`.
+    /// How it ended: `healed`, `reverted`, `superseded` or `removed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolution: Option<String>,
+    pub resolution: Option<Resolution>,
 }
 
 /// What one gateway runs.

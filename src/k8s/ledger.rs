@@ -32,7 +32,8 @@ use super::{
 use crate::drift::shortened;
 use crate::ledger::{
     Attempt, AttemptId, AttemptStart, BatchResult, Deployment, DriftEpisode, EnvironmentRecord,
-    GatewayRecord, Ledger, LedgerError, MemoryLedger, Millis, Outcome, RevisionRecord, WriteBatch,
+    GatewayRecord, Ledger, LedgerError, MemoryLedger, Millis, Outcome, Resolution, RevisionRecord,
+    WriteBatch,
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::{
@@ -545,7 +546,7 @@ impl Ledger for StatusLedger {
         environment: &str,
         gateway: &str,
         at: Millis,
-        resolution: &str,
+        resolution: Resolution,
     ) -> Result<Option<DriftEpisode>, LedgerError> {
         self.memory
             .resolve_drift(environment, gateway, at, resolution)
@@ -668,7 +669,7 @@ pub fn status_of(record: &EnvironmentRecord) -> LedgerStatus {
             .map(|d| LedgerDeployment {
                 revision: d.revision.clone(),
                 digest: d.digest.clone(),
-                packs: serde_json::from_str(&d.packs).unwrap_or_default(),
+                packs: d.packs.iter().map(LedgerPack::from).collect(),
                 verified_at: time_text(d.verified_at),
             })
             .collect(),
@@ -688,7 +689,7 @@ pub fn status_of(record: &EnvironmentRecord) -> LedgerStatus {
                 },
                 onset_at: time_text(e.onset_at),
                 resolved_at: e.resolved_at.map(time_text),
-                resolution: e.resolution.clone(),
+                resolution: e.resolution,
             })
             .collect(),
     }
@@ -742,7 +743,11 @@ pub fn record_of(slug: &str, status: &LedgerStatus) -> EnvironmentRecord {
                 environment: slug.to_owned(),
                 revision: d.revision.clone(),
                 digest: d.digest.clone(),
-                packs: packs_json(&d.packs),
+                packs: d
+                    .packs
+                    .iter()
+                    .map(crate::ledger::DeployedPack::from)
+                    .collect(),
                 verified_at: millis(&d.verified_at),
             })
             .collect(),
@@ -759,14 +764,10 @@ pub fn record_of(slug: &str, status: &LedgerStatus) -> EnvironmentRecord {
                 changes: e.changes.clone(),
                 onset_at: millis(&e.onset_at),
                 resolved_at: e.resolved_at.as_deref().map(millis),
-                resolution: e.resolution.clone(),
+                resolution: e.resolution,
             })
             .collect(),
     }
-}
-
-fn packs_json(packs: &[LedgerPack]) -> String {
-    serde_json::to_string(packs).unwrap_or_else(|_| "[]".into())
 }
 
 #[cfg(test)]

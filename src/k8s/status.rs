@@ -75,6 +75,8 @@ pub struct Observed<'a> {
     /// The pass over the head, or over the last good revision when the head
     /// is invalid.
     pub pass: Option<PassReport<'a>>,
+    /// The `sluice.dev/requestedAt` value this reconcile answered.
+    pub handled_request: Option<String>,
 }
 
 impl<'a> Observed<'a> {
@@ -86,6 +88,7 @@ impl<'a> Observed<'a> {
             blocked: None,
             validation: Validation::Unknown,
             pass: None,
+            handled_request: None,
         }
     }
 }
@@ -94,6 +97,9 @@ impl<'a> Observed<'a> {
 pub fn build(previous: &EnvironmentStatus, observed: &Observed<'_>) -> EnvironmentStatus {
     let mut status = previous.clone();
     status.observed_generation = observed.generation;
+    if let Some(request) = &observed.handled_request {
+        status.last_handled_reconcile_at = Some(request.clone());
+    }
     let condition = |type_: &str, ok: bool, reason: &str, message: String| Condition {
         type_: type_.to_owned(),
         status: if ok { "True" } else { "False" }.to_owned(),

@@ -35,7 +35,7 @@ fn deployment(environment: &str, digest: &str, at: Millis) -> Deployment {
         environment: environment.into(),
         revision: format!("rev-{digest}"),
         digest: digest.into(),
-        packs: "[]".into(),
+        packs: Vec::new(),
         verified_at: at,
     }
 }
@@ -224,14 +224,14 @@ pub fn drift_episodes_open_once_update_and_resolve(ledger: &dyn Ledger) {
     assert_eq!(open[1].onset_at, T0, "the onset stays");
     assert_eq!(open[1].live_digest.as_deref(), Some("sha256:other"));
     let closed = ledger
-        .resolve_drift("prod", "gw-1", T0 + 9, "healed")
+        .resolve_drift("prod", "gw-1", T0 + 9, Resolution::Healed)
         .unwrap()
         .expect("an open episode");
-    assert_eq!(closed.resolution.as_deref(), Some("healed"));
+    assert_eq!(closed.resolution, Some(Resolution::Healed));
     assert_eq!(closed.resolved_at, Some(T0 + 9));
     assert!(
         ledger
-            .resolve_drift("prod", "gw-1", T0 + 10, "healed")
+            .resolve_drift("prod", "gw-1", T0 + 10, Resolution::Healed)
             .unwrap()
             .is_none()
     );

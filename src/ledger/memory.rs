@@ -11,7 +11,7 @@
 
 use super::{
     Attempt, AttemptFinish, AttemptId, AttemptStart, BatchResult, Deployment, DriftEpisode,
-    GatewayRecord, Ledger, LedgerError, Millis, Outcome, RevisionRecord, WriteBatch,
+    GatewayRecord, Ledger, LedgerError, Millis, Outcome, Resolution, RevisionRecord, WriteBatch,
 };
 use std::{
     collections::BTreeMap,
@@ -352,7 +352,7 @@ impl Ledger for MemoryLedger {
         environment: &str,
         gateway: &str,
         at: Millis,
-        resolution: &str,
+        resolution: Resolution,
     ) -> Result<Option<DriftEpisode>, LedgerError> {
         let mut state = self.state();
         let Some(env) = state.environments.get_mut(environment) else {
@@ -366,7 +366,7 @@ impl Ledger for MemoryLedger {
             return Ok(None);
         };
         open.resolved_at = Some(at);
-        open.resolution = Some(resolution.to_owned());
+        open.resolution = Some(resolution);
         let closed = open.clone();
         env.trim();
         Ok(Some(closed))

@@ -85,6 +85,42 @@ impl Trigger {
     }
 }
 
+/// How a drift episode ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resolution {
+    /// Sluice put the desired version back (policy heal, or a sync).
+    Healed,
+    /// The gateway came back to it by other hands.
+    Reverted,
+    /// A new version was applied over it.
+    Superseded,
+    /// The gateway left the repository.
+    Removed,
+}
+
+impl Resolution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Healed => "healed",
+            Resolution::Reverted => "reverted",
+            Resolution::Superseded => "superseded",
+            Resolution::Removed => "removed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Resolution> {
+        [
+            Resolution::Healed,
+            Resolution::Reverted,
+            Resolution::Superseded,
+            Resolution::Removed,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -233,9 +269,30 @@ pub struct Deployment {
     pub environment: String,
     pub revision: String,
     pub digest: String,
-    /// The packs of that version, as JSON (`[{name, version, digest}]`).
-    pub packs: String,
+    /// The packs of that version.
+    pub packs: Vec<DeployedPack>,
     pub verified_at: Millis,
+}
+
+/// A pack of a deployed version: what a promotion gate compares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployedPack {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    /// What promotion compares across environments (the shared base pack).
+    pub source: String,
+}
+
+impl From<&crate::config::render::PackDigest> for DeployedPack {
+    fn from(pack: &crate::config::render::PackDigest) -> Self {
+        DeployedPack {
+            name: pack.name.clone(),
+            version: pack.version.clone(),
+            digest: pack.digest.to_string(),
+            source: pack.source.to_string(),
+        }
+    }
 }
 
 /// A gateway found running something other than what Sluice verified there.
@@ -252,8 +309,8 @@ pub struct DriftEpisode {
     pub changes: String,
     pub onset_at: Millis,
     pub resolved_at: Option<Millis>,
-    /// How it ended: `healed`, `reverted` (back by hand), `superseded` (a new version applied).
-    pub resolution: Option<String>,
+    /// How it ended.
+    pub resolution: Option<Resolution>,
 }
 
 /// The store the reconciler keeps its memory in.
@@ -308,7 +365,7 @@ pub trait Ledger: Send + Sync {
         environment: &str,
         gateway: &str,
         at: Millis,
-        resolution: &str,
+        resolution: Resolution,
     ) -> Result<Option<DriftEpisode>, LedgerError>;
     /// Drift episodes (open only, or all), newest first.
     fn drift_episodes(

@@ -14,9 +14,9 @@ mod migrations;
 mod tests;
 
 use super::{
-    Attempt, AttemptFinish, AttemptId, AttemptStart, BatchResult, Deployment, DriftEpisode,
-    GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Outcome, RevisionRecord, Trigger,
-    WriteBatch,
+    Attempt, AttemptFinish, AttemptId, AttemptStart, BatchResult, DeployedPack, Deployment,
+    DriftEpisode, GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Outcome, Resolution,
+    RevisionRecord, Trigger, WriteBatch,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
@@ -275,6 +275,18 @@ fn unknown_value(column: usize, what: &str, text: &str) -> rusqlite::Error {
         Type::Text,
         format!("unknown {what} {text:?}").into(),
     )
+}
+
+/// How a deployment's packs are kept: a JSON array of `{name, version,
+/// digest, source}`.
+fn packs_text(packs: &[DeployedPack]) -> String {
+    serde_json::to_string(packs).expect("strings serialize")
+}
+
+/// A deployment's packs read back; a column that does not decode is an
+/// error (not "no packs", which a promotion gate would read as never ran).
+fn packs_of(text: &str) -> Result<Vec<DeployedPack>, rusqlite::Error> {
+    serde_json::from_str(text).map_err(|_| unknown_value(3, "packs of a deployment", text))
 }
 
 /// Converts a retention to a cutoff: records older than the result go.
@@ -657,7 +669,7 @@ impl Ledger for SqliteLedger {
                 deployment.environment,
                 deployment.revision,
                 deployment.digest,
-                deployment.packs,
+                packs_text(&deployment.packs),
                 deployment.verified_at
             ])
         })
@@ -678,7 +690,7 @@ impl Ledger for SqliteLedger {
                 environment: row.get(0)?,
                 revision: row.get(1)?,
                 digest: row.get(2)?,
-                packs: row.get(3)?,
+                packs: packs_of(&row.get::<_, String>(3)?)?,
                 verified_at: row.get(4)?,
             })
         })
@@ -731,7 +743,7 @@ impl Ledger for SqliteLedger {
         environment: &str,
         gateway: &str,
         at: Millis,
-        resolution: &str,
+        resolution: Resolution,
     ) -> Result<Option<DriftEpisode>, LedgerError> {
         self.conn()
             .prepare_cached(&format!(
@@ -743,7 +755,7 @@ impl Ledger for SqliteLedger {
             // commit that fails is an error (see `start_attempt`).
             .and_then(|mut stmt| {
                 stmt.query_map(
-                    params![environment, gateway, at, resolution],
+                    params![environment, gateway, at, resolution.as_str()],
                     drift_from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()
@@ -789,7 +801,12 @@ fn drift_from_row(row: &Row<'_>) -> rusqlite::Result<DriftEpisode> {
         changes: row.get(5)?,
         onset_at: row.get(6)?,
         resolved_at: row.get(7)?,
-        resolution: row.get(8)?,
+        resolution: row
+            .get::<_, Option<String>>(8)?
+            .map(|text| {
+                Resolution::parse(&text).ok_or_else(|| unknown_value(8, "resolution", &text))
+            })
+            .transpose()?,
     })
 }
 

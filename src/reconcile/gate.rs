@@ -141,15 +141,10 @@ fn missing(
 }
 
 fn packs_of(deployment: &Deployment) -> Vec<(String, String)> {
-    #[derive(serde::Deserialize)]
-    struct Pack {
-        name: String,
-        source: String,
-    }
-    serde_json::from_str::<Vec<Pack>>(&deployment.packs)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| (p.name, p.source))
+    deployment
+        .packs
+        .iter()
+        .map(|p| (p.name.clone(), p.source.clone()))
         .collect()
 }
 
@@ -188,7 +183,7 @@ mod tests {
             environment: "staging".into(),
             revision: "r".into(),
             digest: format!("sha256:{at}"),
-            packs: serde_json::to_string(packs).unwrap(),
+            packs: packs.iter().map(|p| (*p).into()).collect(),
             verified_at: at,
         }
     }

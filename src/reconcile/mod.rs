@@ -5,8 +5,8 @@
 //!        │ valid
 //!        ▼
 //!   render ──► per gateway, at most `concurrency` at once:
-//!                live digest ══ desired? ──yes──► in-sync
-//!                   │ no
+//!                drift::decide(live, desired, record, …) ──► in-sync | gated | drifted (left)
+//!                   │ apply (pending, empty, or drifted and healed)
 //!                   ▼
 //!                ledger: attempt started ─► apply (retries, backoff, jitter)
 //!                   ─► read back and verify ─► ledger: attempt finished
@@ -18,12 +18,10 @@
 pub mod clock;
 pub mod gate;
 mod journal;
-mod plan;
 pub mod retry;
 pub mod status;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use plan::{Action, plan};
 
 use crate::{
     config::{
@@ -31,11 +29,15 @@ use crate::{
         model::{self, AlertSpec, DriftPolicy, EnvironmentKind},
         render_all,
     },
-    drift::{self, Alert, AlertEvent, Alerts, DriftReport, NoAlerts},
+    drift::{
+        self, Alert, AlertEvent, Alerts, DriftReport, NoAlerts,
+        decide::{Act, Found},
+    },
     gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, Live},
     ledger::{
-        Attempt, AttemptFinish, AttemptId, AttemptStart, Deployment, DriftEpisode, GatewayRecord,
-        GatewayState, Ledger, LedgerError, Outcome, RevisionRecord, Trigger,
+        Attempt, AttemptFinish, AttemptId, AttemptStart, DeployedPack, Deployment, DriftEpisode,
+        GatewayRecord, GatewayState, Ledger, LedgerError, Outcome, Resolution, RevisionRecord,
+        Trigger,
     },
     promote::trailer::{self, Promotion},
     source::{Revision, prefix},
@@ -44,7 +46,7 @@ use futures::StreamExt;
 use retry::Backoff;
 use serde::Serialize;
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -225,12 +227,25 @@ impl Pass {
     }
 }
 
+/// Makes the driver of one gateway: [`gateway::connect`] unless a test
+/// puts fakes in its place ([`Reconciler::with_connect`]).
+pub type Connect = dyn Fn(&str, &model::Gateway, &DriverContext) -> Result<Arc<dyn Gateway>, GatewayError>
+    + Send
+    + Sync;
+
+/// A driver and the spec it was made from.
+type Cached = (model::Gateway, Arc<dyn Gateway>);
+
 pub struct Reconciler {
     ledger: Arc<dyn Ledger>,
     clock: Arc<dyn Clock>,
     context: DriverContext,
     options: Options,
-    drivers: Mutex<HashMap<String, Arc<dyn Gateway>>>,
+    connect: Arc<Connect>,
+    /// One driver per (environment, gateway), with the spec it was made
+    /// from: a changed spec (a rotated token's new name, a new URL)
+    /// replaces it, and a gateway gone from the repository drops it.
+    drivers: Mutex<HashMap<(String, String), Cached>>,
     generation: AtomicU64,
     journal: journal::Journal,
     alerts: Arc<dyn Alerts>,
@@ -250,9 +265,16 @@ impl Reconciler {
             clock,
             context,
             options,
+            connect: Arc::new(gateway::connect),
             drivers: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
         }
+    }
+
+    /// Makes drivers with `connect` instead of [`gateway::connect`].
+    pub fn with_connect(mut self, connect: Arc<Connect>) -> Self {
+        self.connect = connect;
+        self
     }
 
     /// Sends drift and failure alerts to `alerts` (by default, nowhere).
@@ -301,18 +323,25 @@ impl Reconciler {
         environment: &str,
         spec: &model::Gateway,
     ) -> Result<Arc<dyn Gateway>, GatewayError> {
-        let key = format!(
-            "{environment}/{}/{}",
-            spec.name(),
-            serde_json::to_string(spec).unwrap_or_default()
-        );
+        let key = (environment.to_owned(), spec.name().to_owned());
         let mut drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(driver) = drivers.get(&key) {
+        if let Some((known, driver)) = drivers.get(&key)
+            && known == spec
+        {
             return Ok(driver.clone());
         }
-        let driver = gateway::connect(environment, spec, &self.context)?;
-        drivers.insert(key, driver.clone());
+        let driver = (self.connect)(environment, spec, &self.context)?;
+        drivers.insert(key, (spec.clone(), driver.clone()));
         Ok(driver)
+    }
+
+    /// Drops the drivers of gateways in scope (`only`, or every
+    /// environment) that `configured` no longer has.
+    fn forget_drivers(&self, only: Option<&str>, configured: &HashSet<(&str, &str)>) {
+        let mut drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
+        drivers.retain(|(env, gateway), _| {
+            only.is_some_and(|o| o != env) || configured.contains(&(env.as_str(), gateway.as_str()))
+        });
     }
 
     /// One pass over a loaded revision (of every environment, or of `only`),
@@ -408,7 +437,7 @@ impl Reconciler {
             }
             policies.insert(env.slug.as_str(), policy);
         }
-        let drifting: std::collections::HashSet<(String, String)> = self
+        let drifting: HashSet<(String, String)> = self
             .ledger
             .drift_episodes(only, true, usize::MAX)?
             .into_iter()
@@ -434,7 +463,7 @@ impl Reconciler {
                 })
             })
             .collect();
-        let configured: std::collections::HashSet<(&str, &str)> = rendered
+        let configured: HashSet<(&str, &str)> = rendered
             .iter()
             .map(|r| (r.environment.as_str(), r.gateway.as_str()))
             .collect();
@@ -467,16 +496,19 @@ impl Reconciler {
         // NB: a gateway removed from gateways.yaml (or its environment
         // removed) must not stay in status, failed, forever. `previous`
         // and `rendered` both cover only the environments in scope.
+        self.forget_drivers(only, &configured);
         let gone: Vec<(String, String)> = previous
             .into_keys()
             .filter(|(env, gw)| !configured.contains(&(env.as_str(), gw.as_str())))
             .collect();
         if !gone.is_empty() {
             for (env, gateway) in &gone {
-                self.written(
-                    self.ledger
-                        .resolve_drift(env, gateway, self.clock.now(), "removed"),
-                )?;
+                self.written(self.ledger.resolve_drift(
+                    env,
+                    gateway,
+                    self.clock.now(),
+                    Resolution::Removed,
+                ))?;
             }
             self.written(self.ledger.remove_gateways(&gone))?;
         }
@@ -602,57 +634,62 @@ impl Reconciler {
             }
         };
         let was_drifted = job.drifting;
-        let Action::Apply { expected } = plan(&desired.digest, &live) else {
-            if let Some(Ok(attempt)) = early {
-                self.finish(attempt, Outcome::Unchanged, None);
-            }
-            let report = report(desired, GatewayState::InSync, live.digest, false, None);
-            if was_drifted {
-                self.drift_ended(desired, &report, policy, "reverted");
-            }
-            return report;
-        };
-        if let Some(reason) = &policy.held {
-            let mut report = report(desired, GatewayState::Gated, live.digest, false, None);
-            report.gated = Some(reason.clone());
-            return report;
-        }
-        // NB: drift is a gateway moving off what Sluice verified there; one
-        // that runs nothing (restarted empty) or an older version (a change
-        // not yet applied) is just pushed.
-        // (A failed read in between does not make Sluice forget: the whole
-        // environment verified at this version counts too.)
-        let verified_here = previous.is_some_and(|p| {
-            p.desired_digest.as_deref() == Some(desired.digest.as_str())
-                && (matches!(p.state, GatewayState::InSync | GatewayState::Drifted)
-                    || policy.verified.as_deref() == Some(desired.digest.as_str()))
+        let decision = drift::decide(&drift::Facts {
+            desired: &desired.digest,
+            live: live.digest.as_ref(),
+            record: previous,
+            deployment: policy.verified.as_deref(),
+            policy: policy.drift,
+            trigger,
+            gated: policy.held.is_some(),
         });
-        let drift = match &live.digest {
-            Some(_) if verified_here => {
-                Some(self.drift_found(driver, desired, &live, policy).await)
+        let trigger = match decision.act {
+            Act::Apply(trigger) => trigger,
+            left => {
+                // NB: an attempt recorded early for a new version ends
+                // unchanged when the gateway is left as it runs.
+                if let Some(Ok(attempt)) = early {
+                    self.finish(attempt, Outcome::Unchanged, None);
+                }
+                return match (decision.found, left) {
+                    (Found::InSync, _) => {
+                        let report =
+                            report(desired, GatewayState::InSync, live.digest, false, None);
+                        if was_drifted {
+                            self.drift_ended(desired, &report, policy, Resolution::Reverted);
+                        }
+                        report
+                    }
+                    (_, Act::Hold) => {
+                        let mut report =
+                            report(desired, GatewayState::Gated, live.digest, false, None);
+                        report.gated = policy.held.clone();
+                        report
+                    }
+                    // Drifted, and the policy says to leave it.
+                    _ => {
+                        let drift = self.drift_found(driver, desired, &live, policy).await;
+                        let mut report =
+                            report(desired, GatewayState::Drifted, live.digest, false, None);
+                        report.drift = Some(drift);
+                        report
+                    }
+                };
             }
+        };
+        let drift = match decision.found {
+            Found::Drifted => Some(self.drift_found(driver, desired, &live, policy).await),
             _ => None,
         };
-        if let Some(drift) = drift.clone()
-            && policy.drift != DriftPolicy::Heal
-            && trigger != Trigger::Manual
-        {
-            let mut report = report(desired, GatewayState::Drifted, live.digest, false, None);
-            report.drift = Some(drift);
-            return report;
-        }
-        let trigger = match drift {
-            Some(_) if trigger != Trigger::Manual => Trigger::Drift,
-            _ => trigger,
-        };
+        let expected = live.digest.clone();
         let mut report = self
             .apply_and_verify(driver, desired, trigger, &live, expected, early, job.halt)
             .await;
         if report.state == GatewayState::InSync && (was_drifted || drift.is_some()) {
             let how = if drift.is_some() {
-                "healed"
+                Resolution::Healed
             } else {
-                "superseded"
+                Resolution::Superseded
             };
             self.drift_ended(desired, &report, policy, how);
         }
@@ -797,7 +834,7 @@ impl Reconciler {
         desired: &Desired,
         report: &GatewayReport,
         policy: &EnvironmentPolicy,
-        how: &str,
+        how: Resolution,
     ) {
         let closed = self.written(self.ledger.resolve_drift(
             &desired.environment,
@@ -807,14 +844,14 @@ impl Reconciler {
         ));
         match closed {
             Ok(Some(_)) => {
-                tracing::info!(resolution = how, "drift resolved");
+                tracing::info!(resolution = how.as_str(), "drift resolved");
                 if policy.alerts_on_drift() {
                     self.alert(
                         policy,
                         AlertEvent::DriftResolved,
                         desired,
                         report,
-                        Some(how.into()),
+                        Some(how.as_str().into()),
                     );
                 }
             }
@@ -1073,7 +1110,7 @@ impl Reconciler {
                 environment: env.environment.clone(),
                 revision: revision.to_owned(),
                 digest: first.digest.to_string(),
-                packs: serde_json::to_string(&first.packs).unwrap_or_default(),
+                packs: first.packs.iter().map(DeployedPack::from).collect(),
                 verified_at: self.clock.now(),
             };
             if let Err(e) = self.written(self.ledger.record_deployment(&deployment)) {
@@ -1213,3 +1250,6 @@ fn group(mut reports: Vec<GatewayReport>) -> Vec<EnvironmentReport> {
     }
     environments
 }
+
+#[cfg(test)]
+mod tests;

@@ -143,7 +143,7 @@ mod tests {
             environment: "production".into(),
             revision: revision.into(),
             digest: format!("sha256:{}", digest.repeat(64 / digest.len())),
-            packs: "[]".into(),
+            packs: Vec::new(),
             verified_at: 0,
         }
     }

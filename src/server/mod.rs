@@ -1,5 +1,7 @@
-//! The HTTP server of standalone mode: health, readiness, metrics, the
-//! status API and the git webhook.
+//! The HTTP server of `sluice run` and `sluice controller`: health,
+//! readiness, metrics, the status API and the git webhook. Sync requests
+//! (the webhook, `POST /api/v1/sync`) go to a [`SyncQueue`] that the mode's
+//! loop reads.
 //!
 //! | path | what |
 //! | ---- | ---- |
@@ -12,7 +14,9 @@
 //! | `POST /hooks/git` | GitHub (`X-Hub-Signature-256`) or GitLab (`X-Gitlab-Token`) push: reconcile now |
 //!
 //! API tokens are scoped to one environment or `admin`; a token for
-//! development gets `403` on production. They are kept hashed and never logged.
+//! development gets `403` on production. They are kept hashed and never
+//! logged. Without tokens the API is open, which a server beyond loopback
+//! refuses unless told otherwise ([`Tokens::check_exposure`]).
 //!
 //! [`serve`] runs the router within [`HttpLimits`] (header, idle and request
 //! timeouts, a connection cap); credentials are checked from the headers
@@ -25,7 +29,7 @@ pub mod webhook;
 
 pub use listen::{HttpLimits, serve};
 pub use metrics::Metrics;
-pub use tokens::{Scope, Tokens, bearer_token};
+pub use tokens::{OpenApiError, Scope, Tokens, bearer_token};
 
 use crate::{
     ledger::{Ledger, Trigger, WriteHealth},
@@ -50,6 +54,9 @@ use tokio::sync::Notify;
 pub struct SyncRequest {
     pub trigger: Trigger,
     pub environment: Option<String>,
+    /// The repository a push was to, as [`webhook::repository_key`]s of
+    /// its URLs; `None`: any (not a push, or one that did not say).
+    pub repositories: Option<Vec<String>>,
     /// When the request arrived (for webhook-to-apply latency).
     pub received: std::time::Instant,
 }
@@ -204,17 +211,19 @@ async fn sync(
         Scope::Environment(env) => Some(env),
         Scope::Admin | Scope::Open => q.env,
     };
-    request_sync(&state, Trigger::Manual, environment).await
+    request_sync(&state, Trigger::Manual, environment, None).await
 }
 
 async fn request_sync(
     state: &ServerState,
     trigger: Trigger,
     environment: Option<String>,
+    repositories: Option<Vec<String>>,
 ) -> Response {
     let request = SyncRequest {
         trigger,
         environment,
+        repositories,
         received: std::time::Instant::now(),
     };
     state.sync.push(request);
@@ -267,11 +276,21 @@ fn merge(waiting: SyncRequest, new: SyncRequest) -> SyncRequest {
         (Some(a), Some(b)) if a == b => Some(a),
         _ => None,
     };
+    let repositories = match (waiting.repositories, new.repositories) {
+        (Some(mut a), Some(b)) => {
+            a.extend(b);
+            a.sort();
+            a.dedup();
+            Some(a)
+        }
+        _ => None,
+    };
     SyncRequest {
         // The older arrival, so latency is counted from the first request.
         received: waiting.received.min(new.received),
         trigger: waiting.trigger,
         environment,
+        repositories,
     }
 }
 
@@ -283,6 +302,7 @@ mod tests {
         SyncRequest {
             trigger: Trigger::Manual,
             environment: environment.map(str::to_owned),
+            repositories: None,
             received: std::time::Instant::now(),
         }
     }

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 pub enum Scope {
     Admin,
     Environment(String),
-    /// No tokens are configured: the API is open (listen on loopback only).
+    /// No tokens are configured: the API is open (on loopback, or where the
+    /// operator said `--allow-open-api`; see [`Tokens::check_exposure`]).
     Open,
 }
 
@@ -37,7 +38,38 @@ pub struct TokenParseError {
     line: usize,
 }
 
+/// An API without tokens would answer anyone who can reach the address.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no API tokens are set, so anyone who reaches {address} could read every environment's status and history and start reconciles; set API tokens (SLUICE_API_TOKENS or --tokens-file), listen on a loopback address, or pass --allow-open-api to serve an open API on purpose"
+)]
+pub struct OpenApiError {
+    address: std::net::SocketAddr,
+}
+
 impl Tokens {
+    /// Whether no token is configured (the API is open).
+    pub fn is_empty(&self) -> bool {
+        self.hashed.is_empty()
+    }
+
+    /// Refuses an open API on an address other hosts can reach, unless
+    /// the operator allows it on purpose (`allow_open`).
+    pub fn check_exposure(
+        &self,
+        addresses: impl IntoIterator<Item = std::net::SocketAddr>,
+        allow_open: bool,
+    ) -> Result<(), OpenApiError> {
+        if !self.is_empty() || allow_open {
+            return Ok(());
+        }
+        // NB: 0.0.0.0 and :: are not loopback: they listen everywhere.
+        match addresses.into_iter().find(|a| !a.ip().is_loopback()) {
+            Some(address) => Err(OpenApiError { address }),
+            None => Ok(()),
+        }
+    }
+
     /// Reads `SCOPE TOKEN` lines (or `SCOPE:TOKEN`, comma-separated, as in
     /// an environment variable). Blank lines and `#` comments are skipped.
     pub fn parse(text: &str) -> Result<Tokens, TokenParseError> {
@@ -86,7 +118,7 @@ impl Tokens {
         headers: &HeaderMap,
         environment: Option<&str>,
     ) -> Result<Scope, Response> {
-        if self.hashed.is_empty() {
+        if self.is_empty() {
             return Ok(Scope::Open);
         }
         let refuse = |status: StatusCode, message: &str| {
@@ -176,6 +208,31 @@ mod tests {
         assert_eq!(bearer_token("Bearer"), None);
         assert_eq!(bearer_token("Bearer   "), None);
         assert_eq!(bearer_token("Bearerroot-token"), None);
+    }
+
+    #[test]
+    fn an_open_api_is_refused_beyond_loopback_unless_allowed() {
+        let open = Tokens::default();
+        let at = |text: &str| -> std::net::SocketAddr { text.parse().unwrap() };
+        for loopback in ["127.0.0.1:7878", "[::1]:7878"] {
+            assert!(
+                open.check_exposure([at(loopback)], false).is_ok(),
+                "{loopback}"
+            );
+        }
+        for reachable in ["0.0.0.0:8080", "[::]:8080", "10.0.0.7:8080"] {
+            let refused = open
+                .check_exposure([at("127.0.0.1:1"), at(reachable)], false)
+                .unwrap_err();
+            assert!(refused.to_string().contains(reachable), "{refused}");
+            assert!(
+                refused.to_string().contains("--allow-open-api"),
+                "{refused}"
+            );
+            assert!(open.check_exposure([at(reachable)], true).is_ok());
+        }
+        let guarded = Tokens::parse("admin a1").unwrap();
+        assert!(guarded.check_exposure([at("0.0.0.0:8080")], false).is_ok());
     }
 
     #[test]

@@ -20,8 +20,11 @@ use sha2::Sha256;
 use std::sync::Arc;
 
 /// Largest delivery read: GitHub caps webhook payloads at 25 MB. The body
-/// is hashed as it arrives, never held whole.
+/// is hashed as it arrives, and held only up to [`MAX_KEPT`].
 const MAX_BODY: usize = 25 << 20;
+/// Largest delivery kept to read which repository was pushed; a bigger
+/// one (a push of many commits) reconciles every repository.
+const MAX_KEPT: usize = 1 << 20;
 
 pub async fn receive(
     State(state): State<Arc<ServerState>>,
@@ -37,37 +40,106 @@ pub async fn receive(
     // NB: what the headers alone decide is decided before any of the body
     // is read; a GitHub signature needs the body, read bounded (and within
     // the server's request timeout).
-    let accepted = match check(secret, &headers) {
-        Check::Decided(accepted) => accepted,
-        Check::Signed { mut mac, expected } => {
-            let mut stream = body.into_data_stream();
-            let mut read = 0usize;
-            let mut complete = true;
-            while let Some(chunk) = stream.next().await {
-                let Ok(chunk) = chunk else {
-                    complete = false;
-                    break;
-                };
-                read += chunk.len();
-                if read > MAX_BODY {
-                    return error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("a webhook delivery is at most {} MiB", MAX_BODY >> 20),
-                    );
-                }
+    let mut mac = match check(secret, &headers) {
+        Check::Decided(false) => None,
+        Check::Decided(true) => Some(None),
+        Check::Signed { mac, expected } => Some(Some((mac, expected))),
+    };
+    // NB: a GitLab token is checked before any of the body is read; a
+    // GitHub signature as the body arrives, which is kept (up to
+    // MAX_KEPT) only to say which repository was pushed.
+    let mut kept = Some(Vec::new());
+    let mut complete = true;
+    if mac.is_some() {
+        let mut stream = body.into_data_stream();
+        let mut read = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let Ok(chunk) = chunk else {
+                complete = false;
+                break;
+            };
+            read += chunk.len();
+            if read > MAX_BODY {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a webhook delivery is at most {} MiB", MAX_BODY >> 20),
+                );
+            }
+            if let Some(Some((mac, _))) = &mut mac {
                 mac.update(&chunk);
             }
-            // verify_slice compares in constant time.
-            complete && mac.verify_slice(&expected).is_ok()
+            if read > MAX_KEPT {
+                kept = None;
+            } else if let Some(kept) = &mut kept {
+                kept.extend_from_slice(&chunk);
+            }
         }
+    }
+    let accepted = match mac {
+        None => false,
+        Some(None) => true,
+        // verify_slice compares in constant time.
+        Some(Some((mac, expected))) => complete && mac.verify_slice(&expected).is_ok(),
     };
     if !accepted {
         state.metrics.webhooks_rejected.inc();
         tracing::warn!("git webhook refused: missing or bad signature");
         return error(StatusCode::UNAUTHORIZED, "missing or bad signature");
     }
-    tracing::info!("git webhook verified; reconciling");
-    request_sync(&state, Trigger::Webhook, None).await
+    let repositories = kept.filter(|_| complete).and_then(|body| pushed(&body));
+    tracing::info!(repositories = ?repositories, "git webhook verified; reconciling");
+    request_sync(&state, Trigger::Webhook, None, repositories).await
+}
+
+/// The repository a GitHub or GitLab push names, as [`repository_key`]s of
+/// each URL it gives for it; `None` when the body says none.
+fn pushed(body: &[u8]) -> Option<Vec<String>> {
+    let payload: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let fields = [
+        ("repository", "clone_url"),
+        ("repository", "ssh_url"),
+        ("repository", "git_url"),
+        ("repository", "html_url"),
+        ("repository", "git_http_url"),
+        ("repository", "git_ssh_url"),
+        ("project", "git_http_url"),
+        ("project", "git_ssh_url"),
+        ("project", "web_url"),
+    ];
+    let mut keys: Vec<String> = fields
+        .iter()
+        .filter_map(|(object, field)| payload.get(object)?.get(field)?.as_str())
+        .map(repository_key)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    (!keys.is_empty()).then_some(keys)
+}
+
+/// What two URLs of one repository have in common: host (and port) and
+/// path, lowercase, without scheme, user, trailing `/` or `.git`:
+/// `https://github.com/Org/Policy.git` and `git@github.com:org/policy` are
+/// both `github.com/org/policy`.
+pub fn repository_key(url: &str) -> String {
+    let url = url.trim().to_ascii_lowercase();
+    let rest = match url.split_once("://") {
+        Some((_, rest)) => rest.to_owned(),
+        // scp-like `user@host:path`
+        None => url.replacen(':', "/", 1),
+    };
+    let rest = match rest.split_once('/') {
+        Some((authority, path)) => {
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{host}/{path}")
+        }
+        None => rest
+            .rsplit_once('@')
+            .map_or(rest.clone(), |(_, host)| host.to_owned()),
+    };
+    let rest = rest.trim_end_matches('/');
+    rest.strip_suffix(".git").unwrap_or(rest).to_owned()
 }
 
 /// What a delivery's headers say about it.
@@ -141,6 +213,57 @@ pub fn github_signature(secret: &str, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// GitHub's published example ("Validating webhook deliveries").
+    #[test]
+    fn the_signature_matches_githubs_test_vector() {
+        let expected = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert_eq!(
+            github_signature("It's a Secret to Everybody", b"Hello, World!"),
+            expected
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("x-hub-signature-256", expected.parse().unwrap());
+        assert!(verified(
+            "It's a Secret to Everybody",
+            &headers,
+            b"Hello, World!"
+        ));
+    }
+
+    #[test]
+    fn the_urls_of_one_repository_share_a_key() {
+        for url in [
+            "https://github.com/Org/Policy.git",
+            "https://token@github.com/org/policy/",
+            "git@github.com:org/policy.git",
+            "ssh://git@github.com/org/policy",
+            "git://github.com/org/policy",
+        ] {
+            assert_eq!(repository_key(url), "github.com/org/policy", "{url}");
+        }
+        assert_eq!(
+            repository_key("git://127.0.0.1:9418/policy"),
+            "127.0.0.1:9418/policy"
+        );
+        assert_ne!(
+            repository_key("https://github.com/org/policy"),
+            repository_key("https://github.com/org/other")
+        );
+    }
+
+    #[test]
+    fn a_push_says_which_repository() {
+        let github = br#"{"ref":"refs/heads/main","repository":{"clone_url":"https://github.com/org/policy.git","ssh_url":"git@github.com:org/policy.git"}}"#;
+        assert_eq!(pushed(github), Some(vec!["github.com/org/policy".into()]));
+        let gitlab = br#"{"object_kind":"push","project":{"git_http_url":"https://gitlab.example.com/org/policy.git","git_ssh_url":"git@gitlab.example.com:org/policy.git"}}"#;
+        assert_eq!(
+            pushed(gitlab),
+            Some(vec!["gitlab.example.com/org/policy".into()])
+        );
+        assert_eq!(pushed(br#"{"ref":"refs/heads/main"}"#), None);
+        assert_eq!(pushed(b"not json"), None);
+    }
 
     #[test]
     fn github_and_gitlab_deliveries() {

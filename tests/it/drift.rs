@@ -380,3 +380,25 @@ fn an_episode_ends_when_the_gateway_is_back_even_after_a_failure_in_between() {
         })
     });
 }
+
+/// `sluice drift` and the reconciler share one drift rule: a gateway that
+/// runs something Sluice never verified there (no ledger record: it was
+/// configured by hand before Sluice arrived) is pending to both, not
+/// drifted to one and pushed by the other.
+#[test]
+fn drift_and_sync_agree_on_a_gateway_sluice_never_verified() {
+    let production = Production::new("detect", "1m", &[]);
+    production.hand_edit();
+    let drift = production.sluice(&["drift", "--env", "production", "-o", "json"], None);
+    assert_eq!(drift.code, 0, "{}{}", drift.stdout, drift.stderr);
+    assert_eq!(drift.json()[0]["found"], "pending", "{}", drift.stdout);
+
+    // Under `detect`, a drifted gateway is left alone; this one is applied.
+    let sync = production.sluice(&["sync", "--env", "production", "-o", "json"], None);
+    assert_eq!(sync.code, 0, "{}{}", sync.stdout, sync.stderr);
+    let gateway = &sync.json()["environments"][0]["gateways"][0];
+    assert_eq!(gateway["applied"], true, "{gateway}");
+    assert_eq!(gateway["drift"], Value::Null, "{gateway}");
+    let after = production.sluice(&["drift", "--env", "production", "-o", "json"], None);
+    assert_eq!(after.json()[0]["found"], "in-sync", "{}", after.stdout);
+}

@@ -1,7 +1,7 @@
 //! `sluice run`'s HTTP server: health, readiness, metrics, the status API
 //! with scoped tokens, and the git webhook.
 
-use crate::support::{GatewayProcess, TestRepo, eventually, http};
+use crate::support::{GatewayProcess, TestRepo, eventually, http, sluice, sluice_with};
 use sluice::server::webhook::github_signature;
 use std::fs;
 
@@ -464,4 +464,72 @@ fn many_idle_clients_under_a_low_file_limit_starve_neither_healthz_nor_fetches()
             .contains("\"requests_per_minute\":750")
     });
     drop(idle);
+}
+
+/// An API without tokens answers anyone who reaches it: beyond loopback
+/// `sluice run` and `sluice controller` refuse to start unless the operator
+/// says `--allow-open-api` (the controller before it looks for a cluster).
+#[test]
+fn an_open_api_beyond_loopback_needs_allow_open_api() {
+    let repo = TestRepo::example();
+    let data = tempfile::tempdir().unwrap();
+    let run = |listen: &'static str, more: &[&'static str]| {
+        let mut args = vec![
+            "run",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--listen",
+            listen,
+            "--interval",
+            "1h",
+        ];
+        args.extend_from_slice(more);
+        args
+    };
+    let refused = sluice(&run("0.0.0.0:0", &[]));
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("no API tokens are set")
+            && refused.stderr.contains("--allow-open-api"),
+        "{}",
+        refused.stderr
+    );
+    let refused = sluice_with(
+        &[
+            "controller",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "0.0.0.0:0",
+        ],
+        &[("KUBECONFIG", "/nonexistent/kubeconfig")],
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--allow-open-api"),
+        "{}",
+        refused.stderr
+    );
+
+    // On purpose, with tokens, or on loopback: it starts.
+    let mut open = GatewayProcess::spawn(&run("0.0.0.0:0", &["--allow-open-api"]), &[]);
+    open.terminate();
+    assert!(open.wait_exit(std::time::Duration::from_secs(30)).is_some());
+    let mut guarded =
+        GatewayProcess::spawn(&run("0.0.0.0:0", &[]), &[("SLUICE_API_TOKENS", "admin:a1")]);
+    guarded.terminate();
+    assert!(
+        guarded
+            .wait_exit(std::time::Duration::from_secs(30))
+            .is_some()
+    );
+    let mut local = GatewayProcess::spawn(&run("127.0.0.1:0", &[]), &[]);
+    local.terminate();
+    assert!(
+        local
+            .wait_exit(std::time::Duration::from_secs(30))
+            .is_some()
+    );
 }

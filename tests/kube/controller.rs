@@ -23,6 +23,7 @@ use sluice::{
     gateway::configmap::{DIGEST_ANNOTATION, ENVIRONMENT_LABEL},
     k8s::{self, ConfigRepository, Environment, crd::condition},
     ledger::{GatewayState, Trigger},
+    server::webhook::github_signature,
 };
 use std::{
     io::{BufRead, BufReader},
@@ -70,6 +71,36 @@ fn production_on_a_configmap(work: &Path, namespace: &str) -> PathBuf {
             ),
         )],
     )
+}
+
+/// [`production_on_a_configmap`] in `gateways`, served over git and
+/// created as the ConfigRepository `policy` and the Environment
+/// `production` of `namespace`, with every requeue far away (the repository
+/// polled hourly, drift checked every 10 minutes): what happens at once is
+/// a watch's or a request's doing. The daemon serves while it lives.
+async fn production_far_from_any_requeue(
+    client: &Client,
+    work: &Path,
+    namespace: &str,
+    gateways: &str,
+) -> (PathBuf, GitDaemon) {
+    let repo = production_on_a_configmap(work, gateways);
+    let environment_yaml = repo.join("environments/production/environment.yaml");
+    let yaml = std::fs::read_to_string(&environment_yaml).unwrap();
+    assert!(yaml.contains("interval: 1m"), "{yaml}");
+    std::fs::write(
+        &environment_yaml,
+        yaml.replace("interval: 1m", "interval: 10m"),
+    )
+    .unwrap();
+    env::git(
+        &repo,
+        &["commit", "-q", "-am", "drift checked every 10 minutes"],
+    );
+    let daemon = GitDaemon::serve(&repo);
+    create_repository_every(client, namespace, &daemon.url(), "1h").await;
+    create_environment(client, namespace, "production", serde_json::json!({})).await;
+    (repo, daemon)
 }
 
 /// The ConfigRepository `policy`: `url`, branch main, polled every 2 s.
@@ -184,6 +215,17 @@ impl Drop for Process {
 /// `sluice controller --watch-namespace NAMESPACE ARGS…` with its data under
 /// `work/NAME` and its log in `work/NAME.log`, logging at info.
 fn start_controller(work: &Path, name: &str, namespace: &str, args: &[&str]) -> Process {
+    start_controller_with(work, name, namespace, args, &[])
+}
+
+/// [`start_controller`] with more environment variables.
+fn start_controller_with(
+    work: &Path,
+    name: &str,
+    namespace: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Process {
     let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
     let data = work.join(name);
     let mut all = vec![
@@ -199,9 +241,13 @@ fn start_controller(work: &Path, name: &str, namespace: &str, args: &[&str]) -> 
     Process::start(
         &all,
         &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-            ("SLUICE_LOG", "info"),
-        ],
+            &[
+                ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+                ("SLUICE_LOG", "info"),
+            ],
+            envs,
+        ]
+        .concat(),
         work.join(format!("{name}.log")),
     )
 }
@@ -474,24 +520,9 @@ async fn a_hand_edit_of_a_gateway_configmap_is_healed_at_once_not_at_the_next_re
     let gateways = env::namespace(&client, "sluice-cmw-gw").await;
     let work = tempfile::tempdir().unwrap();
 
-    // Production on a ConfigMap in a namespace of its own; every requeue
-    // far away: the repository polled hourly, drift checked every 10 min.
-    let repo = production_on_a_configmap(work.path(), &gateways);
-    let environment_yaml = repo.join("environments/production/environment.yaml");
-    let yaml = std::fs::read_to_string(&environment_yaml).unwrap();
-    assert!(yaml.contains("interval: 1m"), "{yaml}");
-    std::fs::write(
-        &environment_yaml,
-        yaml.replace("interval: 1m", "interval: 10m"),
-    )
-    .unwrap();
-    env::git(
-        &repo,
-        &["commit", "-q", "-am", "drift checked every 10 minutes"],
-    );
-    let daemon = GitDaemon::serve(&repo);
-    create_repository_every(&client, &namespace, &daemon.url(), "1h").await;
-    create_environment(&client, &namespace, "production", serde_json::json!({})).await;
+    // Production on a ConfigMap in a namespace of its own.
+    let (_repo, _daemon) =
+        production_far_from_any_requeue(&client, work.path(), &namespace, &gateways).await;
     let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
 
     let controller = start_controller(
@@ -507,14 +538,8 @@ async fn a_hand_edit_of_a_gateway_configmap_is_healed_at_once_not_at_the_next_re
     })
     .await;
     let desired = synced.status.clone().unwrap().desired_digest.unwrap();
-    // NB: the first pass's writes (the ConfigRepository's status) wake one
-    // more pass; the edit comes after it, so only the watch can see it.
-    let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
-    eventually(30, "the ConfigRepository's status", &controller, || async {
-        repos.get("policy").await.ok()?.status?.revision.map(|_| ())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // NB: nothing else wakes the Environment now (its own status writes and
+    // the ConfigRepository's do not): only the watch can see the edit.
 
     // The ConfigMap says whose it is.
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &gateways);
@@ -555,8 +580,24 @@ async fn a_hand_edit_of_a_gateway_configmap_is_healed_at_once_not_at_the_next_re
     assert_eq!(status.history.len(), 2, "{:?}", status.history);
     assert_eq!(status.history[0].digest, desired);
 
-    // The heal's own write wakes nothing: one hand edit seen, no more.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The heal's own write wakes nothing: one hand edit seen, no more. NB:
+    // a requested reconcile, answered, stands in for a wait: the heal's
+    // ConfigMap event was delivered long before it.
+    environments
+        .patch(
+            "production",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "metadata": { "annotations": { k8s::crd::REQUESTED_AT: "after-the-heal" } }
+            })),
+        )
+        .await
+        .unwrap();
+    eventually(30, "the request answered", &controller, || async {
+        let status = environments.get("production").await.ok()?.status?;
+        (status.last_handled_reconcile_at.as_deref() == Some("after-the-heal")).then_some(())
+    })
+    .await;
     let log = controller.log();
     assert_eq!(
         log.matches("a gateway ConfigMap was edited by hand")
@@ -914,7 +955,8 @@ async fn the_ledger_lives_in_the_status_and_outlives_the_controller_and_its_disk
         let env = environments.get("production").await.ok()?;
         let ledger = env.status?.ledger?;
         let episode = ledger.drift_episodes.first()?.clone();
-        (episode.resolution.as_deref() == Some("healed")).then_some((ledger, episode))
+        (episode.resolution == Some(sluice::ledger::Resolution::Healed))
+            .then_some((ledger, episode))
     })
     .await;
     let (ledger, episode) = healed;
@@ -1192,14 +1234,17 @@ async fn unfinished_attempts_read_back_are_resolved_by_the_first_pass() {
         .await
         .unwrap();
 
+    // NB: the pass's own attempt is in the status before its apply, so
+    // every attempt finished is waited for, not only the old one.
     let ledger = eventually(
         90,
-        "the in-flight attempt resolved",
+        "the in-flight attempt resolved and the pass's own finished",
         &controller,
         || async {
             let ledger = environments.get("production").await.ok()?.status?.ledger?;
             let old = ledger.attempts.iter().find(|a| a.digest == in_flight)?;
-            old.outcome.is_some().then(|| ledger.clone())
+            (old.outcome.is_some() && ledger.attempts.iter().all(|a| a.outcome.is_some()))
+                .then(|| ledger.clone())
         },
     )
     .await;
@@ -1215,11 +1260,191 @@ async fn unfinished_attempts_read_back_are_resolved_by_the_first_pass() {
             .unwrap_or_default()
             .contains("interrupted")
     );
-    assert!(
-        ledger.attempts.iter().all(|a| a.outcome.is_some()),
-        "{:?}",
-        ledger.attempts
+    drop(controller);
+    let _ = Api::<Namespace>::all(client)
+        .delete(&namespace, &Default::default())
+        .await;
+}
+
+/// The head of `repo` after raising production's audit retention to
+/// `days` (a new digest for production, and no weakening to approve).
+fn retain_for(repo: &Path, days: u32) -> String {
+    let pack = repo.join("environments/production/packs/baseline.yaml");
+    let yaml = std::fs::read_to_string(&pack).unwrap();
+    let kept = yaml
+        .lines()
+        .map(
+            |line| match line.trim_start().strip_prefix("retention_days: ") {
+                Some(_) => format!("    retention_days: {days}"),
+                None => line.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&pack, kept + "\n").unwrap();
+    env::git(
+        repo,
+        &[
+            "commit",
+            "-q",
+            "-am",
+            &format!("keep audit records {days} days"),
+        ],
     );
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&head.stdout).trim().to_owned()
+}
+
+/// Every way to ask for a reconcile reaches the controller at once, long
+/// before any requeue (the repository is polled hourly, drift checked every
+/// 10 minutes): a signed git push of its repository to `/hooks/git` (a push
+/// of another repository wakes none of its Environments), `POST
+/// /api/v1/sync` with an API token, and `sluice.dev/requestedAt` on the
+/// Environment and on the ConfigRepository. Each new head is applied with
+/// the trigger that asked for it, and each status says which request it
+/// handled.
+#[tokio::test]
+async fn a_push_a_sync_and_a_requested_at_reconcile_at_once() {
+    let Some(client) = env::client().await else {
+        return;
+    };
+    install_crds(&client).await;
+    let namespace = env::namespace(&client, "sluice-req").await;
+    let work = tempfile::tempdir().unwrap();
+    let (repo, daemon) =
+        production_far_from_any_requeue(&client, work.path(), &namespace, &namespace).await;
+    let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
+    let repos: Api<ConfigRepository> = Api::namespaced(client.clone(), &namespace);
+
+    let secret = "controller-hook-secret";
+    let controller = start_controller_with(
+        work.path(),
+        "controller",
+        &namespace,
+        &[],
+        &[
+            ("SLUICE_WEBHOOK_SECRET", secret),
+            ("SLUICE_API_TOKENS", "admin:admin-token-9"),
+        ],
+    );
+    eventually(120, "Synced=True", &controller, || async {
+        let env = environments.get("production").await.ok()?;
+        (condition_of(&env, condition::SYNCED)? == ("True".into(), "AllInSync".into()))
+            .then_some(())
+    })
+    .await;
+    // The newest apply is of `head`, started by `trigger`.
+    let applied = |head: String, trigger: Trigger, what: &'static str| {
+        let environments = environments.clone();
+        let controller = &controller;
+        async move {
+            eventually(30, what, controller, || async {
+                let env = environments.get("production").await.ok()?;
+                let status = env.status?;
+                let newest = status.history.first()?;
+                (newest.revision == head).then(|| {
+                    assert_eq!(newest.trigger, trigger, "{what}: {:?}", status.history);
+                    status.last_handled_reconcile_at
+                })
+            })
+            .await
+        }
+    };
+    let http = reqwest::Client::new();
+    let api = format!("http://{}", controller.address);
+
+    let push = |secret: &str, clone_url: &str| {
+        let body = serde_json::json!({
+            "ref": "refs/heads/main",
+            "repository": { "clone_url": clone_url },
+        })
+        .to_string();
+        http.post(format!("{api}/hooks/git"))
+            .header(
+                "x-hub-signature-256",
+                github_signature(secret, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+    };
+    let request = |value: &str| {
+        Patch::Merge(serde_json::json!({
+            "metadata": { "annotations": { k8s::crd::REQUESTED_AT: value } }
+        }))
+    };
+
+    // A push to another repository reconciles none of this one's
+    // Environments: the Environment's own request, made after it, is what
+    // applies the new head.
+    let head = retain_for(&repo, 366);
+    let elsewhere = push(secret, "https://git.example.com/other/policy.git")
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 202);
+    environments
+        .patch("production", &PatchParams::default(), &request("env-1"))
+        .await
+        .unwrap();
+    let handled = applied(
+        head,
+        Trigger::Manual,
+        "the head applied on the Environment's request",
+    )
+    .await;
+    assert_eq!(handled.as_deref(), Some("env-1"));
+
+    // A push to this repository, signed as GitHub signs it.
+    let head = retain_for(&repo, 367);
+    let hook = push(secret, &daemon.url()).await.unwrap();
+    assert_eq!(hook.status(), 202);
+    applied(head, Trigger::Webhook, "the pushed head applied").await;
+
+    // A forged push is refused.
+    let forged = push("guess", &daemon.url()).await.unwrap();
+    assert_eq!(forged.status(), 401);
+
+    // `sluice sync --server`'s request, with and without a token.
+    let head = retain_for(&repo, 368);
+    let sync = format!("{api}/api/v1/sync?env=production");
+    assert_eq!(http.post(&sync).send().await.unwrap().status(), 401);
+    let synced = http
+        .post(&sync)
+        .bearer_auth("admin-token-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(synced.status(), 202);
+    applied(head, Trigger::Manual, "the head applied on a sync request").await;
+
+    // The repository's request: its Environments fetch and reconcile.
+    let head = retain_for(&repo, 369);
+    repos
+        .patch("policy", &PatchParams::default(), &request("repo-1"))
+        .await
+        .unwrap();
+    applied(
+        head.clone(),
+        Trigger::Manual,
+        "the head applied on the repository's request",
+    )
+    .await;
+    eventually(
+        30,
+        "the ConfigRepository answered its request",
+        &controller,
+        || async {
+            let status = repos.get("policy").await.ok()?.status?;
+            (status.last_handled_reconcile_at.as_deref() == Some("repo-1")
+                && status.revision.as_deref() == Some(head.as_str()))
+            .then_some(())
+        },
+    )
+    .await;
+
     drop(controller);
     let _ = Api::<Namespace>::all(client)
         .delete(&namespace, &Default::default())

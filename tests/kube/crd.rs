@@ -5,18 +5,18 @@
 //! The `Widget` kind in `test.sluice.dev` exists only for these tests; Sluice's
 //! own CRDs live elsewhere.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, CustomResource, CustomResourceExt, KubeSchema, Resource,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams},
     runtime::wait::{await_condition, conditions},
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::{sync::Notify, time::Instant};
+use tokio::sync::Notify;
 
 use crate::env::{self, api_status, within};
 
@@ -70,20 +70,6 @@ async fn install_widget_crd(client: &Client) {
     assert!(established.is_some(), "Widget CRD vanished");
 }
 
-/// Create `widget`, retrying while the freshly established resource is not
-/// yet routed (404) until a deadline.
-async fn create_widget(api: &Api<Widget>, widget: &Widget) -> Result<Widget, kube::Error> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match api.create(&PostParams::default(), widget).await {
-            Err(err) if api_status(&err) == Some(404) && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            result => return result,
-        }
-    }
-}
-
 #[tokio::test]
 async fn crd_custom_resource_watch_and_status() {
     let Some(client) = env::client().await else {
@@ -93,7 +79,7 @@ async fn crd_custom_resource_watch_and_status() {
     let widgets: Api<Widget> = Api::namespaced(client.clone(), "default");
     let name = env::unique_name("widget");
 
-    let created = create_widget(
+    let created = env::create(
         &widgets,
         &Widget::new(
             &name,
@@ -201,7 +187,7 @@ async fn crd_cel_validation_is_enforced_by_the_server() {
     let widgets: Api<Widget> = Api::namespaced(client, "default");
     let name = env::unique_name("widget-invalid");
 
-    let err = create_widget(
+    let err = env::create(
         &widgets,
         &Widget::new(
             &name,

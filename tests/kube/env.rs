@@ -374,3 +374,43 @@ pub fn api_status(err: &kube::Error) -> Option<u16> {
         _ => None,
     }
 }
+
+/// Whether a request may succeed when made again: the API server said it
+/// was overloaded or timed out (`429`, `500 Handler timeout`, `503`, `504`),
+/// or the answer never arrived (a connection the client gave up on under
+/// load). Tests retry these; any other answer is the one under test.
+pub fn is_transient(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => matches!(status.code, 429 | 500 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// Creates `object`, retrying until a deadline while a freshly established
+/// kind is not yet routed (`404`) and while the API server is too busy to
+/// answer ([`is_transient`]). A create retried after no answer may have
+/// gone through: its `409` is the object.
+pub async fn create<K>(api: &kube::Api<K>, object: &K) -> Result<K, kube::Error>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::ResourceExt as _;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut retried = false;
+    loop {
+        match api.create(&kube::api::PostParams::default(), object).await {
+            Err(err) if api_status(&err) == Some(409) && retried => {
+                return api.get(&object.name_any()).await;
+            }
+            Err(err)
+                if (api_status(&err) == Some(404) || is_transient(&err))
+                    && std::time::Instant::now() < deadline =>
+            {
+                retried |= is_transient(&err);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            result => return result,
+        }
+    }
+}

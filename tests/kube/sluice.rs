@@ -3,7 +3,7 @@
 //! schema's patterns and CEL rules enforced (422), and the printer columns
 //! `kubectl get environments` shows.
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
@@ -11,15 +11,14 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource,
-    api::{Patch, PatchParams, PostParams},
+    api::{Patch, PatchParams},
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sluice::k8s::{
     self, ConfigRepository, Environment, EnvironmentStatus, Gateway,
     crd::{ApplyRecord, GatewayStatus, condition},
 };
-use tokio::time::Instant;
 
 use crate::{
     crds::install_crds,
@@ -38,23 +37,6 @@ fn example<K: DeserializeOwned + Resource>(file: &str, name: &str) -> K {
         serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     object.meta_mut().name = Some(name.to_owned());
     object
-}
-
-/// Create `object`, retrying while a freshly established kind is not yet
-/// routed (404), until a deadline.
-async fn create<K>(api: &Api<K>, object: &K) -> Result<K, kube::Error>
-where
-    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match api.create(&PostParams::default(), object).await {
-            Err(err) if api_status(&err) == Some(404) && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            result => return result,
-        }
-    }
 }
 
 fn at(secs: i64) -> Time {
@@ -95,7 +77,7 @@ async fn sluice_crds_serve_the_examples_with_status_and_printer_columns() {
     let gateway_name = env::unique_name("gw-eu-2");
 
     let repo: ConfigRepository = example("configrepository.yaml", &repo_name);
-    let created = create(&repos, &repo)
+    let created = env::create(&repos, &repo)
         .await
         .expect("creating the ConfigRepository");
     assert_eq!(created.spec, repo.spec);
@@ -103,13 +85,13 @@ async fn sluice_crds_serve_the_examples_with_status_and_printer_columns() {
 
     let mut environment: Environment = example("environment.yaml", &env_name);
     environment.spec.repository_ref.name = repo_name.clone();
-    create(&environments, &environment)
+    env::create(&environments, &environment)
         .await
         .expect("creating the Environment");
 
     let mut gateway: Gateway = example("gateway.yaml", &gateway_name);
     gateway.spec.environment = env_name.clone();
-    create(&gateways, &gateway)
+    env::create(&gateways, &gateway)
         .await
         .expect("creating the Gateway");
 
@@ -183,6 +165,7 @@ async fn sluice_crds_serve_the_examples_with_status_and_printer_columns() {
             finished_at: Some(at(1_790_000_001)),
             message: None,
         }],
+        last_handled_reconcile_at: Some("1790000000".into()),
         ledger: Some(sluice::k8s::crd::LedgerStatus {
             attempts: vec![sluice::k8s::crd::LedgerAttempt {
                 gateway: gateway_name.clone(),
@@ -273,7 +256,7 @@ async fn sluice_crds_refuse_what_the_schema_forbids() {
     // A path outside environments/<slug>.
     let mut environment: Environment = example("environment.yaml", &env::unique_name("bad-path"));
     environment.spec.path = "environments/Prod/../../etc".into();
-    let err = create(&environments, &environment)
+    let err = env::create(&environments, &environment)
         .await
         .expect_err("the server refuses the path");
     assert_eq!(api_status(&err), Some(422), "{err}");
@@ -283,7 +266,7 @@ async fn sluice_crds_refuse_what_the_schema_forbids() {
     let mut repo: ConfigRepository =
         example("configrepository.yaml", &env::unique_name("two-refs"));
     repo.spec.git_ref.tag = Some("v1.0.0".into());
-    let err = create(&repos, &repo)
+    let err = env::create(&repos, &repo)
         .await
         .expect_err("the server refuses two refs");
     assert_eq!(api_status(&err), Some(422), "{err}");
@@ -297,7 +280,7 @@ async fn sluice_crds_refuse_what_the_schema_forbids() {
     let mut repo: ConfigRepository =
         example("configrepository.yaml", &env::unique_name("url-token"));
     repo.spec.url = "https://user:token@git.example.com/policy.git".into();
-    let err = create(&repos, &repo)
+    let err = env::create(&repos, &repo)
         .await
         .expect_err("the server refuses a URL with credentials");
     assert_eq!(api_status(&err), Some(422), "{err}");
@@ -306,7 +289,7 @@ async fn sluice_crds_refuse_what_the_schema_forbids() {
     let mut gateway: Gateway = example("gateway.yaml", &env::unique_name("no-settings"));
     gateway.spec.driver = k8s::GatewayDriver::Configmap;
     gateway.spec.secret_ref = None;
-    let err = create(&gateways, &gateway)
+    let err = env::create(&gateways, &gateway)
         .await
         .expect_err("the server refuses a driver without settings");
     assert_eq!(api_status(&err), Some(422), "{err}");
@@ -318,7 +301,7 @@ async fn sluice_crds_refuse_what_the_schema_forbids() {
 
     // The history is bounded.
     let name = env::unique_name("long-history");
-    create(&environments, &example("environment.yaml", &name))
+    env::create(&environments, &example("environment.yaml", &name))
         .await
         .expect("creating the Environment");
     let record = json!({

@@ -36,9 +36,12 @@ fn sample() -> MemoryLedger {
             environment: "production".into(),
             revision: "c0ffee".into(),
             digest: "sha256:abc".into(),
-            packs:
-                r#"[{"name":"audit","version":"1.0.0","digest":"sha256:p1","source":"sha256:s1"}]"#
-                    .into(),
+            packs: vec![crate::ledger::DeployedPack {
+                name: "audit".into(),
+                version: "1.0.0".into(),
+                digest: "sha256:p1".into(),
+                source: "sha256:s1".into(),
+            }],
             verified_at: T0 + 8,
         })
         .unwrap();
@@ -56,7 +59,7 @@ fn sample() -> MemoryLedger {
         })
         .unwrap();
     ledger
-        .resolve_drift("production", "gw-1", T0 + 2, "healed")
+        .resolve_drift("production", "gw-1", T0 + 2, Resolution::Healed)
         .unwrap();
     ledger
 }

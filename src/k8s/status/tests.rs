@@ -53,6 +53,7 @@ fn observe<'a>(report: &'a EnvironmentReport, started: &'a Time, now: Time) -> O
             report,
             started,
         }),
+        handled_request: None,
     }
 }
 
@@ -260,6 +261,24 @@ fn suspended_and_blocked_say_so_and_keep_the_rest() {
     blocked.blocked = Some(("FetchFailed", "cannot reach git.example".into()));
     let status = build(&before, &blocked);
     assert_eq!(find(&status, condition::READY).reason, "FetchFailed");
+}
+
+#[test]
+fn the_handled_request_is_recorded_and_kept() {
+    let report = report(vec![gateway("cm", GatewayState::InSync, true)]);
+    let started = at(0);
+    let mut requested = observe(&report, &started, at(1));
+    requested.handled_request = Some("1764633600".into());
+    let status = build(&EnvironmentStatus::default(), &requested);
+    assert_eq!(
+        status.last_handled_reconcile_at.as_deref(),
+        Some("1764633600")
+    );
+    let later = build(&status, &observe(&report, &at(2), at(3)));
+    assert_eq!(
+        later.last_handled_reconcile_at.as_deref(),
+        Some("1764633600")
+    );
 }
 
 #[test]

@@ -48,7 +48,7 @@ fn deployments_and_resolved_episodes_are_bounded_open_ones_kept() {
                 environment: "prod".into(),
                 revision: format!("r{i}"),
                 digest: format!("d{i}"),
-                packs: "[]".into(),
+                packs: Vec::new(),
                 verified_at: T0 + i,
             })
             .unwrap();
@@ -68,7 +68,7 @@ fn deployments_and_resolved_episodes_are_bounded_open_ones_kept() {
     for i in 0..(EPISODES_KEPT as Millis + 5) {
         ledger.open_drift(&episode("flappy", T0 + i)).unwrap();
         ledger
-            .resolve_drift("prod", "flappy", T0 + i, "healed")
+            .resolve_drift("prod", "flappy", T0 + i, Resolution::Healed)
             .unwrap();
     }
     let record = ledger.environment("prod");
@@ -123,7 +123,7 @@ fn prune_keeps_unfinished_open_and_the_newest_deployment() {
             environment: "prod".into(),
             revision: "r".into(),
             digest: "d".into(),
-            packs: "[]".into(),
+            packs: Vec::new(),
             verified_at: T0,
         })
         .unwrap();

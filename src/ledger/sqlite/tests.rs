@@ -907,7 +907,7 @@ fn deployment(environment: &str, revision: &str, digest: &str, at: Millis) -> De
         environment: environment.into(),
         revision: revision.into(),
         digest: digest.into(),
-        packs: "[]".into(),
+        packs: Vec::new(),
         verified_at: at,
     }
 }
@@ -985,14 +985,14 @@ fn a_gateway_has_one_open_drift_episode_until_it_is_resolved() {
     assert_eq!(open[0].live_digest.as_deref(), Some("sha256:y"));
 
     let resolved = ledger
-        .resolve_drift("prod", "gw-1", NOW + 9, "healed")
+        .resolve_drift("prod", "gw-1", NOW + 9, Resolution::Healed)
         .unwrap()
         .expect("an open episode");
     assert_eq!(resolved.resolved_at, Some(NOW + 9));
-    assert_eq!(resolved.resolution.as_deref(), Some("healed"));
+    assert_eq!(resolved.resolution, Some(Resolution::Healed));
     assert!(
         ledger
-            .resolve_drift("prod", "gw-1", NOW + 10, "healed")
+            .resolve_drift("prod", "gw-1", NOW + 10, Resolution::Healed)
             .unwrap()
             .is_none()
     );
@@ -1028,7 +1028,7 @@ fn resolved_drift_and_superseded_deployments_age_out() {
         .open_drift(&episode("gw-1", "sha256:x", NOW - 399 * DAY))
         .unwrap();
     ledger
-        .resolve_drift("prod", "gw-1", NOW - 398 * DAY, "healed")
+        .resolve_drift("prod", "gw-1", NOW - 398 * DAY, Resolution::Healed)
         .unwrap();
 
     ledger.prune(NOW, &|_| default_retention(true)).unwrap();
@@ -1195,5 +1195,64 @@ fn an_empty_ledger_file_is_refused_unless_a_fresh_start_is_asked_for() {
             .unwrap()
             .len(),
         1
+    );
+}
+
+#[test]
+fn a_deployment_whose_packs_do_not_decode_is_an_error_not_a_version_without_packs() {
+    let (_dir, path, ledger) = fresh();
+    let mut kept = deployment("production", "c0ffee", "sha256:abc", 1);
+    kept.packs = vec![DeployedPack {
+        name: "audit".into(),
+        version: "1.0.0".into(),
+        digest: "sha256:p1".into(),
+        source: "sha256:s1".into(),
+    }];
+    ledger.record_deployment(&kept).unwrap();
+    assert_eq!(ledger.deployments("production", 1).unwrap(), vec![kept]);
+
+    // A hand edit (or a torn disk) of the column.
+    Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE deployments SET packs = '[{\"name\":'", [])
+        .unwrap();
+    let refused = ledger.deployments("production", 1).unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        text.contains("listing deployments") && text.contains("packs of a deployment"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_drift_episode_with_an_unknown_resolution_is_an_error_that_names_it() {
+    let (_dir, path, ledger) = fresh();
+    ledger
+        .open_drift(&DriftEpisode {
+            environment: "prod".into(),
+            gateway: "gw-1".into(),
+            revision: "r1".into(),
+            desired_digest: "sha256:a".into(),
+            live_digest: None,
+            changes: "[]".into(),
+            onset_at: NOW,
+            resolved_at: None,
+            resolution: None,
+        })
+        .unwrap();
+    ledger
+        .resolve_drift("prod", "gw-1", NOW + 1, Resolution::Superseded)
+        .unwrap();
+    let read = ledger.drift_episodes(Some("prod"), false, 1).unwrap();
+    assert_eq!(read[0].resolution, Some(Resolution::Superseded));
+
+    Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE drift_episodes SET resolution = 'fixed-somehow'", [])
+        .unwrap();
+    let refused = ledger.drift_episodes(Some("prod"), false, 1).unwrap_err();
+    assert!(
+        refused.to_string().contains("\"fixed-somehow\""),
+        "{refused}"
     );
 }
