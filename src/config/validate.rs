@@ -59,7 +59,7 @@ pub fn check(repo: &Repository, env_dirs: &[String], strays: &Strays) -> Vec<Fin
         for (i, gateway) in env.gateways.iter().enumerate() {
             if gateway.runs_litellm() && env.litellm.is_none() {
                 let at = match gateway {
-                    Gateway::File(_) => "format",
+                    Gateway::File(_) | Gateway::Configmap(_) => "format",
                     _ => "driver",
                 };
                 out.push(
