@@ -438,6 +438,34 @@ mod tests {
     }
 
     #[test]
+    fn a_litellm_configmap_is_read_by_its_config_yaml() {
+        let desired = Desired::of_body(super::super::format::tests::LITELLM_BODY);
+        let config = format::render(FileFormat::Litellm, &desired).unwrap();
+        let mut written = map(None, Some(desired.digest.as_str()));
+        let mut hold = |text: &str| {
+            written.data = Some(BTreeMap::from([(
+                LITELLM_DATA_KEY.to_owned(),
+                text.to_owned(),
+            )]));
+            (
+                version(&written, FileFormat::Litellm),
+                edited_by_hand(&written).map(str::to_owned),
+            )
+        };
+        assert_eq!(hold(&config), (Some(desired.digest.clone()), None));
+        // The stamp still claims the digest; the rest says otherwise.
+        let edited = config.replace("MASK", "BLOCK");
+        assert_ne!(edited, config);
+        assert_eq!(
+            hold(&edited),
+            (
+                Some(Digest::of(edited.as_bytes())),
+                Some("production".into())
+            )
+        );
+    }
+
+    #[test]
     fn only_data_that_is_not_the_annotated_digest_is_a_hand_edit() {
         let written = r#"{"enforcement":"enforce"}"#;
         let digest = Digest::of_json(written).unwrap();

@@ -71,3 +71,41 @@ pub(crate) fn litellm_document(
     };
     Ok((document, base))
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::model;
+
+    /// A LiteLLM environment's policy document: one pack redacting SSNs and
+    /// e-mail addresses, over one model.
+    pub(crate) const LITELLM_BODY: &str = r#"{"enforcement":"enforce","format":"sluice.dev/policy/v1","litellm":{"model_list":[{"litellm_params":{"api_key":"os.environ/OPENAI_API_KEY","model":"openai/gpt-4o-mini"},"model_name":"gpt-4o-mini"}]},"packs":{"support":{"chain":["pii-detector"],"enabled":true,"settings":{"pii-detector":{"action":"redact","detect_patterns":["ssn","email"]}},"version":"1.0.0"}}}"#;
+
+    #[test]
+    fn a_configmap_gateway_is_rendered_natively_as_a_file_gateway_is() {
+        let desired = Desired::of_body(LITELLM_BODY);
+        let configmap = |format| {
+            model::Gateway::Configmap(model::ConfigMapGateway {
+                name: "g".into(),
+                namespace: "gateways".into(),
+                config_map: "litellm".into(),
+                format,
+                deployment: Some("litellm".into()),
+                rollout_timeout: None,
+            })
+        };
+        let file = model::Gateway::File(model::FileGateway {
+            name: "g".into(),
+            path: "config.yaml".into(),
+            format: FileFormat::Litellm,
+        });
+        let native = super::super::native(&configmap(FileFormat::Litellm), &desired).unwrap();
+        assert_eq!(native, super::super::native(&file, &desired).unwrap());
+        assert!(native.contains("litellm_content_filter"), "{native}");
+        assert_eq!(version_of(FileFormat::Litellm, &native), desired.digest);
+        assert_eq!(
+            super::super::native(&configmap(FileFormat::Sluice), &desired).unwrap(),
+            LITELLM_BODY
+        );
+    }
+}
