@@ -423,6 +423,20 @@ fn check_gateways(file: &str, gateways: &[Gateway], out: &mut Vec<Finding>) {
                 .hint("use a path relative to Sluice's data directory, e.g. gateways/production/edge.json, or an absolute one the operator allows with --file-root"),
             );
         }
+        if let Gateway::Configmap(map) = gateway
+            && map.deployment.is_none()
+            && map.rollout_timeout.is_some()
+        {
+            out.push(
+                Finding::error(
+                    "gateway.rollout-without-deployment",
+                    file,
+                    "`rolloutTimeout` bounds the rollout of a `deployment`, and this gateway names none",
+                )
+                .pointer(format!("/gateways/{i}/rolloutTimeout"))
+                .hint("name the Deployment whose pods read the ConfigMap with `deployment`, or remove `rolloutTimeout`"),
+            );
+        }
         if let Some(url) = gateway.url()
             && carries_credentials(url)
         {
