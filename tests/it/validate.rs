@@ -130,15 +130,7 @@ fn an_environments_litellm_settings_are_held_to_the_rules() {
         "a literal key is never shown"
     );
     let findings = run.json();
-    let at = |rule: &str| -> Vec<String> {
-        findings
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["rule"] == rule)
-            .map(|f| format!("{}:{}", f["file"].as_str().unwrap(), f["line"]))
-            .collect()
-    };
+    let at = |rule: &str| located(&findings, rule);
     let file = "environments/staging/litellm.yaml";
     assert_eq!(at("allow.env-not-allowed"), [format!("{file}:5")]);
     assert_eq!(at("allow.url-not-allowed"), [format!("{file}:6")]);
@@ -225,15 +217,7 @@ fn litellm_gateways_need_their_environments_settings() {
     let run = repo.sluice(&["validate", "--rev", "HEAD", "-o", "json"]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     let findings = run.json();
-    let at = |rule: &str| -> Vec<String> {
-        findings
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["rule"] == rule)
-            .map(|f| format!("{}:{}", f["file"].as_str().unwrap(), f["line"]))
-            .collect()
-    };
+    let at = |rule: &str| located(&findings, rule);
     let file = "environments/staging/gateways.yaml";
     assert_eq!(
         at("litellm.no-settings"),
@@ -243,4 +227,15 @@ fn litellm_gateways_need_their_environments_settings() {
         at("gateway.rollout-without-deployment"),
         [format!("{file}:17")]
     );
+}
+
+/// Where `findings` (validate's JSON) report `rule`, as `file:line`.
+fn located(findings: &serde_json::Value, rule: &str) -> Vec<String> {
+    findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == rule)
+        .map(|f| format!("{}:{}", f["file"].as_str().unwrap(), f["line"]))
+        .collect()
 }

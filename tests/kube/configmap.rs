@@ -27,7 +27,13 @@ use sluice::{
         rollout::{CONFIG_DIGEST_ANNOTATION, RESTARTED_AT_ANNOTATION},
     },
 };
-use std::{collections::BTreeMap, path::Path, process::Command, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+    time::Duration,
+};
 use tokio::sync::Notify;
 
 fn desired(body: &str, revision: &str) -> Desired {
@@ -136,6 +142,29 @@ async fn a_configmap_gateway_applies_sees_hand_edits_and_refuses_stale_writes() 
     );
 }
 
+/// The example repository copied into `work/repo` with `files` written
+/// over it, committed on `main`.
+fn example_repo(work: &Path, files: &[(&str, String)]) -> PathBuf {
+    let repo = work.join("repo");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(&example)
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    for (path, text) in files {
+        let path = repo.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    env::git(&repo, &["init", "-q", "-b", "main"]);
+    env::git(&repo, &["add", "-A"]);
+    env::git(&repo, &["commit", "-q", "-m", "gateways for the test"]);
+    repo
+}
+
 fn sluice(args: &[&str], kubeconfig: &Path) -> (i32, String, String) {
     // NB: as an operator who allows production the example's alert variable.
     sluice_as(args, kubeconfig, "production=PROD_*")
@@ -165,25 +194,15 @@ async fn sync_writes_configmaps_and_drift_sees_an_edit_that_sync_puts_back() {
     let kubeconfig = env::kubeconfig().expect("the client came from a kubeconfig");
     let namespace = env::namespace(&client, "sluice-cm").await;
     let work = tempfile::tempdir().unwrap();
-    let repo = work.path().join("repo");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
-    let copied = Command::new("cp")
-        .arg("-r")
-        .arg(&example)
-        .arg(&repo)
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    std::fs::write(
-        repo.join("environments/production/gateways.yaml"),
-        format!(
-            "gateways:\n  - name: prod-k8s\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n"
-        ),
-    )
-    .unwrap();
-    env::git(&repo, &["init", "-q", "-b", "main"]);
-    env::git(&repo, &["add", "-A"]);
-    env::git(&repo, &["commit", "-q", "-m", "production on a ConfigMap"]);
+    let repo = example_repo(
+        work.path(),
+        &[(
+            "environments/production/gateways.yaml",
+            format!(
+                "gateways:\n  - name: prod-k8s\n    driver: configmap\n    namespace: {namespace}\n    configMap: policy\n"
+            ),
+        )],
+    );
     let (repo_arg, data) = (
         repo.to_str().unwrap().to_owned(),
         work.path().join("data").to_str().unwrap().to_owned(),
@@ -336,7 +355,7 @@ async fn litellm_deployment(deployments: &Api<Deployment>, name: &str, config_ma
                 "spec": {
                     "containers": [{
                         "name": "litellm",
-                        "image": "ghcr.io/berriai/litellm:v1.108.7",
+                        "image": "registry.example.com/litellm:1.108.7",
                         "args": ["--config", "/etc/litellm/config.yaml"],
                         "volumeMounts": [{"name": "config", "mountPath": "/etc/litellm"}],
                     }],
@@ -641,42 +660,25 @@ async fn sync_rolls_a_litellm_deployment_and_render_native_is_what_it_wrote() {
     let _controller = DeploymentController::start(deployments.clone(), "litellm", None).await;
 
     let work = tempfile::tempdir().unwrap();
-    let repo = work.path().join("repo");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
-    assert!(
-        Command::new("cp")
-            .arg("-r")
-            .arg(&example)
-            .arg(&repo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let write = |path: &str, text: String| {
-        let path = repo.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    };
-    // LiteLLM keeps no audit log of its own to expire or protect.
-    write(
-        "environments/staging/packs/baseline.yaml",
-        "policy:\n  audit-logger: { retention_days: null, immutable: null }\n".into(),
-    );
-    write(
-        "environments/staging/litellm.yaml",
-        "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_key: os.environ/STAGING_PROVIDER_KEY\ngeneral_settings:\n  master_key: os.environ/STAGING_LITELLM_MASTER_KEY\n".into(),
-    );
-    write(
-        "environments/staging/gateways.yaml",
-        format!(
-            "gateways:\n  - name: litellm-k8s\n    driver: configmap\n    namespace: {namespace}\n    configMap: litellm\n    format: litellm\n    deployment: litellm\n    rolloutTimeout: 1m\n"
-        ),
-    );
-    env::git(&repo, &["init", "-q", "-b", "main"]);
-    env::git(&repo, &["add", "-A"]);
-    env::git(
-        &repo,
-        &["commit", "-q", "-m", "staging on LiteLLM in Kubernetes"],
+    let repo = example_repo(
+        work.path(),
+        &[
+            // LiteLLM keeps no audit log of its own to expire or protect.
+            (
+                "environments/staging/packs/baseline.yaml",
+                "policy:\n  audit-logger: { retention_days: null, immutable: null }\n".into(),
+            ),
+            (
+                "environments/staging/litellm.yaml",
+                "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_key: os.environ/STAGING_PROVIDER_KEY\ngeneral_settings:\n  master_key: os.environ/STAGING_LITELLM_MASTER_KEY\n".into(),
+            ),
+            (
+                "environments/staging/gateways.yaml",
+                format!(
+                    "gateways:\n  - name: litellm-k8s\n    driver: configmap\n    namespace: {namespace}\n    configMap: litellm\n    format: litellm\n    deployment: litellm\n    rolloutTimeout: 1m\n"
+                ),
+            ),
+        ],
     );
     let (repo_arg, data) = (
         repo.to_str().unwrap().to_owned(),
