@@ -26,7 +26,7 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::{
-    Api, Client,
+    Api, Client, ResourceExt,
     api::{ObjectMeta, Patch, PatchParams, PostParams},
     runtime::wait::await_condition,
 };
@@ -141,22 +141,27 @@ impl ConfigMapGateway {
         self.call(api.get_opt(&self.name)).await
     }
 
-    /// The version the gateway runs, given its ConfigMap as read: what the
-    /// ConfigMap holds, or with a Deployment what its pods were rolled onto
-    /// ([`rollout::running`]). A ConfigMap holding what Sluice did not
-    /// write is that, whatever the pods run: every pod started from now on
-    /// runs it, so it is drift now, not at the next restart.
-    async fn running(&self, map: Option<&ConfigMap>) -> Result<Option<Digest>, GatewayError> {
-        let Some((map, held)) = map.and_then(|m| Some((m, version(m, self.format)?))) else {
+    /// The Deployment behind the gateway, when it names one.
+    async fn pods(&self) -> Result<Option<Deployment>, GatewayError> {
+        let Some((deployment, _)) = &self.deployment else {
             return Ok(None);
         };
+        let api = self.deployments().await?;
+        self.call(api.get_opt(deployment)).await
+    }
+
+    /// The version the gateway runs, given its ConfigMap and Deployment as
+    /// read: what the ConfigMap holds, or with a Deployment what its pods
+    /// were rolled onto ([`rollout::running`]). A ConfigMap holding what
+    /// Sluice did not write is that, whatever the pods run: every pod
+    /// started from now on runs it, so it is drift now, not at the next
+    /// restart.
+    fn running(&self, map: Option<&ConfigMap>, pods: Option<&Deployment>) -> Option<Digest> {
+        let map = map?;
+        let held = version(map, self.format)?;
         match &self.deployment {
-            Some((deployment, _)) if annotated(map) == Some(held.as_str()) => {
-                let api = self.deployments().await?;
-                let pods = self.call(api.get_opt(deployment)).await?;
-                Ok(rollout::running(&held, pods.as_ref()))
-            }
-            _ => Ok(Some(held)),
+            Some(_) if written_by_sluice(map, self.format) => rollout::running(&held, pods),
+            _ => Some(held),
         }
     }
 
@@ -210,8 +215,49 @@ impl ConfigMapGateway {
         }
     }
 
+    /// Puts back what ran before a rollout that did not complete, so that
+    /// the Deployment controller scales the previous ReplicaSet back up and
+    /// no pod that restarts later starts from the new config: the
+    /// ConfigMap as it was (`before`, over `written`, what this apply
+    /// stored), when it held a config Sluice wrote (a hand edit or nothing
+    /// is no config to go back to), and the pod template's annotations
+    /// (`pods`, as read before the patch). Says what it did after `why`.
+    async fn restore(
+        &self,
+        why: String,
+        before: Option<&ConfigMap>,
+        written: Option<&ConfigMap>,
+        pods: &Deployment,
+    ) -> String {
+        let Some(before) = before.filter(|m| written_by_sluice(m, self.format)) else {
+            return format!(
+                "{why}; nothing to put back (the ConfigMap held no config Sluice wrote)"
+            );
+        };
+        let restored = async {
+            if let Some(written) = written {
+                let mut map = before.clone();
+                // NB: over this apply's write only, never over a change made since.
+                map.metadata.resource_version = written.metadata.resource_version.clone();
+                map.metadata.managed_fields = None;
+                let api = self.api().await?;
+                self.call(api.replace(&self.name, &PostParams::default(), &map))
+                    .await?;
+            }
+            let api = self.deployments().await?;
+            let patch = Patch::Merge(rollout::restore(pods));
+            self.call(api.patch(&pods.name_any(), &PatchParams::default(), &patch))
+                .await
+        }
+        .await;
+        match restored {
+            Ok(_) => format!("{why}; the previous config was put back"),
+            Err(e) => format!("{why}; putting the previous config back failed: {e}"),
+        }
+    }
+
     /// Writes `body` over `current` (the ConfigMap as just read) and checks
-    /// what the API server stored.
+    /// what the API server stored, which it returns.
     async fn write(
         &self,
         api: &Api<ConfigMap>,
@@ -219,7 +265,7 @@ impl ConfigMapGateway {
         desired: &Desired,
         body: String,
         generation: u64,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<ConfigMap, GatewayError> {
         let data = match self.format {
             FileFormat::Sluice => BTreeMap::from([(DATA_KEY.to_owned(), body)]),
             // NB: LiteLLM loads the audit callback from beside its config,
@@ -267,7 +313,7 @@ impl ConfigMapGateway {
             None => self.call(api.create(&params, &map)).await?,
         };
         match version(&written, self.format) {
-            Some(digest) if digest == desired.digest => Ok(()),
+            Some(digest) if digest == desired.digest => Ok(written),
             other => Err(GatewayError::Mismatch {
                 applied: desired.digest.to_string(),
                 reported: other.map_or("nothing".into(), |d| d.to_string()),
@@ -288,6 +334,12 @@ fn text(map: &ConfigMap, format: FileFormat) -> Option<&str> {
 /// The version the ConfigMap holds in `format` ([`format::version_of`]).
 fn version(map: &ConfigMap, format: FileFormat) -> Option<Digest> {
     text(map, format).map(|text| format::version_of(format, text))
+}
+
+/// Whether the ConfigMap holds what Sluice wrote there: its data is the
+/// version it is annotated with.
+fn written_by_sluice(map: &ConfigMap, format: FileFormat) -> bool {
+    version(map, format).is_some_and(|held| annotated(map) == Some(held.as_str()))
 }
 
 /// The digest Sluice annotated the ConfigMap with when it wrote it.
@@ -331,8 +383,9 @@ fn generation_of(map: &ConfigMap) -> Option<u64> {
 impl Gateway for ConfigMapGateway {
     async fn live(&self) -> Result<Live, GatewayError> {
         let map = self.read().await?;
+        let pods = self.pods().await?;
         Ok(Live {
-            digest: self.running(map.as_ref()).await?,
+            digest: self.running(map.as_ref(), pods.as_ref()),
             generation: map.as_ref().and_then(generation_of),
         })
     }
@@ -343,7 +396,8 @@ impl Gateway for ConfigMapGateway {
             return Ok(None);
         };
         let held = format::version_of(self.format, text);
-        Ok(Some(match self.running(map.as_ref()).await? {
+        let pods = self.pods().await?;
+        Ok(Some(match self.running(map.as_ref(), pods.as_ref()) {
             // NB: what those pods run is not in the ConfigMap any more.
             Some(running) if running != held => Value::String(format!(
                 "<the Deployment's pods run {running}, not the ConfigMap's {held}>"
@@ -365,7 +419,8 @@ impl Gateway for ConfigMapGateway {
         let body = format::render(self.format, desired)?;
         let api = self.api().await?;
         let current = self.read().await?;
-        let running = self.running(current.as_ref()).await?;
+        let pods = self.pods().await?;
+        let running = self.running(current.as_ref(), pods.as_ref());
         if running.as_ref() == Some(&desired.digest) {
             return Ok(Applied::Unchanged);
         }
@@ -382,20 +437,42 @@ impl Gateway for ConfigMapGateway {
                 offered: generation,
             });
         }
+        let rollout = match (&self.deployment, pods) {
+            (Some((deployment, deadline)), Some(pods)) => Some((deployment, *deadline, pods)),
+            (Some((deployment, _)), None) => {
+                return Err(GatewayError::Config(format!(
+                    "Deployment {}/{deployment} does not exist: no pods would read the ConfigMap",
+                    self.namespace
+                )));
+            }
+            (None, _) => None,
+        };
         let held = current.as_ref().and_then(|m| version(m, self.format));
         // NB: the ConfigMap may hold the version already, from an apply
         // whose rollout did not complete: then only the rollout is left.
-        if held.as_ref() != Some(&desired.digest) {
-            self.write(&api, current.as_ref(), desired, body, generation)
-                .await?;
-        }
-        if let Some((deployment, deadline)) = &self.deployment {
+        let written = match held.as_ref() == Some(&desired.digest) {
+            true => None,
+            false => Some(
+                self.write(&api, current.as_ref(), desired, body, generation)
+                    .await?,
+            ),
+        };
+        if let Some((deployment, deadline, pods)) = rollout {
             let by_hand = current
                 .as_ref()
-                .zip(held.as_ref())
-                .is_some_and(|(map, held)| annotated(map) != Some(held.as_str()));
-            self.roll(deployment, &desired.digest, *deadline, by_hand)
-                .await?;
+                .is_some_and(|m| held.is_some() && !written_by_sluice(m, self.format));
+            match self
+                .roll(deployment, &desired.digest, deadline, by_hand)
+                .await
+            {
+                Err(GatewayError::Rollout(why)) => {
+                    let why = self
+                        .restore(why, current.as_ref(), written.as_ref(), &pods)
+                        .await;
+                    return Err(GatewayError::Rollout(why));
+                }
+                other => other?,
+            }
         }
         Ok(Applied::Swapped {
             digest: desired.digest.clone(),

@@ -106,6 +106,27 @@ pub fn patch(digest: &Digest, restarted_at: Option<&str>) -> Value {
     json!({"spec": {"template": {"metadata": {"annotations": annotations}}}})
 }
 
+/// The merge patch that puts back the annotations of Sluice's that the pod
+/// template of `before` had (removing those it did not have): the
+/// template as it was, so the previous ReplicaSet is scaled back up.
+pub fn restore(before: &Deployment) -> Value {
+    let annotations = before
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref());
+    let value = |key: &str| {
+        annotations
+            .and_then(|a| a.get(key))
+            .map_or(Value::Null, |v| Value::String(v.clone()))
+    };
+    json!({"spec": {"template": {"metadata": {"annotations": {
+        CONFIG_DIGEST_ANNOTATION: value(CONFIG_DIGEST_ANNOTATION),
+        RESTARTED_AT_ANNOTATION: value(RESTARTED_AT_ANNOTATION),
+    }}}}})
+}
+
 /// What the pods of `deployment` run when its ConfigMap holds version
 /// `held`, as Sluice wrote it: `held` once the pod template carries it and
 /// the rollout is complete; the digest the template carries when that
@@ -131,6 +152,7 @@ pub fn running(held: &Digest, deployment: Option<&Deployment>) -> Option<Digest>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     /// A Deployment of `wanted` replicas at `generation`, its template
     /// annotated with `annotated`, and the status `status` (observed
@@ -230,27 +252,38 @@ mod tests {
         assert_eq!(running(&held, None), None);
     }
 
+    /// `deployment` with `patch` merged over it, as the API server does.
+    fn patched(deployment: &Deployment, patch: &Value) -> Deployment {
+        let mut value = serde_json::to_value(deployment).unwrap();
+        crate::config::merge::merge_patch(&mut value, patch);
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn annotations(deployment: &Deployment) -> BTreeMap<String, String> {
+        let metadata = deployment.spec.template.metadata.clone();
+        metadata.and_then(|m| m.annotations).unwrap_or_default()
+    }
+
     #[test]
-    fn the_patch_annotates_the_pod_template() {
+    fn the_patch_annotates_the_pod_template_and_restore_puts_it_back() {
         let digest = Digest::of(b"x");
-        let mut rolled = deployment(1, 1, Some("sha256:old"), None);
-        let patched = |patch: &Value| -> Deployment {
-            let mut value = serde_json::to_value(&rolled).unwrap();
-            crate::config::merge::merge_patch(&mut value, patch);
-            serde_json::from_value(value).unwrap()
-        };
-        let once = patched(&patch(&digest, None));
+        let before = deployment(1, 1, Some("sha256:old"), None);
+        let once = patched(&before, &patch(&digest, None));
         assert_eq!(template_digest(&once), Some(digest.as_str()));
-        let annotations = |d: &Deployment| d.spec.template.metadata.clone().unwrap().annotations;
-        assert_eq!(annotations(&once).unwrap().len(), 1);
+        assert_eq!(annotations(&once).len(), 1);
         // A restart after a hand edit changes the template even for the same digest.
-        let again = patched(&patch(&digest, Some("2026-12-01T23:30:00Z")));
+        let again = patched(&once, &patch(&digest, Some("2026-12-01T23:30:00Z")));
         assert_eq!(template_digest(&again), Some(digest.as_str()));
         assert_eq!(
-            annotations(&again).unwrap()[RESTARTED_AT_ANNOTATION],
+            annotations(&again)[RESTARTED_AT_ANNOTATION],
             "2026-12-01T23:30:00Z"
         );
-        rolled.spec.template.metadata = None;
-        assert_eq!(template_digest(&rolled), None);
+        // Put back: the template as it was, the restart annotation removed.
+        let back = patched(&again, &restore(&before));
+        assert_eq!(annotations(&back), annotations(&before));
+        let mut bare = before.clone();
+        bare.spec.template.metadata = None;
+        assert_eq!(template_digest(&bare), None);
+        assert!(annotations(&patched(&again, &restore(&bare))).is_empty());
     }
 }

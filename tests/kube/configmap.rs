@@ -394,14 +394,15 @@ fn litellm_desired(redact: &str, revision: &str) -> Desired {
 struct Rollout {
     client: kube::Client,
     namespace: String,
+    context: DriverContext,
     spec: model::Gateway,
     gateway: Arc<dyn Gateway>,
 }
 
 impl Rollout {
     /// A `configmap` gateway with `format: litellm` and `deployment:
-    /// litellm` (which exists), rolled out within `timeout`.
-    async fn new(client: &kube::Client, prefix: &str, timeout: &str) -> Rollout {
+    /// litellm` (which exists), rolled out within a minute.
+    async fn new(client: &kube::Client, prefix: &str) -> Rollout {
         let namespace = env::namespace(client, prefix).await;
         litellm_deployment(
             &Api::namespaced(client.clone(), &namespace),
@@ -417,15 +418,25 @@ impl Rollout {
             config_map: "litellm".into(),
             format: model::FileFormat::Litellm,
             deployment: Some("litellm".into()),
-            rollout_timeout: Some(model::DurationText(timeout.into())),
+            rollout_timeout: Some(model::DurationText("1m".into())),
         });
         let gateway = gateway::connect("production", &spec, &context).unwrap();
         Rollout {
             client: client.clone(),
             namespace,
+            context,
             spec,
             gateway,
         }
+    }
+
+    /// The same gateway with `rolloutTimeout: timeout`.
+    fn rolled_within(&self, timeout: &str) -> Arc<dyn Gateway> {
+        let mut spec = self.spec.clone();
+        if let model::Gateway::Configmap(map) = &mut spec {
+            map.rollout_timeout = Some(model::DurationText(timeout.into()));
+        }
+        gateway::connect("production", &spec, &self.context).unwrap()
     }
 
     fn deployments(&self) -> Api<Deployment> {
@@ -443,8 +454,7 @@ impl Rollout {
         expected: Option<Digest>,
         generation: u64,
     ) -> tokio::task::JoinHandle<Result<Applied, GatewayError>> {
-        let (gateway, desired) = (self.gateway.clone(), desired.clone());
-        tokio::spawn(async move { gateway.apply(&desired, expected.as_ref(), generation).await })
+        apply_in_background(&self.gateway, desired, expected, generation)
     }
 
     async fn template_annotations(&self) -> BTreeMap<String, String> {
@@ -459,12 +469,23 @@ impl Rollout {
     }
 }
 
+/// `gateway.apply(…)` on a task of its own.
+fn apply_in_background(
+    gateway: &Arc<dyn Gateway>,
+    desired: &Desired,
+    expected: Option<Digest>,
+    generation: u64,
+) -> tokio::task::JoinHandle<Result<Applied, GatewayError>> {
+    let (gateway, desired) = (gateway.clone(), desired.clone());
+    tokio::spawn(async move { gateway.apply(&desired, expected.as_ref(), generation).await })
+}
+
 #[tokio::test]
 async fn a_litellm_configmap_gateway_is_applied_only_once_its_deployment_rolled_out() {
     let Some(client) = env::client().await else {
         return;
     };
-    let cluster = Rollout::new(&client, "sluice-roll", "2m").await;
+    let cluster = Rollout::new(&client, "sluice-roll").await;
     let finish = Arc::new(Notify::new());
     let mut controller =
         DeploymentController::start(cluster.deployments(), "litellm", Some(finish.clone())).await;
@@ -612,18 +633,29 @@ async fn a_litellm_configmap_gateway_is_applied_only_once_its_deployment_rolled_
 }
 
 #[tokio::test]
-async fn a_rollout_that_never_completes_fails_the_apply_by_its_deadline() {
+async fn a_rollout_that_never_completes_fails_the_apply_by_its_deadline_and_is_undone() {
     let Some(client) = env::client().await else {
         return;
     };
-    let cluster = Rollout::new(&client, "sluice-stuck", "2s").await;
-    // The new pods never become available: the rollout never finishes.
-    let never = Arc::new(Notify::new());
+    let cluster = Rollout::new(&client, "sluice-stuck").await;
+    let finish = Arc::new(Notify::new());
     let mut controller =
-        DeploymentController::start(cluster.deployments(), "litellm", Some(never)).await;
-    let desired = litellm_desired("redact", "c0ffee01");
+        DeploymentController::start(cluster.deployments(), "litellm", Some(finish.clone())).await;
+    let first = litellm_desired("redact", "c0ffee01");
+    let apply = cluster.apply(&first, None, 1);
+    controller.next_rollout().await;
+    finish.notify_one();
+    env::within(60, "the first apply", apply)
+        .await
+        .unwrap()
+        .unwrap();
+    let before = cluster.config_maps().get("litellm").await.unwrap();
+
+    // The new pods never become available: the rollout never finishes.
+    let second = litellm_desired("block", "c0ffee02");
+    let stuck = cluster.rolled_within("2s");
     let started = tokio::time::Instant::now();
-    let apply = cluster.apply(&desired, None, 1);
+    let apply = apply_in_background(&stuck, &second, Some(first.digest.clone()), 2);
     controller.next_rollout().await;
     let failed = env::within(60, "the apply", apply).await.unwrap();
     let elapsed = started.elapsed();
@@ -635,16 +667,40 @@ async fn a_rollout_that_never_completes_fails_the_apply_by_its_deadline() {
     let message = err.to_string();
     assert!(
         message.contains(&format!(
-            "Deployment {}/litellm did not roll out within 2s",
+            "Deployment {}/litellm did not roll out within 2s: 1 of 2 replicas updated; the previous config was put back",
             cluster.namespace
-        )) && message.contains("1 of 2 replicas updated"),
+        )),
         "{message}"
     );
     assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+
+    // What ran before is back: the ConfigMap (no pod that restarts starts
+    // from the new config) and the pod template (the Deployment controller
+    // scales the previous pods back up).
+    let after = cluster.config_maps().get("litellm").await.unwrap();
+    assert_eq!(after.data, before.data);
     assert_eq!(
-        cluster.gateway.live().await.unwrap().digest,
+        after.metadata.annotations.unwrap()[DIGEST_ANNOTATION],
+        first.digest.as_str()
+    );
+    assert_eq!(
+        cluster.template_annotations().await[CONFIG_DIGEST_ANNOTATION],
+        first.digest.as_str()
+    );
+    assert_eq!(
+        stuck.live().await.unwrap().digest,
         None,
-        "not applied: pushed again on the next pass"
+        "while rolling back"
+    );
+    // NB: releases the stuck rollout, now stale (the template moved on).
+    finish.notify_one();
+    let back = controller.next_rollout().await;
+    finish.notify_one();
+    controller.rolled(back).await;
+    assert_eq!(
+        stuck.live().await.unwrap().digest,
+        Some(first.digest.clone()),
+        "not applied: the previous version runs, and the next pass pushes again"
     );
 }
 
