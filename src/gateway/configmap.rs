@@ -450,12 +450,13 @@ impl Gateway for ConfigMapGateway {
         let held = current.as_ref().and_then(|m| version(m, self.format));
         // NB: the ConfigMap may hold the version already, from an apply
         // whose rollout did not complete: then only the rollout is left.
-        let written = match held.as_ref() == Some(&desired.digest) {
-            true => None,
-            false => Some(
+        let written = if held.as_ref() == Some(&desired.digest) {
+            None
+        } else {
+            Some(
                 self.write(&api, current.as_ref(), desired, body, generation)
                     .await?,
-            ),
+            )
         };
         if let Some((deployment, deadline, pods)) = rollout {
             let by_hand = current
