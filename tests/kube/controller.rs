@@ -1192,14 +1192,18 @@ async fn unfinished_attempts_read_back_are_resolved_by_the_first_pass() {
         .await
         .unwrap();
 
+    // NB: the pass records its own attempt while it reads the gateway, and
+    // the resolution may reach status before that attempt finishes: wait
+    // for both.
     let ledger = eventually(
         90,
-        "the in-flight attempt resolved",
+        "the in-flight attempt resolved and the pass's own finished",
         &controller,
         || async {
             let ledger = environments.get("production").await.ok()?.status?.ledger?;
             let old = ledger.attempts.iter().find(|a| a.digest == in_flight)?;
-            old.outcome.is_some().then(|| ledger.clone())
+            let finished = ledger.attempts.iter().all(|a| a.outcome.is_some());
+            (old.outcome.is_some() && finished).then(|| ledger.clone())
         },
     )
     .await;
