@@ -169,6 +169,16 @@ if [[ -n $file ]]; then
 	check "the ServiceAccount can: create leases in its namespace" can create leases.coordination.k8s.io -n "$namespace"
 	check "the ServiceAccount can: update its own Lease" can update "leases.coordination.k8s.io/$release" -n "$namespace"
 	check "the ServiceAccount can: update ConfigMaps in a gateway namespace" can update configmaps -n sluice-chart-gw-b
+	for rule in "get deployments.apps" "watch deployments.apps" "patch deployments.apps"; do
+		# shellcheck disable=SC2086
+		check "the ServiceAccount can: $rule in a gateway namespace (rollouts)" can $rule -n sluice-chart-gw-a
+	done
+	for rule in "create deployments.apps" "update deployments.apps" "delete deployments.apps" "patch deployments.apps --subresource=status"; do
+		# shellcheck disable=SC2086
+		refuse "the ServiceAccount cannot: $rule in a gateway namespace" can $rule -n sluice-chart-gw-a
+	done
+	refuse "the ServiceAccount cannot: patch deployments.apps outside the gateway namespaces" \
+		can patch deployments.apps -n "$namespace"
 	for rule in "list secrets" "watch secrets" "update environments.sluice.dev" "delete environments.sluice.dev" \
 		"create configrepositories.sluice.dev" "patch gateways.sluice.dev" "create pods" "list configmaps" \
 		"update leases.coordination.k8s.io/someone-else" "create roles.rbac.authorization.k8s.io" "delete events.events.k8s.io"; do

@@ -250,8 +250,9 @@ impl Gateway {
     pub fn runs_litellm(&self) -> bool {
         match self {
             Gateway::File(g) => g.format == FileFormat::Litellm,
+            Gateway::Configmap(g) => g.format == FileFormat::Litellm,
             Gateway::Litellm(_) => true,
-            Gateway::Http(_) | Gateway::Configmap(_) => false,
+            Gateway::Http(_) => false,
         }
     }
 }
@@ -313,7 +314,7 @@ pub struct LitellmGateway {
     pub timeout: Option<DurationText>,
 }
 
-/// The format a `file` gateway writes.
+/// The format a `file` or `configmap` gateway writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FileFormat {
@@ -334,6 +335,22 @@ pub struct ConfigMapGateway {
     pub name: String,
     pub namespace: String,
     pub config_map: String,
+    /// What the ConfigMap holds: Sluice's policy document as `policy.json`
+    /// (`sluice`, the default), or LiteLLM's `config.yaml` and its audit
+    /// callback `sluice_audit.py` (`litellm`; the environment needs a
+    /// `litellm.yaml`).
+    #[serde(default, skip_serializing_if = "FileFormat::is_default")]
+    pub format: FileFormat,
+    /// The Deployment (same namespace) whose pods read the ConfigMap at
+    /// start: after a change Sluice sets `sluice.dev/config-digest` on its
+    /// pod template (a rolling restart) and waits for the rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub deployment: Option<String>,
+    /// How long the rollout may take before the apply fails (default 5m;
+    /// only with `deployment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_timeout: Option<DurationText>,
 }
 
 /// `base/packs/<name>.yaml` or `environments/<slug>/packs/<name>.yaml`.

@@ -59,7 +59,7 @@ pub fn check(repo: &Repository, env_dirs: &[String], strays: &Strays) -> Vec<Fin
         for (i, gateway) in env.gateways.iter().enumerate() {
             if gateway.runs_litellm() && env.litellm.is_none() {
                 let at = match gateway {
-                    Gateway::File(_) => "format",
+                    Gateway::File(_) | Gateway::Configmap(_) => "format",
                     _ => "driver",
                 };
                 out.push(
@@ -421,6 +421,20 @@ fn check_gateways(file: &str, gateways: &[Gateway], out: &mut Vec<Finding>) {
                 )
                 .pointer(format!("/gateways/{i}/path"))
                 .hint("use a path relative to Sluice's data directory, e.g. gateways/production/edge.json, or an absolute one the operator allows with --file-root"),
+            );
+        }
+        if let Gateway::Configmap(map) = gateway
+            && map.deployment.is_none()
+            && map.rollout_timeout.is_some()
+        {
+            out.push(
+                Finding::error(
+                    "gateway.rollout-without-deployment",
+                    file,
+                    "`rolloutTimeout` bounds the rollout of a `deployment`, and this gateway names none",
+                )
+                .pointer(format!("/gateways/{i}/rolloutTimeout"))
+                .hint("name the Deployment whose pods read the ConfigMap with `deployment`, or remove `rolloutTimeout`"),
             );
         }
         if let Some(url) = gateway.url()

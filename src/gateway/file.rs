@@ -5,8 +5,12 @@
 //! directory, fsync, rename, fsync of the directory — so a reader never sees
 //! half a config, and read back to verify.
 
-use super::{Applied, Desired, Gateway, GatewayError, Live, litellm};
-use crate::config::{Digest, document::PolicyDocument, model::FileFormat};
+use super::{
+    Applied, Desired, Gateway, GatewayError, Live,
+    format::{self, version_of},
+    litellm,
+};
+use crate::config::{Digest, model::FileFormat};
 use async_trait::async_trait;
 use std::{
     fs,
@@ -23,52 +27,6 @@ impl FileGateway {
     pub fn new(path: PathBuf, format: FileFormat) -> Self {
         FileGateway { path, format }
     }
-}
-
-/// What `desired` is written as in `format`.
-pub(crate) fn render(format: FileFormat, desired: &Desired) -> Result<String, GatewayError> {
-    match format {
-        FileFormat::Sluice => Ok(desired.body.to_string()),
-        FileFormat::Litellm => {
-            let (document, base) = litellm_document(desired)?;
-            Ok(litellm::render(
-                &document,
-                &base,
-                &litellm::Stamp {
-                    digest: desired.digest.as_str(),
-                    revision: &desired.revision,
-                },
-            ))
-        }
-    }
-}
-
-/// The version a file's text is: for Sluice's document its canonical
-/// digest; for a LiteLLM config the digest it is stamped with, as long as
-/// the rest is what that stamp says was written (a hand edit makes it the
-/// digest of its own bytes, which no version has).
-pub(crate) fn version_of(format: FileFormat, text: &str) -> Digest {
-    match format {
-        FileFormat::Sluice => super::document_digest(text),
-        FileFormat::Litellm => litellm::config_version(text),
-    }
-}
-
-/// The policy document and LiteLLM settings a desired state carries.
-pub(crate) fn litellm_document(
-    desired: &Desired,
-) -> Result<(PolicyDocument, litellm::Base), GatewayError> {
-    let document: PolicyDocument = serde_json::from_str(&desired.body)
-        .map_err(|e| GatewayError::Config(format!("not a policy document: {e}")))?;
-    let base = match document.litellm.as_ref().map(serde_json::to_value) {
-        Some(Ok(serde_json::Value::Object(base))) => base,
-        _ => {
-            return Err(GatewayError::Config(
-                "a LiteLLM gateway's environment needs a litellm.yaml (its model_list)".into(),
-            ));
-        }
-    };
-    Ok((document, base))
 }
 
 pub(crate) fn io(path: &Path, e: std::io::Error) -> GatewayError {
@@ -125,18 +83,13 @@ impl Gateway for FileGateway {
         let text = tokio::task::spawn_blocking(move || read(&path))
             .await
             .map_err(|e| GatewayError::Io(e.to_string()))??;
-        Ok(text.as_deref().map(|text| match self.format {
-            FileFormat::Sluice => super::json_projection(text),
-            FileFormat::Litellm => litellm::project(text)
-                .unwrap_or_else(|e| serde_json::Value::String(format!("<unreadable: {e}>"))),
-        }))
+        Ok(text
+            .as_deref()
+            .map(|text| format::projection(self.format, text)))
     }
 
     fn projected(&self, desired: &Desired) -> serde_json::Value {
-        match (self.format, litellm_document(desired)) {
-            (FileFormat::Litellm, Ok((document, base))) => litellm::projected(&document, &base),
-            _ => serde_json::from_str(&desired.body).unwrap_or(serde_json::Value::Null),
-        }
+        format::projected(self.format, desired)
     }
 
     async fn apply(
@@ -146,7 +99,7 @@ impl Gateway for FileGateway {
         _generation: u64,
     ) -> Result<Applied, GatewayError> {
         let path = self.path.clone();
-        let body = render(self.format, desired)?;
+        let body = format::render(self.format, desired)?;
         let want = desired.digest.clone();
         let expected = expected.cloned();
         let format = self.format;

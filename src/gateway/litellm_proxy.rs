@@ -19,7 +19,7 @@
 //! the file and starts it through the hook.
 
 use super::{
-    Applied, Desired, DriverContext, Gateway, GatewayError, Live, Problem, file,
+    Applied, Desired, DriverContext, Gateway, GatewayError, Live, Problem, file, format,
     http::HttpGateway,
     litellm::{self, SERVED_PATHS, Served},
     restart::{Restarts, Target},
@@ -279,7 +279,7 @@ impl Gateway for LitellmProxy {
     }
 
     fn projected(&self, desired: &Desired) -> Value {
-        match file::litellm_document(desired) {
+        match format::litellm_document(desired) {
             Ok((document, base)) => litellm::projected(&document, &base),
             Err(_) => Value::Null,
         }
@@ -291,7 +291,7 @@ impl Gateway for LitellmProxy {
         expected: Option<&Digest>,
         _generation: u64,
     ) -> Result<Applied, GatewayError> {
-        let config = file::render(model::FileFormat::Litellm, desired)?;
+        let config = format::render(model::FileFormat::Litellm, desired)?;
         // NB: the turn is held from the check to the end of the readiness
         // wait: at most the bound of this environment's proxies are down.
         let _turn = self.restarts.turn(&self.environment).await;

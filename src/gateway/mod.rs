@@ -5,7 +5,7 @@
 //! | ------ | --------------- | -------- |
 //! | `http` | `GET /sluice/v1/status` (cheap), `GET /sluice/v1/config` | `PUT /sluice/v1/config` with `If-Match` and `Sluice-Generation` |
 //! | `file` | the file's canonical digest | temp file, fsync, rename |
-//! | `configmap` | the ConfigMap's `policy.json`, digested | update conditional on `resourceVersion` |
+//! | `configmap` | the ConfigMap's `policy.json` (or `config.yaml`), digested; with a `deployment`, only once its pods rolled onto it | update conditional on `resourceVersion`, then a pod-template annotation and the rollout |
 //! | `litellm` | the stamp LiteLLM's admin API serves, the config file, what the API says it enforces | LiteLLM's config.yaml written, the proxy restarted by the operator's hook, its readiness awaited, the previous file put back if it does not come up |
 //!
 //! The reconciler knows only the trait; `connect` picks the driver named in
@@ -17,12 +17,14 @@
 
 pub mod configmap;
 pub(crate) mod file;
+mod format;
 pub mod http;
 pub mod litellm;
 pub mod litellm_proxy;
 pub mod protocol;
 pub mod reference;
 pub mod restart;
+pub mod rollout;
 
 use crate::config::{
     Digest,
@@ -110,6 +112,10 @@ pub enum GatewayError {
     Io(String),
     #[error("gateway is misconfigured: {0}")]
     Config(String),
+    /// NB: not transient: the deadline already waited as long as the
+    /// operator allows for the gateway's pods.
+    #[error("gateway's rollout did not complete: {0}")]
+    Rollout(String),
 }
 
 fn summary(problems: &[Problem]) -> String {
@@ -153,6 +159,7 @@ impl GatewayError {
             GatewayError::Mismatch { .. } => "mismatch",
             GatewayError::Io(_) => "io",
             GatewayError::Config(_) => "config",
+            GatewayError::Rollout(_) => "rollout",
         }
     }
 }
@@ -325,12 +332,13 @@ fn file_path(path: &str, context: &DriverContext) -> Result<PathBuf, GatewayErro
 }
 
 /// What a gateway's driver writes for `desired`, as it writes it: LiteLLM's
-/// config.yaml for a `file` gateway with `format: litellm`, Sluice's
-/// document otherwise (`sluice render -o native`).
+/// config.yaml for a `file` or `configmap` gateway with `format: litellm`,
+/// Sluice's document otherwise (`sluice render -o native`).
 pub fn native(spec: &model::Gateway, desired: &Desired) -> Result<String, GatewayError> {
     match spec {
-        model::Gateway::File(file) => file::render(file.format, desired),
-        model::Gateway::Litellm(_) => file::render(model::FileFormat::Litellm, desired),
+        model::Gateway::File(file) => format::render(file.format, desired),
+        model::Gateway::Configmap(map) => format::render(map.format, desired),
+        model::Gateway::Litellm(_) => format::render(model::FileFormat::Litellm, desired),
         _ => Ok(desired.body.to_string()),
     }
 }

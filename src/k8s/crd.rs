@@ -19,7 +19,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 use crate::{
-    config::model::{self, ConfigMapGateway, DurationText, FileGateway, HttpGateway},
+    config::model::{self, ConfigMapGateway, DurationText, FileFormat, FileGateway, HttpGateway},
     ledger::{GatewayState, Outcome, Resolution, Trigger},
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -599,6 +599,18 @@ pub struct ConfigMapSettings {
     /// The ConfigMap's name.
     #[schemars(length(min = 1, max = 253))]
     pub config_map: String,
+    /// What it holds: `sluice` (`policy.json`, the default) or `litellm`
+    /// (LiteLLM's `config.yaml` and `sluice_audit.py`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<FileFormat>,
+    /// The Deployment whose pods read the ConfigMap: rolled (pod-template
+    /// annotation `sluice.dev/config-digest`) on every change, and awaited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub deployment: Option<String>,
+    /// How long the rollout may take (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_timeout: Option<DurationText>,
 }
 
 /// What Sluice last saw of a registered gateway (`GatewayStatus` is an
@@ -650,6 +662,9 @@ impl GatewaySpec {
                     name: name.to_owned(),
                     namespace: cm.namespace.clone(),
                     config_map: cm.config_map.clone(),
+                    format: cm.format.unwrap_or_default(),
+                    deployment: cm.deployment.clone(),
+                    rollout_timeout: cm.rollout_timeout.clone(),
                 })
             }
         })

@@ -220,6 +220,9 @@ fn a_gateway_without_its_driver_settings_says_which() {
         configmap: Some(ConfigMapSettings {
             namespace: "gateways".into(),
             config_map: "policy".into(),
+            format: Some(model::FileFormat::Litellm),
+            deployment: Some("litellm".into()),
+            rollout_timeout: Some(model::DurationText("2m".into())),
         }),
         ..spec
     };
@@ -229,6 +232,9 @@ fn a_gateway_without_its_driver_settings_says_which() {
             name: "gw".into(),
             namespace: "gateways".into(),
             config_map: "policy".into(),
+            format: model::FileFormat::Litellm,
+            deployment: Some("litellm".into()),
+            rollout_timeout: Some(model::DurationText("2m".into())),
         })
     );
 }

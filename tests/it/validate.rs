@@ -130,15 +130,7 @@ fn an_environments_litellm_settings_are_held_to_the_rules() {
         "a literal key is never shown"
     );
     let findings = run.json();
-    let at = |rule: &str| -> Vec<String> {
-        findings
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["rule"] == rule)
-            .map(|f| format!("{}:{}", f["file"].as_str().unwrap(), f["line"]))
-            .collect()
-    };
+    let at = |rule: &str| located(&findings, rule);
     let file = "environments/staging/litellm.yaml";
     assert_eq!(at("allow.env-not-allowed"), [format!("{file}:5")]);
     assert_eq!(at("allow.url-not-allowed"), [format!("{file}:6")]);
@@ -209,4 +201,41 @@ fn litellm_settings_may_not_name_code_for_litellm_to_run() {
         .map(|f| f["line"].as_u64().unwrap())
         .collect();
     assert_eq!(lines, [5, 7], "callbacks and custom_auth");
+}
+
+/// Issue 12: a `file` or `configmap` gateway writing LiteLLM's config needs
+/// the environment's litellm.yaml (its model_list), and `rolloutTimeout`
+/// means something only with the `deployment` it bounds.
+#[test]
+fn litellm_gateways_need_their_environments_settings() {
+    let repo = TestRepo::example();
+    repo.write(
+        "environments/staging/gateways.yaml",
+        "gateways:\n  - name: litellm-file\n    driver: file\n    path: litellm/config.yaml\n    format: litellm\n  - name: litellm-k8s\n    driver: configmap\n    namespace: gateways\n    configMap: litellm\n    format: litellm\n    deployment: litellm\n    rolloutTimeout: 2m\n  - name: policy-k8s\n    driver: configmap\n    namespace: gateways\n    configMap: policy\n    rolloutTimeout: 2m\n",
+    );
+    repo.commit("staging on LiteLLM without its settings");
+    let run = repo.sluice(&["validate", "--rev", "HEAD", "-o", "json"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let findings = run.json();
+    let at = |rule: &str| located(&findings, rule);
+    let file = "environments/staging/gateways.yaml";
+    assert_eq!(
+        at("litellm.no-settings"),
+        [format!("{file}:5"), format!("{file}:10")]
+    );
+    assert_eq!(
+        at("gateway.rollout-without-deployment"),
+        [format!("{file}:17")]
+    );
+}
+
+/// Where `findings` (validate's JSON) report `rule`, as `file:line`.
+fn located(findings: &serde_json::Value, rule: &str) -> Vec<String> {
+    findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == rule)
+        .map(|f| format!("{}:{}", f["file"].as_str().unwrap(), f["line"]))
+        .collect()
 }
