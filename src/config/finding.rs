@@ -334,11 +334,14 @@ impl<'a> Lines<'a> {
     }
 }
 
-/// Masks whatever follows the key on a `key: value` line.
+/// Masks whatever follows the key on a `key: value` line; a line holding
+/// only a key (its value on the lines below) has nothing to mask, and stays
+/// as it is so the caret still points at the key.
 fn redact_value(line: &str) -> String {
     match line.find(':') {
-        Some(i) if i + 1 < line.len() => format!("{}: ****", &line[..i]),
-        _ => "****".to_owned(),
+        Some(i) if line[i + 1..].trim().is_empty() => line.to_owned(),
+        Some(i) => format!("{}: ****", &line[..i]),
+        None => "****".to_owned(),
     }
 }
 
@@ -466,5 +469,6 @@ mod tests {
     #[test]
     fn redacted_lines_never_show_the_value() {
         assert_eq!(redact_value("    token: sk-live-123"), "    token: ****");
+        assert_eq!(redact_value("  audit-loger:"), "  audit-loger:");
     }
 }

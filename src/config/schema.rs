@@ -314,12 +314,20 @@ fn not_one_of(file: &str, at: &str, found: &Value, options: &[String]) -> Findin
 
 fn unknown_key(file: &str, at: &str, key: &str, allowed: &[String]) -> Finding {
     let pointer = format!("{at}/{}", escape(key));
-    // NB: only the key matters here, and the value of an unexpected key may
-    // be a secret (`url:` where `urlEnv:` belongs), so the line is masked.
     let finding = Finding::error("schema.unknown-key", file, format!("unknown key `{key}`"))
         .pointer(pointer)
-        .at_key()
-        .redacted();
+        .at_key();
+    // NB: the value of an unexpected key may be a secret where its name
+    // belongs (`url:` for `urlEnv:`, `token:`): such lines are masked; a
+    // typo of any other key (`enforcment: alert`) is shown as written.
+    let names_a_secret = allowed
+        .iter()
+        .any(|a| a.strip_suffix("Env").or_else(|| a.strip_suffix("_env")) == Some(key));
+    let finding = if names_a_secret {
+        finding.redacted()
+    } else {
+        finding
+    };
     if looks_secret(key) {
         return finding.redacted().hint(
             "secrets never live in the repository: keep the value in an environment \
@@ -439,6 +447,28 @@ mod tests {
             findings[0].hint.as_deref(),
             Some("did you mean `enforcement`?")
         );
+    }
+
+    #[test]
+    fn only_keys_that_may_hold_a_secret_are_masked() {
+        // A typo of an ordinary key is shown as written...
+        let value = json!({"slug": "dev", "name": "Dev", "enforcment": "alert"});
+        let findings = check(FileKind::Environment, "e.yaml", &value);
+        assert!(!findings[0].redact, "{findings:?}");
+        // ...a value where a secret's variable name belongs is not.
+        let value = json!({"slug": "dev", "name": "Dev", "alerts": [{"webhook": {"url": "https://hooks.example/T0/B0/XXX"}}]});
+        let findings = check(FileKind::Environment, "e.yaml", &value);
+        let unknown: Vec<_> = findings
+            .iter()
+            .filter(|f| f.rule == "schema.unknown-key")
+            .collect();
+        assert!(
+            !unknown.is_empty() && unknown.iter().all(|f| f.redact),
+            "{findings:?}"
+        );
+        let value = json!({"gateways": [{"name": "a", "driver": "http", "url": "https://x", "token": "sk-live"}]});
+        let findings = check(FileKind::Gateways, "g.yaml", &value);
+        assert!(findings.iter().all(|f| f.redact), "{findings:?}");
     }
 
     #[test]
