@@ -12,6 +12,8 @@ cargo build --locked --release --quiet --bin sluice
 sluice=$PWD/target/release/sluice
 repo=examples/config-repo
 data=.sluice-demo
+# A fresh ledger each time, so what `status` shows is this run's.
+rm -rf "$data"
 branch=$(git rev-parse --abbrev-ref HEAD)
 # The operator's allowances (deny-by-default): production's alert may name
 # its PROD_* variable; the example's gateways are files, so no URL is needed.
