@@ -192,17 +192,27 @@ fn describe(error: &ValidationError<'_>, root: &Value, file: &str, out: &mut Vec
             );
         }
         ValidationErrorKind::Type { kind } => {
-            let expected = format!("{kind:?}").to_lowercase();
-            let expected = expected.trim_start_matches("single(").trim_end_matches(')');
+            // NB: in the user's words: "a whole number or nothing", never
+            // the validator's type names.
+            let expected = match kind {
+                jsonschema::error::TypeKind::Single(one) => type_words(one.as_str()),
+                jsonschema::error::TypeKind::Multiple(set) => {
+                    let mut words: Vec<String> = set
+                        .iter()
+                        .filter(|t| t.as_str() != "null")
+                        .map(|t| type_words(t.as_str()))
+                        .collect();
+                    if set.iter().any(|t| t.as_str() == "null") {
+                        words.push("nothing (null)".into());
+                    }
+                    words.join(" or ")
+                }
+            };
             out.push(
                 Finding::error(
                     "schema.type",
                     file,
-                    format!(
-                        "expected {}, found {}",
-                        type_words(expected),
-                        shown(instance)
-                    ),
+                    format!("expected {expected}, found {}", shown(instance)),
                 )
                 .pointer(at),
             );
@@ -400,6 +410,7 @@ fn type_words(json_type: &str) -> String {
         "boolean" => "true or false".into(),
         "integer" => "a whole number".into(),
         "number" => "a number".into(),
+        "null" => "nothing (null)".into(),
         other => other.into(),
     }
 }
@@ -469,6 +480,17 @@ mod tests {
         let value = json!({"gateways": [{"name": "a", "driver": "http", "url": "https://x", "token": "sk-live"}]});
         let findings = check(FileKind::Gateways, "g.yaml", &value);
         assert!(findings.iter().all(|f| f.redact), "{findings:?}");
+    }
+
+    #[test]
+    fn a_type_that_may_also_be_null_is_said_in_words() {
+        let value = json!({"pack": {"name": "p", "version": "1.0.0"}, "policy": {"audit-logger": {"retention_days": "thirty"}}});
+        let findings = check(FileKind::Pack, "p.yaml", &value);
+        let message = &findings[0].message;
+        assert_eq!(
+            message, "expected a whole number or nothing (null), found `thirty`",
+            "{findings:?}"
+        );
     }
 
     #[test]
