@@ -61,7 +61,7 @@ ports=()
 		port=$(free_port)
 		ports+=("$port")
 		printf '  - name: proxy-%s\n    driver: litellm\n    url: http://127.0.0.1:%s\n    path: litellm/proxy-%s/config.yaml\n    restartHook: proxy-%s\n    masterKeyEnv: BENCH_LITELLM_MASTER_KEY\n    readyTimeout: 300s\n' "$i" "$port" "$i" "$i"
-		hooks+=(--restart-hook "proxy-$i=$restart $data/litellm/proxy-$i $port")
+		hooks+=(--restart-hook "bench/proxy-$i=$restart $data/litellm/proxy-$i $port")
 	done
 } >"$repo/environments/bench/gateways.yaml"
 git -C "$repo" init -q -b main

@@ -61,10 +61,10 @@ export STAGING_OPENAI_API_KEY=sk-fake PROD_OPENAI_API_KEY=sk-fake
 export STAGING_OPENAI_API_BASE=http://127.0.0.1:4100/v1 PROD_OPENAI_API_BASE=http://127.0.0.1:4100/v1
 restart=$root/examples/litellm/restart.sh
 
-echo "== sluice run --repo $work/repo --restart-hook staging-1=… --restart-hook prod-1=…"
+echo "== sluice run --repo $work/repo --restart-hook staging/staging-1=… --restart-hook production/prod-1=…"
 "$sluice" run --repo "$work/repo" --data-dir "$data" --listen 127.0.0.1:4180 --interval 5s \
-	--restart-hook "staging-1=$restart $data/litellm/staging-1 4101" \
-	--restart-hook "prod-1=$restart $data/litellm/prod-1 4102" 2>"$work/sluice.log" &
+	--restart-hook "staging/staging-1=$restart $data/litellm/staging-1 4101" \
+	--restart-hook "production/prod-1=$restart $data/litellm/prod-1 4102" 2>"$work/sluice.log" &
 pids+=($!)
 
 # Polls `$@` until it succeeds, for at most $1 seconds.

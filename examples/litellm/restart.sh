@@ -3,11 +3,11 @@
 # `litellm` gateways, in the place `systemctl restart litellm-NAME` takes on
 # a server:
 #
-#   sluice run --restart-hook 'eu-1=examples/litellm/restart.sh /srv/litellm/eu-1 4001'
+#   sluice run --restart-hook 'production/eu-1=examples/litellm/restart.sh /srv/litellm/eu-1 4001'
 #
 # Usage: restart.sh DIR PORT. Stops the proxy whose pid is in DIR/litellm.pid
-# (its whole process group), starts `litellm --config $SLUICE_CONFIG`
-# (default DIR/config.yaml) on 127.0.0.1:PORT in the background, logging to
+# (its whole process group), starts `litellm --config DIR/config.yaml` on
+# 127.0.0.1:PORT in the background, logging to
 # DIR/litellm.log, and returns once it answers /health/liveliness (exit 0),
 # or once it exits (exit 1, the end of its log on stderr: Sluice reports it
 # as the gateway's error and puts the previous config back).
@@ -16,7 +16,14 @@ dir=$1
 port=$2
 here=$(cd "$(dirname "$0")" && pwd)
 venv=${LITELLM_VENV:-$(bash "$here/../../scripts/litellm-env.sh")}
-config=${SLUICE_CONFIG:-$dir/config.yaml}
+config=$dir/config.yaml
+# NB: the config is the operator's DIR, never the path Sluice reports
+# (SLUICE_CONFIG comes from the repository's gateways.yaml): a gateway
+# elsewhere that names this hook must not start this proxy on its config.
+if [[ -n ${SLUICE_CONFIG:-} && $SLUICE_CONFIG != "$config" ]]; then
+	echo "restart.sh: this hook restarts the proxy of $config, not $SLUICE_CONFIG" >&2
+	exit 1
+fi
 # The audit callback Sluice writes beside the config appends here.
 export SLUICE_AUDIT_LOG=${SLUICE_AUDIT_LOG:-$dir/audit.jsonl}
 pidfile=$dir/litellm.pid

@@ -43,8 +43,9 @@ pub struct EngineArgs {
     /// it starts (a `litellm` gateway names it with `restartHook: NAME`);
     /// run with `sh -c`, told SLUICE_ENVIRONMENT, SLUICE_GATEWAY and
     /// SLUICE_CONFIG (repeat for several). The repository names a hook,
-    /// only the operator says what it runs.
-    #[arg(long = "restart-hook", value_name = "NAME=COMMAND", value_parser = crate::gateway::restart::parse_hook)]
+    /// only the operator says what it runs; `ENV/NAME=COMMAND` lets only
+    /// environment ENV's gateways name it.
+    #[arg(long = "restart-hook", value_name = "[ENV/]NAME=COMMAND", value_parser = crate::gateway::restart::parse_hook)]
     pub restart_hooks: Vec<(String, String)>,
     /// How many of one environment's gateways may be restarting at once.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]

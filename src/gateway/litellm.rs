@@ -448,15 +448,20 @@ fn custom_guardrail(settings: Option<&Value>, enforcement: Enforcement) -> Map<S
     );
     params.insert("mode".into(), mode);
     params.insert("default_on".into(), false.into());
+    append_sorted(&mut params, &given, &["guardrail", "mode", "default_on"]);
+    params
+}
+
+/// Appends `given`'s entries other than `skip` to `out`, by key, each sorted.
+fn append_sorted(out: &mut Map<String, Value>, given: &Map<String, Value>, skip: &[&str]) {
     let mut rest: Vec<(&String, &Value)> = given
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "guardrail" | "mode" | "default_on"))
+        .filter(|(k, _)| !skip.contains(&k.as_str()))
         .collect();
     rest.sort_by(|a, b| a.0.cmp(b.0));
     for (key, value) in rest {
-        params.insert(key.clone(), sorted(value));
+        out.insert(key.clone(), sorted(value));
     }
-    params
 }
 
 /// The config without its stamp, as a value in emission order.
@@ -669,14 +674,11 @@ fn model_entry(entry: &Value, rpm: Option<u64>, chains: &Map<String, Value>) -> 
     info.insert(CHAINS_KEY.into(), Value::Object(chains.clone()));
     info.sort_keys();
     out.insert("model_info".into(), Value::Object(info));
-    let mut rest: Vec<(&String, &Value)> = given
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "model_name" | "litellm_params" | "model_info"))
-        .collect();
-    rest.sort_by(|a, b| a.0.cmp(b.0));
-    for (key, value) in rest {
-        out.insert(key.clone(), sorted(value));
-    }
+    append_sorted(
+        &mut out,
+        given,
+        &["model_name", "litellm_params", "model_info"],
+    );
     Value::Object(out)
 }
 

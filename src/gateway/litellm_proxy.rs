@@ -112,6 +112,17 @@ impl LitellmProxy {
         Ok(Served::from(answers))
     }
 
+    /// The config file and everything the API serves; `None` for a proxy
+    /// Sluice has not configured yet (no file, nothing answering).
+    async fn observed(&self) -> Result<Option<(Option<String>, Served)>, GatewayError> {
+        let file = self.file().await?;
+        match self.served().await {
+            Ok(served) => Ok(Some((file, served))),
+            Err(GatewayError::Unreachable(_)) if file.is_none() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The version it runs, from the file and the served stamp.
     async fn version(&self) -> Result<Option<Digest>, GatewayError> {
         let file = self.file().await?;
@@ -229,14 +240,20 @@ impl Gateway for LitellmProxy {
     /// it enforces (guardrails, policies, models, callbacks) must also be
     /// what that file says, or it runs something else.
     async fn verified(&self) -> Result<Live, GatewayError> {
-        let digest = self.version().await?;
-        let Some(digest) = digest else {
+        // NB: one read of the file and of the API serves both checks.
+        let Some((file, served)) = self.observed().await? else {
             return Ok(Live {
-                digest,
+                digest: None,
                 generation: None,
             });
         };
-        let (file, served) = tokio::try_join!(self.file(), self.served())?;
+        let stamp = litellm::served_stamp(&served.models);
+        let Some(digest) = litellm::running_version(file.as_deref(), stamp.as_ref()) else {
+            return Ok(Live {
+                digest: None,
+                generation: None,
+            });
+        };
         let running = litellm::project_served(&served);
         let written = file.as_deref().map(litellm::project).and_then(Result::ok);
         let digest = if written.is_some_and(|w| litellm::serves(&w, &running)) {
@@ -259,11 +276,8 @@ impl Gateway for LitellmProxy {
     /// otherwise (edited since it started), the file's projection marked
     /// `restart_pending`: that is what it runs after its next restart.
     async fn projection(&self) -> Result<Option<Value>, GatewayError> {
-        let file = self.file().await?;
-        let served = match self.served().await {
-            Ok(served) => served,
-            Err(GatewayError::Unreachable(_)) if file.is_none() => return Ok(None),
-            Err(e) => return Err(e),
+        let Some((file, served)) = self.observed().await? else {
+            return Ok(None);
         };
         let running = litellm::project_served(&served);
         let written = file.as_deref().map(|text| {

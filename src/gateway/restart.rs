@@ -4,7 +4,11 @@
 //!
 //! The repository names a hook; only the operator says what it runs
 //! (`--restart-hook NAME=COMMAND`), so whoever can merge to the config
-//! repository cannot run commands on the Sluice host. A hook runs with
+//! repository cannot run commands on the Sluice host. A hook defined as
+//! `ENV/NAME=COMMAND` serves only environment ENV's gateways, so the author
+//! of another environment cannot restart (or hand their config to) a
+//! proxy of that one by naming its hook; an unqualified `NAME` serves every
+//! environment, and the qualified one wins where both exist. A hook runs with
 //! `sh -c COMMAND`, stdin closed, and `SLUICE_ENVIRONMENT`,
 //! `SLUICE_GATEWAY`, `SLUICE_CONFIG` (the config file's path) set. It
 //! should return once the gateway was (re)started: exit 0, or non-zero with
@@ -26,8 +30,10 @@ const OUTPUT_TAIL_BYTES: u64 = 2048;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RestartError {
-    #[error("no restart hook named `{0}`: the operator defines it with --restart-hook {0}=COMMAND")]
-    NoHook(String),
+    #[error(
+        "no restart hook named `{hook}` for environment {environment}: the operator defines it with --restart-hook {environment}/{hook}=COMMAND"
+    )]
+    NoHook { environment: String, hook: String },
     #[error("restart hook `{hook}` could not start: {reason}")]
     Spawn { hook: String, reason: String },
     #[error("restart hook `{hook}` failed ({status}){}", tail(.output))]
@@ -52,11 +58,25 @@ fn tail(output: &str) -> String {
     }
 }
 
-/// A parsed `--restart-hook NAME=COMMAND`.
+/// A parsed `--restart-hook [ENV/]NAME=COMMAND`, keyed `[ENV/]NAME`.
 pub fn parse_hook(text: &str) -> Result<(String, String), String> {
-    let (name, command) = text
+    let (key, command) = text
         .split_once('=')
-        .ok_or_else(|| format!("`{text}` is not NAME=COMMAND"))?;
+        .ok_or_else(|| format!("`{text}` is not [ENV/]NAME=COMMAND"))?;
+    let (environment, name) = key
+        .split_once('/')
+        .map_or((None, key), |(e, n)| (Some(e), n));
+    if let Some(environment) = environment {
+        let slug = !environment.is_empty()
+            && environment
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !slug {
+            return Err(format!(
+                "`{environment}` in `{key}` is not an environment slug"
+            ));
+        }
+    }
     let valid = !name.is_empty()
         && name.len() <= 63
         && name
@@ -68,9 +88,9 @@ pub fn parse_hook(text: &str) -> Result<(String, String), String> {
         ));
     }
     if command.trim().is_empty() {
-        return Err(format!("hook `{name}` has no command"));
+        return Err(format!("hook `{key}` has no command"));
     }
-    Ok((name.to_owned(), command.to_owned()))
+    Ok((key.to_owned(), command.to_owned()))
 }
 
 /// The operator's restart hooks and the per-environment bound.
@@ -139,8 +159,12 @@ impl Restarts {
     ) -> Result<(), RestartError> {
         let command = self
             .hooks
-            .get(name)
-            .ok_or_else(|| RestartError::NoHook(name.to_owned()))?;
+            .get(&format!("{}/{name}", target.environment))
+            .or_else(|| self.hooks.get(name))
+            .ok_or_else(|| RestartError::NoHook {
+                environment: target.environment.to_owned(),
+                hook: name.to_owned(),
+            })?;
         let spawn = |reason: std::io::Error| RestartError::Spawn {
             hook: name.to_owned(),
             reason: reason.to_string(),
@@ -246,6 +270,33 @@ mod tests {
         assert!(parse_hook("no-command=").is_err());
         assert!(parse_hook("just-a-name").is_err());
         assert!(parse_hook("bad name=true").is_err());
+        assert_eq!(
+            parse_hook("production/prod-1=systemctl restart litellm-prod-1"),
+            Ok((
+                "production/prod-1".into(),
+                "systemctl restart litellm-prod-1".into()
+            ))
+        );
+        assert!(parse_hook("Prod Env/prod-1=true").is_err());
+    }
+
+    #[tokio::test]
+    async fn an_environment_qualified_hook_serves_only_that_environment() {
+        let hooks = restarts(&[("staging/proxy", "true"), ("shared", "true")], 1);
+        let deadline = Duration::from_secs(20);
+        assert_eq!(hooks.run("proxy", &target(), deadline).await, Ok(()));
+        assert_eq!(hooks.run("shared", &target(), deadline).await, Ok(()));
+        let production = Target {
+            environment: "production",
+            ..target()
+        };
+        assert_eq!(
+            hooks.run("proxy", &production, deadline).await,
+            Err(RestartError::NoHook {
+                environment: "production".into(),
+                hook: "proxy".into()
+            })
+        );
     }
 
     #[tokio::test]
@@ -274,7 +325,10 @@ mod tests {
         );
         assert_eq!(
             hooks.run("missing", &target(), deadline).await,
-            Err(RestartError::NoHook("missing".into()))
+            Err(RestartError::NoHook {
+                environment: "staging".into(),
+                hook: "missing".into()
+            })
         );
         let slow = hooks
             .run("slow", &target(), Duration::from_millis(200))

@@ -516,7 +516,7 @@ fn the_litellm_driver_restarts_real_proxies_reads_them_back_and_keeps_the_last_g
         )
     };
     let hook_flags: Vec<String> = (0..2)
-        .map(|i| format!("--restart-hook={}={}", names[i], hook(i)))
+        .map(|i| format!("--restart-hook=staging/{}={}", names[i], hook(i)))
         .collect();
     let echo_base = format!("http://127.0.0.1:{echo_port}/v1");
     let operator = [
