@@ -89,8 +89,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&found)?),
         Format::Text => print!("{}", text(&found, cli.color.stdout())),
     }
-    let drifted = found.iter().any(|o| o.found == Found::Drifted);
-    Ok(if drifted {
+    // NB: a gateway that could not be read may be drifting: a scan that
+    // could not look is not a clean one (exit 1, like drift).
+    let troubled = found
+        .iter()
+        .any(|o| matches!(o.found, Found::Drifted | Found::Unreachable));
+    Ok(if troubled {
         Outcome::Findings
     } else {
         Outcome::Clean

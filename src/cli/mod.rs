@@ -90,7 +90,7 @@ pub enum Command {
     History(status::HistoryArgs),
     /// What a change between two revisions does, per environment; exit 1 when it weakens production unapproved.
     Plan(plan::Args),
-    /// Read every gateway back and show what drifted from what Sluice verified; exit 1 on drift.
+    /// Read every gateway back and show what drifted from what Sluice verified; exit 1 on drift or an unreachable gateway.
     Drift(drift::Args),
     /// Bring one environment's packs into the next one of the promotion
     /// order: a new branch with one commit, checked by rendering, to review.

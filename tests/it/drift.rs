@@ -302,6 +302,36 @@ fn the_drift_command_shows_the_diff_and_a_manual_sync_puts_it_back() {
 }
 
 #[test]
+fn the_drift_command_fails_and_says_why_when_a_gateway_is_unreachable() {
+    let mut production = Production::new("detect", "1m", &[]);
+    let sync = production.sluice(&["sync", "--env", "production"], None);
+    assert_eq!(sync.code, 0, "{}{}", sync.stdout, sync.stderr);
+    production.gateway.kill_hard();
+
+    let text = production.sluice(&["drift", "--env", "production"], None);
+    assert_eq!(
+        text.code, 1,
+        "an unreachable gateway is not a clean scan: {}",
+        text.stdout
+    );
+    let row = text
+        .stdout
+        .lines()
+        .find(|l| l.contains("unreachable"))
+        .unwrap_or_else(|| panic!("{}", text.stdout));
+    assert!(row.contains("production"), "{row}");
+    assert!(
+        text.stdout
+            .contains("production/gw-0: gateway is unreachable"),
+        "the text says why: {}",
+        text.stdout
+    );
+    let json = production.sluice(&["drift", "--env", "production", "-o", "json"], None);
+    assert_eq!(json.code, 1);
+    assert_eq!(json.json()[0]["found"], "unreachable");
+}
+
+#[test]
 fn a_gateway_that_restarted_empty_is_reapplied_without_being_called_drift() {
     let mut production = Production::new("detect", "1m", &["--ephemeral"]);
     let sync = production.sluice(&["sync", "--env", "production"], None);
