@@ -43,7 +43,13 @@ impl PushArgs {
     /// Pushes `branch` when asked; says how to open the pull request into `base`.
     pub fn publish(&self, cli: &Cli, base: &str, branch: &str) -> anyhow::Result<Published> {
         let repo = open_repository(&cli.repo)?;
-        let remote_url = url_of(&repo, &self.remote).unwrap_or_else(|| self.remote.clone());
+        let configured = url_of(&repo, &self.remote);
+        // NB: `--remote` may be a URL or a path instead of a remote's name.
+        let remote_known = configured.is_some()
+            || self.remote.contains('/')
+            || self.remote.contains(':')
+            || self.remote.contains('\\');
+        let remote_url = configured.unwrap_or_else(|| self.remote.clone());
         // NB: a remote given as a URL may carry a token; it is never shown.
         let shown = redact_url(&self.remote);
         let remote = if self.push {
@@ -57,7 +63,14 @@ impl PushArgs {
             shown.clone()
         };
         let pull_request_url = pull_request_url(&remote_url, base, branch);
-        let next = next_step(self.push, &shown, base, branch, pull_request_url.as_deref());
+        let next = next_step(
+            self.push,
+            &shown,
+            base,
+            branch,
+            pull_request_url.as_deref(),
+            remote_known,
+        );
         Ok(Published {
             pushed: self.push,
             remote,

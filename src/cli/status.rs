@@ -101,8 +101,8 @@ fn status_table(view: &StatusView, now: i64) -> String {
             ));
         } else {
             out.push_str(&format!(
-                "revision {short} is INVALID ({} errors, ValidationFailed): the last good version keeps running\n",
-                revision.errors
+                "revision {short} is INVALID ({}): the last good version keeps running; see `sluice validate --rev {short}`\n",
+                crate::config::finding::count(revision.errors, "error")
             ));
         }
     }

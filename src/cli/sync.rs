@@ -97,8 +97,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
 fn summary(pass: &Pass) -> String {
     match pass {
         Pass::ValidationFailed { revision, errors } => format!(
-            "revision {} is invalid ({errors} errors): nothing applied; the last good version keeps running\n",
-            prefix(revision, 8)
+            "revision {short} is invalid ({}): nothing applied; the last good version keeps running; see `sluice validate --rev {short}`\n",
+            crate::config::finding::count(*errors, "error"),
+            short = prefix(revision, 8)
         ),
         Pass::Reconciled {
             revision,

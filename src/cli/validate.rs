@@ -34,11 +34,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                     let gateways: usize =
                         repo.environments.values().map(|e| e.gateways.len()).sum();
                     println!(
-                        "valid at {}: {} environments, {} gateways, {} base packs ({})",
+                        "valid at {}: {}, {}, {} ({})",
                         loaded.revision.short(),
-                        repo.environments.len(),
-                        gateways,
-                        repo.base_packs.len(),
+                        finding::count(repo.environments.len(), "environment"),
+                        finding::count(gateways, "gateway"),
+                        finding::count(repo.base_packs.len(), "base pack"),
                         finding::summary(&loaded.findings),
                     );
                 }

@@ -81,6 +81,9 @@ pub fn check(repo: &Repository, env_dirs: &[String], strays: &Strays) -> Vec<Fin
             }
         }
     }
+    for env in repo.environments.values().filter(|e| e.spec.is_production) {
+        check_prerelease(env, &mut out);
+    }
     check_promotion(repo, env_dirs, &mut out);
     check_file_paths(repo, &mut out);
     for (file, gateways) in &strays.gateways {
@@ -597,6 +600,36 @@ pub(crate) fn check_pack_body(file: &str, pack: &Pack, out: &mut Vec<Finding>) {
                 .hint("add it to policies.chain, or remove its settings"),
             );
         }
+    }
+}
+
+/// A pre-release pack version (`2.2.0-dev.1`) in production is allowed but
+/// never silent: it is usually a development build promoted by mistake.
+fn check_prerelease(env: &Environment, out: &mut Vec<Finding>) {
+    for effective in env.packs.values() {
+        let version = &effective.pack.pack.version;
+        let Ok(parsed) = semver::Version::parse(version) else {
+            continue;
+        };
+        if parsed.pre.is_empty() {
+            continue;
+        }
+        let file = match &effective.source {
+            PackSource::Base { file } | PackSource::Own { file } => file,
+            PackSource::Overlay { overlay, .. } => overlay,
+        };
+        out.push(
+            Finding::warning(
+                "pack.prerelease-in-production",
+                file,
+                format!(
+                    "production environment `{}` runs pre-release version {version} of pack `{}`",
+                    env.slug, effective.pack.pack.name
+                ),
+            )
+            .pointer("/pack/version")
+            .hint("promote a release version (MAJOR.MINOR.PATCH without a pre-release part)"),
+        );
     }
 }
 

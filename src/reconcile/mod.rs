@@ -401,7 +401,12 @@ impl Reconciler {
         let revision = loaded.revision.to_string();
         let errors = loaded.findings.iter().filter(|f| f.is_error()).count();
         let Some(repo) = &loaded.repository else {
-            tracing::warn!(revision, errors, "revision is invalid; nothing applied");
+            tracing::warn!(
+                revision,
+                errors,
+                "revision is invalid; nothing applied (see `sluice validate --rev {}`)",
+                crate::source::prefix(&revision, 8)
+            );
             return Ok(Pass::ValidationFailed { revision, errors });
         };
         let rendered = render_all(repo, only);

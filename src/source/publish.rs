@@ -102,13 +102,20 @@ pub fn pull_request_url(remote_url: &str, base: &str, branch: &str) -> Option<St
 
 /// What to tell the user to do with a branch made for review: push it
 /// (unless `pushed`), then open its pull request, by URL when known.
+/// `remote_known`: `remote` names a configured remote, or is a URL or path.
 pub fn next_step(
     pushed: bool,
     remote: &str,
     base: &str,
     branch: &str,
     pull_request_url: Option<&str>,
+    remote_known: bool,
 ) -> String {
+    if !pushed && !remote_known {
+        return format!(
+            "this repository has no remote `{remote}`: git remote add {remote} URL, then git push {remote} {branch} and open a pull request into {base}"
+        );
+    }
     match (pushed, pull_request_url) {
         (true, Some(url)) => format!("open the pull request: {url}"),
         (true, None) => format!("open a pull request from {branch} into {base}"),

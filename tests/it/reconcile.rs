@@ -99,7 +99,22 @@ fn an_invalid_commit_is_never_applied_and_the_next_valid_one_is() {
     assert_eq!(gateway_file(data.path(), "production", "prod-eu-1"), before);
     let status = with_state(&repo, data.path(), &["status"]);
     assert_eq!(status.code, 1);
-    assert!(status.stdout.contains("INVALID"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("INVALID (1 error)"),
+        "{}",
+        status.stdout
+    );
+    let typo = repo
+        .git(&["rev-parse", "--short=8", "HEAD"])
+        .trim()
+        .to_owned();
+    assert!(
+        status
+            .stdout
+            .contains(&format!("see `sluice validate --rev {typo}`")),
+        "the next step is named: {}",
+        status.stdout
+    );
 
     // The fix applies, raising retention in production only.
     repo.write(

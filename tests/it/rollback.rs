@@ -67,6 +67,9 @@ fn rollback_restores_one_environment_and_sync_applies_it() {
     for env in ["development", "staging", "production", "eval"] {
         assert_ne!(v1[env], v2[env], "the base change reaches {env}");
     }
+    // A configured remote (never pushed to here): the next step names it.
+    let remote = tempfile::tempdir().unwrap();
+    repo.git(&["remote", "add", "origin", remote.path().to_str().unwrap()]);
     let status_before = repo.git(&["status", "--porcelain"]);
 
     let run = with_state(

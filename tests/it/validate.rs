@@ -31,6 +31,44 @@ fn the_example_is_valid() {
 }
 
 #[test]
+fn a_pre_release_pack_in_production_is_a_warning_and_counts_read_as_english() {
+    let repo = TestRepo::example();
+    let baseline = repo
+        .read("base/packs/baseline.yaml")
+        .replace("version: 1.4.0", "version: 1.5.0-dev.1");
+    repo.write("base/packs/baseline.yaml", baseline);
+    repo.commit("a development build of baseline");
+    let run = repo.sluice(&["validate", "-o", "json"]);
+    assert_eq!(
+        run.code, 0,
+        "a warning does not fail: {}{}",
+        run.stdout, run.stderr
+    );
+    let findings = run.json();
+    let rules: Vec<&str> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["rule"].as_str())
+        .collect();
+    assert_eq!(rules, ["pack.prerelease-in-production"], "{findings}");
+    assert!(
+        findings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pre-release version 1.5.0-dev.1 of pack `baseline`"),
+        "{findings}"
+    );
+    let text = repo.sluice(&["validate"]);
+    assert!(
+        text.stdout
+            .contains(": 4 environments, 5 gateways, 2 base packs (0 errors, 1 warning)"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
 fn human_output_shows_every_finding_with_its_source_line() {
     let run = broken().sluice(&["validate"]);
     assert_eq!(run.code, 1);
