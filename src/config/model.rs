@@ -86,6 +86,32 @@ pub struct EnvironmentSpec {
     /// How long the ledger keeps this environment's records (default 365d
     /// for production environments, 90d for others).
     pub retention: Option<DurationText>,
+    /// Behaviour checks after every new version: eval suites run against
+    /// this environment's gateways once they all run it.
+    pub verify: Option<VerifySpec>,
+}
+
+/// `verify:` in environment.yaml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VerifySpec {
+    /// Suites (`evals/<suite>.eval.yaml`) run after each new version.
+    #[schemars(length(min = 1))]
+    pub suites: Vec<String>,
+    /// What a failing suite does (default `alert`).
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Alert (`verification-failed`) and keep the version running.
+    #[default]
+    Alert,
+    /// Alert, put every gateway back on the last version that passed and pin
+    /// the environment there.
+    Rollback,
 }
 
 /// Where this environment's changes must come from.
@@ -96,6 +122,10 @@ pub struct PromotionSpec {
     pub from: String,
     /// How long a version must run verified and drift-free upstream first.
     pub soak: Option<DurationText>,
+    /// Suites that must have passed upstream, against gateways running the
+    /// same pack content, before a new pack version is applied here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evals: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
