@@ -216,7 +216,11 @@ fn collect(
     }
     let base_names = reader.read_packs(BASE_PACKS, &HashSet::new())?;
     reader.read_evals(suite::SUITES_DIR, suite::SUITE_SUFFIX, FileKind::Suite)?;
-    reader.read_evals(suite::FIXTURES_DIR, suite::FIXTURE_SUFFIX, FileKind::Fixture)?;
+    reader.read_evals(
+        suite::FIXTURES_DIR,
+        suite::FIXTURE_SUFFIX,
+        FileKind::Fixture,
+    )?;
     let mut env_dirs = Vec::new();
     for name in reader.list(ENVIRONMENTS)? {
         let dir = format!("{ENVIRONMENTS}/{name}");

@@ -173,16 +173,18 @@ pub fn judge(request: &Value, expect: &Expect, reply: &ChatReply) -> Verdict {
             .map_or_else(|| "nothing forwarded".to_owned(), quoted)
     };
     for text in &expect.forwarded_contains {
-        if !forwarded.as_deref().is_some_and(|f| f.contains(text.as_str())) {
-            differ(
-                Check::ForwardedContains,
-                quoted(text),
-                shown_forwarded(),
-            );
+        if !forwarded
+            .as_deref()
+            .is_some_and(|f| f.contains(text.as_str()))
+        {
+            differ(Check::ForwardedContains, quoted(text), shown_forwarded());
         }
     }
     for text in &expect.forwarded_not_contains {
-        if forwarded.as_deref().is_some_and(|f| f.contains(text.as_str())) {
+        if forwarded
+            .as_deref()
+            .is_some_and(|f| f.contains(text.as_str()))
+        {
             differ(
                 Check::ForwardedNotContains,
                 format!("no {}", quoted(text)),
@@ -483,7 +485,11 @@ mod tests {
                 Outcome::RateLimited => 429,
                 _ => 200,
             };
-            let forwarded = if status == 200 { request("hi") } else { Value::Null };
+            let forwarded = if status == 200 {
+                request("hi")
+            } else {
+                Value::Null
+            };
             let reply = sluice_reply(status, outcome.as_str(), &[], forwarded);
             let verdict = judge(&request("hi"), &expect(outcome), &reply);
             assert!(verdict.passed, "{outcome}: {verdict:?}");
@@ -557,7 +563,11 @@ mod tests {
             said[2],
             "policies: expected rate-limit among those that acted, found pii-detector"
         );
-        assert!(said[3].starts_with("forwardedContains: expected \"123-45-6789\", found \"You are"), "{}", said[3]);
+        assert!(
+            said[3].starts_with("forwardedContains: expected \"123-45-6789\", found \"You are"),
+            "{}",
+            said[3]
+        );
         assert_eq!(
             said[5],
             "responseContains: expected \"sorry\", found \"My SSN is [REDACTED:SSN]\""
@@ -644,14 +654,21 @@ mod tests {
             ..ChatReply::default()
         };
         assert_eq!(
-            judge(&sent, &expect(Outcome::Allowed), &reply).observed.outcome,
+            judge(&sent, &expect(Outcome::Allowed), &reply)
+                .observed
+                .outcome,
             None
         );
     }
 
     #[test]
     fn policies_come_from_actions_without_the_header() {
-        let mut reply = sluice_reply(403, "blocked", &["pii-detector", "audit-logger"], Value::Null);
+        let mut reply = sluice_reply(
+            403,
+            "blocked",
+            &["pii-detector", "audit-logger"],
+            Value::Null,
+        );
         reply.policies = None;
         let verdict = judge(&request("x"), &expect(Outcome::Blocked), &reply);
         assert_eq!(verdict.observed.policies, ["pii-detector", "audit-logger"]);

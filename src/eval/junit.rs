@@ -151,16 +151,43 @@ mod tests {
                 gateway: "gw-0".into(),
                 reset: Reset::Done,
                 cases: vec![failing, erring, passing],
-                totals: Totals { passed: 1, failed: 2 },
+                totals: Totals {
+                    passed: 1,
+                    failed: 2,
+                },
             }],
-            totals: Totals { passed: 1, failed: 2 },
+            totals: Totals {
+                passed: 1,
+                failed: 2,
+            },
         };
         let xml = render(&report);
-        assert!(xml.contains("<testsuites name=\"sluice eval\" tests=\"3\" failures=\"1\" errors=\"1\">"), "{xml}");
-        assert!(xml.contains("<testsuite name=\"pii on gw-0\" tests=\"3\" failures=\"1\" errors=\"1\">"), "{xml}");
-        assert!(xml.contains("<testcase name=\"an &lt;SSN&gt; &amp; a &quot;card&quot;\" classname=\"pii.gw-0\">"), "{xml}");
+        assert!(
+            xml.contains(
+                "<testsuites name=\"sluice eval\" tests=\"3\" failures=\"1\" errors=\"1\">"
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                "<testsuite name=\"pii on gw-0\" tests=\"3\" failures=\"1\" errors=\"1\">"
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                "<testcase name=\"an &lt;SSN&gt; &amp; a &quot;card&quot;\" classname=\"pii.gw-0\">"
+            ),
+            "{xml}"
+        );
         assert!(xml.contains("<failure message=\"outcome: expected redacted, found allowed; forwardedNotContains: expected no &quot;123-45-6789&quot;, found &quot;My SSN is 123-45-6789&quot;\">outcome: expected redacted, found allowed&#10;forwardedNotContains"), "{xml}");
-        assert!(xml.contains("<error message=\"request 1: gateway is unreachable: refused\">"), "{xml}");
-        assert!(xml.contains("<testcase name=\"ok\" classname=\"pii.gw-0\"/>"), "{xml}");
+        assert!(
+            xml.contains("<error message=\"request 1: gateway is unreachable: refused\">"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<testcase name=\"ok\" classname=\"pii.gw-0\"/>"),
+            "{xml}"
+        );
     }
 }

@@ -248,17 +248,28 @@ mod tests {
         async fn projection(&self) -> Result<Option<Value>, GatewayError> {
             unreachable!()
         }
-        async fn apply(&self, _: &Desired, _: Option<&Digest>, _: u64) -> Result<Applied, GatewayError> {
+        async fn apply(
+            &self,
+            _: &Desired,
+            _: Option<&Digest>,
+            _: u64,
+        ) -> Result<Applied, GatewayError> {
             unreachable!()
         }
         async fn chat(&self, body: &Value) -> Result<ChatReply, GatewayError> {
             let mut seen = self.seen.lock().unwrap();
             *seen += 1;
-            let (status, outcome) = if *seen > self.limit { (429, "rate-limited") } else { (200, "allowed") };
+            let (status, outcome) = if *seen > self.limit {
+                (429, "rate-limited")
+            } else {
+                (200, "allowed")
+            };
             Ok(ChatReply {
                 status,
                 outcome: Some(outcome.into()),
-                body: ChatBody::Json(json!({"choices": [{"message": {"content": body["messages"][0]["content"]}}]})),
+                body: ChatBody::Json(
+                    json!({"choices": [{"message": {"content": body["messages"][0]["content"]}}]}),
+                ),
                 ..ChatReply::default()
             })
         }
@@ -280,7 +291,12 @@ mod tests {
         async fn projection(&self) -> Result<Option<Value>, GatewayError> {
             unreachable!()
         }
-        async fn apply(&self, _: &Desired, _: Option<&Digest>, _: u64) -> Result<Applied, GatewayError> {
+        async fn apply(
+            &self,
+            _: &Desired,
+            _: Option<&Digest>,
+            _: u64,
+        ) -> Result<Applied, GatewayError> {
             unreachable!()
         }
     }
@@ -290,7 +306,10 @@ mod tests {
             name: name.into(),
             request: Some(CaseRequest {
                 model: Some("m".into()),
-                messages: Some(vec![Message { role: Role::User, content: "hi".into() }]),
+                messages: Some(vec![Message {
+                    role: Role::User,
+                    content: "hi".into(),
+                }]),
                 ..CaseRequest::default()
             }),
             fixture: None,
@@ -300,30 +319,71 @@ mod tests {
     }
 
     fn suite(name: &str, cases: Vec<Case>) -> Suite {
-        Suite { suite: name.into(), description: None, cases }
+        Suite {
+            suite: name.into(),
+            description: None,
+            cases,
+        }
     }
 
     #[tokio::test]
     async fn cases_run_in_order_and_suites_start_from_a_reset() {
-        let gateway = Arc::new(Throttling { limit: 3, seen: Mutex::new(0), resets: Mutex::new(0) });
-        let burst = suite("burst", vec![
-            case("first is allowed", None, Outcome::Allowed),
-            case("a burst is throttled", Some(5), Outcome::RateLimited),
-        ]);
-        let again = suite("again", vec![case("allowed after a reset", None, Outcome::Allowed)]);
+        let gateway = Arc::new(Throttling {
+            limit: 3,
+            seen: Mutex::new(0),
+            resets: Mutex::new(0),
+        });
+        let burst = suite(
+            "burst",
+            vec![
+                case("first is allowed", None, Outcome::Allowed),
+                case("a burst is throttled", Some(5), Outcome::RateLimited),
+            ],
+        );
+        let again = suite(
+            "again",
+            vec![case("allowed after a reset", None, Outcome::Allowed)],
+        );
         let gateways: Vec<(String, Arc<dyn Gateway>)> = vec![("gw".into(), gateway.clone())];
-        let report = run_suites(&gateways, &[&burst, &again], &BTreeMap::new(), RunOptions::new(4)).await;
+        let report = run_suites(
+            &gateways,
+            &[&burst, &again],
+            &BTreeMap::new(),
+            RunOptions::new(4),
+        )
+        .await;
         assert!(report.passed(), "{report:#?}");
-        assert_eq!(report.totals, Totals { passed: 3, failed: 0 });
+        assert_eq!(
+            report.totals,
+            Totals {
+                passed: 3,
+                failed: 0
+            }
+        );
         assert_eq!(*gateway.resets.lock().unwrap(), 2);
         assert_eq!(report.runs[0].suite, "again");
         assert_eq!(report.runs[1].cases[1].sent, 5);
-        assert_eq!(report.by_suite()["burst"], Totals { passed: 2, failed: 0 });
+        assert_eq!(
+            report.by_suite()["burst"],
+            Totals {
+                passed: 2,
+                failed: 0
+            }
+        );
 
         // Without resets, the second suite starts throttled.
-        let options = RunOptions { concurrency: 1, reset: false };
+        let options = RunOptions {
+            concurrency: 1,
+            reset: false,
+        };
         let report = run_suites(&gateways, &[&burst, &again], &BTreeMap::new(), options).await;
-        assert_eq!(report.by_suite()["again"], Totals { passed: 0, failed: 1 });
+        assert_eq!(
+            report.by_suite()["again"],
+            Totals {
+                passed: 0,
+                failed: 1
+            }
+        );
         assert_eq!(report.runs[0].reset, Reset::Skipped);
     }
 
@@ -339,6 +399,12 @@ mod tests {
             run.cases[0].error.as_deref(),
             Some("request 1: this gateway's driver has no chat endpoint")
         );
-        assert_eq!(report.totals, Totals { passed: 0, failed: 1 });
+        assert_eq!(
+            report.totals,
+            Totals {
+                passed: 0,
+                failed: 1
+            }
+        );
     }
 }

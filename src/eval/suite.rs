@@ -336,8 +336,12 @@ fn name_rules(
     };
     if !is_valid_name(stem) {
         out.push(
-            Finding::error(rule(false), file, format!("{what} name `{stem}` is not valid"))
-                .hint("name the file with lowercase letters, digits and hyphens"),
+            Finding::error(
+                rule(false),
+                file,
+                format!("{what} name `{stem}` is not valid"),
+            )
+            .hint("name the file with lowercase letters, digits and hyphens"),
         );
     }
     if written != stem {
@@ -403,9 +407,11 @@ fn check_cases(
             Err(why) => why,
         };
         let finding = match &unresolved {
-            Unresolved::NoRequest => Finding::error("eval.case-no-request", file, unresolved.to_string())
-                .pointer(&at)
-                .hint("give the case a `request` (model and messages) or a `fixture`"),
+            Unresolved::NoRequest => {
+                Finding::error("eval.case-no-request", file, unresolved.to_string())
+                    .pointer(&at)
+                    .hint("give the case a `request` (model and messages) or a `fixture`")
+            }
             Unresolved::MissingFixture(name) => {
                 let hint = did_you_mean(name, fixtures.keys().map(String::as_str))
                     .map(|m| format!("did you mean `{m}`?"))
@@ -478,7 +484,10 @@ mod tests {
         let body = resolve(&case(None, Some("ticket")), &fixture(Some("gpt-4o-mini"))).unwrap();
         assert_eq!(body["model"], "gpt-4o-mini");
         assert_eq!(body["messages"][0]["role"], "system");
-        assert_eq!(body["messages"][1]["content"], "My card 4111 1111 1111 1111");
+        assert_eq!(
+            body["messages"][1]["content"],
+            "My card 4111 1111 1111 1111"
+        );
     }
 
     #[test]
@@ -511,7 +520,10 @@ mod tests {
     #[test]
     fn a_case_that_makes_no_request_says_why() {
         let fixtures = fixture(None);
-        assert_eq!(resolve(&case(None, None), &fixtures), Err(Unresolved::NoRequest));
+        assert_eq!(
+            resolve(&case(None, None), &fixtures),
+            Err(Unresolved::NoRequest)
+        );
         assert_eq!(
             resolve(&case(None, Some("nope")), &fixtures),
             Err(Unresolved::MissingFixture("nope".into()))
@@ -543,5 +555,213 @@ mod tests {
             assert_eq!(text, outcome.as_str());
         }
         assert_eq!(Outcome::parse("maybe"), None);
+    }
+
+    /// The example repository with `files` added, loaded from a work tree.
+    fn load_with_files(files: &[(&str, &str)]) -> crate::config::Loaded {
+        fn copy(from: &std::path::Path, to: &std::path::Path) {
+            for entry in std::fs::read_dir(from).unwrap() {
+                let entry = entry.unwrap();
+                let target = to.join(entry.file_name());
+                if entry.file_type().unwrap().is_dir() {
+                    std::fs::create_dir_all(&target).unwrap();
+                    copy(&entry.path(), &target);
+                } else {
+                    std::fs::copy(entry.path(), target).unwrap();
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        copy(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo"),
+            dir.path(),
+        );
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let tree = crate::source::WorkTree::open(dir.path()).unwrap();
+        crate::config::load(&tree, &crate::config::Limits::default()).unwrap()
+    }
+
+    fn located(loaded: &crate::config::Loaded) -> Vec<(&'static str, String)> {
+        loaded
+            .findings
+            .iter()
+            .map(|f| (f.rule, f.location()))
+            .collect()
+    }
+
+    const PII: &str = "\
+suite: pii
+description: Personal data never reaches the model
+cases:
+  - name: an SSN never reaches the model
+    request: { model: gpt-4o-mini, messages: [{role: user, content: \"My SSN is 123-45-6789\"}] }
+    expect: { outcome: redacted, forwardedNotContains: [\"123-45-6789\"] }
+  - name: a card in a support ticket is blocked
+    fixture: ticket-with-card
+    expect: { outcome: blocked, policies: [pii-detector] }
+  - name: a burst is throttled
+    request: { model: gpt-4o-mini, messages: [{role: user, content: \"hi\"}] }
+    repeat: 20
+    expect: { outcome: rate-limited }
+";
+
+    const TICKET: &str = "\
+fixture: ticket-with-card
+description: A support ticket quoting a card number
+model: gpt-4o-mini
+messages:
+  - { role: system, content: \"You are a support assistant.\" }
+  - { role: user, content: \"My card 4111 1111 1111 1111 was charged twice\" }
+";
+
+    #[test]
+    fn suites_and_fixtures_load_into_the_repository() {
+        let loaded = load_with_files(&[
+            ("evals/pii.eval.yaml", PII),
+            ("fixtures/ticket-with-card.fixture.yaml", TICKET),
+        ]);
+        assert_eq!(located(&loaded), vec![]);
+        let repo = loaded.repository.unwrap();
+        let pii = &repo.suites["pii"];
+        assert_eq!(pii.file, "evals/pii.eval.yaml");
+        assert_eq!(pii.suite.cases.len(), 3);
+        assert_eq!(pii.suite.cases[2].times(), 20);
+        assert_eq!(
+            pii.suite.cases[1].expect.policies,
+            ["pii-detector".to_owned()]
+        );
+        let body = resolve(&pii.suite.cases[1], &repo.fixtures).unwrap();
+        assert_eq!(body["model"], "gpt-4o-mini");
+        assert_eq!(
+            body["messages"][1]["content"],
+            "My card 4111 1111 1111 1111 was charged twice"
+        );
+    }
+
+    #[test]
+    fn every_rule_is_a_finding_at_its_place() {
+        let suite = "\
+suite: privacy
+cases:
+  - name: one
+    fixture: ticket-with-crad
+    expect: { outcome: blocked, policies: [pii-detecter, x-mine] }
+  - name: one
+    request: { messages: [{role: user, content: hi}] }
+    expect: { outcome: allowed }
+  - name: nothing to send
+    expect: { outcome: allowed }
+  - name: no messages
+    request: { model: gpt-4o }
+    expect: { outcome: allowed }
+  - name: fixture without a model
+    fixture: modelless
+    expect: { outcome: allowed }
+";
+        let modelless = "fixture: model-less\nmessages: [{role: user, content: hi}]\n";
+        let loaded = load_with_files(&[
+            ("evals/pii.eval.yaml", suite),
+            ("fixtures/ticket-with-card.fixture.yaml", TICKET),
+            ("fixtures/modelless.fixture.yaml", modelless),
+            ("evals/notes.txt", "not a suite"),
+        ]);
+        assert!(
+            loaded.repository.is_none(),
+            "an invalid suite makes the revision invalid"
+        );
+        assert_eq!(
+            located(&loaded),
+            vec![
+                ("file.ignored", "evals/notes.txt".to_owned()),
+                (
+                    "eval.suite-name-mismatch",
+                    "evals/pii.eval.yaml:1:8".to_owned()
+                ),
+                (
+                    "eval.fixture-missing",
+                    "evals/pii.eval.yaml:4:14".to_owned()
+                ),
+                ("eval.unknown-policy", "evals/pii.eval.yaml:5:44".to_owned()),
+                ("eval.case-duplicate", "evals/pii.eval.yaml:6:11".to_owned()),
+                ("eval.case-no-model", "evals/pii.eval.yaml:7:14".to_owned()),
+                ("eval.case-no-request", "evals/pii.eval.yaml:9:5".to_owned()),
+                (
+                    "eval.case-no-messages",
+                    "evals/pii.eval.yaml:12:14".to_owned()
+                ),
+                ("eval.case-no-model", "evals/pii.eval.yaml:15:14".to_owned()),
+                (
+                    "eval.fixture-name-mismatch",
+                    "fixtures/modelless.fixture.yaml:1:10".to_owned()
+                ),
+            ]
+        );
+        let missing = loaded
+            .findings
+            .iter()
+            .find(|f| f.rule == "eval.fixture-missing")
+            .unwrap();
+        assert_eq!(
+            missing.hint.as_deref(),
+            Some("did you mean `ticket-with-card`?")
+        );
+        let unknown = loaded
+            .findings
+            .iter()
+            .find(|f| f.rule == "eval.unknown-policy")
+            .unwrap();
+        assert_eq!(unknown.message, "unknown policy `pii-detecter`");
+        assert_eq!(
+            unknown.hint.as_deref(),
+            Some("did you mean `pii-detector`?")
+        );
+    }
+
+    #[test]
+    fn schema_errors_are_located_too() {
+        let suite = "\
+suite: pii
+cases:
+  - name: bad
+    request: { model: gpt-4o, mesages: [] }
+    repeat: 5000
+    expect: { outcome: redact }
+";
+        let fixture = "fixture: f\nmessages: []\n";
+        let loaded = load_with_files(&[
+            ("evals/pii.eval.yaml", suite),
+            ("fixtures/f.fixture.yaml", fixture),
+        ]);
+        assert_eq!(
+            located(&loaded),
+            vec![
+                ("schema.unknown-key", "evals/pii.eval.yaml:4:31".to_owned()),
+                ("schema.range", "evals/pii.eval.yaml:5:13".to_owned()),
+                ("schema.enum", "evals/pii.eval.yaml:6:24".to_owned()),
+                ("schema.length", "fixtures/f.fixture.yaml:2:11".to_owned()),
+            ]
+        );
+        let enum_ = loaded
+            .findings
+            .iter()
+            .find(|f| f.rule == "schema.enum")
+            .unwrap();
+        assert_eq!(enum_.hint.as_deref(), Some("did you mean `redacted`?"));
+    }
+
+    #[test]
+    fn a_case_naming_a_broken_fixture_is_not_also_a_finding() {
+        let suite =
+            "suite: pii\ncases:\n  - name: a\n    fixture: f\n    expect: { outcome: allowed }\n";
+        let loaded = load_with_files(&[
+            ("evals/pii.eval.yaml", suite),
+            ("fixtures/f.fixture.yaml", "fixture: [\n"),
+        ]);
+        let rules: Vec<_> = loaded.findings.iter().map(|f| f.rule).collect();
+        assert_eq!(rules, ["yaml.syntax"], "{:?}", loaded.findings);
     }
 }
