@@ -33,8 +33,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                 Some(repo) => {
                     let gateways: usize =
                         repo.environments.values().map(|e| e.gateways.len()).sum();
+                    let suites = match repo.suites.len() {
+                        0 => String::new(),
+                        n => format!(", {n} eval suites"),
+                    };
                     println!(
-                        "valid at {}: {} environments, {} gateways, {} base packs ({})",
+                        "valid at {}: {} environments, {} gateways, {} base packs{suites} ({})",
                         loaded.revision.short(),
                         repo.environments.len(),
                         gateways,
