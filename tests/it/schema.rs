@@ -70,12 +70,33 @@ fn the_eval_schemas_are_written_with_descriptions() {
     let all: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let suite = &all["eval-suite.schema.json"];
     let fixture = &all["fixture.schema.json"];
-    assert!(suite["title"].as_str().unwrap().contains("evals/<name>.eval.yaml"));
-    assert!(fixture["title"].as_str().unwrap().contains("fixtures/<name>.fixture.yaml"));
+    assert!(
+        suite["title"]
+            .as_str()
+            .unwrap()
+            .contains("evals/<name>.eval.yaml")
+    );
+    assert!(
+        fixture["title"]
+            .as_str()
+            .unwrap()
+            .contains("fixtures/<name>.fixture.yaml")
+    );
     let case = &suite["properties"]["cases"]["items"];
-    assert!(case["properties"]["repeat"]["description"].is_string(), "{case}");
-    let outcomes = serde_json::to_string(&case["properties"]["expect"]["properties"]["outcome"]).unwrap();
-    for outcome in ["allowed", "redacted", "blocked", "flagged", "rate-limited", "refused-model"] {
+    assert!(
+        case["properties"]["repeat"]["description"].is_string(),
+        "{case}"
+    );
+    let outcomes =
+        serde_json::to_string(&case["properties"]["expect"]["properties"]["outcome"]).unwrap();
+    for outcome in [
+        "allowed",
+        "redacted",
+        "blocked",
+        "flagged",
+        "rate-limited",
+        "refused-model",
+    ] {
         assert!(outcomes.contains(outcome), "{outcome} in {outcomes}");
     }
     let example: serde_json::Value = serde_saphyr::from_str(
