@@ -13,6 +13,7 @@
 //! | [reconcile] | the loop: read, apply, verify, gates; no knowledge of where it runs |
 //! | [ledger]    | which version runs where, every attempt (SQLite) |
 //! | [plan]      | what a change does, for its reviewer; governance-weakening changes |
+//! | [eval]      | eval suites and fixtures: resolve a case, judge an answer, run suites against gateways |
 //! | [drift]     | the drift rule (`decide`), what a drifted gateway runs against what it should; alerts |
 //! | [promote]   | a branch that brings one environment's packs into the next one |
 //! | [rollback]  | a branch that puts one environment back on a version it ran whole |
@@ -25,6 +26,7 @@
 pub mod cli;
 pub mod config;
 pub mod drift;
+pub mod eval;
 pub mod gateway;
 pub mod k8s;
 pub mod ledger;

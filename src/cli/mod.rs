@@ -8,6 +8,7 @@ mod controller;
 mod crds;
 mod drift;
 mod engine;
+mod eval;
 mod gateway;
 mod init;
 mod output;
@@ -92,6 +93,8 @@ pub enum Command {
     Plan(plan::Args),
     /// Read every gateway back and show what drifted from what Sluice verified; exit 1 on drift or an unreachable gateway.
     Drift(drift::Args),
+    /// Run the repository's eval suites against one environment's gateways; exit 1 when a case fails.
+    Eval(eval::Args),
     /// Bring one environment's packs into the next one of the promotion
     /// order: a new branch with one commit, checked by rendering, to review.
     Promote(promote::Args),
@@ -252,6 +255,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Status(args) => status::status(cli, args),
         Command::History(args) => status::history(cli, args),
         Command::Drift(args) => drift::run(cli, args),
+        Command::Eval(args) => eval::run(cli, args),
         Command::Plan(args) => plan::run(cli, args),
         Command::Promote(args) => promote::run(cli, args),
         Command::Rollback(args) => rollback::run(cli, args),

@@ -33,8 +33,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                 Some(repo) => {
                     let gateways: usize =
                         repo.environments.values().map(|e| e.gateways.len()).sum();
+                    let suites = match repo.suites.len() {
+                        0 => String::new(),
+                        n => format!(", {}", finding::count(n, "eval suite")),
+                    };
                     println!(
-                        "valid at {}: {}, {}, {} ({})",
+                        "valid at {}: {}, {}, {}{suites} ({})",
                         loaded.revision.short(),
                         finding::count(repo.environments.len(), "environment"),
                         finding::count(gateways, "gateway"),

@@ -12,7 +12,10 @@ use super::{
     validate,
     yaml::{self, SpanIndex},
 };
-use crate::source::{ResolveError, Resolved, Revision, Snapshot, SourceError, resolve};
+use crate::{
+    eval::suite::{self, Fixture, FixtureFile, Suite, SuiteFile},
+    source::{ResolveError, Resolved, Revision, Snapshot, SourceError, resolve},
+};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 use std::{
@@ -212,6 +215,12 @@ fn collect(
         );
     }
     let base_names = reader.read_packs(BASE_PACKS, &HashSet::new())?;
+    reader.read_evals(suite::SUITES_DIR, suite::SUITE_SUFFIX, FileKind::Suite)?;
+    reader.read_evals(
+        suite::FIXTURES_DIR,
+        suite::FIXTURE_SUFFIX,
+        FileKind::Fixture,
+    )?;
     let mut env_dirs = Vec::new();
     for name in reader.list(ENVIRONMENTS)? {
         let dir = format!("{ENVIRONMENTS}/{name}");
@@ -446,6 +455,39 @@ impl Reader<'_> {
         Ok(names)
     }
 
+    /// Reads every suite or fixture file of `dir` (a name ending in
+    /// `suffix`), under the same budget as every other file; anything else
+    /// there is a warning.
+    fn read_evals(&mut self, dir: &str, suffix: &str, kind: FileKind) -> Result<(), SourceError> {
+        let mut names: HashSet<String> = HashSet::new();
+        for entry in self.list(dir)? {
+            let path = format!("{dir}/{entry}");
+            if self.spent.exhausted {
+                break;
+            }
+            let Some(name) = suite::stem(&entry, suffix) else {
+                if !self.spend(&path, 0) {
+                    break;
+                }
+                self.findings.push(
+                    Finding::warning("file.ignored", &path, format!("not a {dir} file; ignored"))
+                        .hint(format!("files here end in {suffix}")),
+                );
+                continue;
+            };
+            if !names.insert(name.to_owned()) {
+                self.findings.push(Finding::error(
+                    "eval.name-duplicate",
+                    &path,
+                    format!("a second file for `{name}` (both .yaml and .yml)"),
+                ));
+                continue;
+            }
+            self.read(&path, kind, None)?;
+        }
+        Ok(())
+    }
+
     fn read_environment(&mut self, dir: &str, base: &HashSet<String>) -> Result<(), SourceError> {
         for (file, kind) in [
             (ENVIRONMENT_FILE, FileKind::Environment),
@@ -506,6 +548,8 @@ enum Content {
     /// An environment's merge patch over the base pack of the same name.
     Overlay(Value),
     Litellm(Arc<LitellmSettings>),
+    Suite(Arc<Suite>),
+    Fixture(Arc<Fixture>),
 }
 
 /// A file after the YAML parse and (unless it is an overlay) the schema check.
@@ -555,6 +599,8 @@ fn typed(raw: &RawFile, value: Value, findings: &mut Vec<Finding>) -> Option<Con
         }
         FileKind::Pack => into(&value).map(|pack| Content::Pack(Arc::new(pack))),
         FileKind::Litellm => into(&value).map(|settings| Content::Litellm(Arc::new(settings))),
+        FileKind::Suite => into(&value).map(|s| Content::Suite(Arc::new(s))),
+        FileKind::Fixture => into(&value).map(|f| Content::Fixture(Arc::new(f))),
         FileKind::Document => unreachable!("repositories hold no rendered documents"),
     };
     content
@@ -686,13 +732,50 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
             },
         );
     }
-    let strays = strays(parsed, &environments);
+    let mut strays = strays(parsed, &environments);
+    let mut suites = BTreeMap::new();
+    let mut fixtures = BTreeMap::new();
+    for p in parsed {
+        let file = p.raw.path.clone();
+        let name = |suffix| {
+            let entry = file.rsplit('/').next().unwrap_or(&file);
+            suite::stem(entry, suffix).unwrap_or(entry).to_owned()
+        };
+        match &p.content {
+            Some(Content::Suite(s)) => {
+                let name = name(suite::SUITE_SUFFIX);
+                suites.insert(
+                    name,
+                    SuiteFile {
+                        file,
+                        suite: s.clone(),
+                    },
+                );
+            }
+            None if p.raw.kind == FileKind::Fixture => {
+                strays.broken_fixtures.insert(name(suite::FIXTURE_SUFFIX));
+            }
+            Some(Content::Fixture(f)) => {
+                let name = name(suite::FIXTURE_SUFFIX);
+                fixtures.insert(
+                    name,
+                    FixtureFile {
+                        file,
+                        fixture: f.clone(),
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
     Assembled {
         draft: Repository {
             revision,
             manifest,
             base_packs,
             environments,
+            suites,
+            fixtures,
         },
         findings,
         strays,

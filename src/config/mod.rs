@@ -46,6 +46,10 @@ pub struct Repository {
     pub base_packs: BTreeMap<String, PackFile>,
     /// Environments by slug (their directory name).
     pub environments: BTreeMap<String, Environment>,
+    /// Eval suites by name (`evals/<name>.eval.yaml`).
+    pub suites: BTreeMap<String, crate::eval::SuiteFile>,
+    /// Eval fixtures by name (`fixtures/<name>.fixture.yaml`).
+    pub fixtures: BTreeMap<String, crate::eval::FixtureFile>,
 }
 
 /// A pack and the file it was read from.

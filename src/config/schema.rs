@@ -23,16 +23,22 @@ pub enum FileKind {
     Document,
     /// `environments/<slug>/litellm.yaml`.
     Litellm,
+    /// `evals/<name>.eval.yaml`.
+    Suite,
+    /// `fixtures/<name>.fixture.yaml`.
+    Fixture,
 }
 
 impl FileKind {
-    pub const ALL: [FileKind; 6] = [
+    pub const ALL: [FileKind; 8] = [
         FileKind::Manifest,
         FileKind::Environment,
         FileKind::Gateways,
         FileKind::Pack,
         FileKind::Document,
         FileKind::Litellm,
+        FileKind::Suite,
+        FileKind::Fixture,
     ];
 
     /// The schema's file name under `sluice schema --out DIR`.
@@ -44,6 +50,8 @@ impl FileKind {
             FileKind::Pack => "pack.schema.json",
             FileKind::Document => "policy-document.schema.json",
             FileKind::Litellm => "litellm.schema.json",
+            FileKind::Suite => "eval-suite.schema.json",
+            FileKind::Fixture => "fixture.schema.json",
         }
     }
 
@@ -59,6 +67,8 @@ impl FileKind {
             FileKind::Pack => generate::<Pack>(),
             FileKind::Document => generate::<super::document::PolicyDocument>(),
             FileKind::Litellm => generate::<LitellmSettings>(),
+            FileKind::Suite => generate::<crate::eval::Suite>(),
+            FileKind::Fixture => generate::<crate::eval::Fixture>(),
         }
     }
 }

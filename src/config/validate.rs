@@ -20,6 +20,9 @@ pub const SLUICE_MAX_SLUG: usize = 50;
 pub struct Strays {
     pub gateways: Vec<(String, Vec<Gateway>)>,
     pub packs: Vec<(String, std::sync::Arc<Pack>)>,
+    /// Names of fixture files that did not load: a case naming one is not
+    /// also a finding.
+    pub broken_fixtures: BTreeSet<String>,
 }
 
 pub fn check(repo: &Repository, env_dirs: &[String], strays: &Strays) -> Vec<Finding> {
@@ -85,6 +88,11 @@ pub fn check(repo: &Repository, env_dirs: &[String], strays: &Strays) -> Vec<Fin
         check_prerelease(env, &mut out);
     }
     check_promotion(repo, env_dirs, &mut out);
+    out.extend(crate::eval::suite::check(
+        &repo.suites,
+        &repo.fixtures,
+        &strays.broken_fixtures,
+    ));
     check_file_paths(repo, &mut out);
     for (file, gateways) in &strays.gateways {
         check_gateways(file, gateways, &mut out);

@@ -31,7 +31,7 @@
 //! error: it must never reach a log, the ledger or a terminal.
 
 use super::{
-    Applied, Desired, DriverContext, Gateway, GatewayError, Live,
+    Applied, ChatBody, ChatReply, Desired, DriverContext, Gateway, GatewayError, Live,
     protocol::{self, Refused, Status},
 };
 use crate::config::{Digest, model};
@@ -496,6 +496,39 @@ impl Gateway for HttpGateway {
             }
             StatusCode::NOT_MODIFIED => Ok(Applied::Unchanged),
             _ => Err(self.failure(response, Some((expected, generation))).await),
+        }
+    }
+
+    /// `POST /v1/chat/completions` with the driver's bearer token; every
+    /// status is an answer (the body at most [`super::MAX_CHAT_BYTES`],
+    /// the token scrubbed from it).
+    async fn chat(&self, body: &serde_json::Value) -> Result<ChatReply, GatewayError> {
+        let response = self
+            .send(
+                self.request(Method::POST, super::CHAT_PATH)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(body.to_string()),
+            )
+            .await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = self.text(response, super::MAX_CHAT_BYTES).await?;
+        let body = ChatBody::from_text(self.scrub(&text));
+        Ok(ChatReply::from_headers(status, &headers, body))
+    }
+
+    /// `POST /admin/v1/reset`; a gateway without it (`404`, `405`) is
+    /// [`GatewayError::Unsupported`].
+    async fn reset_runtime(&self) -> Result<(), GatewayError> {
+        let response = self
+            .send(self.request(Method::POST, super::RESET_PATH))
+            .await?;
+        match response.status() {
+            code if code.is_success() => Ok(()),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
+                Err(GatewayError::Unsupported("runtime reset"))
+            }
+            _ => Err(self.failure(response, None).await),
         }
     }
 }

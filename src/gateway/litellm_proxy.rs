@@ -292,6 +292,13 @@ impl Gateway for LitellmProxy {
         }))
     }
 
+    /// Through the proxy's URL with the master key as the bearer, as its
+    /// admin API is read. NB: LiteLLM has no runtime reset: the default
+    /// [`GatewayError::Unsupported`] stands.
+    async fn chat(&self, body: &Value) -> Result<super::ChatReply, GatewayError> {
+        self.api.chat(body).await
+    }
+
     fn projected(&self, desired: &Desired) -> Value {
         match format::litellm_document(desired) {
             Ok((document, base)) => litellm::projected(&document, &base),

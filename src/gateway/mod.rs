@@ -41,6 +41,11 @@ use std::{
 
 pub use protocol::Problem;
 
+/// Where the reference gateway forgets its runtime state.
+pub const RESET_PATH: &str = "/admin/v1/reset";
+/// Where OpenAI-compatible gateways take chat requests.
+pub const CHAT_PATH: &str = "/v1/chat/completions";
+
 /// One gateway's desired state, ready to send.
 #[derive(Debug, Clone)]
 pub struct Desired {
@@ -116,6 +121,11 @@ pub enum GatewayError {
     /// operator allows for the gateway's pods.
     #[error("gateway's rollout did not complete: {0}")]
     Rollout(String),
+    /// The driver cannot do this at all (a `file` gateway has no chat
+    /// endpoint; LiteLLM has no runtime reset): not a failure of the
+    /// gateway, and callers say so rather than pretend it was done.
+    #[error("this gateway's driver has no {0}")]
+    Unsupported(&'static str),
 }
 
 fn summary(problems: &[Problem]) -> String {
@@ -160,6 +170,7 @@ impl GatewayError {
             GatewayError::Io(_) => "io",
             GatewayError::Config(_) => "config",
             GatewayError::Rollout(_) => "rollout",
+            GatewayError::Unsupported(_) => "unsupported",
         }
     }
 }
@@ -197,6 +208,93 @@ pub trait Gateway: Send + Sync {
         expected: Option<&Digest>,
         generation: u64,
     ) -> Result<Applied, GatewayError>;
+
+    /// Sends one OpenAI-compatible chat request (`POST
+    /// /v1/chat/completions`) through the gateway, as a client would, and
+    /// returns its answer whatever the status: a `403` refusal is an answer
+    /// the eval judge reads, not an error. `Err` only when there is no
+    /// answer to read.
+    async fn chat(&self, _body: &Value) -> Result<ChatReply, GatewayError> {
+        Err(GatewayError::Unsupported("chat endpoint"))
+    }
+
+    /// Forgets the gateway's runtime state (rate-limit counters and the
+    /// like) so eval suites start from the same place every time.
+    /// [`GatewayError::Unsupported`] when the driver has no such thing.
+    async fn reset_runtime(&self) -> Result<(), GatewayError> {
+        Err(GatewayError::Unsupported("runtime reset"))
+    }
+}
+
+/// Largest chat answer read from a gateway.
+pub const MAX_CHAT_BYTES: usize = 4 << 20;
+
+/// A gateway's answer to one chat request, as far as Sluice reads it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChatReply {
+    pub status: u16,
+    /// `Sluice-Outcome`, as the gateway wrote it.
+    pub outcome: Option<String>,
+    /// `Sluice-Policies`: the policies that acted.
+    pub policies: Option<Vec<String>>,
+    /// `Sluice-Digest`: the config the gateway ran the request under.
+    pub digest: Option<String>,
+    pub body: ChatBody,
+}
+
+/// An answer's body: JSON when it parses, else its text (at most
+/// [`MAX_CHAT_BYTES`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatBody {
+    Json(Value),
+    Text(String),
+}
+
+impl Default for ChatBody {
+    fn default() -> Self {
+        ChatBody::Text(String::new())
+    }
+}
+
+impl ChatBody {
+    pub fn from_text(text: String) -> ChatBody {
+        match serde_json::from_str(&text) {
+            Ok(value) => ChatBody::Json(value),
+            Err(_) => ChatBody::Text(text),
+        }
+    }
+
+    pub fn json(&self) -> Option<&Value> {
+        match self {
+            ChatBody::Json(value) => Some(value),
+            ChatBody::Text(_) => None,
+        }
+    }
+}
+
+impl ChatReply {
+    /// The `Sluice-*` headers of an answer, read into a reply with `body`.
+    pub fn from_headers(status: u16, headers: &reqwest::header::HeaderMap, body: ChatBody) -> Self {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().chars().take(1024).collect::<String>())
+        };
+        ChatReply {
+            status,
+            outcome: header("sluice-outcome"),
+            policies: header("sluice-policies").map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
+            digest: header("sluice-digest"),
+            body,
+        }
+    }
 }
 
 /// Largest live document projected field by field; a bigger one (a broken

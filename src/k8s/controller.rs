@@ -1493,6 +1493,8 @@ pub fn merge_gateways(
         revision: repo.revision.clone(),
         manifest: repo.manifest.clone(),
         base_packs: repo.base_packs.clone(),
+        suites: repo.suites.clone(),
+        fixtures: repo.fixtures.clone(),
         environments: repo
             .environments
             .get(slug)

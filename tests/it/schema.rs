@@ -63,3 +63,50 @@ fn the_pack_schema_knows_the_catalog() {
         assert!(policies.get(name).is_some(), "{name} missing");
     }
 }
+
+#[test]
+fn the_eval_schemas_are_written_with_descriptions() {
+    let run = sluice(&["schema"]);
+    let all: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let suite = &all["eval-suite.schema.json"];
+    let fixture = &all["fixture.schema.json"];
+    assert!(
+        suite["title"]
+            .as_str()
+            .unwrap()
+            .contains("evals/<name>.eval.yaml")
+    );
+    assert!(
+        fixture["title"]
+            .as_str()
+            .unwrap()
+            .contains("fixtures/<name>.fixture.yaml")
+    );
+    let case = &suite["properties"]["cases"]["items"];
+    assert!(
+        case["properties"]["repeat"]["description"].is_string(),
+        "{case}"
+    );
+    let outcomes =
+        serde_json::to_string(&case["properties"]["expect"]["properties"]["outcome"]).unwrap();
+    for outcome in [
+        "allowed",
+        "redacted",
+        "blocked",
+        "flagged",
+        "rate-limited",
+        "refused-model",
+    ] {
+        assert!(outcomes.contains(outcome), "{outcome} in {outcomes}");
+    }
+    let example: serde_json::Value = serde_saphyr::from_str(
+        "suite: pii\ncases:\n  - name: a\n    fixture: t\n    request: { params: { temperature: 0 } }\n    expect: { outcome: redacted, forwardedNotContains: [x] }\n",
+    )
+    .unwrap();
+    assert!(jsonschema::validator_for(suite).unwrap().is_valid(&example));
+    let typo: serde_json::Value = serde_saphyr::from_str(
+        "suite: pii\ncases:\n  - name: a\n    fixture: t\n    expect: { outcome: redacted, fowardedNotContains: [x] }\n",
+    )
+    .unwrap();
+    assert!(!jsonschema::validator_for(suite).unwrap().is_valid(&typo));
+}
