@@ -85,7 +85,7 @@ pub fn check(repo: &Repository, env_dirs: &[String], strays: &Strays) -> Vec<Fin
         }
     }
     for env in repo.environments.values().filter(|e| e.spec.is_production) {
-        check_prerelease(env, &mut out);
+        check_prerelease(repo, env, &mut out);
     }
     check_promotion(repo, env_dirs, &mut out);
     out.extend(crate::eval::suite::check(
@@ -93,6 +93,9 @@ pub fn check(repo: &Repository, env_dirs: &[String], strays: &Strays) -> Vec<Fin
         &repo.fixtures,
         &strays.broken_fixtures,
     ));
+    for env in repo.environments.values() {
+        check_suite_references(repo, env, &mut out);
+    }
     check_file_paths(repo, &mut out);
     for (file, gateways) in &strays.gateways {
         check_gateways(file, gateways, &mut out);
@@ -611,10 +614,40 @@ pub(crate) fn check_pack_body(file: &str, pack: &Pack, out: &mut Vec<Finding>) {
     }
 }
 
+/// `verify.suites` and `promotion.evals` name suites under `evals/`.
+fn check_suite_references(repo: &Repository, env: &Environment, out: &mut Vec<Finding>) {
+    let verify = env.spec.verify.iter().flat_map(|v| v.suites.iter());
+    let gate = env.spec.promotion.iter().flat_map(|p| p.evals.iter());
+    let named = verify
+        .enumerate()
+        .map(|(i, suite)| (format!("/verify/suites/{i}"), suite))
+        .chain(
+            gate.enumerate()
+                .map(|(i, suite)| (format!("/promotion/evals/{i}"), suite)),
+        );
+    for (pointer, suite) in named {
+        if repo.suites.contains_key(suite) {
+            continue;
+        }
+        let hint = did_you_mean(suite, repo.suites.keys().map(String::as_str))
+            .map(|m| format!("did you mean `{m}`?"))
+            .unwrap_or_else(|| format!("add evals/{suite}.eval.yaml, or name an existing suite"));
+        out.push(
+            Finding::error(
+                "env.unknown-suite",
+                &env.spec_file,
+                format!("no eval suite `{suite}` (evals/{suite}.eval.yaml)"),
+            )
+            .pointer(pointer)
+            .hint(hint),
+        );
+    }
+}
+
 /// A pre-release pack version (`2.2.0-dev.1`) in production is allowed but
 /// never silent: it is usually a development build promoted by mistake.
-fn check_prerelease(env: &Environment, out: &mut Vec<Finding>) {
-    for effective in env.packs.values() {
+fn check_prerelease(repo: &Repository, env: &Environment, out: &mut Vec<Finding>) {
+    for (name, effective) in &env.packs {
         let version = &effective.pack.pack.version;
         let Ok(parsed) = semver::Version::parse(version) else {
             continue;
@@ -622,9 +655,17 @@ fn check_prerelease(env: &Environment, out: &mut Vec<Finding>) {
         if parsed.pre.is_empty() {
             continue;
         }
+        // NB: at the file that sets the version: an overlay usually keeps
+        // its base pack's.
         let file = match &effective.source {
             PackSource::Base { file } | PackSource::Own { file } => file,
-            PackSource::Overlay { overlay, .. } => overlay,
+            PackSource::Overlay { base, overlay } => {
+                let inherited = repo
+                    .base_packs
+                    .get(name)
+                    .is_some_and(|b| b.pack.pack.version == *version);
+                if inherited { base } else { overlay }
+            }
         };
         out.push(
             Finding::warning(

@@ -256,6 +256,16 @@ fn repository(gateway: &ContractGateway) -> TestRepo {
             gateway.url
         ),
     );
+    // NB: only this test's suites: the example's own are for the
+    // enforcing reference gateway, not this stand-in.
+    for file in [
+        "evals/pii.eval.yaml",
+        "evals/injection.eval.yaml",
+        "evals/models.eval.yaml",
+        "fixtures/instruction-override.fixture.yaml",
+    ] {
+        repo.remove(file);
+    }
     repo.write("evals/pii.eval.yaml", PASSING);
     repo.write("evals/leaky.eval.yaml", FAILING);
     repo.write("fixtures/ticket-with-card.fixture.yaml", FIXTURE);

@@ -52,6 +52,10 @@ fn a_pre_release_pack_in_production_is_a_warning_and_counts_read_as_english() {
         .filter_map(|f| f["rule"].as_str())
         .collect();
     assert_eq!(rules, ["pack.prerelease-in-production"], "{findings}");
+    assert_eq!(
+        findings[0]["file"], "base/packs/baseline.yaml",
+        "where the version is set"
+    );
     assert!(
         findings[0]["message"]
             .as_str()
@@ -61,8 +65,9 @@ fn a_pre_release_pack_in_production_is_a_warning_and_counts_read_as_english() {
     );
     let text = repo.sluice(&["validate"]);
     assert!(
-        text.stdout
-            .contains(": 4 environments, 5 gateways, 2 base packs (0 errors, 1 warning)"),
+        text.stdout.contains(
+            ": 4 environments, 5 gateways, 2 base packs, 3 eval suites (0 errors, 1 warning)"
+        ),
         "{}",
         text.stdout
     );
@@ -276,4 +281,50 @@ fn located(findings: &serde_json::Value, rule: &str) -> Vec<String> {
         .filter(|f| f["rule"] == rule)
         .map(|f| format!("{}:{}", f["file"].as_str().unwrap(), f["line"]))
         .collect()
+}
+
+#[test]
+fn verify_and_eval_gates_must_name_suites_that_exist() {
+    let repo = TestRepo::example();
+    let spec = repo.read("environments/production/environment.yaml").replace(
+        "  from: staging\n",
+        "  from: staging\n  evals: [injection, pii-leaks]\nverify: { suites: [modles], onFailure: rollback }\n",
+    );
+    repo.write("environments/production/environment.yaml", spec);
+    repo.commit("gates on suites, two misspelt");
+    let run = repo.sluice(&["validate", "-o", "json"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let findings = run.json();
+    let unknown: Vec<(&str, &str)> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "env.unknown-suite")
+        .map(|f| {
+            (
+                f["pointer"].as_str().unwrap(),
+                f["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        unknown,
+        [
+            (
+                "/promotion/evals/1",
+                "no eval suite `pii-leaks` (evals/pii-leaks.eval.yaml)"
+            ),
+            (
+                "/verify/suites/0",
+                "no eval suite `modles` (evals/modles.eval.yaml)"
+            ),
+        ],
+        "{findings}"
+    );
+    let text = repo.sluice(&["validate"]);
+    assert!(
+        text.stdout.contains("did you mean `models`?"),
+        "{}",
+        text.stdout
+    );
 }
