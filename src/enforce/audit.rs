@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
-    /// RFC 3339, UTC, milliseconds.
+    /// RFC 3339, UTC, to the second.
     pub time: String,
     pub request_id: String,
     pub digest: String,
