@@ -42,7 +42,7 @@ pub struct Args {
     /// `listening on ADDR` line).
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
-    /// Directory where the running config is kept.
+    /// Directory where the running config and the audit log (`audit.jsonl`) are kept.
     #[arg(
         long,
         required_unless_present = "ephemeral",

@@ -18,7 +18,7 @@ impl Allowlist {
     }
 
     pub(super) fn screen(&self, request: &ChatRequest) -> Option<Verdict> {
-        if self.models.iter().any(|m| *m == request.model) {
+        if self.models.contains(&request.model) {
             return None;
         }
         // NB: the model name is the client's own input, shown back to it;

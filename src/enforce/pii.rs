@@ -288,7 +288,7 @@ pub fn luhn(number: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A country code, two check digits and 11 to 30 letters or digits

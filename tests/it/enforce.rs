@@ -40,7 +40,13 @@ async fn chat(process: &GatewayProcess, text: &str) -> (u16, String, Value) {
 #[tokio::test]
 async fn the_gateway_blocks_and_redacts_chat_requests() {
     let process = GatewayProcess::start(
-        &["--ephemeral", "--token-env", TOKEN_ENV, "--upstream", "echo"],
+        &[
+            "--ephemeral",
+            "--token-env",
+            TOKEN_ENV,
+            "--upstream",
+            "echo",
+        ],
         &[(TOKEN_ENV, TOKEN)],
     );
     let client = reqwest::Client::new();
