@@ -10,7 +10,7 @@
 //! even redacted text would keep whatever personal data it missed, and
 //! `pci_mode` forbids logging a card number in any form. Lengths cannot leak.
 
-use super::{Action, Evaluation, Outcome};
+use super::{Action, ChatRequest, Evaluation, Outcome};
 use crate::config::model::Enforcement;
 use serde::{Deserialize, Serialize};
 
@@ -31,19 +31,20 @@ pub struct AuditRecord {
     pub prompt_chars: usize,
 }
 
-/// The record of `evaluation`, at `time`.
+/// The record of `request`, evaluated as `evaluation`, at `time`.
 pub fn record(
+    request: &ChatRequest,
     evaluation: &Evaluation,
     digest: &str,
     request_id: &str,
     time: String,
 ) -> AuditRecord {
-    let screened = &evaluation.screened;
+    let screened = evaluation.screened;
     AuditRecord {
         time,
         request_id: request_id.to_owned(),
         digest: digest.to_owned(),
-        model: screened.model.chars().take(200).collect(),
+        model: request.model.chars().take(200).collect(),
         outcome: evaluation.outcome,
         mode: evaluation.mode,
         policies: evaluation
@@ -52,7 +53,7 @@ pub fn record(
             .map(str::to_owned)
             .collect(),
         actions: evaluation.actions.clone(),
-        messages: screened.messages.len(),
-        prompt_chars: screened.text_chars(),
+        messages: screened.messages,
+        prompt_chars: screened.chars,
     }
 }

@@ -140,9 +140,9 @@ pub struct Evaluation {
     pub actions: Vec<Action>,
     /// The request as it leaves the gateway; `None` when it is refused.
     pub forwarded: Option<ChatRequest>,
-    /// The request as the engine would forward it under `enforce`: redacted
-    /// whatever the mode. What the audit record describes.
-    pub screened: ChatRequest,
+    /// The size of the request as `enforce` would forward it (redacted,
+    /// whatever the mode): what the audit record keeps of the prompt.
+    pub screened: Size,
     /// With `rate-limited`: when the window has room again.
     pub retry_after: Option<Duration>,
 }
@@ -156,6 +156,13 @@ impl Evaluation {
             .map(|a| a.policy.as_str())
             .collect()
     }
+}
+
+/// Messages and characters of text in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub messages: usize,
+    pub chars: usize,
 }
 
 /// A policy document, ready to evaluate requests.
@@ -285,11 +292,12 @@ impl Engine {
             Outcome::Allowed
         });
         let any_acted = actions.iter().any(|a| a.action.acted());
+        let size = Size {
+            messages: screened.messages.len(),
+            chars: screened.text_chars(),
+        };
         let (outcome, forwarded) = match self.mode {
-            Enforcement::Enforce => {
-                let forwarded = (!would.is_terminal()).then(|| screened.clone());
-                (would, forwarded)
-            }
+            Enforcement::Enforce => (would, (!would.is_terminal()).then_some(screened)),
             Enforcement::Alert if any_acted => (Outcome::Flagged, Some(request.clone())),
             Enforcement::Alert | Enforcement::Monitor => (Outcome::Allowed, Some(request.clone())),
         };
@@ -298,7 +306,7 @@ impl Engine {
             mode: self.mode,
             actions,
             forwarded,
-            screened,
+            screened: size,
             retry_after: retry_after.filter(|_| outcome == Outcome::RateLimited),
         }
     }

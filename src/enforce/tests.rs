@@ -238,8 +238,11 @@ fn alert_mode_changes_nothing_and_reports_flagged() {
         ]
     );
     assert!(evaluation.actions.iter().all(|a| !a.enforced));
-    // The audit side still sees the screened text.
-    assert!(!evaluation.screened.joined_text().contains("6789"));
+    // The audit side gets the size of the screened text.
+    assert_eq!(
+        evaluation.screened.chars,
+        "Be brief.".len() + "ssn [REDACTED:SSN]".len()
+    );
     let clean = run(&engine, &chat("gpt-4o", "hello"));
     assert_eq!(clean.outcome, Outcome::Allowed);
 }
@@ -287,7 +290,7 @@ fn documents_it_cannot_run_are_errors() {
 fn the_audit_record_holds_sizes_not_text() {
     let request = chat("gpt-4o", "ssn 123-45-6789");
     let evaluation = run(&full("enforce"), &request);
-    let record = audit::record(&evaluation, "sha256:x", "req-1", "t".into());
+    let record = audit::record(&request, &evaluation, "sha256:x", "req-1", "t".into());
     let line = serde_json::to_string(&record).unwrap();
     assert!(!line.contains("6789"), "{line}");
     assert_eq!(record.outcome, Outcome::Redacted);

@@ -139,7 +139,13 @@ pub(super) async fn chat_completions(State(shared): State<Arc<Shared>>, body: By
     let request_id = format!("{:016x}", rand::random::<u64>());
     let digest = running.digest.as_str();
     if running.engine.audits() {
-        let record = audit::record(&evaluation, digest, &request_id, rfc3339(SystemTime::now()));
+        let record = audit::record(
+            &request,
+            &evaluation,
+            digest,
+            &request_id,
+            rfc3339(SystemTime::now()),
+        );
         let line = serde_json::to_string(&record).unwrap_or_default();
         let log = shared.clone();
         let written = tokio::task::spawn_blocking(move || log.audit.append(line)).await;
