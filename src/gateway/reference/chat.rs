@@ -35,6 +35,8 @@ pub const OUTCOME_HEADER: &str = "sluice-outcome";
 pub const POLICIES_HEADER: &str = "sluice-policies";
 pub const DIGEST_HEADER: &str = "sluice-digest";
 pub const REQUEST_ID_HEADER: &str = "sluice-request-id";
+/// Largest upstream answer relayed; a bigger one is a `502`.
+const MAX_UPSTREAM_BYTES: usize = 16 * 1024 * 1024;
 /// How long the upstream may take to answer.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -131,6 +133,9 @@ pub(super) async fn chat_completions(State(shared): State<Arc<Shared>>, body: By
         return json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
     };
     let evaluation = {
+        // NB: the counters are held for the whole evaluation (text scans
+        // included: linear, and capped by the body limit), so rate-limit
+        // admission and the chain are one step per request.
         let mut counters = shared.counters();
         running
             .engine
@@ -227,13 +232,30 @@ async fn answer(shared: &Shared, evaluation: &Evaluation, request_id: &str) -> (
                     error_body(&message, "upstream_error", "upstream_error"),
                 )
             };
-            let response = match sent {
+            let mut response = match sent {
                 Ok(response) => response,
                 Err(e) => return upstream_error(format!("the upstream did not answer: {e}")),
             };
             let status =
                 StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            match response.json::<Value>().await {
+            // NB: read in chunks up to a cap: an upstream is trusted with
+            // the prompt, not with the gateway's memory.
+            let mut bytes = Vec::new();
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) if bytes.len() + chunk.len() <= MAX_UPSTREAM_BYTES => {
+                        bytes.extend_from_slice(&chunk);
+                    }
+                    Ok(Some(_)) => {
+                        return upstream_error(format!(
+                            "the upstream answered more than {MAX_UPSTREAM_BYTES} bytes"
+                        ));
+                    }
+                    Ok(None) => break,
+                    Err(e) => return upstream_error(format!("reading the upstream's answer: {e}")),
+                }
+            }
+            match serde_json::from_slice::<Value>(&bytes) {
                 Ok(body @ Value::Object(_)) => (status, body),
                 Ok(_) | Err(_) => upstream_error(format!(
                     "the upstream answered {status} without a JSON object"

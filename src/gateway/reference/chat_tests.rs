@@ -421,3 +421,21 @@ fn upstream_urls_are_read_with_or_without_v1() {
     assert!(Upstream::parse("h:4000").is_err());
     assert!(Upstream::parse("http://h/?x=1").is_err());
 }
+
+#[tokio::test]
+async fn an_upstream_that_is_not_openai_is_a_bad_gateway() {
+    let upstream = Router::new().route(
+        "/v1/chat/completions",
+        post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "oops") }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, upstream).await });
+    let gateway = start(Upstream::parse(&base).unwrap(), None).await;
+    gateway.configure(&document("enforce", "block")).await;
+    let (status, headers, body) = gateway.chat(&request("gpt-4o", "hi")).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "upstream_error");
+    assert_eq!(header(&headers, OUTCOME_HEADER), "allowed");
+    assert_eq!(body["sluice"]["outcome"], "allowed");
+}
