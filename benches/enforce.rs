@@ -23,7 +23,7 @@ use axum::{
 use serde_json::{Value, json};
 use sluice::{
     config::{Limits, load, render_all},
-    enforce::ChatRequest,
+    enforce::{ChatRequest, Counters, Engine},
     gateway::reference::{
         MAX_BODY_BYTES, ReferenceGateway, ReferenceOptions,
         chat::{CHAT_PATH, echo_completion},
@@ -42,6 +42,7 @@ const WARMUP: usize = 300;
 const SEQUENTIAL: usize = 2_000;
 const CONCURRENCY: usize = 16;
 const CONCURRENT: usize = 8_000;
+const ENGINE_RUNS: usize = 20_000;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -201,6 +202,20 @@ async fn run() {
         "chain: {} ; request {} bytes; {SEQUENTIAL} sequential, {CONCURRENT} at concurrency {CONCURRENCY}",
         chain.join(" → "),
         body.len()
+    );
+
+    // The engine alone, in this thread: what evaluation adds at most.
+    let engine = Engine::from_document(&document).unwrap();
+    let request = ChatRequest::parse(&body).unwrap();
+    let mut counters = Counters::default();
+    let started = Instant::now();
+    for _ in 0..ENGINE_RUNS {
+        let evaluation = engine.evaluate(&mut counters, &request, Instant::now());
+        assert!(evaluation.forwarded.is_some());
+    }
+    println!(
+        "engine.evaluate alone: {:.1} µs per request ({ENGINE_RUNS} runs)",
+        started.elapsed().as_secs_f64() * 1e6 / ENGINE_RUNS as f64
     );
 
     let mut ratios = Vec::new();

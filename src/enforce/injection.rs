@@ -40,6 +40,18 @@ pub struct Screen {
     threshold: f64,
 }
 
+/// Each phrase as searched for in normalized text: ` phrase `.
+fn needles() -> &'static [(String, f64, &'static str)] {
+    static NEEDLES: std::sync::OnceLock<Vec<(String, f64, &'static str)>> =
+        std::sync::OnceLock::new();
+    NEEDLES.get_or_init(|| {
+        PHRASES
+            .iter()
+            .map(|(phrase, weight)| (format!(" {phrase} "), *weight, *phrase))
+            .collect()
+    })
+}
+
 impl Screen {
     pub fn new(settings: &PromptInjection) -> Screen {
         Screen {
@@ -49,13 +61,14 @@ impl Screen {
     }
 
     pub(super) fn screen(&self, request: &ChatRequest) -> Option<Verdict> {
-        let text = request
+        let mut normalized = String::from(" ");
+        for (_, text) in request
             .texts()
             .filter(|(role, _)| !matches!(*role, "system" | "assistant"))
-            .map(|(_, text)| text)
-            .collect::<Vec<_>>()
-            .join(" ");
-        let (score, matched) = score(&text);
+        {
+            normalize_into(text, &mut normalized);
+        }
+        let (score, matched) = score_normalized(&normalized);
         if score < self.threshold || matched.is_empty() {
             return None;
         }
@@ -77,11 +90,16 @@ impl Screen {
 
 /// The score of `text` and the phrases found in it.
 pub fn score(text: &str) -> (f64, Vec<&'static str>) {
-    let normalized = normalize(text);
+    let mut normalized = String::from(" ");
+    normalize_into(text, &mut normalized);
+    score_normalized(&normalized)
+}
+
+fn score_normalized(normalized: &str) -> (f64, Vec<&'static str>) {
     let mut keep = 1.0;
     let mut matched = Vec::new();
-    for (phrase, weight) in PHRASES {
-        if contains_words(&normalized, phrase) {
+    for (needle, weight, phrase) in needles() {
+        if normalized.contains(needle.as_str()) {
             keep *= 1.0 - weight;
             matched.push(*phrase);
         }
@@ -91,13 +109,19 @@ pub fn score(text: &str) -> (f64, Vec<&'static str>) {
     (((1.0 - keep) * 1e6).round() / 1e6, matched)
 }
 
-/// Lowercase, one space for each run of anything but letters and digits,
-/// with a space at both ends (so phrases match whole words).
-fn normalize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push(' ');
+/// Appends `text` lowercased, one space for each run of anything but
+/// letters and digits, ending in a space (so phrases match whole words;
+/// `out` starts with one).
+fn normalize_into(text: &str, out: &mut String) {
+    out.reserve(text.len() + 1);
     for c in text.chars() {
-        if c.is_alphanumeric() {
+        if c.is_ascii() {
+            if c.is_ascii_alphanumeric() {
+                out.push(c.to_ascii_lowercase());
+            } else if !out.ends_with(' ') {
+                out.push(' ');
+            }
+        } else if c.is_alphanumeric() {
             out.extend(c.to_lowercase());
         } else if !out.ends_with(' ') {
             out.push(' ');
@@ -106,12 +130,6 @@ fn normalize(text: &str) -> String {
     if !out.ends_with(' ') {
         out.push(' ');
     }
-    out
-}
-
-fn contains_words(normalized: &str, phrase: &str) -> bool {
-    let needle = format!(" {phrase} ");
-    normalized.contains(&needle)
 }
 
 #[cfg(test)]

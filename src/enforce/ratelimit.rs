@@ -57,7 +57,12 @@ impl Limit {
     /// Counts a request of `pack` at `now`, or says how long until the
     /// window has room.
     pub fn admit(&self, counters: &mut Counters, pack: &str, now: Instant) -> Result<(), Duration> {
-        let window = counters.windows.entry(pack.to_owned()).or_default();
+        if !counters.windows.contains_key(pack) {
+            counters.windows.insert(pack.to_owned(), VecDeque::new());
+        }
+        let Some(window) = counters.windows.get_mut(pack) else {
+            return Ok(());
+        };
         slide(window, now);
         if (window.len() as u64) < self.per_minute {
             window.push_back(now);

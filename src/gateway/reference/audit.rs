@@ -41,6 +41,11 @@ impl AuditLog {
         }
     }
 
+    /// Kept in memory (ephemeral mode): appends do no I/O.
+    pub fn in_memory(&self) -> bool {
+        matches!(&*self.lock(), Store::Memory(_))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }

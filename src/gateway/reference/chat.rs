@@ -124,7 +124,15 @@ pub(super) async fn chat_completions(State(shared): State<Arc<Shared>>, body: By
         );
         return json_response(StatusCode::BAD_REQUEST, &body);
     }
-    let Some(running) = shared.lock().running.clone() else {
+    // Only what a chat needs: the whole `Running` holds the document text.
+    let running = {
+        let state = shared.lock();
+        state
+            .running
+            .as_ref()
+            .map(|r| (r.engine.clone(), r.digest.clone()))
+    };
+    let Some((engine, digest)) = running else {
         let body = error_body(
             "the gateway runs no config yet",
             "service_unavailable",
@@ -137,13 +145,11 @@ pub(super) async fn chat_completions(State(shared): State<Arc<Shared>>, body: By
         // included: linear, and capped by the body limit), so rate-limit
         // admission and the chain are one step per request.
         let mut counters = shared.counters();
-        running
-            .engine
-            .evaluate(&mut counters, &request, Instant::now())
+        engine.evaluate(&mut counters, &request, Instant::now())
     };
     let request_id = format!("{:016x}", rand::random::<u64>());
-    let digest = running.digest.as_str();
-    if running.engine.audits() {
+    let digest = digest.as_str();
+    if engine.audits() {
         let record = audit::record(
             &request,
             &evaluation,
@@ -152,9 +158,17 @@ pub(super) async fn chat_completions(State(shared): State<Arc<Shared>>, body: By
             rfc3339(SystemTime::now()),
         );
         let line = serde_json::to_string(&record).unwrap_or_default();
-        let log = shared.clone();
-        let written = tokio::task::spawn_blocking(move || log.audit.append(line)).await;
-        if let Err(e) | Ok(Err(e)) = written.map_err(std::io::Error::other) {
+        // NB: a file append goes to the blocking pool; a memory append
+        // is a push, and a thread hop would cost more than it.
+        let written = if shared.audit.in_memory() {
+            shared.audit.append(line)
+        } else {
+            let log = shared.clone();
+            tokio::task::spawn_blocking(move || log.audit.append(line))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        if let Err(e) = written {
             // NB: a request that cannot be audited is not served: the
             // chain promised a record of every call.
             tracing::error!(error = %e, "could not append the audit record");
