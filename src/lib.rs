@@ -15,6 +15,7 @@
 //! | [plan]      | what a change does, for its reviewer; governance-weakening changes |
 //! | [eval]      | eval suites and fixtures: resolve a case, judge an answer, run suites against gateways |
 //! | [drift]     | the drift rule (`decide`), what a drifted gateway runs against what it should; alerts |
+//! | [enforce]   | the policy engine of the reference gateway: what a document does to a chat request |
 //! | [promote]   | a branch that brings one environment's packs into the next one |
 //! | [rollback]  | a branch that puts one environment back on a version it ran whole |
 //! | [server]    | HTTP: health, metrics, status API, git webhook |
@@ -26,6 +27,7 @@
 pub mod cli;
 pub mod config;
 pub mod drift;
+pub mod enforce;
 pub mod eval;
 pub mod gateway;
 pub mod k8s;

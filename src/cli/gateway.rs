@@ -1,9 +1,40 @@
 //! `sluice gateway`: the reference gateway.
 
 use super::Outcome;
-use crate::gateway::reference::{self, ReferenceOptions};
+use crate::gateway::reference::{self, ReferenceOptions, chat::Upstream};
 use anyhow::{Context, bail};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+pub const LONG_ABOUT: &str = "\
+Run the reference gateway: speaks the Sluice gateway protocol, keeps its config \
+on disk, and enforces the packs it runs on an OpenAI-compatible chat endpoint.
+
+Endpoints (all behind the bearer token when --token-env is given):
+
+  Sluice protocol   GET/PUT /sluice/v1/config, GET /sluice/v1/status,
+                    POST /sluice/v1/config:validate
+  Chat              POST /v1/chat/completions
+                      403 blocked | refused-model, 429 rate-limited (Retry-After),
+                      400 not a chat request, 413 too large, 503 no config yet;
+                      otherwise the upstream's answer. Every evaluated answer has
+                      Sluice-Outcome, Sluice-Policies, Sluice-Digest headers and
+                      a \"sluice\" object {outcome, mode, digest, actions, forwarded}.
+  Admin             PUT /admin/v1/config (hand edit), POST|DELETE /admin/v1/faults,
+                    GET /admin/v1/audit ({\"records\": [...]}),
+                    POST /admin/v1/reset (clears audit log and rate-limit counters)
+
+With audit-logger in a chain, each chat request appends a record to \
+<data>/audit.jsonl (memory with --ephemeral): sizes of the prompt, never its text.";
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  sluice gateway --ephemeral --listen 127.0.0.1:8443
+  sluice gateway --data ./gw --token-env GW_TOKEN --upstream http://127.0.0.1:4000/v1
+
+  curl -s localhost:8443/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"SSN 123-45-6789\"}]}'
+  curl -s localhost:8443/admin/v1/audit
+  curl -s -X POST localhost:8443/admin/v1/reset";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -11,7 +42,7 @@ pub struct Args {
     /// `listening on ADDR` line).
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
-    /// Directory where the running config is kept.
+    /// Directory where the running config and the audit log (`audit.jsonl`) are kept.
     #[arg(
         long,
         required_unless_present = "ephemeral",
@@ -26,6 +57,12 @@ pub struct Args {
     /// gateway that lost its state would.
     #[arg(long)]
     pub ephemeral: bool,
+    /// Where allowed chat requests go: `echo` answers in-process with the
+    /// text that would have been forwarded; otherwise an OpenAI-compatible
+    /// base URL, with or without its `/v1` (both post to
+    /// `BASE/v1/chat/completions`). The client's bearer token is not passed on.
+    #[arg(long, default_value = "echo", value_parser = Upstream::parse)]
+    pub upstream: Upstream,
     /// Make every reload take this long, in milliseconds (to see `429`).
     #[arg(long, default_value_t = 0, hide = true)]
     pub reload_delay_ms: u64,
@@ -49,6 +86,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         },
         token,
         reload_delay: Duration::from_millis(args.reload_delay_ms),
+        upstream: args.upstream.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

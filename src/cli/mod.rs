@@ -103,7 +103,9 @@ pub enum Command {
     Rollback(rollback::Args),
     /// Kubernetes mode: reconcile the Environments of the cluster (sluice.dev CRDs).
     Controller(controller::Args),
-    /// Run the reference gateway: speaks the Sluice gateway protocol, keeps its config on disk.
+    /// Run the reference gateway: speaks the Sluice gateway protocol, keeps its config on disk,
+    /// and enforces it on POST /v1/chat/completions.
+    #[command(long_about = gateway::LONG_ABOUT, after_help = gateway::AFTER_HELP)]
     Gateway(gateway::Args),
     /// Print or write the Kubernetes CustomResourceDefinitions (sluice.dev/v1alpha1).
     Crds(crds::Args),

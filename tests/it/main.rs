@@ -7,6 +7,7 @@ mod corpus;
 mod crds;
 mod digest;
 mod drift;
+mod enforce;
 mod eval;
 mod faults;
 mod fetch;

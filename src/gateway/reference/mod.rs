@@ -35,16 +35,39 @@
 //!   fault to that method: the next `count` (default 1)
 //!   protocol requests fail or hang; every swap takes the reload delay, during
 //!   which other `PUT`s get `429`. `DELETE /admin/v1/faults` clears them all.
+//! - `GET /admin/v1/audit`: `{"records": [...]}`, the audit log, oldest
+//!   first, the newest [`audit::MAX_RECORDS`] at most.
+//! - `POST /admin/v1/reset`: clears the audit log and every rate-limit
+//!   counter, and answers `{"reset": true}`; eval environments reset their
+//!   gateways this way before each run. The running config stays.
+//!
+//! Enforcement ([`chat`]): `POST /v1/chat/completions` (same bearer token)
+//! runs the running config's packs on an OpenAI-compatible chat request
+//! with [`crate::enforce`], then refuses it (`403` blocked or
+//! refused-model, `429` rate-limited, with `Retry-After`) or forwards it,
+//! redacted where redaction applied, to the upstream (`--upstream URL`, or
+//! the in-process `echo`), adding `Sluice-Outcome`, `Sluice-Policies`,
+//! `Sluice-Digest` headers and a `"sluice"` object to the answer. `400` for
+//! a request that is not a chat request, `503` (`code: no_config`) while no
+//! config runs. With `audit-logger` in a chain, every request appends one
+//! record to `<data>/audit.jsonl` (memory when ephemeral), whatever the
+//! outcome.
 //!
 //! A hostile client must not bring it down: bodies are capped at
-//! [`MAX_BODY_BYTES`] (`413`), every parse is fallible, and the token is
-//! compared in constant time.
+//! [`MAX_BODY_BYTES`] (`413`), every parse is fallible, the token is
+//! compared in constant time, and policies scan text in linear time.
+
+pub mod audit;
+pub mod chat;
 
 use super::{
     file::write_atomically,
     protocol::{self, Problem, Refused, Status},
 };
-use crate::config::{Digest, document::check_document, render::canonical_json};
+use crate::{
+    config::{Digest, document::check_document, render::canonical_json},
+    enforce::{Counters, Engine},
+};
 use axum::{
     Json, Router,
     body::Bytes,
@@ -71,6 +94,8 @@ use tokio::{net::TcpListener, sync::watch};
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub const ADMIN_CONFIG_PATH: &str = "/admin/v1/config";
 pub const ADMIN_FAULTS_PATH: &str = "/admin/v1/faults";
+pub const ADMIN_AUDIT_PATH: &str = "/admin/v1/audit";
+pub const ADMIN_RESET_PATH: &str = "/admin/v1/reset";
 const CONFIG_FILE: &str = "config.json";
 const STATE_FILE: &str = "state.json";
 /// Bounds on injected faults, so a typo cannot wedge a gateway for a day.
@@ -86,6 +111,8 @@ pub struct ReferenceOptions {
     pub token: Option<String>,
     /// How long every swap takes (a slow reload); more with the admin API.
     pub reload_delay: Duration,
+    /// Where allowed chat requests go.
+    pub upstream: chat::Upstream,
 }
 
 impl std::fmt::Debug for ReferenceOptions {
@@ -94,6 +121,7 @@ impl std::fmt::Debug for ReferenceOptions {
             .field("data", &self.data)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("reload_delay", &self.reload_delay)
+            .field("upstream", &self.upstream)
             .finish()
     }
 }
@@ -127,6 +155,11 @@ struct Shared {
     state: Mutex<GatewayState>,
     shutdown: watch::Receiver<bool>,
     shutdown_sender: watch::Sender<bool>,
+    /// Rate-limit windows of the chat endpoint, across config swaps.
+    counters: Mutex<Counters>,
+    audit: audit::AuditLog,
+    upstream: chat::Upstream,
+    client: reqwest::Client,
 }
 
 struct GatewayState {
@@ -146,6 +179,7 @@ struct Running {
     body: Arc<str>,
     digest: Digest,
     packs: BTreeMap<String, String>,
+    engine: Arc<Engine>,
 }
 
 #[derive(Debug, Clone)]
@@ -185,8 +219,15 @@ impl ReferenceGateway {
             reload_delay: options.reload_delay,
             faults: VecDeque::new(),
         };
+        let client = reqwest::Client::builder()
+            .build()
+            .map_err(|e| io::Error::other(format!("the upstream client: {e}")))?;
         Ok(ReferenceGateway {
             shared: Arc::new(Shared {
+                audit: audit::AuditLog::new(options.data.clone()),
+                counters: Mutex::new(Counters::default()),
+                upstream: options.upstream,
+                client,
                 data: options.data,
                 token: options.token.as_deref().map(token_digest),
                 started_at: rfc3339(SystemTime::now()),
@@ -206,9 +247,13 @@ impl ReferenceGateway {
             .layer(middleware::from_fn_with_state(self.shared.clone(), faults));
         let admin_routes = Router::new()
             .route(ADMIN_CONFIG_PATH, put(admin_put_config))
-            .route(ADMIN_FAULTS_PATH, post(add_faults).delete(clear_faults));
+            .route(ADMIN_FAULTS_PATH, post(add_faults).delete(clear_faults))
+            .route(ADMIN_AUDIT_PATH, get(get_audit))
+            .route(ADMIN_RESET_PATH, post(reset));
+        let chat_routes = Router::new().route(chat::CHAT_PATH, post(chat::chat_completions));
         protocol_routes
             .merge(admin_routes)
+            .merge(chat_routes)
             .layer(middleware::from_fn_with_state(
                 self.shared.clone(),
                 authenticate,
@@ -272,10 +317,17 @@ fn load(dir: &Path) -> io::Result<(Option<Running>, u64, Option<String>)> {
         }
         None => (0, None),
     };
+    let engine = Engine::from_document(&value).map_err(|e| {
+        annotate(
+            &config_path,
+            io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+        )
+    })?;
     let running = Running {
         packs: packs_of(&value),
         body: Arc::from(body),
         digest,
+        engine: Arc::new(engine),
     };
     Ok((Some(running), generation, applied_at))
 }
@@ -307,6 +359,12 @@ impl Shared {
         // NB: a panic while holding the lock must not take every later
         // request down with it; the state is always left consistent.
         self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn counters(&self) -> MutexGuard<'_, Counters> {
+        self.counters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -412,6 +470,8 @@ struct Examined {
     digest: Digest,
     packs: BTreeMap<String, String>,
     problems: Vec<Problem>,
+    /// `None` when there are problems.
+    engine: Option<Arc<Engine>>,
 }
 
 async fn examine(body: Bytes) -> Result<Examined, Vec<Problem>> {
@@ -419,10 +479,28 @@ async fn examine(body: Bytes) -> Result<Examined, Vec<Problem>> {
         let text = std::str::from_utf8(&body).map_err(|_| problem("the body is not UTF-8"))?;
         let value: Value = serde_json::from_str(text)
             .map_err(|e| problem(&format!("the body is not JSON: {e}")))?;
+        let mut problems = check_document(&value);
+        // NB: a document that passes the checks but that the engine cannot
+        // run is refused too: running it would enforce nothing.
+        let engine = if problems.is_empty() {
+            match Engine::from_document(&value) {
+                Ok(engine) => Some(Arc::new(engine)),
+                Err(e) => {
+                    problems.push(Problem {
+                        path: String::new(),
+                        message: e.to_string(),
+                    });
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Examined {
             digest: Digest::of(canonical_json(&value).as_bytes()),
             packs: packs_of(&value),
-            problems: check_document(&value),
+            problems,
+            engine,
             text: Arc::from(text),
         })
     })
@@ -649,12 +727,16 @@ async fn swap(
                 .into_response();
         }
     }
+    let Some(engine) = examined.engine else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     {
         let mut state = shared.lock();
         state.running = Some(Running {
             body: examined.text,
             digest: examined.digest.clone(),
             packs: examined.packs,
+            engine,
         });
         state.generation = generation;
         state.applied_at = Some(applied_at);
@@ -786,6 +868,33 @@ fn fault_summary(state: &GatewayState) -> Response {
     Json(json!({"pending": state.faults.len(), "reload_delay_ms": reload_delay_ms})).into_response()
 }
 
+async fn get_audit(State(shared): State<Arc<Shared>>) -> Response {
+    let read = tokio::task::spawn_blocking(move || shared.audit.records()).await;
+    match read.map_err(io::Error::other).and_then(|r| r) {
+        Ok(records) => Json(json!({"records": records})).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not read the audit log: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Back to a fresh runtime state: no audit records, no rate-limit counts.
+async fn reset(State(shared): State<Arc<Shared>>) -> Response {
+    shared.counters().clear();
+    let log = shared.clone();
+    let cleared = tokio::task::spawn_blocking(move || log.audit.clear()).await;
+    match cleared.map_err(io::Error::other).and_then(|r| r) {
+        Ok(()) => Json(json!({"reset": true})).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not clear the audit log: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
 /// `2026-11-23T10:04:05Z`: RFC 3339 in UTC, to the second.
 fn rfc3339(time: SystemTime) -> String {
     let millis = time
@@ -875,6 +984,7 @@ mod tests {
             data: Some(dir.path().to_owned()),
             token: Some("tok".into()),
             reload_delay: Duration::ZERO,
+            upstream: chat::Upstream::Echo,
         };
         let (driver, _url, stop) = start(options.clone()).await;
         assert_eq!(driver.live().await.unwrap().digest, None);
