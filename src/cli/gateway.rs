@@ -30,6 +30,7 @@ pub const AFTER_HELP: &str = "\
 Examples:
   sluice gateway --ephemeral --listen 127.0.0.1:8443
   sluice gateway --data ./gw --token-env GW_TOKEN --upstream http://127.0.0.1:4000/v1
+  sluice gateway --ephemeral --listen 127.0.0.1:18490 --watch .sluice/gateways/eval/eval-1.json
 
   curl -s localhost:8443/v1/chat/completions -H 'content-type: application/json' \\
     -d '{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"SSN 123-45-6789\"}]}'
@@ -63,6 +64,11 @@ pub struct Args {
     /// `BASE/v1/chat/completions`). The client's bearer token is not passed on.
     #[arg(long, default_value = "echo", value_parser = Upstream::parse)]
     pub upstream: Upstream,
+    /// Also run the config in this file, reloading it when it changes: the
+    /// gateway behind a `file` driver (name its address in the gateway's
+    /// `chat:` in gateways.yaml, so suites reach it).
+    #[arg(long, value_name = "FILE")]
+    pub watch: Option<PathBuf>,
     /// Make every reload take this long, in milliseconds (to see `429`).
     #[arg(long, default_value_t = 0, hide = true)]
     pub reload_delay_ms: u64,
@@ -87,6 +93,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         token,
         reload_delay: Duration::from_millis(args.reload_delay_ms),
         upstream: args.upstream.clone(),
+        watch: args.watch.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -440,27 +440,48 @@ fn check_gateways(
             let at = format!("/gateways/{i}/{key}");
             out.push(variable_finding(file, at, slug, denied));
         }
+        if let Some(chat) = gateway.chat() {
+            if let Some(variable) = &chat.token_env
+                && let Err(denied) = allowances.variable(slug, &variable.0)
+            {
+                let at = format!("/gateways/{i}/chat/tokenEnv");
+                out.push(variable_finding(file, at, slug, denied));
+            }
+            if let Err(denied) = allowances.url(slug, &chat.url) {
+                out.push(
+                    url_finding(file, gateway.name(), &chat.url, slug, denied)
+                        .pointer(format!("/gateways/{i}/chat/url")),
+                );
+            }
+        }
         let Some(url) = gateway.url() else {
             continue;
         };
         if let Err(denied) = allowances.url(slug, url) {
-            let hint = format!(
-                "the operator allows URLs with --allow-url {slug}=PATTERN (or SLUICE_ALLOW_URL), e.g. {slug}=https://gw-*.internal:8443"
+            out.push(
+                url_finding(file, gateway.name(), url, slug, denied)
+                    .pointer(format!("/gateways/{i}/url")),
             );
-            let mut finding = Finding::error(
-                "allow.url-not-allowed",
-                file,
-                format!("gateway `{}`: {denied}", gateway.name()),
-            )
-            .pointer(format!("/gateways/{i}/url"))
-            .hint(hint);
-            // NB: a URL with credentials in it is shown masked, as by
-            // `gateway.credentials-in-url`.
-            if super::validate::carries_credentials(url) {
-                finding = finding.redacted();
-            }
-            out.push(finding);
         }
+    }
+}
+
+fn url_finding(file: &str, gateway: &str, url: &str, slug: &str, denied: Denied) -> Finding {
+    let hint = format!(
+        "the operator allows URLs with --allow-url {slug}=PATTERN (or SLUICE_ALLOW_URL), e.g. {slug}=https://gw-*.internal:8443"
+    );
+    let finding = Finding::error(
+        "allow.url-not-allowed",
+        file,
+        format!("gateway `{gateway}`: {denied}"),
+    )
+    .hint(hint);
+    // NB: a URL with credentials in it is shown masked, as by
+    // `gateway.credentials-in-url`.
+    if super::validate::carries_credentials(url) {
+        finding.redacted()
+    } else {
+        finding
     }
 }
 

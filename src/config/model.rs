@@ -256,6 +256,15 @@ impl Gateway {
         }
     }
 
+    /// Where it answers model calls, when gateways.yaml says so apart from
+    /// its URL (a `file` gateway's `chat:`).
+    pub fn chat(&self) -> Option<&ChatEndpoint> {
+        match self {
+            Gateway::File(g) => g.chat.as_ref(),
+            Gateway::Http(_) | Gateway::Litellm(_) | Gateway::Configmap(_) => None,
+        }
+    }
+
     /// The variable holding the credential the driver sends, and the key
     /// naming it in gateways.yaml.
     pub fn secret_env(&self) -> Option<(&EnvVarName, &'static str)> {
@@ -314,6 +323,24 @@ pub struct FileGateway {
     /// needs a `litellm.yaml`).
     #[serde(default, skip_serializing_if = "FileFormat::is_default")]
     pub format: FileFormat,
+    /// Where the gateway that runs this file answers model calls, so eval
+    /// suites reach it (e.g. `sluice gateway --watch FILE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatEndpoint>,
+}
+
+/// A gateway's OpenAI-compatible chat endpoint (`POST URL/v1/chat/completions`),
+/// held to the operator's URL and variable allowances like an `http` gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChatEndpoint {
+    /// Base URL, e.g. `http://127.0.0.1:18490`.
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"))]
+    pub url: String,
+    /// The environment variable holding the bearer token.
+    pub token_env: Option<EnvVarName>,
+    /// Per-request timeout (default 10s).
+    pub timeout: Option<DurationText>,
 }
 
 /// A LiteLLM proxy that Sluice restarts to apply a config (LiteLLM has no

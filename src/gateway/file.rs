@@ -6,7 +6,8 @@
 //! half a config, and read back to verify.
 
 use super::{
-    Applied, Desired, Gateway, GatewayError, Live,
+    Applied, ChatReply, Desired, Gateway, GatewayError, Live,
+    http::HttpGateway,
     format::{self, version_of},
     litellm,
 };
@@ -21,11 +22,25 @@ use std::{
 pub struct FileGateway {
     path: PathBuf,
     format: FileFormat,
+    /// The gateway behind the file, where it answers model calls (`chat:`):
+    /// an http client to it, held to the same allowances and secrets.
+    chat: Option<HttpGateway>,
 }
 
 impl FileGateway {
     pub fn new(path: PathBuf, format: FileFormat) -> Self {
-        FileGateway { path, format }
+        FileGateway {
+            path,
+            format,
+            chat: None,
+        }
+    }
+
+    /// Chat calls and runtime resets go to `chat` (an http client of the
+    /// gateway that runs the file); writes still go to the file.
+    pub fn with_chat(mut self, chat: HttpGateway) -> Self {
+        self.chat = Some(chat);
+        self
     }
 }
 
@@ -134,6 +149,22 @@ impl Gateway for FileGateway {
         })
         .await
         .map_err(|e| GatewayError::Io(e.to_string()))?
+    }
+
+    async fn chat(&self, body: &serde_json::Value) -> Result<ChatReply, GatewayError> {
+        match &self.chat {
+            Some(chat) => chat.chat(body).await,
+            None => Err(GatewayError::Unsupported(
+                "chat (a file gateway needs `chat:` in gateways.yaml)",
+            )),
+        }
+    }
+
+    async fn reset_runtime(&self) -> Result<(), GatewayError> {
+        match &self.chat {
+            Some(chat) => chat.reset_runtime().await,
+            None => Err(GatewayError::Unsupported("runtime reset")),
+        }
     }
 }
 

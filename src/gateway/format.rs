@@ -98,6 +98,7 @@ pub(crate) mod tests {
             name: "g".into(),
             path: "config.yaml".into(),
             format: FileFormat::Litellm,
+            chat: None,
         });
         let native = super::super::native(&configmap(FileFormat::Litellm), &desired).unwrap();
         assert_eq!(native, super::super::native(&file, &desired).unwrap());

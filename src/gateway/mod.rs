@@ -453,10 +453,21 @@ pub fn connect(
             http,
             context,
         )?)),
-        model::Gateway::File(file) => Ok(Arc::new(file::FileGateway::new(
-            file_path(&file.path, context)?,
-            file.format,
-        ))),
+        model::Gateway::File(file) => {
+            let gateway = file::FileGateway::new(file_path(&file.path, context)?, file.format);
+            Ok(Arc::new(match &file.chat {
+                None => gateway,
+                Some(chat) => {
+                    let spec = model::HttpGateway {
+                        name: file.name.clone(),
+                        url: chat.url.clone(),
+                        token_env: chat.token_env.clone(),
+                        timeout: chat.timeout.clone(),
+                    };
+                    gateway.with_chat(http::HttpGateway::new(environment, &spec, context)?)
+                }
+            }))
+        }
         model::Gateway::Configmap(spec) => {
             Ok(Arc::new(configmap::ConfigMapGateway::new(spec, context)))
         }

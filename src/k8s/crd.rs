@@ -655,6 +655,7 @@ impl GatewaySpec {
                 name: name.to_owned(),
                 path: self.file.as_ref().ok_or_else(missing)?.path.clone(),
                 format: Default::default(),
+                chat: None,
             }),
             GatewayDriver::Configmap => {
                 let cm = self.configmap.as_ref().ok_or_else(missing)?;

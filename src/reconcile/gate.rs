@@ -1,12 +1,13 @@
 //! Promotion gates: an environment with `promotion: {from: U, soak: D}`
 //! applies a pack version only once the ledger shows U running that same
 //! pack digest — verified on every gateway and free of drift — for at least
-//! D. A pure function of the ledger's records and the time, so tests drive
-//! it with an injected clock.
+//! D, and, with `evals: [S…]`, only once each suite S passed upstream
+//! against gateways running that same pack content. A pure function of the
+//! ledger's records and the time, so tests drive it with an injected clock.
 
 use crate::{
     config::render::PackDigest,
-    ledger::{Deployment, DriftEpisode, Millis},
+    ledger::{Deployment, DriftEpisode, EvalRun, Millis},
 };
 use serde::Serialize;
 use std::time::Duration;
@@ -18,6 +19,10 @@ pub struct Upstream<'a> {
     pub deployments: &'a [Deployment],
     /// Its drift episodes, open or resolved.
     pub drift: &'a [DriftEpisode],
+    /// Suites that must have passed there (`promotion.evals`).
+    pub evals: &'a [String],
+    /// Its eval runs, newest first.
+    pub eval_runs: &'a [EvalRun],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,6 +34,14 @@ pub enum Missing {
     UpstreamDrifting,
     /// Upstream runs it, not yet for long enough.
     Soaking { remaining_ms: u64 },
+    /// Suites that have not run upstream against this pack content.
+    EvalsPending { suites: Vec<String> },
+    /// A suite's newest run upstream against this pack content failed.
+    EvalsFailed {
+        suite: String,
+        failed: u32,
+        cases: Vec<String>,
+    },
 }
 
 /// A pack the gate holds back.
@@ -63,6 +76,17 @@ impl Gate {
                         "soaking in {upstream}, {} of {} to go",
                         human(Duration::from_millis(*remaining_ms)),
                         human(soak)
+                    ),
+                    Missing::EvalsPending { suites } => {
+                        format!("suites not yet run in {upstream}: {}", suites.join(", "))
+                    }
+                    Missing::EvalsFailed {
+                        suite,
+                        failed,
+                        cases,
+                    } => format!(
+                        "suite {suite} failed in {upstream} ({failed} failed: {})",
+                        cases.join(", ")
                     ),
                 };
                 format!("{} {} ({}): {why}", w.pack, w.version, short(&w.digest))
@@ -125,6 +149,9 @@ fn missing(
     if drifting {
         return Some(Missing::UpstreamDrifting);
     }
+    if let Some(missing) = evals_missing(&key, upstream) {
+        return Some(missing);
+    }
     // Drift upstream during the soak restarts it from when it ended.
     let clean_since = upstream
         .drift
@@ -138,6 +165,36 @@ fn missing(
     (soaked < needed).then(|| Missing::Soaking {
         remaining_ms: needed - soaked,
     })
+}
+
+/// The first suite of `evals` whose newest run upstream against this pack
+/// content did not pass, or those that never ran against it.
+fn evals_missing(key: &(String, String), upstream: &Upstream<'_>) -> Option<Missing> {
+    let mut pending = Vec::new();
+    for suite in upstream.evals {
+        // Newest first: the newest run against this content decides.
+        let newest = upstream.eval_runs.iter().find(|run| {
+            run.suite == *suite
+                && run
+                    .packs
+                    .iter()
+                    .any(|p| p.name == key.0 && p.source == key.1)
+        });
+        match newest {
+            None => pending.push(suite.clone()),
+            Some(run) if run.failed > 0 => {
+                let mut cases: Vec<String> = run.failures.iter().map(|f| f.case.clone()).collect();
+                cases.dedup();
+                return Some(Missing::EvalsFailed {
+                    suite: suite.clone(),
+                    failed: run.failed,
+                    cases,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    (!pending.is_empty()).then_some(Missing::EvalsPending { suites: pending })
 }
 
 fn packs_of(deployment: &Deployment) -> Vec<(String, String)> {
@@ -213,6 +270,8 @@ mod tests {
             environment: "staging",
             deployments,
             drift,
+            evals: &[],
+            eval_runs: &[],
         };
         check(desired, running.as_slice(), &upstream, SOAK, now)
     }
@@ -245,6 +304,91 @@ mod tests {
         assert_eq!(gate(&[new], None, &upstream, &[], 11 * HOUR), Gate::Open);
     }
 
+    fn eval_run(suite: &str, packs: &[&PackDigest], failed: &[&str], at: Millis) -> EvalRun {
+        EvalRun {
+            environment: "staging".into(),
+            suite: suite.into(),
+            revision: "r".into(),
+            digest: format!("sha256:{at}"),
+            packs: packs.iter().map(|p| (*p).into()).collect(),
+            passed: 3,
+            failed: failed.len() as u32,
+            failures: failed
+                .iter()
+                .map(|case| crate::ledger::EvalFailure {
+                    gateway: "s-1".into(),
+                    case: (*case).into(),
+                    reason: "outcome: expected redacted, found allowed".into(),
+                })
+                .collect(),
+            at,
+        }
+    }
+
+    fn eval_gate(desired: &PackDigest, runs: &[EvalRun], soak: Duration) -> Gate {
+        let deployments = [deployment(&[desired], 10 * HOUR)];
+        let suites = ["pii".to_owned(), "injection".to_owned()];
+        let upstream = Upstream {
+            environment: "staging",
+            deployments: &deployments,
+            drift: &[],
+            evals: &suites,
+            eval_runs: runs,
+        };
+        check(
+            std::slice::from_ref(desired),
+            &[],
+            &upstream,
+            soak,
+            10 * HOUR,
+        )
+    }
+
+    #[test]
+    fn an_eval_gate_holds_until_every_suite_passed_against_the_same_pack_content() {
+        let new = pack("baseline", "v2");
+        let other = pack("baseline", "v1");
+        let zero = Duration::ZERO;
+        // Nothing ran yet; a run against other content does not count.
+        let held = eval_gate(&new, &[eval_run("pii", &[&other], &[], 9 * HOUR)], zero);
+        let Gate::Held(waiting) = &held else {
+            panic!("{held:?}")
+        };
+        assert_eq!(
+            waiting[0].missing,
+            Missing::EvalsPending {
+                suites: vec!["pii".into(), "injection".into()]
+            }
+        );
+        assert!(
+            held.reason("staging", zero)
+                .unwrap()
+                .contains("suites not yet run in staging: pii, injection"),
+            "{held:?}"
+        );
+        // One failed: the reason names its cases.
+        let runs = [
+            eval_run("injection", &[&new], &[], 9 * HOUR),
+            eval_run("pii", &[&new], &["a card is redacted"], 9 * HOUR),
+        ];
+        let held = eval_gate(&new, &runs, zero);
+        assert!(
+            held.reason("staging", zero)
+                .unwrap()
+                .contains("suite pii failed in staging (1 failed: a card is redacted)"),
+            "{held:?}"
+        );
+        // The newest run of each suite decides: a fix that passes opens it.
+        let mut fixed = vec![eval_run("pii", &[&new], &[], 9 * HOUR + 1)];
+        fixed.extend(runs);
+        assert_eq!(eval_gate(&new, &fixed, zero), Gate::Open);
+        // Suites passed, the soak still applies.
+        assert!(matches!(
+            eval_gate(&new, &fixed, SOAK),
+            Gate::Held(w) if matches!(w[0].missing, Missing::Soaking { .. })
+        ));
+    }
+
     #[test]
     fn only_packs_that_change_are_gated() {
         let same = pack("baseline", "v1");
@@ -275,6 +419,8 @@ mod tests {
             environment: "staging",
             deployments: &[],
             drift: &[],
+            evals: &[],
+            eval_runs: &[],
         };
         assert_eq!(
             check(&[old], &history, &upstream, SOAK, 30 * HOUR),

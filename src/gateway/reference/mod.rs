@@ -59,6 +59,7 @@
 
 pub mod audit;
 pub mod chat;
+mod watch;
 
 use super::{
     file::write_atomically,
@@ -113,6 +114,9 @@ pub struct ReferenceOptions {
     pub reload_delay: Duration,
     /// Where allowed chat requests go.
     pub upstream: chat::Upstream,
+    /// A config file to run and reload on change (the gateway behind a
+    /// `file` driver), besides the protocol's `PUT`s.
+    pub watch: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ReferenceOptions {
@@ -122,6 +126,7 @@ impl std::fmt::Debug for ReferenceOptions {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("reload_delay", &self.reload_delay)
             .field("upstream", &self.upstream)
+            .field("watch", &self.watch)
             .finish()
     }
 }
@@ -160,6 +165,7 @@ struct Shared {
     audit: audit::AuditLog,
     upstream: chat::Upstream,
     client: reqwest::Client,
+    watch: Option<PathBuf>,
 }
 
 struct GatewayState {
@@ -228,6 +234,7 @@ impl ReferenceGateway {
                 counters: Mutex::new(Counters::default()),
                 upstream: options.upstream,
                 client,
+                watch: options.watch,
                 data: options.data,
                 token: options.token.as_deref().map(token_digest),
                 started_at: rfc3339(SystemTime::now()),
@@ -271,6 +278,9 @@ impl ReferenceGateway {
     ) -> io::Result<()> {
         let router = self.router();
         let sender = self.shared.shutdown_sender.clone();
+        if let Some(path) = self.shared.watch.clone() {
+            tokio::spawn(watch::follow(self.shared.clone(), path));
+        }
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -985,6 +995,7 @@ mod tests {
             token: Some("tok".into()),
             reload_delay: Duration::ZERO,
             upstream: chat::Upstream::Echo,
+            watch: None,
         };
         let (driver, _url, stop) = start(options.clone()).await;
         assert_eq!(driver.live().await.unwrap().digest, None);
