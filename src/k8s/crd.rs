@@ -20,7 +20,7 @@
 
 use crate::{
     config::model::{self, ConfigMapGateway, DurationText, FileFormat, FileGateway, HttpGateway},
-    ledger::{GatewayState, Outcome, Resolution, Trigger},
+    ledger::{GatewayState, Outcome, PinEnd, Resolution, Trigger},
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -344,6 +344,57 @@ pub struct LedgerStatus {
     /// Drift episodes, newest first: every open one and the latest 20 resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift_episodes: Vec<LedgerDriftEpisode>,
+    /// Pins, newest first: the one in place (never ended) and the latest
+    /// 10 ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<LedgerPin>,
+    /// Eval runs, newest first: the latest 5 of each suite.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eval_runs: Vec<LedgerEvalRun>,
+}
+
+/// A pin: the environment held at a version it ran whole.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerPin {
+    pub digest: String,
+    pub revision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub by: String,
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
+    /// `unpinned`, `caught-up` or `replaced`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<PinEnd>,
+}
+
+/// A suite's run against the environment's version.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEvalRun {
+    pub suite: String,
+    pub revision: String,
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packs: Vec<LedgerPack>,
+    pub passed: u32,
+    pub failed: u32,
+    /// At most 50.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<LedgerEvalFailure>,
+    pub at: String,
+}
+
+/// A case that failed on a gateway.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LedgerEvalFailure {
+    pub gateway: String,
+    pub case: String,
+    pub reason: String,
 }
 
 /// What Sluice last verified on one gateway.
