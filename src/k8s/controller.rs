@@ -917,7 +917,7 @@ impl Context {
                     ));
                 }
                 if g.drift.is_some() {
-                    let healed = g.state == crate::ledger::GatewayState::InSync;
+                    let healed = g.state.settled();
                     events.push(event(
                         EventType::Warning,
                         reason::DRIFTED,
@@ -1325,7 +1325,7 @@ impl Context {
             .iter()
             .filter(|g| registered.contains(&g.gateway))
         {
-            let in_sync = gateway.state == crate::ledger::GatewayState::InSync;
+            let in_sync = gateway.state.settled();
             // A condition's reason is CamelCase: `failed` → `Failed`.
             let state = gateway.state.as_str();
             let reason: String = state

@@ -101,10 +101,7 @@ impl StatusView {
     pub fn converged(&self) -> bool {
         self.ledger_error.is_none()
             && self.revision.as_ref().is_none_or(|r| r.valid)
-            && self
-                .gateways
-                .iter()
-                .all(|g| g.state == GatewayState::InSync)
+            && self.gateways.iter().all(|g| g.state.settled())
     }
 }
 
