@@ -134,3 +134,184 @@ pub fn substitute(rendered: &mut [RenderedGateway], environment: &str, version: 
         gateway.packs = version.packs.clone();
     }
 }
+
+/// Why a pin target was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error(
+        "`{environment}` never ran a version on every gateway, so there is nothing to pin it at (run `sluice sync` or `sluice run` first)"
+    )]
+    NoDeployments { environment: String },
+    #[error("`{environment}` never ran `{given}` whole; its recent deployments: {}", recent.join(", "))]
+    NeverRan {
+        environment: String,
+        given: String,
+        recent: Vec<String>,
+    },
+    #[error("`{given}` is ambiguous among the deployments of `{environment}`: {}", candidates.join(", "))]
+    Ambiguous {
+        environment: String,
+        given: String,
+        candidates: Vec<String>,
+    },
+}
+
+/// Deployments named in a refusal, at most.
+const RECENT_SHOWN: usize = 5;
+
+/// The deployment a pin holds `environment` at, among its deployments
+/// (newest first): by digest (full, or at least `sha256:` and 12 hex), by
+/// revision (a commit id or its start, 4 hex or more), or the newest (what
+/// it runs now) when `to` is `None`. Pure.
+pub fn target(
+    environment: &str,
+    deployments: &[crate::ledger::Deployment],
+    to: Option<&str>,
+) -> Result<crate::ledger::Deployment, TargetError> {
+    let Some(newest) = deployments.first() else {
+        return Err(TargetError::NoDeployments {
+            environment: environment.to_owned(),
+        });
+    };
+    let Some(given) = to.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(newest.clone());
+    };
+    let needle = given.to_ascii_lowercase();
+    let (matches, key): (
+        Vec<&crate::ledger::Deployment>,
+        fn(&crate::ledger::Deployment) -> &str,
+    ) = if let Some(hex) = needle.strip_prefix("sha256:") {
+        let ok = hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        let found = deployments
+            .iter()
+            .filter(|d| ok && d.digest.starts_with(&needle))
+            .collect();
+        (found, |d| d.digest.as_str())
+    } else {
+        let ok = needle.len() >= 4 && needle.bytes().all(|b| b.is_ascii_hexdigit());
+        let found = deployments
+            .iter()
+            .filter(|d| ok && d.revision.starts_with(&needle))
+            .collect();
+        (found, |d| d.revision.as_str())
+    };
+    let mut distinct: Vec<&str> = matches.iter().map(|d| key(d)).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    match (matches.first(), distinct.len()) {
+        (Some(found), 1) => Ok((*found).clone()),
+        (Some(_), _) => Err(TargetError::Ambiguous {
+            environment: environment.to_owned(),
+            given: given.to_owned(),
+            candidates: distinct.iter().map(|k| prefix(k, 19).to_owned()).collect(),
+        }),
+        (None, _) => Err(TargetError::NeverRan {
+            environment: environment.to_owned(),
+            given: given.to_owned(),
+            recent: deployments
+                .iter()
+                .take(RECENT_SHOWN)
+                .map(crate::rollback::describe)
+                .collect(),
+        }),
+    }
+}
+
+/// Why a pin was not made.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PinError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+}
+
+/// Deployments a pin target is chosen among, at most.
+const DEPLOYMENTS_READ: usize = 1_000;
+
+/// Pins `environment` at `to` (see [`target`]) in `ledger`: what
+/// `sluice pin`, the API and `spec.pin` do. Returns the pin and the one
+/// it replaced. The next pass applies it.
+pub fn pin_in(
+    ledger: &dyn crate::ledger::Ledger,
+    environment: &str,
+    to: Option<&str>,
+    reason: Option<String>,
+    by: &str,
+    at: crate::ledger::Millis,
+) -> Result<(Pin, Option<Pin>), PinError> {
+    let deployments = ledger.deployments(environment, DEPLOYMENTS_READ)?;
+    let chosen = target(environment, &deployments, to)?;
+    let pin = Pin {
+        environment: environment.to_owned(),
+        digest: chosen.digest,
+        revision: chosen.revision,
+        reason: reason.filter(|r| !r.trim().is_empty()),
+        by: by.to_owned(),
+        at,
+        ended_at: None,
+        ended_by: None,
+        end_reason: None,
+    };
+    let replaced = ledger.pin(&pin)?;
+    Ok((pin, replaced))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Deployment;
+
+    fn deployment(digest: char, revision: &str) -> Deployment {
+        Deployment {
+            environment: "production".into(),
+            revision: revision.into(),
+            digest: format!("sha256:{}", digest.to_string().repeat(64)),
+            packs: Vec::new(),
+            verified_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_target_is_the_newest_a_digest_or_a_revision_it_ran_whole() {
+        let ran = [
+            deployment('b', "bbbb1111"),
+            deployment('a', "aaaa2222"),
+            deployment('b', "bbbb0000"),
+        ];
+        let digest = |d: &Deployment| d.digest.clone();
+        assert_eq!(
+            digest(&target("production", &ran, None).unwrap()),
+            ran[0].digest
+        );
+        let short = format!("sha256:{}", "a".repeat(12));
+        assert_eq!(target("production", &ran, Some(&short)).unwrap(), ran[1]);
+        assert_eq!(
+            target("production", &ran, Some(&ran[1].digest)).unwrap(),
+            ran[1]
+        );
+        assert_eq!(target("production", &ran, Some("AAAA2")).unwrap(), ran[1]);
+        // One digest under two revisions is one version: the newest is taken.
+        let b = format!("sha256:{}", "b".repeat(12));
+        assert_eq!(target("production", &ran, Some(&b)).unwrap(), ran[0]);
+
+        let never = target("production", &ran, Some("cccc")).unwrap_err();
+        let text = never.to_string();
+        assert!(
+            text.contains("never ran `cccc`") && text.contains("@aaaa2222"),
+            "{text}"
+        );
+        assert!(matches!(
+            target("production", &ran, Some("bbbb")),
+            Err(TargetError::Ambiguous { .. })
+        ));
+        assert!(matches!(
+            target("production", &ran, Some("sha256:aaa")),
+            Err(TargetError::NeverRan { .. })
+        ));
+        assert!(matches!(
+            target("production", &[], None),
+            Err(TargetError::NoDeployments { .. })
+        ));
+    }
+}
