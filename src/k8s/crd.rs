@@ -363,6 +363,9 @@ pub struct LedgerPin {
     pub reason: Option<String>,
     pub by: String,
     pub at: String,
+    /// Since when the pin holds the branch's head back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_since: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -575,6 +575,10 @@ impl Ledger for StatusLedger {
         self.memory.unpin(environment, at, by, how)
     }
 
+    fn pin_holds(&self, environment: &str, since: Millis) -> Result<(), LedgerError> {
+        self.memory.pin_holds(environment, since)
+    }
+
     fn pins(&self, environment: Option<&str>) -> Result<Vec<Pin>, LedgerError> {
         self.memory.pins(environment)
     }
@@ -740,6 +744,7 @@ pub fn status_of(record: &EnvironmentRecord) -> LedgerStatus {
                 reason: p.reason.clone(),
                 by: p.by.clone(),
                 at: time_text(p.at),
+                held_since: p.held_since.map(time_text),
                 ended_at: p.ended_at.map(time_text),
                 ended_by: p.ended_by.clone(),
                 end_reason: p.end_reason,
@@ -854,6 +859,7 @@ pub fn record_of(slug: &str, status: &LedgerStatus) -> EnvironmentRecord {
                 reason: p.reason.clone(),
                 by: p.by.clone(),
                 at: millis(&p.at),
+                held_since: p.held_since.as_deref().map(millis),
                 ended_at: p.ended_at.as_deref().map(millis),
                 ended_by: p.ended_by.clone(),
                 end_reason: p.end_reason,

@@ -273,6 +273,7 @@ fn pin(environment: &str, digest: &str, by: &str, at: Millis) -> Pin {
         reason: Some("incident 42".into()),
         by: by.into(),
         at,
+        held_since: None,
         ended_at: None,
         ended_by: None,
         end_reason: None,
@@ -313,6 +314,14 @@ pub fn a_pin_is_one_per_environment_and_kept_as_history_when_it_ends(ledger: &dy
     let prod = ledger.pins(Some("prod")).unwrap();
     assert_eq!(prod, vec![pin("prod", "d2", "carol", T0 + 5)], "kept whole");
 
+    ledger.pin_holds("prod", T0 + 6).unwrap();
+    ledger.pin_holds("prod", T0 + 7).unwrap();
+    ledger.pin_holds("nowhere", T0 + 7).unwrap();
+    assert_eq!(
+        ledger.pins(Some("prod")).unwrap()[0].held_since,
+        Some(T0 + 6),
+        "the first time it held stays"
+    );
     let ended = ledger
         .unpin("prod", T0 + 9, "sluice", PinEnd::CaughtUp)
         .unwrap()

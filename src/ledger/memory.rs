@@ -429,6 +429,7 @@ impl Ledger for MemoryLedger {
             p.clone()
         });
         env.pins.push(Pin {
+            held_since: None,
             ended_at: None,
             ended_by: None,
             end_reason: None,
@@ -455,6 +456,16 @@ impl Ledger for MemoryLedger {
         });
         env.trim();
         Ok(ended)
+    }
+
+    fn pin_holds(&self, environment: &str, since: Millis) -> Result<(), LedgerError> {
+        let mut state = self.state();
+        if let Some(env) = state.environments.get_mut(environment)
+            && let Some(pin) = env.pins.iter_mut().find(|p| p.active())
+        {
+            pin.held_since.get_or_insert(since);
+        }
+        Ok(())
     }
 
     fn pins(&self, environment: Option<&str>) -> Result<Vec<Pin>, LedgerError> {

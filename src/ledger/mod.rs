@@ -368,6 +368,11 @@ pub struct Pin {
     /// `sluice` when Sluice pins itself.
     pub by: String,
     pub at: Millis,
+    /// When the branch's head first rendered something else for the
+    /// environment (the pin started holding it back); only a pin that held
+    /// ends by itself when the head renders its digest again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_since: Option<Millis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Millis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -500,6 +505,9 @@ pub trait Ledger: Send + Sync {
         by: &str,
         how: PinEnd,
     ) -> Result<Option<Pin>, LedgerError>;
+    /// Marks an environment's pin in place as holding the head back since
+    /// `since` (kept when already set).
+    fn pin_holds(&self, environment: &str, since: Millis) -> Result<(), LedgerError>;
     /// The pins in place (of one environment, or all), by environment.
     fn pins(&self, environment: Option<&str>) -> Result<Vec<Pin>, LedgerError>;
     /// An environment's pins, ended ones too, newest first.

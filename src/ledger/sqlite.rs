@@ -862,6 +862,17 @@ impl Ledger for SqliteLedger {
         end_pin(&self.conn(), environment, at, by, how).map_err(query_error("unpinning"))
     }
 
+    fn pin_holds(&self, environment: &str, since: Millis) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE pins SET held_since = ?2
+                 WHERE environment = ?1 AND ended_at IS NULL AND held_since IS NULL",
+            )
+            .and_then(|mut stmt| stmt.execute(params![environment, since]))
+            .map(drop)
+            .map_err(query_error("marking a pin as holding"))
+    }
+
     fn pins(&self, environment: Option<&str>) -> Result<Vec<Pin>, LedgerError> {
         let doing = "listing pins";
         let conn = self.conn();
@@ -938,7 +949,7 @@ impl Ledger for SqliteLedger {
 }
 
 const PIN_COLUMNS: &str = "environment, digest, revision, reason, pinned_by, pinned_at, \
-                           ended_at, ended_by, end_reason, id";
+                           ended_at, ended_by, end_reason, held_since, id";
 
 fn pin_from_row(row: &Row<'_>) -> rusqlite::Result<Pin> {
     Ok(Pin {
@@ -954,6 +965,7 @@ fn pin_from_row(row: &Row<'_>) -> rusqlite::Result<Pin> {
             .get::<_, Option<String>>(8)?
             .map(|text| PinEnd::parse(&text).ok_or_else(|| unknown_value(8, "end of a pin", &text)))
             .transpose()?,
+        held_since: row.get(9)?,
     })
 }
 

@@ -772,11 +772,14 @@ impl Reconciler {
                     ))?;
                     continue;
                 }
+                pin::Honour::Level => None,
                 pin::Honour::Apply(version) => {
                     pin::substitute(rendered, &pin.environment, &version);
+                    self.written(self.ledger.pin_holds(&pin.environment, self.clock.now()))?;
                     None
                 }
                 pin::Honour::Hold(why) => {
+                    self.written(self.ledger.pin_holds(&pin.environment, self.clock.now()))?;
                     tracing::warn!(environment = %pin.environment, reason = %why, "pin cannot be honoured; holding");
                     Some(why)
                 }

@@ -32,8 +32,12 @@ pub trait Revisions: Send + Sync {
 /// What a pass does with one pinned environment.
 #[derive(Debug, Clone)]
 pub enum Honour {
-    /// The head renders the pinned digest: the pin ends by itself.
+    /// The head renders the pinned digest again after the pin held it
+    /// back: the pin ends by itself.
     CaughtUp,
+    /// The head renders the pinned digest and never rendered another
+    /// since the pin: nothing is held back yet; the pin stays.
+    Level,
     /// The gateways' desired state is the pinned version.
     Apply(PinnedVersion),
     /// The pinned version cannot be rendered as pinned: nothing is applied.
@@ -78,7 +82,10 @@ impl Pinned {
 /// revision as loaded, what the pass does with the pin. Pure.
 pub fn honour(pin: &Pin, head: &Digest, pinned: Result<&Loaded, &str>) -> Honour {
     if head.as_str() == pin.digest {
-        return Honour::CaughtUp;
+        return match pin.held_since {
+            Some(_) => Honour::CaughtUp,
+            None => Honour::Level,
+        };
     }
     let at = format!(
         "pinned at {}@{} by {}",
@@ -249,6 +256,7 @@ pub fn pin_in(
         reason: reason.filter(|r| !r.trim().is_empty()),
         by: by.to_owned(),
         at,
+        held_since: None,
         ended_at: None,
         ended_by: None,
         end_reason: None,

@@ -557,6 +557,7 @@ fn pin_at(deployment: &Deployment, by: &str, at: crate::ledger::Millis) -> crate
         reason: Some("incident 7: rollback in review".into()),
         by: by.into(),
         at,
+        held_since: None,
         ended_at: None,
         ended_by: None,
         end_reason: None,
@@ -576,6 +577,13 @@ async fn a_pinned_environment_keeps_its_version_while_the_head_moves_heals_to_it
         .ledger
         .pin(&pin_at(&ran, "alice", world.clock.now()))
         .unwrap();
+    // The head still renders it: nothing held back yet, and the pin stays.
+    let reports = world.pass(&a, Trigger::Poll, Some("production")).await;
+    assert_eq!(
+        gateway(&reports, "production", "prod-eu-1").state,
+        GatewayState::Pinned
+    );
+    assert_eq!(world.ledger.pins(None).unwrap()[0].held_since, None);
 
     // The head moves: the pin holds the gateways where they are.
     let reports = world.pass(&b, Trigger::Poll, Some("production")).await;

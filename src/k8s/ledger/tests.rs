@@ -68,6 +68,7 @@ fn sample() -> MemoryLedger {
         reason: Some("incident".into()),
         by: "kubernetes".into(),
         at,
+        held_since: None,
         ended_at: None,
         ended_by: None,
         end_reason: None,

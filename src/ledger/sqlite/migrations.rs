@@ -138,6 +138,7 @@ CREATE TABLE pins (
     reason      TEXT,
     pinned_by   TEXT    NOT NULL,
     pinned_at   INTEGER NOT NULL,
+    held_since  INTEGER,
     ended_at    INTEGER,
     ended_by    TEXT,
     end_reason  TEXT,
