@@ -181,12 +181,8 @@ impl Core {
         Ok(core)
     }
 
-    /// The reconciler over `ledger` (the controller's is in status).
-    pub fn over(ledger: Arc<dyn Ledger>, context: DriverContext, concurrency: usize) -> Core {
-        Core::over_with(ledger, context, concurrency, None)
-    }
-
-    /// [`Core::over`], loading pinned revisions with `revisions`.
+    /// The reconciler over `ledger` (the controller's is in status),
+    /// loading pinned revisions with `revisions`.
     pub fn over_with(
         ledger: Arc<dyn Ledger>,
         context: DriverContext,

@@ -177,6 +177,8 @@ pub struct Context {
     pub limits: Limits,
     /// Followed repositories.
     sources: Sources,
+    /// Where the reconciler loads pinned revisions (the followers in use).
+    pub revisions: Option<Arc<super::pin::ClusterRevisions>>,
     /// Environments reconciled once already (the first pass is `startup`).
     seen: Mutex<HashSet<String>>,
     /// Consecutive failures per Environment, for the backoff.
@@ -271,6 +273,7 @@ impl Context {
             data_dir,
             limits,
             sources: Sources::default(),
+            revisions: None,
             seen: Mutex::default(),
             failures: Mutex::default(),
             requested: Mutex::default(),
@@ -1027,6 +1030,9 @@ impl Context {
             &self.data_dir.join("cache").join(&namespace),
             credentials,
         ));
+        if let Some(revisions) = &self.revisions {
+            revisions.follow(format!("{namespace}/{}", repo.name_any()), follower.clone());
+        }
         // NB: the Environments of one repository share a fetch: one made a
         // moment ago stands, rather than one round trip per Environment;
         // for a request, only one made since it was asked.
@@ -1191,6 +1197,17 @@ impl Context {
         }
         if let Some(upstream) = &environment.spec.promotion {
             self.observe_upstream(&namespace, &upstream.from).await?;
+        }
+        // NB: `spec.pin` is the pin in Kubernetes mode: recorded before the
+        // pass, so the pass honours it; a target it never ran blocks applies.
+        if let Err(e) = super::pin::follow_spec(
+            self.ledger.as_ref(),
+            &slug,
+            env.spec.pin.as_ref(),
+            now().0.as_millisecond(),
+        ) {
+            work.blocked = Some(("PinRefused", format!("spec.pin: {e}")));
+            return Ok(work);
         }
         let trigger = {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -1641,6 +1658,7 @@ mod tests {
                     },
                     path: path.into(),
                     suspend: false,
+                    pin: None,
                 },
             );
             env.metadata.namespace = Some(namespace.into());

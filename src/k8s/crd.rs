@@ -255,6 +255,33 @@ pub struct EnvironmentSpec {
     /// Stop applying (fetching, validation and drift detection go on).
     #[serde(default)]
     pub suspend: bool,
+    /// Hold the environment at a version it ran whole (by digest or by a
+    /// deployment's revision; neither: what it runs now) while a rollback
+    /// is reviewed; removing the field unpins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<EnvironmentPin>,
+}
+
+/// `spec.pin`: which version to hold, and why.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[x_kube(
+    validation = Rule::new("!(has(self.digest) && has(self.revision))")
+        .message("set at most one of digest or revision")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentPin {
+    /// A digest the environment ran whole: `sha256:` and 12 hex or more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{12,64}$"))]
+    pub digest: Option<String>,
+    /// The revision of one of its deployments (a commit id or its start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{4,64}$"))]
+    pub revision: Option<String>,
+    /// Why, as `sluice status` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub reason: Option<String>,
 }
 
 /// A `ConfigRepository` in the same namespace.
