@@ -212,24 +212,28 @@ fn known(ledger: &dyn Ledger, env: &str) -> Result<bool, crate::ledger::LedgerEr
     Ok(!ledger.gateways(Some(env))?.is_empty() || !ledger.deployments(env, 1)?.is_empty())
 }
 
-fn unknown(env: &str) -> Response {
-    error(
+/// An answer other than the success a pin endpoint makes (boxed: a
+/// `Response` is large).
+type Refusal = Box<Response>;
+
+fn unknown(env: &str) -> Refusal {
+    Box::new(error(
         StatusCode::NOT_FOUND,
         format!("no environment `{env}` in the ledger"),
-    )
+    ))
 }
 
 /// Runs a ledger call off the runtime's threads.
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, Response> + Send + 'static,
-) -> Result<T, Response> {
+    work: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, Refusal> {
     tokio::task::spawn_blocking(work)
         .await
-        .unwrap_or_else(|e| Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
+        .unwrap_or_else(|e| Err(internal(e)))
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+fn internal(e: impl std::fmt::Display) -> Refusal {
+    Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 async fn pin_get(
@@ -256,7 +260,7 @@ async fn pin_get(
     .await;
     match answer {
         Ok(body) => Json(body).into_response(),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -315,9 +319,12 @@ async fn pin_put(
         match made {
             Ok((pin, replaced)) => Ok(serde_json::json!({ "pin": pin, "replaced": replaced })),
             Err(PinError::Target(e @ TargetError::NoDeployments { .. })) => {
-                Err(error(StatusCode::CONFLICT, e.to_string()))
+                Err(Box::new(error(StatusCode::CONFLICT, e.to_string())))
             }
-            Err(PinError::Target(e)) => Err(error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
+            Err(PinError::Target(e)) => Err(Box::new(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                e.to_string(),
+            ))),
             Err(PinError::Ledger(e)) => Err(internal(e)),
         }
     })
@@ -332,7 +339,7 @@ async fn pin_put(
             });
             Json(body).into_response()
         }
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -367,7 +374,7 @@ async fn pin_delete(
             });
             Json(body).into_response()
         }
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 

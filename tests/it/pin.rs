@@ -9,6 +9,7 @@ use tempfile::TempDir;
 const TOKEN_ENV: &str = "PROD_GATEWAY_TOKEN";
 const TOKEN: &str = "prod-gw-token-5e1a";
 const API_TOKEN: &str = "pin-api-token-77c2";
+const ADMIN_TOKEN: &str = "pin-admin-token-03f9";
 
 struct World {
     repo: TestRepo,
@@ -65,7 +66,7 @@ impl World {
     }
 
     fn run(&self) -> GatewayProcess {
-        let tokens = format!("alice@production:{API_TOKEN}");
+        let tokens = format!("alice@production:{API_TOKEN},admin:{ADMIN_TOKEN}");
         GatewayProcess::spawn(
             &[
                 "run",
@@ -166,6 +167,32 @@ fn a_pin_holds_the_gateway_while_the_branch_moves_and_unpin_lets_it_converge() {
     assert_eq!(pin["by"], "alice", "{pin}");
     assert_eq!(pin["digest"], v1.as_str());
     assert_eq!(pin["revision"], first.as_str());
+
+    // The API asks for a token whose scope covers the environment.
+    let pin_url = |env: &str| format!("{server}/api/v1/environments/{env}/pin");
+    let bearer = |token: &str| format!("Bearer {token}");
+    let (code, _) = http("GET", &pin_url("production"), &[], "");
+    assert_eq!(code, 401);
+    let alice = bearer(API_TOKEN);
+    let (code, _) = http(
+        "DELETE",
+        &pin_url("staging"),
+        &[("authorization", &alice)],
+        "",
+    );
+    assert_eq!(code, 403);
+    let admin = bearer(ADMIN_TOKEN);
+    let (code, _) = http("GET", &pin_url("nowhere"), &[("authorization", &admin)], "");
+    assert_eq!(code, 404);
+    let (code, body) = http(
+        "GET",
+        &pin_url("production"),
+        &[("authorization", &alice)],
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    let shown: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(shown["pin"]["reason"], "incident 7: rollback in review");
 
     // A version the environment never ran is refused, naming what it ran.
     let never = world.sluice(&["pin", "production", "--to", "deadbeef", "--server", &server]);
