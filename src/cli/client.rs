@@ -84,3 +84,33 @@ pub fn history(
         send(request, token).await
     })
 }
+
+pub fn pin(
+    server: &str,
+    token_env: &str,
+    env: &str,
+    to: Option<&str>,
+    reason: Option<&str>,
+) -> anyhow::Result<super::pin::Pinned> {
+    block_on(async {
+        let (client, token) = client(token_env)?;
+        let request = client
+            .put(format!(
+                "{}/api/v1/environments/{env}/pin",
+                server.trim_end_matches('/')
+            ))
+            .json(&serde_json::json!({ "to": to, "reason": reason }));
+        send(request, token).await
+    })
+}
+
+pub fn unpin(server: &str, token_env: &str, env: &str) -> anyhow::Result<super::pin::Unpinned> {
+    block_on(async {
+        let (client, token) = client(token_env)?;
+        let request = client.delete(format!(
+            "{}/api/v1/environments/{env}/pin",
+            server.trim_end_matches('/')
+        ));
+        send(request, token).await
+    })
+}

@@ -101,15 +101,16 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let secrets = SecretValues::default();
     let mut context = DriverContext::new(args.state.data_dir.clone());
     context.timeout = args.timeout;
-    let allowances = args.allow.allowances(args.access.own_variables());
+    let allowances = Arc::new(args.allow.allowances(args.access.own_variables()));
     super::engine::warn_if_closed(&allowances);
+    let revisions = Arc::new(crate::k8s::pin::ClusterRevisions::new(
+        cli.limits(),
+        allowances.clone(),
+    ));
     context.secrets = {
         let secrets = secrets.clone();
-        Secrets::new(
-            Arc::new(move |name| secrets.get(name)),
-            Arc::new(allowances),
-        )
-        .issuing(controller::SECRET_PREFIX)
+        Secrets::new(Arc::new(move |name| secrets.get(name)), allowances)
+            .issuing(controller::SECRET_PREFIX)
     };
     // NB: configmap gateways use the controller's client, not a second one
     // made from the environment.
@@ -119,7 +120,12 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         client.clone(),
         tokio::runtime::Handle::current(),
     ));
-    let core = Core::over(ledger.clone(), context, args.concurrency);
+    let core = Core::over_with(
+        ledger.clone(),
+        context,
+        args.concurrency,
+        Some(revisions.clone()),
+    );
 
     let state = Arc::new(ServerState {
         ledger: core.reconciler.ledger().clone(),
@@ -159,7 +165,7 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         )));
     }
     let instance = std::env::var("POD_NAME").ok();
-    let reconciling = Arc::new(Context::new(
+    let mut reconciling = Context::new(
         client.clone(),
         core.reconciler.clone(),
         ledger.clone(),
@@ -168,7 +174,9 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         args.state.data_dir.clone(),
         cli.limits(),
         instance.clone(),
-    ));
+    );
+    reconciling.revisions = Some(revisions);
+    let reconciling = Arc::new(reconciling);
     state.ready.store(true, Ordering::SeqCst);
     let stop = stopped(stop_rx.clone());
     let shard = args.shard.clone();

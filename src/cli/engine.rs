@@ -7,7 +7,7 @@ use crate::{
     drift::notify::Notifier,
     gateway::{DriverContext, Secrets},
     ledger::{Ledger, SqliteLedger},
-    reconcile::{Options, Reconciler, SystemClock, retry::Backoff},
+    reconcile::{Options, Reconciler, Revisions, SystemClock, retry::Backoff},
     source::{Credentials, Follower},
 };
 use anyhow::Context;
@@ -161,6 +161,7 @@ impl Core {
         state: &StateArgs,
         context: DriverContext,
         args: &EngineArgs,
+        revisions: Option<Arc<dyn Revisions>>,
     ) -> anyhow::Result<Core> {
         if let Some(namespace) = &state.cluster {
             anyhow::bail!(
@@ -175,15 +176,21 @@ impl Core {
         } else {
             SqliteLedger::open(&state.state_path())?
         };
-        let mut core = Core::over(Arc::new(ledger), context, args.concurrency);
+        let mut core = Core::over_with(Arc::new(ledger), context, args.concurrency, revisions);
         core.lock = Some(lock);
         Ok(core)
     }
 
-    /// The reconciler over `ledger` (the controller's is in status).
-    pub fn over(ledger: Arc<dyn Ledger>, context: DriverContext, concurrency: usize) -> Core {
+    /// The reconciler over `ledger` (the controller's is in status),
+    /// loading pinned revisions with `revisions`.
+    pub fn over_with(
+        ledger: Arc<dyn Ledger>,
+        context: DriverContext,
+        concurrency: usize,
+        revisions: Option<Arc<dyn Revisions>>,
+    ) -> Core {
         let alerts = Notifier::start(context.secrets.clone(), Default::default());
-        let reconciler = Reconciler::new(
+        let mut reconciler = Reconciler::new(
             ledger,
             Arc::new(SystemClock),
             context,
@@ -193,6 +200,9 @@ impl Core {
             },
         )
         .with_alerts(alerts.clone());
+        if let Some(revisions) = revisions {
+            reconciler = reconciler.with_revisions(revisions);
+        }
         Core {
             reconciler: Arc::new(reconciler),
             alerts,
@@ -215,9 +225,8 @@ impl Engine {
         warn_if_closed(&allowances);
         let allowances = Arc::new(allowances);
         let context = args.driver_context(data_dir.clone(), allowances.clone());
-        let core = Core::open(state, context, args)?;
         let repo = cli.repo.to_string_lossy().into_owned();
-        let follower = Follower::new(
+        let follower = Arc::new(Follower::new(
             &repo,
             &args.branch,
             &data_dir.join("cache"),
@@ -226,9 +235,15 @@ impl Engine {
                 ssh_key: args.git_ssh_key.clone(),
                 token: None,
             },
-        );
+        ));
+        let revisions = Arc::new(FollowedRevisions {
+            follower: follower.clone(),
+            limits: cli.limits(),
+            allowances: allowances.clone(),
+        });
+        let core = Core::open(state, context, args, Some(revisions))?;
         Ok(Engine {
-            follower: Arc::new(follower),
+            follower,
             reconciler: core.reconciler,
             alerts: core.alerts,
             limits: cli.limits(),
@@ -273,6 +288,33 @@ impl Engine {
             Ok(result) => Ok(result??),
             Err(_) => anyhow::bail!("fetching the branch took more than {FETCH_TIMEOUT:?}"),
         }
+    }
+}
+
+/// Pinned revisions, read from the followed repository's cache (a pinned
+/// revision is one the environment ran, so it was fetched) and validated
+/// as the head is, under the operator's allowances.
+struct FollowedRevisions {
+    follower: Arc<Follower>,
+    limits: Limits,
+    allowances: Arc<Allowances>,
+}
+
+#[async_trait::async_trait]
+impl Revisions for FollowedRevisions {
+    async fn load(&self, commit: &str) -> Result<Arc<Loaded>, String> {
+        let follower = self.follower.clone();
+        let limits = self.limits;
+        let allowances = self.allowances.clone();
+        let wanted = commit.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let snapshot = follower.snapshot(&wanted).map_err(|e| e.to_string())?;
+            config::load_with(&snapshot, &limits, &allowances)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 }
 

@@ -12,6 +12,7 @@ mod eval;
 mod gateway;
 mod init;
 mod output;
+mod pin;
 mod plan;
 mod promote;
 mod publish;
@@ -101,6 +102,11 @@ pub enum Command {
     /// Put an environment back on a version it ran whole before: a new
     /// branch with one commit, checked by rendering; history is never rewritten.
     Rollback(rollback::Args),
+    /// Hold an environment at a version it ran whole: auto-sync applies
+    /// that, not the branch's head, until it is unpinned (or the head renders it).
+    Pin(pin::PinArgs),
+    /// Let a pinned environment follow the branch again.
+    Unpin(pin::UnpinArgs),
     /// Kubernetes mode: reconcile the Environments of the cluster (sluice.dev CRDs).
     Controller(controller::Args),
     /// Run the reference gateway: speaks the Sluice gateway protocol, keeps its config on disk,
@@ -238,6 +244,8 @@ impl Command {
             Command::Drift(args) => Some(&mut args.state),
             Command::Plan(args) => Some(&mut args.state),
             Command::Rollback(args) => Some(&mut args.state),
+            Command::Pin(args) => Some(&mut args.target.state),
+            Command::Unpin(args) => Some(&mut args.target.state),
             _ => None,
         }
     }
@@ -261,6 +269,8 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Plan(args) => plan::run(cli, args),
         Command::Promote(args) => promote::run(cli, args),
         Command::Rollback(args) => rollback::run(cli, args),
+        Command::Pin(args) => pin::pin(args),
+        Command::Unpin(args) => pin::unpin(args),
     }
 }
 

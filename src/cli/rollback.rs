@@ -33,6 +33,14 @@ pub struct Args {
     /// Subject line of the commit (the body and trailers are kept).
     #[arg(short, long)]
     pub message: Option<String>,
+    /// Also pin the environment at the rollback's target, so auto-sync
+    /// holds it there while the branch is reviewed (ends by itself once
+    /// the branch is merged and the head renders it).
+    #[arg(long)]
+    pub pin: bool,
+    /// Why, for the pin.
+    #[arg(long, requires = "pin")]
+    pub reason: Option<String>,
     #[command(flatten)]
     pub publish: PushArgs,
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
@@ -49,6 +57,8 @@ struct Report<'a> {
     rollback: &'a Rollback,
     #[serde(flatten)]
     published: Published,
+    #[serde(rename = "pin", skip_serializing_if = "Option::is_none")]
+    pinned_at: Option<super::pin::Pinned>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
@@ -74,9 +84,26 @@ fn make(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         limits: cli.limits(),
     };
     let made = rollback::prepare(&request, ledger.as_ref())?;
+    drop(ledger);
+    let published = args.publish.publish(cli, &made.base, &made.branch)?;
+    let pinned_at = if args.pin {
+        let reason = args
+            .reason
+            .clone()
+            .or_else(|| Some(format!("rollback {} in review", made.branch)));
+        Some(super::pin::pin_locally(
+            &args.state,
+            &made.environment,
+            Some(&made.to.digest),
+            reason,
+        )?)
+    } else {
+        None
+    };
     let report = Report {
         rollback: &made,
-        published: args.publish.publish(cli, &made.base, &made.branch)?,
+        published,
+        pinned_at,
     };
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -146,6 +173,9 @@ fn human(report: &Report<'_>) -> String {
     }
     for (label, text) in rows {
         out.push_str(&format!("  {label:<13}{text}\n"));
+    }
+    if let Some(made) = &report.pinned_at {
+        out.push_str(&super::pin::pinned_text(made));
     }
     out.push_str(&format!("next: {}\n", report.published.next));
     out

@@ -106,6 +106,31 @@ fn status_table(view: &StatusView, now: i64) -> String {
             ));
         }
     }
+    for pin in &view.pins {
+        out.push_str(&format!(
+            "{} is PINNED at {} by {}, {} ago{}\n",
+            pin.environment,
+            version(Some(&pin.digest), Some(&pin.revision)),
+            pin.by,
+            age(now - pin.at),
+            pin.reason
+                .as_deref()
+                .map_or_else(String::new, |r| format!(": {r}"))
+        ));
+        let note = view
+            .gateways
+            .iter()
+            .filter(|g| g.environment == pin.environment)
+            .filter(|g| g.state == crate::ledger::GatewayState::Pinned)
+            .find_map(|g| g.error.as_deref());
+        if let Some(note) = note {
+            out.push_str(&format!("  {note}\n"));
+        }
+        out.push_str(&format!(
+            "  `sluice unpin {}` lets it follow the branch again\n",
+            pin.environment
+        ));
+    }
     let rows: Vec<[String; 6]> = view
         .gateways
         .iter()

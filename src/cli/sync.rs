@@ -111,7 +111,7 @@ fn summary(pass: &Pass) -> String {
                     let failed: Vec<String> = e
                         .gateways
                         .iter()
-                        .filter(|g| g.state != GatewayState::InSync)
+                        .filter(|g| !g.state.settled())
                         .map(|g| format!("{} {}", g.gateway, g.state.as_str()))
                         .collect();
                     let applied = e.gateways.iter().filter(|g| g.applied).count();
@@ -180,7 +180,7 @@ impl Progress for Bars {
         let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(bar) = bars.get(environment) {
             bar.inc(1);
-            if state != GatewayState::InSync {
+            if !state.settled() {
                 bar.set_message(format!("{gateway}: {}", state.as_str()));
             }
         }

@@ -190,10 +190,19 @@ pub fn pack_digests(repo: &Repository, env: &Environment) -> Vec<PackDigest> {
         .collect()
 }
 
-fn render_environment(repo: &Repository, env: &Environment) -> Vec<RenderedGateway> {
+/// An environment's version: its canonical document (what all its
+/// gateways run), that document's digest, and its packs.
+pub fn environment_version(
+    repo: &Repository,
+    env: &Environment,
+) -> (Arc<str>, Digest, Arc<[PackDigest]>) {
     let canonical: Arc<str> = canonical_json(&document(repo, env)).into();
     let digest = Digest::of(canonical.as_bytes());
-    let packs: Arc<[PackDigest]> = pack_digests(repo, env).into();
+    (canonical, digest, pack_digests(repo, env).into())
+}
+
+fn render_environment(repo: &Repository, env: &Environment) -> Vec<RenderedGateway> {
+    let (canonical, digest, packs) = environment_version(repo, env);
     env.gateways
         .iter()
         .map(|gateway| RenderedGateway {

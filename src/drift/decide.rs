@@ -78,8 +78,10 @@ fn verified(facts: &Facts<'_>) -> bool {
     let desired = facts.desired.as_str();
     facts.record.is_some_and(|record| {
         record.desired_digest.as_deref() == Some(desired)
-            && (matches!(record.state, GatewayState::InSync | GatewayState::Drifted)
-                || facts.deployment == Some(desired))
+            && (matches!(
+                record.state,
+                GatewayState::InSync | GatewayState::Pinned | GatewayState::Drifted
+            ) || facts.deployment == Some(desired))
     })
 }
 

@@ -177,6 +177,8 @@ pub struct Context {
     pub limits: Limits,
     /// Followed repositories.
     sources: Sources,
+    /// Where the reconciler loads pinned revisions (the followers in use).
+    pub revisions: Option<Arc<super::pin::ClusterRevisions>>,
     /// Environments reconciled once already (the first pass is `startup`).
     seen: Mutex<HashSet<String>>,
     /// Consecutive failures per Environment, for the backoff.
@@ -271,6 +273,7 @@ impl Context {
             data_dir,
             limits,
             sources: Sources::default(),
+            revisions: None,
             seen: Mutex::default(),
             failures: Mutex::default(),
             requested: Mutex::default(),
@@ -917,7 +920,7 @@ impl Context {
                     ));
                 }
                 if g.drift.is_some() {
-                    let healed = g.state == crate::ledger::GatewayState::InSync;
+                    let healed = g.state.settled();
                     events.push(event(
                         EventType::Warning,
                         reason::DRIFTED,
@@ -1027,6 +1030,9 @@ impl Context {
             &self.data_dir.join("cache").join(&namespace),
             credentials,
         ));
+        if let Some(revisions) = &self.revisions {
+            revisions.follow(format!("{namespace}/{}", repo.name_any()), follower.clone());
+        }
         // NB: the Environments of one repository share a fetch: one made a
         // moment ago stands, rather than one round trip per Environment;
         // for a request, only one made since it was asked.
@@ -1192,6 +1198,17 @@ impl Context {
         if let Some(upstream) = &environment.spec.promotion {
             self.observe_upstream(&namespace, &upstream.from).await?;
         }
+        // NB: `spec.pin` is the pin in Kubernetes mode: recorded before the
+        // pass, so the pass honours it; a target it never ran blocks applies.
+        if let Err(e) = super::pin::follow_spec(
+            self.ledger.as_ref(),
+            &slug,
+            env.spec.pin.as_ref(),
+            now().0.as_millisecond(),
+        ) {
+            work.blocked = Some(("PinRefused", format!("spec.pin: {e}")));
+            return Ok(work);
+        }
         let trigger = {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             match (request, seen.insert(key(env))) {
@@ -1325,7 +1342,7 @@ impl Context {
             .iter()
             .filter(|g| registered.contains(&g.gateway))
         {
-            let in_sync = gateway.state == crate::ledger::GatewayState::InSync;
+            let in_sync = gateway.state.settled();
             // A condition's reason is CamelCase: `failed` → `Failed`.
             let state = gateway.state.as_str();
             let reason: String = state
@@ -1643,6 +1660,7 @@ mod tests {
                     },
                     path: path.into(),
                     suspend: false,
+                    pin: None,
                 },
             );
             env.metadata.namespace = Some(namespace.into());

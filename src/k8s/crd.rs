@@ -20,7 +20,7 @@
 
 use crate::{
     config::model::{self, ConfigMapGateway, DurationText, FileFormat, FileGateway, HttpGateway},
-    ledger::{GatewayState, Outcome, Resolution, Trigger},
+    ledger::{GatewayState, Outcome, PinEnd, Resolution, Trigger},
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -255,6 +255,33 @@ pub struct EnvironmentSpec {
     /// Stop applying (fetching, validation and drift detection go on).
     #[serde(default)]
     pub suspend: bool,
+    /// Hold the environment at a version it ran whole (by digest or by a
+    /// deployment's revision; neither: what it runs now) while a rollback
+    /// is reviewed; removing the field unpins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<EnvironmentPin>,
+}
+
+/// `spec.pin`: which version to hold, and why.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[x_kube(
+    validation = Rule::new("!(has(self.digest) && has(self.revision))")
+        .message("set at most one of digest or revision")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentPin {
+    /// A digest the environment ran whole: `sha256:` and 12 hex or more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{12,64}$"))]
+    pub digest: Option<String>,
+    /// The revision of one of its deployments (a commit id or its start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{4,64}$"))]
+    pub revision: Option<String>,
+    /// Why, as `sluice status` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub reason: Option<String>,
 }
 
 /// A `ConfigRepository` in the same namespace.
@@ -344,6 +371,60 @@ pub struct LedgerStatus {
     /// Drift episodes, newest first: every open one and the latest 20 resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift_episodes: Vec<LedgerDriftEpisode>,
+    /// Pins, newest first: the one in place (never ended) and the latest
+    /// 10 ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<LedgerPin>,
+    /// Eval runs, newest first: the latest 5 of each suite.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eval_runs: Vec<LedgerEvalRun>,
+}
+
+/// A pin: the environment held at a version it ran whole.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerPin {
+    pub digest: String,
+    pub revision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub by: String,
+    pub at: String,
+    /// Since when the pin holds the branch's head back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
+    /// `unpinned`, `caught-up` or `replaced`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<PinEnd>,
+}
+
+/// A suite's run against the environment's version.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEvalRun {
+    pub suite: String,
+    pub revision: String,
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packs: Vec<LedgerPack>,
+    pub passed: u32,
+    pub failed: u32,
+    /// At most 50.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<LedgerEvalFailure>,
+    pub at: String,
+}
+
+/// A case that failed on a gateway.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LedgerEvalFailure {
+    pub gateway: String,
+    pub case: String,
+    pub reason: String,
 }
 
 /// What Sluice last verified on one gateway.

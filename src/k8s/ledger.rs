@@ -25,15 +25,15 @@
 use super::{
     Environment,
     crd::{
-        LedgerAttempt, LedgerDeployment, LedgerDriftEpisode, LedgerGateway, LedgerPack,
-        LedgerStatus,
+        LedgerAttempt, LedgerDeployment, LedgerDriftEpisode, LedgerEvalFailure, LedgerEvalRun,
+        LedgerGateway, LedgerPack, LedgerPin, LedgerStatus,
     },
 };
 use crate::drift::shortened;
 use crate::ledger::{
     Attempt, AttemptId, AttemptStart, BatchResult, Deployment, DriftEpisode, EnvironmentRecord,
-    GatewayRecord, Ledger, LedgerError, MemoryLedger, Millis, Outcome, Resolution, RevisionRecord,
-    WriteBatch,
+    EvalFailure, EvalRun, GatewayRecord, Ledger, LedgerError, MemoryLedger, Millis, Outcome, Pin,
+    PinEnd, Resolution, RevisionRecord, WriteBatch,
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::{
@@ -561,6 +561,45 @@ impl Ledger for StatusLedger {
         self.memory.drift_episodes(environment, open_only, limit)
     }
 
+    fn pin(&self, pin: &Pin) -> Result<Option<Pin>, LedgerError> {
+        self.memory.pin(pin)
+    }
+
+    fn unpin(
+        &self,
+        environment: &str,
+        at: Millis,
+        by: &str,
+        how: PinEnd,
+    ) -> Result<Option<Pin>, LedgerError> {
+        self.memory.unpin(environment, at, by, how)
+    }
+
+    fn pin_holds(&self, environment: &str, since: Millis) -> Result<(), LedgerError> {
+        self.memory.pin_holds(environment, since)
+    }
+
+    fn pins(&self, environment: Option<&str>) -> Result<Vec<Pin>, LedgerError> {
+        self.memory.pins(environment)
+    }
+
+    fn pin_history(&self, environment: &str, limit: usize) -> Result<Vec<Pin>, LedgerError> {
+        self.memory.pin_history(environment, limit)
+    }
+
+    fn record_eval_run(&self, run: &EvalRun) -> Result<(), LedgerError> {
+        self.memory.record_eval_run(run)
+    }
+
+    fn eval_runs(
+        &self,
+        environment: &str,
+        suite: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EvalRun>, LedgerError> {
+        self.memory.eval_runs(environment, suite, limit)
+    }
+
     fn prune(
         &self,
         now: Millis,
@@ -597,6 +636,9 @@ pub fn fit(mut status: LedgerStatus, budget: usize) -> Result<LedgerStatus, usiz
     }
     for episode in &mut status.drift_episodes {
         episode.changes = "[]".into();
+    }
+    for run in &mut status.eval_runs {
+        run.failures.truncate(SHRUNK_HISTORY);
     }
     if size(&status) <= budget {
         return Ok(status);
@@ -692,6 +734,45 @@ pub fn status_of(record: &EnvironmentRecord) -> LedgerStatus {
                 resolution: e.resolution,
             })
             .collect(),
+        pins: record
+            .pins
+            .iter()
+            .rev()
+            .map(|p| LedgerPin {
+                digest: p.digest.clone(),
+                revision: p.revision.clone(),
+                reason: p.reason.clone(),
+                by: p.by.clone(),
+                at: time_text(p.at),
+                held_since: p.held_since.map(time_text),
+                ended_at: p.ended_at.map(time_text),
+                ended_by: p.ended_by.clone(),
+                end_reason: p.end_reason,
+            })
+            .collect(),
+        eval_runs: record
+            .eval_runs
+            .iter()
+            .rev()
+            .map(|r| LedgerEvalRun {
+                suite: r.suite.clone(),
+                revision: r.revision.clone(),
+                digest: r.digest.clone(),
+                packs: r.packs.iter().map(LedgerPack::from).collect(),
+                passed: r.passed,
+                failed: r.failed,
+                failures: r
+                    .failures
+                    .iter()
+                    .map(|f| LedgerEvalFailure {
+                        gateway: f.gateway.clone(),
+                        case: f.case.clone(),
+                        reason: shortened(f.reason.clone(), ERROR_KEPT),
+                    })
+                    .collect(),
+                at: time_text(r.at),
+            })
+            .collect(),
     }
 }
 
@@ -765,6 +846,51 @@ pub fn record_of(slug: &str, status: &LedgerStatus) -> EnvironmentRecord {
                 onset_at: millis(&e.onset_at),
                 resolved_at: e.resolved_at.as_deref().map(millis),
                 resolution: e.resolution,
+            })
+            .collect(),
+        pins: status
+            .pins
+            .iter()
+            .rev()
+            .map(|p| Pin {
+                environment: slug.to_owned(),
+                digest: p.digest.clone(),
+                revision: p.revision.clone(),
+                reason: p.reason.clone(),
+                by: p.by.clone(),
+                at: millis(&p.at),
+                held_since: p.held_since.as_deref().map(millis),
+                ended_at: p.ended_at.as_deref().map(millis),
+                ended_by: p.ended_by.clone(),
+                end_reason: p.end_reason,
+            })
+            .collect(),
+        eval_runs: status
+            .eval_runs
+            .iter()
+            .rev()
+            .map(|r| EvalRun {
+                environment: slug.to_owned(),
+                suite: r.suite.clone(),
+                revision: r.revision.clone(),
+                digest: r.digest.clone(),
+                packs: r
+                    .packs
+                    .iter()
+                    .map(crate::ledger::DeployedPack::from)
+                    .collect(),
+                passed: r.passed,
+                failed: r.failed,
+                failures: r
+                    .failures
+                    .iter()
+                    .map(|f| EvalFailure {
+                        gateway: f.gateway.clone(),
+                        case: f.case.clone(),
+                        reason: f.reason.clone(),
+                    })
+                    .collect(),
+                at: millis(&r.at),
             })
             .collect(),
     }

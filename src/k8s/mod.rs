@@ -14,6 +14,7 @@ pub mod controller;
 pub mod crd;
 pub mod lease;
 pub mod ledger;
+pub mod pin;
 pub mod status;
 
 pub use crd::{

@@ -167,7 +167,7 @@ pub fn build(previous: &EnvironmentStatus, observed: &Observed<'_>) -> Environme
         let healed: Vec<&str> = report
             .gateways
             .iter()
-            .filter(|g| g.drift.is_some() && g.state == GatewayState::InSync)
+            .filter(|g| g.drift.is_some() && g.state.settled())
             .map(|g| g.gateway.as_str())
             .collect();
         let synced = (
@@ -322,11 +322,14 @@ fn gateway_status(previous: &[GatewayStatus], report: &GatewayReport, now: &Time
         .error
         .clone()
         .or_else(|| report.gated.clone())
+        .or_else(|| report.pinned.clone())
         .or_else(|| match (&report.drift, report.state) {
             (Some(_), GatewayState::Drifted) => {
                 Some("hand edit: runs something else than Sluice verified".into())
             }
-            (Some(_), GatewayState::InSync) => Some("drift put back (policy heal)".into()),
+            (Some(_), GatewayState::InSync | GatewayState::Pinned) => {
+                Some("drift put back (policy heal)".into())
+            }
             _ => None,
         });
     GatewayStatus {

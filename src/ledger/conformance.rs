@@ -265,9 +265,210 @@ pub fn the_last_revision_is_the_newest_seen(ledger: &dyn Ledger) {
     assert_eq!(ledger.last_revision().unwrap().unwrap().commit, "bbb");
 }
 
+fn pin(environment: &str, digest: &str, by: &str, at: Millis) -> Pin {
+    Pin {
+        environment: environment.into(),
+        digest: digest.into(),
+        revision: format!("rev-{digest}"),
+        reason: Some("incident 42".into()),
+        by: by.into(),
+        at,
+        held_since: None,
+        ended_at: None,
+        ended_by: None,
+        end_reason: None,
+    }
+}
+
+pub fn a_pin_is_one_per_environment_and_kept_as_history_when_it_ends(ledger: &dyn Ledger) {
+    assert!(ledger.pins(None).unwrap().is_empty());
+    assert!(
+        ledger
+            .unpin("prod", T0, "alice", PinEnd::Unpinned)
+            .unwrap()
+            .is_none(),
+        "nothing to unpin"
+    );
+    assert!(
+        ledger
+            .pin(&pin("prod", "d1", "alice", T0))
+            .unwrap()
+            .is_none()
+    );
+    ledger.pin(&pin("dev", "d9", "bob", T0)).unwrap();
+    let replaced = ledger
+        .pin(&pin("prod", "d2", "carol", T0 + 5))
+        .unwrap()
+        .expect("the pin in place is replaced");
+    assert_eq!(replaced.digest, "d1");
+    assert_eq!(replaced.end_reason, Some(PinEnd::Replaced));
+    assert_eq!(replaced.ended_at, Some(T0 + 5));
+    assert_eq!(replaced.ended_by.as_deref(), Some("carol"));
+
+    let active = ledger.pins(None).unwrap();
+    let names: Vec<(&str, &str)> = active
+        .iter()
+        .map(|p| (p.environment.as_str(), p.digest.as_str()))
+        .collect();
+    assert_eq!(names, vec![("dev", "d9"), ("prod", "d2")], "by environment");
+    let prod = ledger.pins(Some("prod")).unwrap();
+    assert_eq!(prod, vec![pin("prod", "d2", "carol", T0 + 5)], "kept whole");
+
+    ledger.pin_holds("prod", T0 + 6).unwrap();
+    ledger.pin_holds("prod", T0 + 7).unwrap();
+    ledger.pin_holds("nowhere", T0 + 7).unwrap();
+    assert_eq!(
+        ledger.pins(Some("prod")).unwrap()[0].held_since,
+        Some(T0 + 6),
+        "the first time it held stays"
+    );
+    let ended = ledger
+        .unpin("prod", T0 + 9, "sluice", PinEnd::CaughtUp)
+        .unwrap()
+        .expect("a pin in place");
+    assert_eq!(ended.end_reason, Some(PinEnd::CaughtUp));
+    assert_eq!(ended.ended_by.as_deref(), Some("sluice"));
+    assert!(ledger.pins(Some("prod")).unwrap().is_empty());
+    assert!(
+        ledger
+            .unpin("prod", T0 + 10, "alice", PinEnd::Unpinned)
+            .unwrap()
+            .is_none(),
+        "ended once"
+    );
+    let history = ledger.pin_history("prod", 10).unwrap();
+    let digests: Vec<(&str, Option<PinEnd>)> = history
+        .iter()
+        .map(|p| (p.digest.as_str(), p.end_reason))
+        .collect();
+    assert_eq!(
+        digests,
+        vec![
+            ("d2", Some(PinEnd::CaughtUp)),
+            ("d1", Some(PinEnd::Replaced))
+        ],
+        "newest first"
+    );
+    assert_eq!(ledger.pin_history("prod", 1).unwrap().len(), 1);
+    assert_eq!(ledger.pins(Some("dev")).unwrap().len(), 1, "others stay");
+}
+
+fn eval_run(environment: &str, suite: &str, failed: u32, at: Millis) -> EvalRun {
+    EvalRun {
+        environment: environment.into(),
+        suite: suite.into(),
+        revision: "c0ffee".into(),
+        digest: "sha256:abc".into(),
+        packs: vec![DeployedPack {
+            name: "support".into(),
+            version: "2.3.0".into(),
+            digest: "sha256:p1".into(),
+            source: "sha256:s1".into(),
+        }],
+        passed: 7,
+        failed,
+        failures: (0..failed)
+            .map(|i| EvalFailure {
+                gateway: "gw-1".into(),
+                case: format!("case-{i}"),
+                reason: "forwarded a card number".into(),
+            })
+            .collect(),
+        at,
+    }
+}
+
+pub fn eval_runs_read_newest_first_by_suite_with_failures_capped(ledger: &dyn Ledger) {
+    assert!(ledger.eval_runs("prod", None, 10).unwrap().is_empty());
+    ledger
+        .record_eval_run(&eval_run("prod", "pii", 0, T0))
+        .unwrap();
+    ledger
+        .record_eval_run(&eval_run("prod", "injection", 2, T0 + 1))
+        .unwrap();
+    ledger
+        .record_eval_run(&eval_run("prod", "pii", 1, T0 + 2))
+        .unwrap();
+    ledger
+        .record_eval_run(&eval_run("dev", "pii", 0, T0 + 3))
+        .unwrap();
+    let all: Vec<(String, Millis)> = ledger
+        .eval_runs("prod", None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.suite, r.at))
+        .collect();
+    assert_eq!(
+        all,
+        vec![
+            ("pii".into(), T0 + 2),
+            ("injection".into(), T0 + 1),
+            ("pii".into(), T0)
+        ]
+    );
+    let pii = ledger.eval_runs("prod", Some("pii"), 1).unwrap();
+    assert_eq!(pii, vec![eval_run("prod", "pii", 1, T0 + 2)], "kept whole");
+    assert!(
+        ledger
+            .eval_runs("prod", Some("nope"), 10)
+            .unwrap()
+            .is_empty()
+    );
+
+    let many = eval_run("prod", "big", 80, T0 + 4);
+    ledger.record_eval_run(&many).unwrap();
+    let read = &ledger.eval_runs("prod", Some("big"), 1).unwrap()[0];
+    assert_eq!(read.failed, 80, "the count stays whole");
+    assert_eq!(read.failures.len(), EVAL_FAILURES_KEPT);
+    assert_eq!(read.failures[..], many.failures[..EVAL_FAILURES_KEPT]);
+}
+
+pub fn prune_drops_old_ended_pins_and_eval_runs_but_not_what_is_current(ledger: &dyn Ledger) {
+    const DAY: Millis = 86_400_000;
+    let now = T0 + 400 * DAY;
+    ledger.pin(&pin("prod", "d1", "alice", T0)).unwrap();
+    ledger.pin(&pin("prod", "d2", "alice", T0 + DAY)).unwrap();
+    ledger
+        .record_eval_run(&eval_run("prod", "pii", 0, T0))
+        .unwrap();
+    ledger
+        .record_eval_run(&eval_run("prod", "pii", 0, T0 + DAY))
+        .unwrap();
+    ledger
+        .record_eval_run(&eval_run("prod", "injection", 0, T0))
+        .unwrap();
+    ledger
+        .record_eval_run(&eval_run("prod", "pii", 0, now - DAY))
+        .unwrap();
+    let deleted = ledger
+        .prune(now, &|_| Duration::from_secs(90 * 86_400))
+        .unwrap();
+    assert_eq!(deleted, 3, "the replaced pin and two old pii runs");
+    assert_eq!(
+        ledger.pins(Some("prod")).unwrap().len(),
+        1,
+        "in place stays"
+    );
+    assert_eq!(ledger.pin_history("prod", 10).unwrap().len(), 1);
+    let runs: Vec<(String, Millis)> = ledger
+        .eval_runs("prod", None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.suite, r.at))
+        .collect();
+    assert_eq!(
+        runs,
+        vec![("pii".into(), now - DAY), ("injection".into(), T0)],
+        "each suite's newest stays"
+    );
+}
+
 /// Every check above, each on a fresh ledger from `fresh`.
 pub fn run_all<L: Ledger>(fresh: impl Fn() -> L) {
-    let checks: [fn(&dyn Ledger); 7] = [
+    let checks: [fn(&dyn Ledger); 10] = [
+        a_pin_is_one_per_environment_and_kept_as_history_when_it_ends,
+        eval_runs_read_newest_first_by_suite_with_failures_capped,
+        prune_drops_old_ended_pins_and_eval_runs_but_not_what_is_current,
         attempts_start_unfinished_and_finish_once,
         batches_start_finish_and_record_together,
         history_is_newest_first_filtered_and_limited,

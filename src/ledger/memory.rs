@@ -11,7 +11,8 @@
 
 use super::{
     Attempt, AttemptFinish, AttemptId, AttemptStart, BatchResult, Deployment, DriftEpisode,
-    GatewayRecord, Ledger, LedgerError, Millis, Outcome, Resolution, RevisionRecord, WriteBatch,
+    EvalRun, GatewayRecord, Ledger, LedgerError, Millis, Outcome, Pin, PinEnd, Resolution,
+    RevisionRecord, WriteBatch,
 };
 use std::{
     collections::BTreeMap,
@@ -25,6 +26,10 @@ pub const ATTEMPTS_KEPT: usize = 50;
 pub const DEPLOYMENTS_KEPT: usize = 20;
 /// Resolved drift episodes kept per environment.
 pub const EPISODES_KEPT: usize = 20;
+/// Ended pins kept per environment (the one in place is never dropped).
+pub const PINS_KEPT: usize = 10;
+/// Eval runs kept per environment and suite.
+pub const EVAL_RUNS_KEPT: usize = 5;
 
 /// One environment's part of the ledger.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,6 +42,10 @@ pub struct EnvironmentRecord {
     pub deployments: Vec<Deployment>,
     /// Oldest first.
     pub episodes: Vec<DriftEpisode>,
+    /// Oldest first; at most one in place (the last).
+    pub pins: Vec<Pin>,
+    /// Oldest first.
+    pub eval_runs: Vec<EvalRun>,
 }
 
 impl EnvironmentRecord {
@@ -58,6 +67,24 @@ impl EnvironmentRecord {
             excess -= usize::from(drop);
             !drop
         });
+        let ended = self.pins.iter().filter(|p| !p.active()).count();
+        let mut excess = ended.saturating_sub(PINS_KEPT);
+        self.pins.retain(|p| {
+            let drop = excess > 0 && !p.active();
+            excess -= usize::from(drop);
+            !drop
+        });
+        // NB: newest first, so each suite keeps its newest runs.
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut runs = std::mem::take(&mut self.eval_runs);
+        runs.reverse();
+        runs.retain(|run| {
+            let count = seen.entry(run.suite.clone()).or_default();
+            *count += 1;
+            *count <= EVAL_RUNS_KEPT
+        });
+        runs.reverse();
+        self.eval_runs = runs;
     }
 }
 
@@ -394,8 +421,105 @@ impl Ledger for MemoryLedger {
         Ok(episodes)
     }
 
-    /// Unfinished attempts, open episodes and each environment's newest
-    /// deployment are kept, as in the SQLite ledger.
+    fn pin(&self, pin: &Pin) -> Result<Option<Pin>, LedgerError> {
+        let mut state = self.state();
+        let env = state.environment(&pin.environment);
+        let replaced = env.pins.iter_mut().find(|p| p.active()).map(|p| {
+            *p = p.clone().ended(pin.at, &pin.by, PinEnd::Replaced);
+            p.clone()
+        });
+        env.pins.push(Pin {
+            held_since: None,
+            ended_at: None,
+            ended_by: None,
+            end_reason: None,
+            ..pin.clone()
+        });
+        env.trim();
+        Ok(replaced)
+    }
+
+    fn unpin(
+        &self,
+        environment: &str,
+        at: Millis,
+        by: &str,
+        how: PinEnd,
+    ) -> Result<Option<Pin>, LedgerError> {
+        let mut state = self.state();
+        let Some(env) = state.environments.get_mut(environment) else {
+            return Ok(None);
+        };
+        let ended = env.pins.iter_mut().find(|p| p.active()).map(|p| {
+            *p = p.clone().ended(at, by, how);
+            p.clone()
+        });
+        env.trim();
+        Ok(ended)
+    }
+
+    fn pin_holds(&self, environment: &str, since: Millis) -> Result<(), LedgerError> {
+        let mut state = self.state();
+        if let Some(env) = state.environments.get_mut(environment)
+            && let Some(pin) = env.pins.iter_mut().find(|p| p.active())
+        {
+            pin.held_since.get_or_insert(since);
+        }
+        Ok(())
+    }
+
+    fn pins(&self, environment: Option<&str>) -> Result<Vec<Pin>, LedgerError> {
+        let state = self.state();
+        Ok(state
+            .environments
+            .iter()
+            .filter(|(slug, _)| environment.is_none_or(|e| e == slug.as_str()))
+            .flat_map(|(_, env)| env.pins.iter().filter(|p| p.active()))
+            .cloned()
+            .collect())
+    }
+
+    fn pin_history(&self, environment: &str, limit: usize) -> Result<Vec<Pin>, LedgerError> {
+        let state = self.state();
+        Ok(state
+            .environments
+            .get(environment)
+            .map(|env| newest_first(&env.pins, |_| true, limit))
+            .unwrap_or_default())
+    }
+
+    fn record_eval_run(&self, run: &EvalRun) -> Result<(), LedgerError> {
+        let mut state = self.state();
+        let env = state.environment(&run.environment);
+        env.eval_runs.push(run.capped());
+        env.trim();
+        Ok(())
+    }
+
+    fn eval_runs(
+        &self,
+        environment: &str,
+        suite: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EvalRun>, LedgerError> {
+        let state = self.state();
+        let Some(env) = state.environments.get(environment) else {
+            return Ok(Vec::new());
+        };
+        let mut runs = newest_first(
+            &env.eval_runs,
+            |r| suite.is_none_or(|s| s == r.suite),
+            usize::MAX,
+        );
+        // Stable: within one time, the later recorded stays first.
+        runs.sort_by_key(|r| std::cmp::Reverse(r.at));
+        runs.truncate(limit);
+        Ok(runs)
+    }
+
+    /// Unfinished attempts, open episodes, each environment's newest
+    /// deployment, its pin in place and its newest run of each suite are
+    /// kept, as in the SQLite ledger.
     fn prune(
         &self,
         now: Millis,
@@ -406,7 +530,11 @@ impl Ledger for MemoryLedger {
         for (slug, env) in &mut state.environments {
             let keep_ms = i64::try_from(retention(slug).as_millis()).unwrap_or(i64::MAX);
             let before = now.saturating_sub(keep_ms);
-            let count = env.attempts.len() + env.deployments.len() + env.episodes.len();
+            let count = env.attempts.len()
+                + env.deployments.len()
+                + env.episodes.len()
+                + env.pins.len()
+                + env.eval_runs.len();
             env.attempts
                 .retain(|a| a.finished_at.is_none_or(|at| at >= before));
             env.episodes
@@ -418,7 +546,20 @@ impl Ledger for MemoryLedger {
                 index += 1;
                 keep
             });
-            deleted += count - (env.attempts.len() + env.deployments.len() + env.episodes.len());
+            env.pins
+                .retain(|p| p.ended_at.is_none_or(|at| at >= before));
+            let mut newest: std::collections::BTreeSet<String> = Default::default();
+            let mut runs = std::mem::take(&mut env.eval_runs);
+            runs.reverse();
+            runs.retain(|r| newest.insert(r.suite.clone()) || r.at >= before);
+            runs.reverse();
+            env.eval_runs = runs;
+            deleted += count
+                - (env.attempts.len()
+                    + env.deployments.len()
+                    + env.episodes.len()
+                    + env.pins.len()
+                    + env.eval_runs.len());
         }
         Ok(deleted)
     }

@@ -8,11 +8,11 @@
 //! record, which the next start resolves by reading the gateway.
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 mod memory;
 mod sqlite;
 
-pub use memory::{EnvironmentRecord, MemoryLedger};
+pub use memory::{EVAL_RUNS_KEPT, EnvironmentRecord, MemoryLedger};
 pub use sqlite::SqliteLedger;
 
 use serde::{Deserialize, Serialize};
@@ -217,6 +217,9 @@ pub enum GatewayState {
     Failed,
     Unreachable,
     Gated,
+    /// Runs its environment's pinned version, verified; the head's version
+    /// is held back until the pin ends.
+    Pinned,
 }
 
 impl GatewayState {
@@ -229,10 +232,16 @@ impl GatewayState {
             GatewayState::Failed => "failed",
             GatewayState::Unreachable => "unreachable",
             GatewayState::Gated => "gated",
+            GatewayState::Pinned => "pinned",
         }
     }
 
-    pub const ALL: [GatewayState; 7] = [
+    /// Runs what it should: the desired version, or the pin's.
+    pub fn settled(self) -> bool {
+        matches!(self, GatewayState::InSync | GatewayState::Pinned)
+    }
+
+    pub const ALL: [GatewayState; 8] = [
         GatewayState::InSync,
         GatewayState::Drifted,
         GatewayState::Pending,
@@ -240,6 +249,7 @@ impl GatewayState {
         GatewayState::Failed,
         GatewayState::Unreachable,
         GatewayState::Gated,
+        GatewayState::Pinned,
     ];
 
     pub fn parse(text: &str) -> Option<GatewayState> {
@@ -313,6 +323,116 @@ pub struct DriftEpisode {
     pub resolution: Option<Resolution>,
 }
 
+/// How a pin ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PinEnd {
+    /// Someone unpinned it (`sluice unpin`, the API, `spec.pin` removed).
+    Unpinned,
+    /// The followed branch's head renders the pinned digest: nothing is
+    /// held back any more.
+    CaughtUp,
+    /// Another pin took its place.
+    Replaced,
+}
+
+impl PinEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PinEnd::Unpinned => "unpinned",
+            PinEnd::CaughtUp => "caught-up",
+            PinEnd::Replaced => "replaced",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PinEnd> {
+        [PinEnd::Unpinned, PinEnd::CaughtUp, PinEnd::Replaced]
+            .into_iter()
+            .find(|e| e.as_str() == text)
+    }
+}
+
+/// An environment held at a version it ran whole: while the pin is in
+/// place, the reconciler applies the pinned version, not the head's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pin {
+    pub environment: String,
+    /// The version held (a [`Deployment`]'s digest).
+    pub digest: String,
+    /// The revision that version is rendered from.
+    pub revision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who pinned: an API token's name, the OS user, `kubernetes`, or
+    /// `sluice` when Sluice pins itself.
+    pub by: String,
+    pub at: Millis,
+    /// When the branch's head first rendered something else for the
+    /// environment (the pin started holding it back); only a pin that held
+    /// ends by itself when the head renders its digest again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_since: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<PinEnd>,
+}
+
+impl Pin {
+    /// Still in place.
+    pub fn active(&self) -> bool {
+        self.ended_at.is_none()
+    }
+
+    /// This pin, ended.
+    pub fn ended(mut self, at: Millis, by: &str, how: PinEnd) -> Pin {
+        self.ended_at = Some(at);
+        self.ended_by = Some(by.to_owned());
+        self.end_reason = Some(how);
+        self
+    }
+}
+
+/// Failures an eval run keeps, at most.
+pub const EVAL_FAILURES_KEPT: usize = 50;
+
+/// One case of a suite that failed on one gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalFailure {
+    pub gateway: String,
+    pub case: String,
+    pub reason: String,
+}
+
+/// A suite run against an environment's version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalRun {
+    pub environment: String,
+    pub suite: String,
+    pub revision: String,
+    /// The environment's version the suite ran against.
+    pub digest: String,
+    /// That version's packs: what an eval gate compares (by name + source).
+    pub packs: Vec<DeployedPack>,
+    pub passed: u32,
+    pub failed: u32,
+    /// At most [`EVAL_FAILURES_KEPT`] (`failed` still counts them all).
+    pub failures: Vec<EvalFailure>,
+    pub at: Millis,
+}
+
+impl EvalRun {
+    /// The run as every store keeps it: failures capped.
+    pub fn capped(&self) -> EvalRun {
+        let mut run = self.clone();
+        run.failures.truncate(EVAL_FAILURES_KEPT);
+        run
+    }
+}
+
 /// The store the reconciler keeps its memory in.
 pub trait Ledger: Send + Sync {
     fn record_revision(&self, revision: &RevisionRecord) -> Result<(), LedgerError>;
@@ -374,8 +494,36 @@ pub trait Ledger: Send + Sync {
         open_only: bool,
         limit: usize,
     ) -> Result<Vec<DriftEpisode>, LedgerError>;
+    /// Makes `pin` its environment's pin; a pin already in place is ended
+    /// (`replaced`, by `pin.by` at `pin.at`) and returned.
+    fn pin(&self, pin: &Pin) -> Result<Option<Pin>, LedgerError>;
+    /// Ends an environment's pin; returns it ended, if there was one.
+    fn unpin(
+        &self,
+        environment: &str,
+        at: Millis,
+        by: &str,
+        how: PinEnd,
+    ) -> Result<Option<Pin>, LedgerError>;
+    /// Marks an environment's pin in place as holding the head back since
+    /// `since` (kept when already set).
+    fn pin_holds(&self, environment: &str, since: Millis) -> Result<(), LedgerError>;
+    /// The pins in place (of one environment, or all), by environment.
+    fn pins(&self, environment: Option<&str>) -> Result<Vec<Pin>, LedgerError>;
+    /// An environment's pins, ended ones too, newest first.
+    fn pin_history(&self, environment: &str, limit: usize) -> Result<Vec<Pin>, LedgerError>;
+    /// Records a suite's run (failures capped at [`EVAL_FAILURES_KEPT`]).
+    fn record_eval_run(&self, run: &EvalRun) -> Result<(), LedgerError>;
+    /// An environment's eval runs (of one suite, or all), newest first.
+    fn eval_runs(
+        &self,
+        environment: &str,
+        suite: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EvalRun>, LedgerError>;
     /// Deletes finished attempts and revisions older than each environment's
-    /// retention; returns how many rows went.
+    /// retention (and drift episodes, deployments, ended pins and eval runs,
+    /// keeping what is current); returns how many rows went.
     fn prune(
         &self,
         now: Millis,

@@ -15,8 +15,8 @@ mod tests;
 
 use super::{
     Attempt, AttemptFinish, AttemptId, AttemptStart, BatchResult, DeployedPack, Deployment,
-    DriftEpisode, GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Outcome, Resolution,
-    RevisionRecord, Trigger, WriteBatch,
+    DriftEpisode, EvalRun, GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Outcome, Pin,
+    PinEnd, Resolution, RevisionRecord, Trigger, WriteBatch,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
@@ -277,16 +277,38 @@ fn unknown_value(column: usize, what: &str, text: &str) -> rusqlite::Error {
     )
 }
 
-/// How a deployment's packs are kept: a JSON array of `{name, version,
-/// digest, source}`.
-fn packs_text(packs: &[DeployedPack]) -> String {
-    serde_json::to_string(packs).expect("strings serialize")
+/// How the JSON columns (a deployment's or an eval run's `packs`, an eval
+/// run's `failures`) are written: the one place they are encoded.
+fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("records of strings and numbers serialize")
 }
 
-/// A deployment's packs read back; a column that does not decode is an
-/// error (not "no packs", which a promotion gate would read as never ran).
-fn packs_of(text: &str) -> Result<Vec<DeployedPack>, rusqlite::Error> {
-    serde_json::from_str(text).map_err(|_| unknown_value(3, "packs of a deployment", text))
+/// A JSON column read back, the one place they are decoded: a column that
+/// does not decode is an error naming the table, row and column (never
+/// "empty", which a promotion or eval gate would read as nothing there).
+fn json_of<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    column: usize,
+    table: &str,
+) -> Result<T, rusqlite::Error> {
+    let text: String = row.get(column)?;
+    serde_json::from_str(&text).map_err(|e| {
+        let id: Option<i64> = row.get("id").ok();
+        let name = row
+            .as_ref()
+            .column_name(column)
+            .map_or_else(|_| column.to_string(), str::to_owned);
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            Type::Text,
+            format!(
+                "{table} row {}: column {name} is not the JSON Sluice writes ({e}): {}",
+                id.map_or_else(|| "?".to_owned(), |id| id.to_string()),
+                crate::source::prefix(&text, 80)
+            )
+            .into(),
+        )
+    })
 }
 
 /// Converts a retention to a cutoff: records older than the result go.
@@ -606,9 +628,11 @@ impl Ledger for SqliteLedger {
                 .map_err(query_error(doing))?;
         }
 
-        let known =
-            environments("SELECT environment FROM attempts UNION SELECT environment FROM gateways")
-                .map_err(query_error(doing))?;
+        let known = environments(
+            "SELECT environment FROM attempts UNION SELECT environment FROM gateways
+                 UNION SELECT environment FROM pins UNION SELECT environment FROM eval_runs",
+        )
+        .map_err(query_error(doing))?;
         if let Some(longest) = known.iter().map(|e| retention(e)).max() {
             deleted += tx
                 .execute(
@@ -628,6 +652,23 @@ impl Ledger for SqliteLedger {
                 .execute(
                     "DELETE FROM drift_episodes
                      WHERE environment = ?1 AND resolved_at IS NOT NULL AND resolved_at < ?2",
+                    params![environment, before],
+                )
+                .map_err(query_error(doing))?;
+            deleted += tx
+                .execute(
+                    "DELETE FROM pins
+                     WHERE environment = ?1 AND ended_at IS NOT NULL AND ended_at < ?2",
+                    params![environment, before],
+                )
+                .map_err(query_error(doing))?;
+            // The newest run of each suite stays: what a gate reads.
+            deleted += tx
+                .execute(
+                    "DELETE FROM eval_runs
+                     WHERE environment = ?1 AND run_at < ?2
+                       AND id NOT IN (SELECT MAX(id) FROM eval_runs
+                                      WHERE environment = ?1 GROUP BY suite)",
                     params![environment, before],
                 )
                 .map_err(query_error(doing))?;
@@ -669,7 +710,7 @@ impl Ledger for SqliteLedger {
                 deployment.environment,
                 deployment.revision,
                 deployment.digest,
-                packs_text(&deployment.packs),
+                json_text::<[DeployedPack]>(&deployment.packs),
                 deployment.verified_at
             ])
         })
@@ -681,7 +722,7 @@ impl Ledger for SqliteLedger {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT environment, revision, digest, packs, verified_at FROM deployments
+                "SELECT environment, revision, digest, packs, verified_at, id FROM deployments
                  WHERE environment = ?1 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(query_error("listing deployments"))?;
@@ -690,7 +731,7 @@ impl Ledger for SqliteLedger {
                 environment: row.get(0)?,
                 revision: row.get(1)?,
                 digest: row.get(2)?,
-                packs: packs_of(&row.get::<_, String>(3)?)?,
+                packs: json_of(row, 3, "deployments")?,
                 verified_at: row.get(4)?,
             })
         })
@@ -786,6 +827,184 @@ impl Ledger for SqliteLedger {
         .and_then(|rows| rows.collect())
         .map_err(query_error(doing))
     }
+    fn pin(&self, pin: &Pin) -> Result<Option<Pin>, LedgerError> {
+        let doing = "pinning an environment";
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction().map_err(query_error(doing))?;
+        let replaced = end_pin(&tx, &pin.environment, pin.at, &pin.by, PinEnd::Replaced)
+            .map_err(query_error(doing))?;
+        tx.prepare_cached(
+            "INSERT INTO pins (environment, digest, revision, reason, pinned_by, pinned_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                pin.environment,
+                pin.digest,
+                pin.revision,
+                pin.reason,
+                pin.by,
+                pin.at
+            ])
+        })
+        .map_err(query_error(doing))?;
+        tx.commit().map_err(query_error(doing))?;
+        Ok(replaced)
+    }
+
+    fn unpin(
+        &self,
+        environment: &str,
+        at: Millis,
+        by: &str,
+        how: PinEnd,
+    ) -> Result<Option<Pin>, LedgerError> {
+        end_pin(&self.conn(), environment, at, by, how).map_err(query_error("unpinning"))
+    }
+
+    fn pin_holds(&self, environment: &str, since: Millis) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE pins SET held_since = ?2
+                 WHERE environment = ?1 AND ended_at IS NULL AND held_since IS NULL",
+            )
+            .and_then(|mut stmt| stmt.execute(params![environment, since]))
+            .map(drop)
+            .map_err(query_error("marking a pin as holding"))
+    }
+
+    fn pins(&self, environment: Option<&str>) -> Result<Vec<Pin>, LedgerError> {
+        let doing = "listing pins";
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {PIN_COLUMNS} FROM pins
+                 WHERE ended_at IS NULL AND (?1 IS NULL OR environment = ?1)
+                 ORDER BY environment"
+            ))
+            .map_err(query_error(doing))?;
+        stmt.query_map(params![environment], pin_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(query_error(doing))
+    }
+
+    fn pin_history(&self, environment: &str, limit: usize) -> Result<Vec<Pin>, LedgerError> {
+        let doing = "listing pin history";
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {PIN_COLUMNS} FROM pins WHERE environment = ?1 ORDER BY id DESC LIMIT ?2"
+            ))
+            .map_err(query_error(doing))?;
+        stmt.query_map(params![environment, clamp(limit)], pin_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(query_error(doing))
+    }
+
+    fn record_eval_run(&self, run: &EvalRun) -> Result<(), LedgerError> {
+        let doing = "recording an eval run";
+        let run = run.capped();
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO eval_runs
+                     (environment, suite, revision, digest, packs, passed, failed, failures, run_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    run.environment,
+                    run.suite,
+                    run.revision,
+                    run.digest,
+                    json_text(&run.packs),
+                    run.passed,
+                    run.failed,
+                    json_text(&run.failures),
+                    run.at
+                ])
+            })
+            .map(drop)
+            .map_err(query_error(doing))
+    }
+
+    fn eval_runs(
+        &self,
+        environment: &str,
+        suite: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EvalRun>, LedgerError> {
+        let doing = "listing eval runs";
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {EVAL_COLUMNS} FROM eval_runs
+                 WHERE environment = ?1 AND (?2 IS NULL OR suite = ?2)
+                 ORDER BY run_at DESC, id DESC LIMIT ?3"
+            ))
+            .map_err(query_error(doing))?;
+        stmt.query_map(params![environment, suite, clamp(limit)], eval_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(query_error(doing))
+    }
+}
+
+const PIN_COLUMNS: &str = "environment, digest, revision, reason, pinned_by, pinned_at, \
+                           ended_at, ended_by, end_reason, held_since, id";
+
+fn pin_from_row(row: &Row<'_>) -> rusqlite::Result<Pin> {
+    Ok(Pin {
+        environment: row.get(0)?,
+        digest: row.get(1)?,
+        revision: row.get(2)?,
+        reason: row.get(3)?,
+        by: row.get(4)?,
+        at: row.get(5)?,
+        ended_at: row.get(6)?,
+        ended_by: row.get(7)?,
+        end_reason: row
+            .get::<_, Option<String>>(8)?
+            .map(|text| PinEnd::parse(&text).ok_or_else(|| unknown_value(8, "end of a pin", &text)))
+            .transpose()?,
+        held_since: row.get(9)?,
+    })
+}
+
+/// Ends an environment's pin in place, if any, and returns it ended.
+fn end_pin(
+    conn: &Connection,
+    environment: &str,
+    at: Millis,
+    by: &str,
+    how: PinEnd,
+) -> rusqlite::Result<Option<Pin>> {
+    // NB: every row read, so the statement runs to its end (see `start_attempt`).
+    conn.prepare_cached(&format!(
+        "UPDATE pins SET ended_at = ?2, ended_by = ?3, end_reason = ?4
+         WHERE environment = ?1 AND ended_at IS NULL
+         RETURNING {PIN_COLUMNS}"
+    ))
+    .and_then(|mut stmt| {
+        stmt.query_map(params![environment, at, by, how.as_str()], pin_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .map(|pins| pins.into_iter().next())
+}
+
+const EVAL_COLUMNS: &str =
+    "environment, suite, revision, digest, packs, passed, failed, failures, run_at, id";
+
+fn eval_from_row(row: &Row<'_>) -> rusqlite::Result<EvalRun> {
+    Ok(EvalRun {
+        environment: row.get(0)?,
+        suite: row.get(1)?,
+        revision: row.get(2)?,
+        digest: row.get(3)?,
+        packs: json_of(row, 4, "eval_runs")?,
+        passed: row.get(5)?,
+        failed: row.get(6)?,
+        failures: json_of(row, 7, "eval_runs")?,
+        at: row.get(8)?,
+    })
 }
 
 const DRIFT_COLUMNS: &str = "environment, gateway, revision, desired_digest, live_digest, \

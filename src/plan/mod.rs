@@ -11,7 +11,7 @@ use crate::{
         Digest, Environment, Repository,
         render::{canonical_json, document},
     },
-    ledger::{GatewayState, Ledger, LedgerError},
+    ledger::{Ledger, LedgerError},
     source::prefix,
 };
 use semantic::Change;
@@ -107,10 +107,7 @@ impl Plan {
                     && digest.as_deref() == env.after.as_ref().map(Digest::as_str),
                 digest,
                 revision: deployment.map(|d| d.revision),
-                in_sync: mine
-                    .iter()
-                    .filter(|r| r.state == GatewayState::InSync)
-                    .count(),
+                in_sync: mine.iter().filter(|r| r.state.settled()).count(),
                 gateways: mine.len(),
             });
         }

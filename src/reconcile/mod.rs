@@ -18,10 +18,12 @@
 pub mod clock;
 pub mod gate;
 mod journal;
+pub mod pin;
 pub mod retry;
 pub mod status;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use pin::Revisions;
 
 use crate::{
     config::{
@@ -36,11 +38,11 @@ use crate::{
     gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, Live},
     ledger::{
         Attempt, AttemptFinish, AttemptId, AttemptStart, DeployedPack, Deployment, DriftEpisode,
-        GatewayRecord, GatewayState, Ledger, LedgerError, Outcome, Resolution, RevisionRecord,
-        Trigger,
+        GatewayRecord, GatewayState, Ledger, LedgerError, Outcome, PinEnd, Resolution,
+        RevisionRecord, Trigger,
     },
     promote::trailer::{self, Promotion},
-    source::{Revision, prefix},
+    source::prefix,
 };
 use futures::StreamExt;
 use retry::Backoff;
@@ -105,6 +107,10 @@ pub struct GatewayReport {
     /// What the promotion gate waits for, when it holds the gateway back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gated: Option<String>,
+    /// Who pinned the environment and what the head would apply, while a
+    /// pin holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
 }
 
 /// Upstream deployments and drift episodes a gate looks at, at most.
@@ -126,6 +132,10 @@ struct Job<'a> {
     /// gateway is changed after that (issue: a full disk must not let
     /// applies out unrecorded).
     halt: &'a AtomicBool,
+    /// The revision whose render `rendered` is (the pin's, when pinned).
+    revision: &'a str,
+    /// The environment's pin, while one holds it.
+    pinned: Option<&'a pin::Pinned>,
 }
 
 impl Job<'_> {
@@ -194,10 +204,7 @@ pub struct EnvironmentReport {
 
 impl EnvironmentReport {
     pub fn in_sync(&self) -> usize {
-        self.gateways
-            .iter()
-            .filter(|g| g.state == GatewayState::InSync)
-            .count()
+        self.gateways.iter().filter(|g| g.state.settled()).count()
     }
 
     pub fn converged(&self) -> bool {
@@ -249,6 +256,10 @@ pub struct Reconciler {
     generation: AtomicU64,
     journal: journal::Journal,
     alerts: Arc<dyn Alerts>,
+    /// Loads pinned revisions; without it a pin to another revision holds.
+    revisions: Option<Arc<dyn Revisions>>,
+    /// Pinned revisions loaded, by commit (only those pinned now).
+    pinned_loads: Mutex<HashMap<String, Arc<Loaded>>>,
 }
 
 impl Reconciler {
@@ -268,7 +279,15 @@ impl Reconciler {
             connect: Arc::new(gateway::connect),
             drivers: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            revisions: None,
+            pinned_loads: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Loads pinned revisions with `revisions` (see [`pin`]).
+    pub fn with_revisions(mut self, revisions: Arc<dyn Revisions>) -> Self {
+        self.revisions = Some(revisions);
+        self
     }
 
     /// Makes drivers with `connect` instead of [`gateway::connect`].
@@ -409,8 +428,9 @@ impl Reconciler {
             );
             return Ok(Pass::ValidationFailed { revision, errors });
         };
-        let rendered = render_all(repo, only);
+        let mut rendered = render_all(repo, only);
         tracing::debug!(gateways = rendered.len(), "rendered");
+        let pinned = self.pinned(repo, &mut rendered, &revision, only).await?;
         let previous: HashMap<(String, String), GatewayRecord> = self
             .ledger
             .gateways(only)?
@@ -428,9 +448,15 @@ impl Reconciler {
         let mut policies = HashMap::new();
         for env in repo.environments.values() {
             let mut policy = EnvironmentPolicy::of(repo, env);
-            if only.is_none_or(|o| o == env.slug) {
+            if let Some(pinned) = pinned.get(&env.slug) {
+                // NB: a pin is a version the environment ran whole: no
+                // promotion gate holds it back; one it cannot honour holds all.
+                policy.held = pinned.problem.clone();
+            } else if only.is_none_or(|o| o == env.slug) {
                 let promoted = promotion.as_ref().filter(|p| p.to == env.slug);
                 policy.held = self.gate(env, &rendered, &revision, &previous, &policy, promoted)?;
+            }
+            if only.is_none_or(|o| o == env.slug) {
                 // NB: only the newest deployment on every pass; a gate reads
                 // the history itself, and only where a soak is set.
                 policy.verified = self
@@ -457,7 +483,10 @@ impl Reconciler {
                 let env = repo.environments.get(&rendered.environment)?;
                 let spec = env.gateways.iter().find(|g| g.name() == rendered.gateway)?;
                 let key = (rendered.environment.clone(), rendered.gateway.clone());
+                let pin = pinned.get(&rendered.environment);
                 Some(Job {
+                    revision: pin.map_or(revision.as_str(), |p| p.pin.revision.as_str()),
+                    pinned: pin,
                     rendered,
                     spec,
                     previous: previous.get(&key),
@@ -486,14 +515,14 @@ impl Reconciler {
         self.journal.records(
             jobs.iter()
                 .filter(|j| j.policy.held.is_none() && j.changes_version())
-                .map(|j| j.pending(&revision, now))
+                .map(|j| j.pending(j.revision, now))
                 .collect(),
         );
         // NB: by index, so no closure's signature names a lifetime: rustc
         // cannot prove such a future `Send` for every lifetime, and the
         // Kubernetes controller needs the pass `Send`.
         let reports: Vec<GatewayReport> = futures::stream::iter(0..jobs.len())
-            .map(|i| self.reconcile_gateway(jobs[i], &loaded.revision, trigger, progress))
+            .map(|i| self.reconcile_gateway(jobs[i], trigger, progress))
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
             .await;
@@ -518,7 +547,7 @@ impl Reconciler {
             self.written(self.ledger.remove_gateways(&gone))?;
         }
         let environments = group(reports);
-        self.record_deployments(&environments, &rendered, &revision);
+        self.record_deployments(&environments, &rendered, &revision, &pinned);
         Ok(Pass::Reconciled {
             revision,
             environments,
@@ -528,7 +557,6 @@ impl Reconciler {
     async fn reconcile_gateway(
         &self,
         job: Job<'_>,
-        revision: &Revision,
         trigger: Trigger,
         progress: &dyn Progress,
     ) -> GatewayReport {
@@ -544,15 +572,15 @@ impl Reconciler {
             gateway: rendered.gateway.clone(),
             digest: rendered.digest.clone(),
             body: rendered.canonical.clone(),
-            revision: revision.to_string(),
+            revision: job.revision.to_owned(),
         };
         let span = tracing::info_span!(
             "gateway",
             environment = %desired.environment,
             gateway = %desired.gateway,
-            revision = %revision.short(),
+            revision = %prefix(job.revision, 8),
         );
-        let report = async {
+        let mut report = async {
             match self.driver(&desired.environment, spec) {
                 Ok(driver) => {
                     self.converge(driver.as_ref(), &desired, trigger, &job)
@@ -570,6 +598,12 @@ impl Reconciler {
         }
         .instrument(span)
         .await;
+        if let Some(pinned) = job.pinned {
+            if report.state == GatewayState::InSync {
+                report.state = GatewayState::Pinned;
+            }
+            report.pinned = Some(pinned.message());
+        }
         // NB: a gateway held back because the ledger cannot write is not a
         // gateway failing; the ledger's failure is reported once, by itself.
         if report.error.is_some()
@@ -666,8 +700,11 @@ impl Reconciler {
                         report
                     }
                     (_, Act::Hold) => {
-                        let mut report =
-                            report(desired, GatewayState::Gated, live.digest, false, None);
+                        let state = match job.pinned {
+                            Some(_) => GatewayState::Pinned,
+                            None => GatewayState::Gated,
+                        };
+                        let mut report = report(desired, state, live.digest, false, None);
                         report.gated = policy.held.clone();
                         report
                     }
@@ -700,6 +737,95 @@ impl Reconciler {
         }
         report.drift = drift;
         report
+    }
+
+    /// The pins of the environments in scope, honoured: each pinned
+    /// environment's gateways in `rendered` get the pinned version's render
+    /// (checked against the pin's digest); a pin the head has caught up
+    /// with ends. Returns the environments a pin holds.
+    async fn pinned(
+        &self,
+        repo: &Repository,
+        rendered: &mut [RenderedGateway],
+        revision: &str,
+        only: Option<&str>,
+    ) -> Result<HashMap<String, pin::Pinned>, ReconcileError> {
+        let mut held = HashMap::new();
+        let mut loaded_now = HashSet::new();
+        for pin in self.written(self.ledger.pins(only))? {
+            // NB: an environment gone from the repository has no gateways
+            // to hold; its pin stays in the ledger for when it is back.
+            let Some(env) = repo.environments.get(&pin.environment) else {
+                continue;
+            };
+            let (_, head, _) = crate::config::render::environment_version(repo, env);
+            let loaded = if head.as_str() == pin.digest {
+                Err(String::new())
+            } else {
+                loaded_now.insert(pin.revision.clone());
+                self.load_pinned(&pin.revision).await
+            };
+            let decision = pin::honour(&pin, &head, loaded.as_deref().map_err(String::as_str));
+            let problem = match decision {
+                pin::Honour::CaughtUp => {
+                    tracing::info!(environment = %pin.environment, digest = %head.short(), "the head renders the pinned version: the pin ends (caught-up)");
+                    self.written(self.ledger.unpin(
+                        &pin.environment,
+                        self.clock.now(),
+                        "sluice",
+                        PinEnd::CaughtUp,
+                    ))?;
+                    continue;
+                }
+                pin::Honour::Level => None,
+                pin::Honour::Apply(version) => {
+                    pin::substitute(rendered, &pin.environment, &version);
+                    self.written(self.ledger.pin_holds(&pin.environment, self.clock.now()))?;
+                    None
+                }
+                pin::Honour::Hold(why) => {
+                    self.written(self.ledger.pin_holds(&pin.environment, self.clock.now()))?;
+                    tracing::warn!(environment = %pin.environment, reason = %why, "pin cannot be honoured; holding");
+                    Some(why)
+                }
+            };
+            held.insert(
+                pin.environment.clone(),
+                pin::Pinned {
+                    pin,
+                    head,
+                    head_revision: revision.to_owned(),
+                    problem,
+                },
+            );
+        }
+        if only.is_none() {
+            let mut loads = self.pinned_loads.lock().unwrap_or_else(|e| e.into_inner());
+            loads.retain(|commit, _| loaded_now.contains(commit));
+        }
+        Ok(held)
+    }
+
+    /// The repository at a pinned commit, loaded once while it stays pinned.
+    async fn load_pinned(&self, commit: &str) -> Result<Arc<Loaded>, String> {
+        let cached = self
+            .pinned_loads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(commit)
+            .cloned();
+        if let Some(loaded) = cached {
+            return Ok(loaded);
+        }
+        let Some(revisions) = &self.revisions else {
+            return Err("this Sluice cannot load other revisions".into());
+        };
+        let loaded = revisions.load(commit).await?;
+        self.pinned_loads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(commit.to_owned(), loaded.clone());
+        Ok(loaded)
     }
 
     /// Whether the environment's promotion gate holds its new version back,
@@ -1095,7 +1221,11 @@ impl Reconciler {
             state: report.state,
             changed_at,
             updated_at: now,
-            error: report.error.clone().or_else(|| report.gated.clone()),
+            error: report
+                .error
+                .clone()
+                .or_else(|| report.gated.clone())
+                .or_else(|| report.pinned.clone()),
         }
     }
 
@@ -1106,8 +1236,12 @@ impl Reconciler {
         environments: &[EnvironmentReport],
         rendered: &[RenderedGateway],
         revision: &str,
+        pinned: &HashMap<String, pin::Pinned>,
     ) {
         for env in environments.iter().filter(|e| e.converged()) {
+            let revision = pinned
+                .get(&env.environment)
+                .map_or(revision, |p| p.pin.revision.as_str());
             let Some(first) = rendered.iter().find(|r| r.environment == env.environment) else {
                 continue;
             };
@@ -1228,6 +1362,7 @@ fn report(
         error,
         drift: None,
         gated: None,
+        pinned: None,
     }
 }
 

@@ -2,7 +2,7 @@
 //! records by a pure function.
 
 use crate::ledger::{
-    Attempt, GatewayRecord, GatewayState, Ledger, LedgerError, Millis, RevisionRecord,
+    Attempt, GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Pin, RevisionRecord,
 };
 use crate::source::prefix;
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,9 @@ pub struct StatusView {
     /// (only a running server knows: the file cannot say it is full).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger_error: Option<String>,
+    /// The pins in place: who holds which environment where, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<Pin>,
 }
 
 impl StatusView {
@@ -78,22 +81,26 @@ impl StatusView {
             }),
             gateways,
             ledger_error: None,
+            pins: Vec::new(),
         }
     }
 
     pub fn read(ledger: &dyn Ledger, environment: Option<&str>) -> Result<Self, LedgerError> {
         let mut unfinished = ledger.unfinished_attempts()?;
         unfinished.retain(|a| environment.is_none_or(|e| e == a.start.environment));
-        Ok(Self::build(
+        let mut view = Self::build(
             ledger.last_revision()?,
             ledger.gateways(environment)?,
             &unfinished,
-        ))
+        );
+        view.pins = ledger.pins(environment)?;
+        Ok(view)
     }
 
     /// Only the gateways of environments `allowed` accepts (token scopes).
     pub fn retain(mut self, allowed: impl Fn(&str) -> bool) -> Self {
         self.gateways.retain(|g| allowed(&g.environment));
+        self.pins.retain(|p| allowed(&p.environment));
         self
     }
 
@@ -101,10 +108,7 @@ impl StatusView {
     pub fn converged(&self) -> bool {
         self.ledger_error.is_none()
             && self.revision.as_ref().is_none_or(|r| r.valid)
-            && self
-                .gateways
-                .iter()
-                .all(|g| g.state == GatewayState::InSync)
+            && self.gateways.iter().all(|g| g.state.settled())
     }
 }
 

@@ -496,3 +496,246 @@ async fn a_rotated_token_replaces_the_driver_rather_than_adding_one() {
         .await;
     assert_eq!(world.drivers(), 2, "prod-eu-1 and dev-1");
 }
+
+/// Pinned revisions, by commit, loaded as a pass asks for them.
+#[derive(Default)]
+struct Repo {
+    commits: Mutex<HashMap<String, Arc<Loaded>>>,
+    loads: AtomicUsize,
+}
+
+#[async_trait]
+impl Revisions for Repo {
+    async fn load(&self, commit: &str) -> Result<Arc<Loaded>, String> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        let commits = self.commits.lock().unwrap();
+        commits
+            .get(commit)
+            .cloned()
+            .ok_or_else(|| format!("no commit {commit}"))
+    }
+}
+
+/// The example at commit `hex` repeated, with `files` over it.
+fn commit(hex: char, files: &[(&str, &str)]) -> Arc<Loaded> {
+    let mut loaded = example(files);
+    loaded.revision = crate::source::Revision::Commit(hex.to_string().repeat(40));
+    Arc::new(loaded)
+}
+
+/// Production's baseline with a longer retention: another version.
+fn longer_retention() -> (&'static str, String) {
+    let path = "environments/production/packs/baseline.yaml";
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/config-repo")
+            .join(path),
+    )
+    .unwrap()
+    .replace("retention_days: 365", "retention_days: 400");
+    (path, text)
+}
+
+fn pinned_world(commits: &[&Arc<Loaded>]) -> (World, Arc<Repo>) {
+    let mut world = World::new();
+    let repo = Arc::new(Repo::default());
+    for loaded in commits {
+        repo.commits
+            .lock()
+            .unwrap()
+            .insert(loaded.revision.to_string(), (*loaded).clone());
+    }
+    world.reconciler = world.reconciler.with_revisions(repo.clone());
+    (world, repo)
+}
+
+fn pin_at(deployment: &Deployment, by: &str, at: crate::ledger::Millis) -> crate::ledger::Pin {
+    crate::ledger::Pin {
+        environment: deployment.environment.clone(),
+        digest: deployment.digest.clone(),
+        revision: deployment.revision.clone(),
+        reason: Some("incident 7: rollback in review".into()),
+        by: by.into(),
+        at,
+        held_since: None,
+        ended_at: None,
+        ended_by: None,
+        end_reason: None,
+    }
+}
+
+#[tokio::test]
+async fn a_pinned_environment_keeps_its_version_while_the_head_moves_heals_to_it_and_unpins_when_the_head_catches_up()
+ {
+    let (path, text) = longer_retention();
+    let a = commit('a', &[]);
+    let b = commit('b', &[(path, &text)]);
+    let (world, repo) = pinned_world(&[&a]);
+    world.pass(&a, Trigger::Startup, Some("production")).await;
+    let ran = world.ledger.deployments("production", 1).unwrap().remove(0);
+    world
+        .ledger
+        .pin(&pin_at(&ran, "alice", world.clock.now()))
+        .unwrap();
+    // The head still renders it: nothing held back yet, and the pin stays.
+    let reports = world.pass(&a, Trigger::Poll, Some("production")).await;
+    assert_eq!(
+        gateway(&reports, "production", "prod-eu-1").state,
+        GatewayState::Pinned
+    );
+    assert_eq!(world.ledger.pins(None).unwrap()[0].held_since, None);
+
+    // The head moves: the pin holds the gateways where they are.
+    let reports = world.pass(&b, Trigger::Poll, Some("production")).await;
+    let head = world
+        .fakes
+        .get("production", "prod-eu-1")
+        .digest()
+        .expect("runs something");
+    assert_eq!(head.as_str(), ran.digest);
+    for name in ["prod-eu-1", "prod-us-1"] {
+        let held = gateway(&reports, "production", name);
+        assert_eq!(held.state, GatewayState::Pinned, "{held:?}");
+        assert!(!held.applied, "{held:?}");
+        assert_eq!(held.desired.as_str(), ran.digest);
+        let message = held.pinned.as_deref().unwrap();
+        assert!(
+            message.contains("alice") && message.contains("(bbbbbbbb) would apply"),
+            "{message}"
+        );
+        assert_eq!(world.fakes.get("production", name).applies(), 1);
+    }
+    let records = world.ledger.gateways(Some("production")).unwrap();
+    assert!(
+        records.iter().all(|r| r.state == GatewayState::Pinned
+            && r.desired_digest.as_deref() == Some(ran.digest.as_str())
+            && r.desired_revision.as_deref() == Some(ran.revision.as_str())),
+        "{records:?}"
+    );
+    assert!(reports[0].converged(), "a pinned environment is settled");
+
+    // A hand edit is put back to the pin, not to the head.
+    let edited = world.fakes.get("production", "prod-eu-1");
+    edited.edit(EDITED);
+    let reports = world.pass(&b, Trigger::Drift, Some("production")).await;
+    let healed = gateway(&reports, "production", "prod-eu-1");
+    assert!(healed.applied && healed.drift.is_some(), "{healed:?}");
+    assert_eq!(healed.state, GatewayState::Pinned);
+    assert_eq!(edited.digest().unwrap().as_str(), ran.digest);
+    assert_eq!(
+        world.newest("production", "prod-eu-1").start.revision,
+        ran.revision
+    );
+    assert_eq!(
+        world.episodes(Some("production"), false)[0].resolution,
+        Some(Resolution::Healed)
+    );
+    assert_eq!(
+        repo.loads.load(Ordering::SeqCst),
+        1,
+        "loaded once while pinned"
+    );
+
+    // The branch's head renders the pinned version again: the pin ends.
+    let c = commit('c', &[]);
+    let reports = world.pass(&c, Trigger::Poll, Some("production")).await;
+    assert!(world.ledger.pins(None).unwrap().is_empty());
+    let ended = world.ledger.pin_history("production", 1).unwrap().remove(0);
+    assert_eq!(ended.end_reason, Some(crate::ledger::PinEnd::CaughtUp));
+    assert_eq!(ended.ended_by.as_deref(), Some("sluice"));
+    for name in ["prod-eu-1", "prod-us-1"] {
+        let report = gateway(&reports, "production", name);
+        assert_eq!(report.state, GatewayState::InSync, "{report:?}");
+        assert!(report.pinned.is_none() && !report.applied, "{report:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_pin_to_an_older_version_applies_it_and_unpinning_lets_the_head_back() {
+    let (path, text) = longer_retention();
+    let a = commit('a', &[]);
+    let b = commit('b', &[(path, &text)]);
+    let (world, _repo) = pinned_world(&[&a]);
+    world.pass(&a, Trigger::Startup, Some("production")).await;
+    let older = world.ledger.deployments("production", 1).unwrap().remove(0);
+    world.pass(&b, Trigger::Poll, Some("production")).await;
+    let newer = world.ledger.deployments("production", 1).unwrap().remove(0);
+    assert_ne!(older.digest, newer.digest);
+
+    world
+        .ledger
+        .pin(&pin_at(&older, "bob", world.clock.now()))
+        .unwrap();
+    let reports = world.pass(&b, Trigger::Poll, Some("production")).await;
+    for name in ["prod-eu-1", "prod-us-1"] {
+        let back = gateway(&reports, "production", name);
+        assert!(
+            back.applied && back.state == GatewayState::Pinned,
+            "{back:?}"
+        );
+        let fake = world.fakes.get("production", name);
+        assert_eq!(fake.digest().unwrap().as_str(), older.digest);
+    }
+    let now_runs = world.ledger.deployments("production", 1).unwrap().remove(0);
+    assert_eq!(
+        (now_runs.digest.as_str(), now_runs.revision.as_str()),
+        (older.digest.as_str(), older.revision.as_str()),
+        "the pinned version, from its revision, is what it runs whole"
+    );
+
+    world
+        .ledger
+        .unpin(
+            "production",
+            world.clock.now(),
+            "bob",
+            crate::ledger::PinEnd::Unpinned,
+        )
+        .unwrap();
+    let reports = world.pass(&b, Trigger::Poll, Some("production")).await;
+    for name in ["prod-eu-1", "prod-us-1"] {
+        let head = gateway(&reports, "production", name);
+        assert!(
+            head.applied && head.state == GatewayState::InSync,
+            "{head:?}"
+        );
+        assert_eq!(head.desired.as_str(), newer.digest);
+    }
+}
+
+#[tokio::test]
+async fn a_pin_whose_revision_does_not_render_its_digest_holds_and_says_why() {
+    let (path, text) = longer_retention();
+    let a = commit('a', &[]);
+    let b = commit('b', &[(path, &text)]);
+    let (world, _repo) = pinned_world(&[&a]);
+    world.pass(&a, Trigger::Startup, Some("production")).await;
+    let mut wrong = world.ledger.deployments("production", 1).unwrap().remove(0);
+    wrong.digest = format!("sha256:{}", "0".repeat(64));
+    world.ledger.pin(&pin_at(&wrong, "carol", 0)).unwrap();
+    let ran = world.fakes.get("production", "prod-eu-1").digest();
+
+    let reports = world.pass(&b, Trigger::Poll, Some("production")).await;
+    let held = gateway(&reports, "production", "prod-eu-1");
+    assert_eq!(held.state, GatewayState::Pinned, "{held:?}");
+    assert!(!held.applied);
+    let why = held.gated.as_deref().unwrap();
+    assert!(
+        why.contains("renders") && why.contains("nothing applied"),
+        "{why}"
+    );
+    assert_eq!(world.fakes.get("production", "prod-eu-1").digest(), ran);
+
+    // Without a way to load revisions, a pin to another holds too.
+    let world = World::new();
+    world.pass(&a, Trigger::Startup, Some("production")).await;
+    let ran = world.ledger.deployments("production", 1).unwrap().remove(0);
+    world.ledger.pin(&pin_at(&ran, "carol", 0)).unwrap();
+    let reports = world.pass(&b, Trigger::Poll, Some("production")).await;
+    let held = gateway(&reports, "production", "prod-us-1");
+    assert!(
+        !held.applied && held.state == GatewayState::Pinned,
+        "{held:?}"
+    );
+    assert!(held.gated.as_deref().unwrap().contains("cannot be read"));
+}

@@ -11,6 +11,9 @@
 //! | `GET /api/v1/status[?env=E]` | the status matrix, limited to the token's scope |
 //! | `GET /api/v1/environments/{env}/history[?gateway=G&limit=N]` | attempts, newest first |
 //! | `POST /api/v1/sync[?env=E]` | reconcile now |
+//! | `GET /api/v1/environments/{env}/pin` | the pin in place (`null` if none) and the pin history |
+//! | `PUT /api/v1/environments/{env}/pin` | pin: body `{"to": REV or DIGEST, "reason": TEXT}`, both optional |
+//! | `DELETE /api/v1/environments/{env}/pin` | unpin |
 //! | `POST /hooks/git` | GitHub (`X-Hub-Signature-256`) or GitLab (`X-Gitlab-Token`) push: reconcile now |
 //!
 //! API tokens are scoped to one environment or `admin`; a token for
@@ -32,11 +35,16 @@ pub use metrics::Metrics;
 pub use tokens::{OpenApiError, Scope, Tokens, bearer_token};
 
 use crate::{
-    ledger::{Ledger, Trigger, WriteHealth},
-    reconcile::status::StatusView,
+    ledger::{Ledger, PinEnd, Trigger, WriteHealth},
+    reconcile::{
+        Clock, SystemClock,
+        pin::{PinError, TargetError, pin_in},
+        status::StatusView,
+    },
 };
 use axum::{
     Json, Router,
+    body::Body,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -99,6 +107,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/environments/{env}/history", get(history))
         .route("/api/v1/sync", post(sync))
+        .route(
+            "/api/v1/environments/{env}/pin",
+            get(pin_get).put(pin_put).delete(pin_delete),
+        )
         .route("/hooks/git", post(webhook::receive))
         .with_state(state)
 }
@@ -192,6 +204,177 @@ async fn history(
         Ok(Ok(attempts)) => Json(attempts).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Whether the ledger knows `env` (it has gateways or ran a version).
+fn known(ledger: &dyn Ledger, env: &str) -> Result<bool, crate::ledger::LedgerError> {
+    Ok(!ledger.gateways(Some(env))?.is_empty() || !ledger.deployments(env, 1)?.is_empty())
+}
+
+/// An answer other than the success a pin endpoint makes (boxed: a
+/// `Response` is large).
+type Refusal = Box<Response>;
+
+fn unknown(env: &str) -> Refusal {
+    Box::new(error(
+        StatusCode::NOT_FOUND,
+        format!("no environment `{env}` in the ledger"),
+    ))
+}
+
+/// Runs a ledger call off the runtime's threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(internal(e)))
+}
+
+fn internal(e: impl std::fmt::Display) -> Refusal {
+    Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn pin_get(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(env): Path<String>,
+) -> Response {
+    if let Err(response) = state.tokens.authorize(&headers, Some(&env)) {
+        return response;
+    }
+    let ledger = state.ledger.clone();
+    let answer = blocking(move || {
+        if !known(ledger.as_ref(), &env).map_err(internal)? {
+            return Err(unknown(&env));
+        }
+        let pin = ledger
+            .pins(Some(&env))
+            .map_err(internal)?
+            .into_iter()
+            .next();
+        let history = ledger.pin_history(&env, 20).map_err(internal)?;
+        Ok(serde_json::json!({ "environment": env, "pin": pin, "history": history }))
+    })
+    .await;
+    match answer {
+        Ok(body) => Json(body).into_response(),
+        Err(response) => *response,
+    }
+}
+
+/// Largest pin request body read.
+const PIN_BODY_LIMIT: usize = 16 * 1024;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PinBody {
+    to: Option<String>,
+    reason: Option<String>,
+}
+
+async fn pin_put(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(env): Path<String>,
+    body: Body,
+) -> Response {
+    // NB: the body is read only after the token is checked, and bounded.
+    let by = match state.tokens.authorize_named(&headers, Some(&env)) {
+        Ok((_, name)) => name,
+        Err(response) => return response,
+    };
+    let body = match axum::body::to_bytes(body, PIN_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(e) => return error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+    };
+    let body: PinBody = if body.iter().all(u8::is_ascii_whitespace) {
+        PinBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(body) => body,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{\"to\": …, \"reason\": …}}: {e}"),
+                );
+            }
+        }
+    };
+    let ledger = state.ledger.clone();
+    let slug = env.clone();
+    let answer = blocking(move || {
+        if !known(ledger.as_ref(), &slug).map_err(internal)? {
+            return Err(unknown(&slug));
+        }
+        let made = pin_in(
+            ledger.as_ref(),
+            &slug,
+            body.to.as_deref(),
+            body.reason,
+            &by,
+            SystemClock.now(),
+        );
+        match made {
+            Ok((pin, replaced)) => Ok(serde_json::json!({ "pin": pin, "replaced": replaced })),
+            Err(PinError::Target(e @ TargetError::NoDeployments { .. })) => {
+                Err(Box::new(error(StatusCode::CONFLICT, e.to_string())))
+            }
+            Err(PinError::Target(e)) => Err(Box::new(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                e.to_string(),
+            ))),
+            Err(PinError::Ledger(e)) => Err(internal(e)),
+        }
+    })
+    .await;
+    match answer {
+        Ok(body) => {
+            state.sync.push(SyncRequest {
+                trigger: Trigger::Manual,
+                environment: Some(env),
+                repositories: None,
+                received: std::time::Instant::now(),
+            });
+            Json(body).into_response()
+        }
+        Err(response) => *response,
+    }
+}
+
+async fn pin_delete(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    Path(env): Path<String>,
+) -> Response {
+    let by = match state.tokens.authorize_named(&headers, Some(&env)) {
+        Ok((_, name)) => name,
+        Err(response) => return response,
+    };
+    let ledger = state.ledger.clone();
+    let slug = env.clone();
+    let answer = blocking(move || {
+        if !known(ledger.as_ref(), &slug).map_err(internal)? {
+            return Err(unknown(&slug));
+        }
+        let ended = ledger
+            .unpin(&slug, SystemClock.now(), &by, PinEnd::Unpinned)
+            .map_err(internal)?;
+        Ok(serde_json::json!({ "environment": slug, "unpinned": ended }))
+    })
+    .await;
+    match answer {
+        Ok(body) => {
+            state.sync.push(SyncRequest {
+                trigger: Trigger::Poll,
+                environment: Some(env),
+                repositories: None,
+                received: std::time::Instant::now(),
+            });
+            Json(body).into_response()
+        }
+        Err(response) => *response,
     }
 }
 

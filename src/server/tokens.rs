@@ -29,7 +29,8 @@ impl Scope {
 
 #[derive(Default)]
 pub struct Tokens {
-    hashed: Vec<([u8; 32], Scope)>,
+    /// Hash, scope and name (what a pin records as who made it).
+    hashed: Vec<([u8; 32], Scope, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,8 @@ impl Tokens {
 
     /// Reads `SCOPE TOKEN` lines (or `SCOPE:TOKEN`, comma-separated, as in
     /// an environment variable). Blank lines and `#` comments are skipped.
+    /// `NAME@SCOPE` names the token (what a pin it makes records as who
+    /// pinned); unnamed, it is `token:SCOPE`.
     pub fn parse(text: &str) -> Result<Tokens, TokenParseError> {
         let mut tokens = Tokens::default();
         let entries = text.split(['\n', ',']).map(str::trim).enumerate();
@@ -81,30 +84,37 @@ impl Tokens {
                 .map(|(s, t)| (s.trim(), t.trim()))
                 .filter(|(s, t)| !s.is_empty() && !t.is_empty())
                 .ok_or(TokenParseError { line: i + 1 })?;
+            let (name, scope) = match scope.split_once('@') {
+                Some((name, scope)) if !name.is_empty() && !scope.is_empty() => {
+                    (name.to_owned(), scope)
+                }
+                Some(_) => return Err(TokenParseError { line: i + 1 }),
+                None => (format!("token:{scope}"), scope),
+            };
             let scope = match scope {
                 "admin" => Scope::Admin,
                 env => Scope::Environment(env.to_owned()),
             };
             tokens
                 .hashed
-                .push((Sha256::digest(token.as_bytes()).into(), scope));
+                .push((Sha256::digest(token.as_bytes()).into(), scope, name));
         }
         Ok(tokens)
     }
 
-    fn scope_of(&self, token: &str) -> Option<Scope> {
+    fn scope_of(&self, token: &str) -> Option<(Scope, String)> {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
         // NB: every stored hash is compared, each in constant time, so timing
         // says nothing about which (if any) matched.
-        for (hash, scope) in &self.hashed {
+        for (hash, scope, name) in &self.hashed {
             let same = hash
                 .iter()
                 .zip(presented)
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0;
             if same && found.is_none() {
-                found = Some(scope.clone());
+                found = Some((scope.clone(), name.clone()));
             }
         }
         found
@@ -118,8 +128,19 @@ impl Tokens {
         headers: &HeaderMap,
         environment: Option<&str>,
     ) -> Result<Scope, Response> {
+        self.authorize_named(headers, environment)
+            .map(|(scope, _)| scope)
+    }
+
+    /// [`Tokens::authorize`], with the token's name (`api` on an open API).
+    #[allow(clippy::result_large_err)]
+    pub fn authorize_named(
+        &self,
+        headers: &HeaderMap,
+        environment: Option<&str>,
+    ) -> Result<(Scope, String), Response> {
         if self.is_empty() {
-            return Ok(Scope::Open);
+            return Ok((Scope::Open, "api".to_owned()));
         }
         let refuse = |status: StatusCode, message: &str| {
             (status, Json(serde_json::json!({ "error": message }))).into_response()
@@ -129,7 +150,7 @@ impl Tokens {
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token)
             .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
-        let scope = self
+        let (scope, name) = self
             .scope_of(token)
             .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "unknown token"))?;
         match (environment, &scope) {
@@ -137,7 +158,7 @@ impl Tokens {
                 StatusCode::FORBIDDEN,
                 &format!("this token is not scoped to environment `{env}`"),
             )),
-            _ => Ok(scope),
+            _ => Ok((scope, name)),
         }
     }
 }
@@ -240,5 +261,18 @@ mod tests {
         let tokens = Tokens::parse("production:p1, admin:a1").unwrap();
         assert_eq!(tokens.hashed.len(), 2);
         assert!(Tokens::parse("justonetoken").is_err());
+    }
+
+    #[test]
+    fn a_token_may_be_named_and_is_named_by_its_scope_otherwise() {
+        let tokens = Tokens::parse("alice@production p1\nadmin a1").unwrap();
+        let (scope, name) = tokens
+            .authorize_named(&bearer("p1"), Some("production"))
+            .unwrap();
+        assert_eq!(scope, Scope::Environment("production".into()));
+        assert_eq!(name, "alice");
+        let (_, name) = tokens.authorize_named(&bearer("a1"), None).unwrap();
+        assert_eq!(name, "token:admin");
+        assert!(Tokens::parse("@production p1").is_err());
     }
 }

@@ -16,6 +16,7 @@ mod gateway;
 mod hostile;
 mod init;
 mod litellm;
+mod pin;
 mod plan;
 mod promote;
 mod reconcile;

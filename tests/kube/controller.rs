@@ -1450,3 +1450,107 @@ async fn a_push_a_sync_and_a_requested_at_reconcile_at_once() {
         .delete(&namespace, &Default::default())
         .await;
 }
+
+#[tokio::test]
+async fn spec_pin_holds_the_environment_while_the_branch_moves_and_removing_it_unpins() {
+    let Some(client) = env::client().await else {
+        return;
+    };
+    install_crds(&client).await;
+    let namespace = env::namespace(&client, "sluice-pin").await;
+    let work = tempfile::tempdir().unwrap();
+    let repo = production_on_a_configmap(work.path(), &namespace);
+    let daemon = GitDaemon::serve(&repo);
+    create_repository(&client, &namespace, &daemon.url()).await;
+    create_environment(&client, &namespace, "production", serde_json::json!({})).await;
+    let environments: Api<Environment> = Api::namespaced(client.clone(), &namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let controller = start_controller(work.path(), "pins", &namespace, &[]);
+    let running = || async {
+        let map = config_maps.get("policy").await.ok()?;
+        let body = map.data?.get("policy.json")?.clone();
+        Some(Digest::of_json(&body)?.to_string())
+    };
+    let ledger = eventually(120, "the first deployment", &controller, || async {
+        let ledger = environments.get("production").await.ok()?.status?.ledger?;
+        (!ledger.deployments.is_empty()).then_some(ledger)
+    })
+    .await;
+    let v1 = ledger.deployments[0].digest.clone();
+    assert_eq!(running().await.as_deref(), Some(v1.as_str()));
+
+    // Pinned by the spec, at the short digest.
+    environments
+        .patch(
+            "production",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({
+                "spec": { "pin": { "digest": &v1[..19], "reason": "incident 9" } }
+            })),
+        )
+        .await
+        .expect("pinning through spec.pin");
+    eventually(60, "the pin in the status ledger", &controller, || async {
+        let ledger = environments.get("production").await.ok()?.status?.ledger?;
+        let pin = ledger.pins.first()?.clone();
+        (pin.by == "kubernetes" && pin.ended_at.is_none() && pin.digest == v1).then_some(())
+    })
+    .await;
+
+    // The branch moves on: the ConfigMap stays on the pin.
+    let baseline = repo.join("environments/production/packs/baseline.yaml");
+    let text = std::fs::read_to_string(&baseline).unwrap();
+    std::fs::write(
+        &baseline,
+        text.replace("retention_days: 365", "retention_days: 400"),
+    )
+    .unwrap();
+    env::git(&repo, &["commit", "-q", "-am", "keep audit records longer"]);
+    let held = eventually(90, "the pin holding the head back", &controller, || async {
+        let ledger = environments.get("production").await.ok()?.status?.ledger?;
+        let pin = ledger.pins.first()?;
+        (pin.held_since.is_some() && ledger.gateways.first()?.state == GatewayState::Pinned)
+            .then_some(ledger)
+    })
+    .await;
+    assert_eq!(
+        held.gateways[0].desired_digest.as_deref(),
+        Some(v1.as_str())
+    );
+    let note = held.gateways[0].error.clone().unwrap_or_default();
+    assert!(note.contains("would apply"), "{note}");
+    assert_eq!(running().await.as_deref(), Some(v1.as_str()));
+
+    // Removing the field unpins: the head's version goes out.
+    environments
+        .patch(
+            "production",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({ "spec": { "pin": null } })),
+        )
+        .await
+        .expect("unpinning");
+    let v2 = eventually(90, "the head applied", &controller, || async {
+        let live = running().await?;
+        (live != v1).then_some(live)
+    })
+    .await;
+    let ledger = environments
+        .get("production")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .ledger
+        .unwrap();
+    assert_eq!(
+        ledger.pins[0].end_reason,
+        Some(sluice::ledger::PinEnd::Unpinned)
+    );
+    assert_eq!(ledger.pins[0].ended_by.as_deref(), Some("kubernetes"));
+    assert_eq!(ledger.deployments[0].digest, v2);
+    drop(controller);
+    let _ = Api::<Namespace>::all(client)
+        .delete(&namespace, &Default::default())
+        .await;
+}

@@ -61,7 +61,58 @@ fn sample() -> MemoryLedger {
     ledger
         .resolve_drift("production", "gw-1", T0 + 2, Resolution::Healed)
         .unwrap();
+    let pin = |digest: &str, at| Pin {
+        environment: "production".into(),
+        digest: digest.into(),
+        revision: "c0ffee".into(),
+        reason: Some("incident".into()),
+        by: "kubernetes".into(),
+        at,
+        held_since: None,
+        ended_at: None,
+        ended_by: None,
+        end_reason: None,
+    };
+    ledger.pin(&pin("sha256:old", T0 + 3)).unwrap();
+    ledger.pin(&pin("sha256:abc", T0 + 4)).unwrap();
     ledger
+        .record_eval_run(&EvalRun {
+            environment: "production".into(),
+            suite: "pii".into(),
+            revision: "c0ffee".into(),
+            digest: "sha256:abc".into(),
+            packs: vec![crate::ledger::DeployedPack {
+                name: "audit".into(),
+                version: "1.0.0".into(),
+                digest: "sha256:p".into(),
+                source: "sha256:s".into(),
+            }],
+            passed: 3,
+            failed: 1,
+            failures: vec![EvalFailure {
+                gateway: "gw-1".into(),
+                case: "card".into(),
+                reason: "not redacted".into(),
+            }],
+            at: T0 + 5,
+        })
+        .unwrap();
+    ledger
+}
+
+/// The status ledger as `sluice status --cluster` reads it (no writer).
+fn unwritten() -> StatusLedger {
+    StatusLedger {
+        memory: MemoryLedger::new(),
+        objects: Mutex::default(),
+        unresolved: Mutex::default(),
+        writer: None,
+    }
+}
+
+#[test]
+fn the_status_ledger_does_what_every_ledger_does() {
+    crate::ledger::conformance::run_all(unwritten);
 }
 
 #[test]
@@ -75,6 +126,9 @@ fn a_record_survives_the_status_and_back_to_the_millisecond() {
     assert_eq!(back.gateways, kept.gateways);
     assert_eq!(back.deployments, kept.deployments);
     assert_eq!(back.episodes, kept.episodes);
+    assert_eq!(back.pins, kept.pins);
+    assert_eq!(back.eval_runs, kept.eval_runs);
+    assert_eq!(back.pins.len(), 2, "the replaced pin is history");
     let without_ids = |attempts: &[Attempt]| -> Vec<Attempt> {
         attempts
             .iter()

@@ -28,6 +28,7 @@ fn gateway(name: &str, state: GatewayState, applied: bool) -> GatewayReport {
         error: None,
         drift: None,
         gated: None,
+        pinned: None,
     }
 }
 

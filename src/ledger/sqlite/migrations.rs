@@ -19,7 +19,7 @@ pub(super) const APPLICATION_ID: i64 = 0x534C_4345;
 
 /// Every migration, oldest first; the schema version a file reaches is the
 /// number applied.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this Sluice writes and understands.
 pub(super) const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -123,6 +123,46 @@ CREATE TABLE drift_episodes (
 CREATE UNIQUE INDEX drift_open ON drift_episodes (environment, gateway)
     WHERE resolved_at IS NULL;
 CREATE INDEX drift_history ON drift_episodes (environment, onset_at DESC, id DESC);
+";
+
+/// Version 4: pins (an environment held at a version it ran whole) and
+/// eval runs (a suite's results against an environment's version).
+const V4: &str = "
+-- A pin is in place from `pinned_at` until `ended_at`; ended pins are
+-- history. At most one in place per environment.
+CREATE TABLE pins (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment TEXT    NOT NULL,
+    digest      TEXT    NOT NULL,
+    revision    TEXT    NOT NULL,
+    reason      TEXT,
+    pinned_by   TEXT    NOT NULL,
+    pinned_at   INTEGER NOT NULL,
+    held_since  INTEGER,
+    ended_at    INTEGER,
+    ended_by    TEXT,
+    end_reason  TEXT,
+    CHECK ((ended_at IS NULL) = (end_reason IS NULL))
+);
+CREATE UNIQUE INDEX pins_in_place ON pins (environment) WHERE ended_at IS NULL;
+CREATE INDEX pins_history ON pins (environment, id DESC);
+
+-- A suite's run against an environment's version; `packs` and `failures`
+-- are JSON arrays.
+CREATE TABLE eval_runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment TEXT    NOT NULL,
+    suite       TEXT    NOT NULL,
+    revision    TEXT    NOT NULL,
+    digest      TEXT    NOT NULL,
+    packs       TEXT    NOT NULL,
+    passed      INTEGER NOT NULL CHECK (passed >= 0),
+    failed      INTEGER NOT NULL CHECK (failed >= 0),
+    failures    TEXT    NOT NULL,
+    run_at      INTEGER NOT NULL
+);
+CREATE INDEX eval_runs_newest ON eval_runs (environment, suite, run_at DESC, id DESC);
+CREATE INDEX eval_runs_by_environment ON eval_runs (environment, run_at DESC, id DESC);
 ";
 
 /// Reads the schema version.

@@ -1219,7 +1219,7 @@ fn a_deployment_whose_packs_do_not_decode_is_an_error_not_a_version_without_pack
     let refused = ledger.deployments("production", 1).unwrap_err();
     let text = refused.to_string();
     assert!(
-        text.contains("listing deployments") && text.contains("packs of a deployment"),
+        text.contains("listing deployments") && text.contains("deployments row 1: column packs"),
         "{text}"
     );
 }
@@ -1255,4 +1255,43 @@ fn a_drift_episode_with_an_unknown_resolution_is_an_error_that_names_it() {
         refused.to_string().contains("\"fixed-somehow\""),
         "{refused}"
     );
+}
+
+#[test]
+fn an_eval_run_whose_failures_do_not_decode_is_an_error_naming_the_row() {
+    let (_dir, path, ledger) = fresh();
+    let run = EvalRun {
+        environment: "production".into(),
+        suite: "pii".into(),
+        revision: "c0ffee".into(),
+        digest: "sha256:abc".into(),
+        packs: Vec::new(),
+        passed: 1,
+        failed: 0,
+        failures: Vec::new(),
+        at: NOW,
+    };
+    ledger.record_eval_run(&run).unwrap();
+    assert_eq!(ledger.eval_runs("production", None, 1).unwrap(), vec![run]);
+    Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE eval_runs SET failures = 'nope'", [])
+        .unwrap();
+    let text = ledger
+        .eval_runs("production", Some("pii"), 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("listing eval runs") && text.contains("eval_runs row 1: column failures"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_new_ledger_has_the_pin_and_eval_run_tables() {
+    let (_dir, path) = ledger_path();
+    drop(SqliteLedger::open(&path).unwrap());
+    assert_eq!(count_rows(&path, "pins"), 0);
+    assert_eq!(count_rows(&path, "eval_runs"), 0);
+    assert_eq!(LATEST, 4);
 }
