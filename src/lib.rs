@@ -38,3 +38,4 @@ pub mod reconcile;
 pub mod rollback;
 pub mod server;
 pub mod source;
+pub mod verify;

@@ -98,6 +98,10 @@ pub enum AlertEvent {
     DriftResolved,
     ApplyFailed,
     PromotionGated,
+    /// Suites an environment verifies with failed against its new version.
+    VerificationFailed,
+    /// Sluice put the environment back on the last version that passed.
+    RolledBack,
 }
 
 impl AlertEvent {
@@ -107,6 +111,8 @@ impl AlertEvent {
             AlertEvent::DriftResolved => "drift-resolved",
             AlertEvent::ApplyFailed => "apply-failed",
             AlertEvent::PromotionGated => "promotion-gated",
+            AlertEvent::VerificationFailed => "verification-failed",
+            AlertEvent::RolledBack => "rolled-back",
         }
     }
 }

@@ -379,6 +379,18 @@ fn headline(alert: &Alert) -> String {
             alert.desired_version,
             alert.detail.as_deref().unwrap_or("unknown error")
         ),
+        AlertEvent::VerificationFailed => format!(
+            ":x: Verification of {} in {} failed: {}",
+            alert.desired_version,
+            alert.environment,
+            alert.detail.as_deref().unwrap_or("a suite failed")
+        ),
+        AlertEvent::RolledBack => format!(
+            ":rewind: {} rolled back to {}: {}",
+            alert.environment,
+            alert.desired_version,
+            alert.detail.as_deref().unwrap_or("verification failed")
+        ),
     }
 }
 

@@ -126,14 +126,11 @@ pub async fn run_suites(
     fixtures: &BTreeMap<String, FixtureFile>,
     options: RunOptions,
 ) -> EvalReport {
-    let mut runs: Vec<SuiteRun> = futures::stream::iter(gateways)
-        .map(|(name, gateway)| async move {
-            let mut runs = Vec::with_capacity(suites.len());
-            for suite in suites {
-                runs.push(run_suite(name, gateway.as_ref(), suite, fixtures, options.reset).await);
-            }
-            runs
-        })
+    // NB: by index into a named async fn, not a closure over references:
+    // rustc cannot prove such a future `Send` for every lifetime, and the
+    // reconciler (in the Kubernetes controller too) runs this in its pass.
+    let mut runs: Vec<SuiteRun> = futures::stream::iter(0..gateways.len())
+        .map(|i| run_gateway(&gateways[i], suites, fixtures, options.reset))
         .buffer_unordered(options.concurrency.max(1))
         .flat_map(futures::stream::iter)
         .collect()
@@ -144,6 +141,20 @@ pub async fn run_suites(
         totals.add(run.totals);
     }
     EvalReport { runs, totals }
+}
+
+/// Every suite on one gateway, one after another.
+async fn run_gateway(
+    (name, gateway): &(String, Arc<dyn Gateway>),
+    suites: &[&Suite],
+    fixtures: &BTreeMap<String, FixtureFile>,
+    reset: bool,
+) -> Vec<SuiteRun> {
+    let mut runs = Vec::with_capacity(suites.len());
+    for suite in suites {
+        runs.push(run_suite(name, gateway.as_ref(), suite, fixtures, reset).await);
+    }
+    runs
 }
 
 async fn run_suite(

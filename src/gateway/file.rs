@@ -7,8 +7,8 @@
 
 use super::{
     Applied, ChatReply, Desired, Gateway, GatewayError, Live,
-    http::HttpGateway,
     format::{self, version_of},
+    http::HttpGateway,
     litellm,
 };
 use crate::config::{Digest, model::FileFormat};

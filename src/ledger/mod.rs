@@ -59,6 +59,8 @@ pub enum Trigger {
     Webhook,
     Manual,
     Drift,
+    /// Sluice put a failed verification back on the last version that passed.
+    Rollback,
 }
 
 impl Trigger {
@@ -69,6 +71,7 @@ impl Trigger {
             Trigger::Webhook => "webhook",
             Trigger::Manual => "manual",
             Trigger::Drift => "drift",
+            Trigger::Rollback => "rollback",
         }
     }
 
@@ -79,6 +82,7 @@ impl Trigger {
             Trigger::Webhook,
             Trigger::Manual,
             Trigger::Drift,
+            Trigger::Rollback,
         ]
         .into_iter()
         .find(|t| t.as_str() == text)

@@ -21,6 +21,7 @@ mod journal;
 pub mod pin;
 pub mod retry;
 pub mod status;
+mod verification;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use pin::Revisions;
@@ -178,15 +179,19 @@ struct EnvironmentPolicy {
 
 impl EnvironmentPolicy {
     fn of(repo: &Repository, env: &Environment) -> Self {
-        let sinks = match env.spec.kind {
-            EnvironmentKind::Eval => Vec::new(),
-            EnvironmentKind::Standard => env.spec.alerts.clone(),
-        };
         EnvironmentPolicy {
             drift: env.drift_policy(&repo.manifest),
-            sinks: sinks.into(),
+            sinks: Self::sinks_of(env),
             held: None,
             verified: None,
+        }
+    }
+
+    /// Where its alerts go: nowhere for an `eval` environment.
+    fn sinks_of(env: &Environment) -> Arc<[AlertSpec]> {
+        match env.spec.kind {
+            EnvironmentKind::Eval => Arc::from(Vec::new()),
+            EnvironmentKind::Standard => env.spec.alerts.clone().into(),
         }
     }
 
@@ -260,6 +265,9 @@ pub struct Reconciler {
     revisions: Option<Arc<dyn Revisions>>,
     /// Pinned revisions loaded, by commit (only those pinned now).
     pinned_loads: Mutex<HashMap<String, Arc<Loaded>>>,
+    /// Environments a failed verification just pinned back, for the pass
+    /// to apply at once.
+    rolled_back: Mutex<Vec<String>>,
 }
 
 impl Reconciler {
@@ -281,6 +289,7 @@ impl Reconciler {
             generation: AtomicU64::new(0),
             revisions: None,
             pinned_loads: Mutex::new(HashMap::new()),
+            rolled_back: Mutex::new(Vec::new()),
         }
     }
 
@@ -381,7 +390,9 @@ impl Reconciler {
             errors,
             findings: serde_json::to_string(&loaded.findings).unwrap_or_default(),
         }))?;
-        let pass = self.reconcile(loaded, trigger, only, progress).await;
+        let pass = self
+            .reconcile_then_roll_back(loaded, trigger, only, progress)
+            .await;
         self.clean_pass(failures);
         pass
     }
@@ -405,7 +416,9 @@ impl Reconciler {
         progress: &dyn Progress,
     ) -> Result<Pass, ReconcileError> {
         let failures = self.ledger_health().failures();
-        let pass = self.reconcile(loaded, trigger, only, progress).await;
+        let pass = self
+            .reconcile_then_roll_back(loaded, trigger, only, progress)
+            .await;
         self.clean_pass(failures);
         pass
     }
@@ -547,7 +560,8 @@ impl Reconciler {
             self.written(self.ledger.remove_gateways(&gone))?;
         }
         let environments = group(reports);
-        self.record_deployments(&environments, &rendered, &revision, &pinned);
+        let deployed = self.record_deployments(&environments, &rendered, &revision, &pinned);
+        self.verify(repo, &deployed, &pinned).await;
         Ok(Pass::Reconciled {
             revision,
             environments,
@@ -842,17 +856,26 @@ impl Reconciler {
         let Some(promotion) = &env.spec.promotion else {
             return Ok(None);
         };
-        let Some(soak) = promotion.soak.as_ref().and_then(|s| s.parse()) else {
+        let soak = promotion.soak.as_ref().and_then(|s| s.parse());
+        if soak.is_none() && promotion.evals.is_empty() {
             return Ok(None);
-        };
+        }
+        let soak = soak.unwrap_or(std::time::Duration::ZERO);
         let Some(first) = rendered.iter().find(|r| r.environment == env.slug) else {
             return Ok(None);
         };
         let ran = self.ledger.deployments(&env.slug, GATE_HISTORY)?;
+        let eval_runs = if promotion.evals.is_empty() {
+            Vec::new()
+        } else {
+            self.ledger.eval_runs(&promotion.from, None, GATE_HISTORY)?
+        };
         let upstream = gate::Upstream {
             environment: &promotion.from,
             deployments: &self.ledger.deployments(&promotion.from, GATE_HISTORY)?,
             drift: &self.upstream_drift(&promotion.from)?,
+            evals: &promotion.evals,
+            eval_runs: &eval_runs,
         };
         let decision = gate::check(&first.packs, &ran, &upstream, soak, self.clock.now());
         // NB: the head's promotion trailer says where the change came from.
@@ -1237,7 +1260,8 @@ impl Reconciler {
         rendered: &[RenderedGateway],
         revision: &str,
         pinned: &HashMap<String, pin::Pinned>,
-    ) {
+    ) -> Vec<Deployment> {
+        let mut recorded = Vec::new();
         for env in environments.iter().filter(|e| e.converged()) {
             let revision = pinned
                 .get(&env.environment)
@@ -1252,10 +1276,15 @@ impl Reconciler {
                 packs: first.packs.iter().map(DeployedPack::from).collect(),
                 verified_at: self.clock.now(),
             };
-            if let Err(e) = self.written(self.ledger.record_deployment(&deployment)) {
-                tracing::error!(environment = %env.environment, error = %e, "cannot record the deployment");
+            match self.written(self.ledger.record_deployment(&deployment)) {
+                Ok(true) => recorded.push(deployment),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(environment = %env.environment, error = %e, "cannot record the deployment");
+                }
             }
         }
+        recorded
     }
 
     /// The attempts left unfinished (of `only`, or all), by gateway.

@@ -9,13 +9,17 @@ use async_trait::async_trait;
 use serde_json::Value;
 use std::{sync::atomic::AtomicUsize, time::Duration};
 
-/// A gateway that keeps its config in memory.
+/// A gateway that keeps its config in memory, and enforces it on chat
+/// calls with the reference gateway's engine.
 #[derive(Default)]
 struct Fake {
     running: Mutex<Option<(Digest, Arc<str>)>>,
     applies: AtomicUsize,
     /// Refuses every apply (a `422`).
     refuse: AtomicBool,
+    counters: Mutex<crate::enforce::Counters>,
+    resets: AtomicUsize,
+    chats: AtomicUsize,
 }
 
 impl Fake {
@@ -85,6 +89,72 @@ impl Gateway for Fake {
         Ok(Applied::Swapped {
             digest: desired.digest.clone(),
         })
+    }
+
+    async fn chat(&self, body: &Value) -> Result<crate::gateway::ChatReply, GatewayError> {
+        use crate::enforce::{Engine, Outcome};
+        self.chats.fetch_add(1, Ordering::SeqCst);
+        let (digest, document) = self.running.lock().unwrap().clone().expect("runs a config");
+        let engine = Engine::from_document(&serde_json::from_str(&document).unwrap()).unwrap();
+        let request = serde_json::from_value(body.clone()).unwrap();
+        let evaluation = engine.evaluate(
+            &mut self.counters.lock().unwrap(),
+            &request,
+            std::time::Instant::now(),
+        );
+        let status = match evaluation.outcome {
+            Outcome::Blocked | Outcome::RefusedModel => 403,
+            Outcome::RateLimited => 429,
+            _ => 200,
+        };
+        Ok(crate::gateway::ChatReply {
+            status,
+            outcome: Some(evaluation.outcome.as_str().to_owned()),
+            policies: Some(
+                evaluation
+                    .policies()
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect(),
+            ),
+            digest: Some(digest.to_string()),
+            body: crate::gateway::ChatBody::Json(
+                serde_json::json!({"sluice": {"forwarded": evaluation.forwarded}}),
+            ),
+        })
+    }
+
+    async fn reset_runtime(&self) -> Result<(), GatewayError> {
+        self.resets.fetch_add(1, Ordering::SeqCst);
+        *self.counters.lock().unwrap() = Default::default();
+        Ok(())
+    }
+}
+
+impl Fake {
+    fn resets(&self) -> usize {
+        self.resets.load(Ordering::SeqCst)
+    }
+}
+
+/// Alerts, kept.
+#[derive(Default)]
+struct Kept(Mutex<Vec<crate::drift::Alert>>);
+
+impl crate::drift::Alerts for Kept {
+    fn send(&self, alert: crate::drift::Alert) {
+        self.0.lock().unwrap().push(alert);
+    }
+}
+
+impl Kept {
+    fn events(&self) -> Vec<&'static str> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a| a.event.as_str())
+            .collect()
     }
 }
 
@@ -738,4 +808,240 @@ async fn a_pin_whose_revision_does_not_render_its_digest_holds_and_says_why() {
         "{held:?}"
     );
     assert!(held.gated.as_deref().unwrap().contains("cannot be read"));
+}
+
+/// The example's production with `extra` in its environment.yaml.
+fn production_spec(extra: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/config-repo/environments/production/environment.yaml");
+    format!("{}{extra}", std::fs::read_to_string(path).unwrap())
+}
+
+const PRODUCTION_SPEC: &str = "environments/production/environment.yaml";
+
+/// A suite production passes as the example has it: a card is blocked.
+const CARDS: &str = "suite: cards\ncases:\n  - name: a card is blocked\n    fixture: ticket-with-card\n    expect: { outcome: blocked, policies: [pii-detector] }\n";
+
+#[tokio::test]
+async fn an_eval_environment_runs_every_suite_on_a_new_version_after_a_reset_and_records_it() {
+    let world = World::new();
+    let loaded = example(&[]);
+    world.pass(&loaded, Trigger::Startup, Some("eval")).await;
+    let runs = world.ledger.eval_runs("eval", None, 10).unwrap();
+    let mut suites: Vec<(&str, u32, u32)> = runs
+        .iter()
+        .map(|r| (r.suite.as_str(), r.passed, r.failed))
+        .collect();
+    suites.sort();
+    assert_eq!(
+        suites,
+        [("injection", 2, 0), ("models", 2, 0), ("pii", 3, 0)],
+        "{runs:?}"
+    );
+    let deployed = world.ledger.deployments("eval", 1).unwrap().remove(0);
+    assert!(
+        runs.iter()
+            .all(|r| r.digest == deployed.digest && r.packs == deployed.packs)
+    );
+    let gateway = world.fakes.get("eval", "eval-1");
+    assert_eq!(gateway.resets(), 3, "reset before each suite");
+
+    // The same version again: nothing runs.
+    world.pass(&loaded, Trigger::Poll, Some("eval")).await;
+    assert_eq!(world.ledger.eval_runs("eval", None, 10).unwrap().len(), 3);
+    assert_eq!(gateway.resets(), 3);
+
+    // Another version: reset and run again; production, never verified, is not.
+    let (path, text) = longer_retention();
+    let eval_path = path.replace("production", "eval");
+    world
+        .pass(&example(&[(&eval_path, &text)]), Trigger::Poll, None)
+        .await;
+    assert_eq!(world.ledger.eval_runs("eval", None, 10).unwrap().len(), 6);
+    assert_eq!(gateway.resets(), 6);
+    assert!(
+        world
+            .ledger
+            .eval_runs("production", None, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        world.fakes.get("production", "prod-eu-1").resets(),
+        0,
+        "never reset"
+    );
+}
+
+#[tokio::test]
+async fn a_verification_failure_in_production_rolls_back_pins_and_alerts_and_keeps_every_record() {
+    let spec = production_spec("verify: { suites: [cards], onFailure: rollback }\n");
+    let good = commit(
+        'a',
+        &[(PRODUCTION_SPEC, &spec), ("evals/cards.eval.yaml", CARDS)],
+    );
+    // A change that stops detecting cards in production.
+    let overlay = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/config-repo/environments/production/packs/baseline.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "    action: block\n    pci_mode",
+        "    action: block\n    detect_patterns: [email]\n    pci_mode",
+    );
+    let bad = commit(
+        'b',
+        &[
+            (PRODUCTION_SPEC, &spec),
+            ("evals/cards.eval.yaml", CARDS),
+            ("environments/production/packs/baseline.yaml", &overlay),
+        ],
+    );
+    let (mut world, _repo) = pinned_world(&[&good]);
+    let alerts = Arc::new(Kept::default());
+    world.reconciler = world.reconciler.with_alerts(alerts.clone());
+    world
+        .pass(&good, Trigger::Startup, Some("production"))
+        .await;
+    let v1 = world.ledger.deployments("production", 1).unwrap().remove(0);
+    let runs = world
+        .ledger
+        .eval_runs("production", Some("cards"), 10)
+        .unwrap();
+    assert_eq!((runs[0].passed, runs[0].failed), (2, 0), "{runs:?}");
+    assert!(alerts.events().is_empty());
+
+    world.clock.advance(Duration::from_secs(60));
+    let reports = world.pass(&bad, Trigger::Poll, Some("production")).await;
+    // It ran the bad version whole, the suite caught it, and it is back.
+    let deployments = world.ledger.deployments("production", 10).unwrap();
+    assert_eq!(deployments.len(), 3, "v1, v2, v1 again: {deployments:?}");
+    assert_eq!(deployments[0].digest, v1.digest);
+    assert_ne!(deployments[1].digest, v1.digest);
+    let v2 = &deployments[1];
+    for name in ["prod-eu-1", "prod-us-1"] {
+        let fake = world.fakes.get("production", name);
+        assert_eq!(
+            fake.digest().unwrap().as_str(),
+            v1.digest,
+            "{name} is back on v1"
+        );
+        assert_eq!(fake.applies(), 3);
+        let report = gateway(&reports, "production", name);
+        assert_eq!(report.state, GatewayState::Pinned, "{report:?}");
+    }
+    let failed = world
+        .ledger
+        .eval_runs("production", Some("cards"), 10)
+        .unwrap();
+    // Newest first: v1 checked again once back, after v2 failed.
+    assert_eq!(failed[0].digest, v1.digest);
+    assert_eq!(failed[0].failed, 0);
+    let failed = &failed[1..];
+    assert_eq!(failed[0].digest, v2.digest);
+    assert_eq!(failed[0].failed, 2, "both gateways let the card through");
+    assert!(
+        failed[0].failures[0]
+            .reason
+            .contains("outcome: expected blocked, found allowed")
+    );
+    let pin = world.ledger.pins(Some("production")).unwrap().remove(0);
+    assert_eq!(
+        (pin.digest.as_str(), pin.by.as_str()),
+        (v1.digest.as_str(), "sluice")
+    );
+    assert!(
+        pin.reason
+            .as_deref()
+            .unwrap()
+            .contains("suite cards: 2 of 2 cases failed"),
+        "{pin:?}"
+    );
+    assert_eq!(alerts.events(), ["verification-failed", "rolled-back"]);
+    // Every attempt is in the ledger, finished: v1, v2, and v1 on rollback.
+    let history = world
+        .ledger
+        .history("production", Some("prod-eu-1"), 10)
+        .unwrap();
+    let triggers: Vec<(&str, &str)> = history
+        .iter()
+        .map(|a| (a.start.trigger.as_str(), a.start.digest.as_str()))
+        .collect();
+    assert_eq!(
+        triggers,
+        [
+            ("rollback", v1.digest.as_str()),
+            ("poll", v2.digest.as_str()),
+            ("startup", v1.digest.as_str())
+        ]
+    );
+    assert!(history.iter().all(|a| a.finished_at.is_some()), "{history:?}");
+
+    // The bad head stays held back; nothing more runs or alerts.
+    world.pass(&bad, Trigger::Poll, Some("production")).await;
+    assert_eq!(world.fakes.get("production", "prod-eu-1").applies(), 3);
+    assert_eq!(alerts.events().len(), 2);
+}
+
+#[tokio::test]
+async fn an_eval_gate_holds_production_until_the_suites_passed_in_staging_on_the_same_packs() {
+    let spec =
+        production_spec("").replace("  from: staging\n", "  from: staging\n  evals: [models]\n");
+    let first = example(&[(PRODUCTION_SPEC, &spec)]);
+    let world = World::new();
+    let reports = world.pass(&first, Trigger::Startup, None).await;
+    // Staging ran it and its suites; production could not know yet.
+    let held = gateway(&reports, "production", "prod-eu-1");
+    assert_eq!(held.state, GatewayState::Gated, "{held:?}");
+    assert!(
+        held.gated
+            .as_deref()
+            .unwrap_or_default()
+            .contains("baseline 1.4.0 (sha256:b44571af3fe6): staging does not run it"),
+        "{held:?}"
+    );
+    let staging = world
+        .ledger
+        .eval_runs("staging", Some("models"), 1)
+        .unwrap();
+    assert_eq!(staging[0].failed, 0, "{staging:?}");
+    let reports = world.pass(&first, Trigger::Poll, None).await;
+    assert_eq!(
+        gateway(&reports, "production", "prod-eu-1").state,
+        GatewayState::InSync
+    );
+    let v1 = world.fakes.get("production", "prod-eu-1").digest();
+
+    // A base change that breaks the suite in staging never reaches production.
+    let models = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/config-repo/base/packs/models.yaml"),
+    )
+    .unwrap()
+    .replace("version: 2.1.0", "version: 2.2.0")
+    .replace(
+        "models: [gpt-4o, gpt-4o-mini, claude-sonnet-4]",
+        "models: [gpt-4o, gpt-4o-mini]",
+    );
+    let second = example(&[
+        (PRODUCTION_SPEC, &spec),
+        ("base/packs/models.yaml", &models),
+    ]);
+    world.pass(&second, Trigger::Poll, None).await;
+    let reports = world.pass(&second, Trigger::Poll, None).await;
+    let held = gateway(&reports, "production", "prod-eu-1");
+    assert_eq!(held.state, GatewayState::Gated, "{held:?}");
+    assert!(
+        held.gated
+            .as_deref()
+            .unwrap_or_default()
+            .contains("suite models failed in staging (1 failed: an approved model is served)"),
+        "{held:?}"
+    );
+    assert_eq!(
+        world.fakes.get("production", "prod-eu-1").digest(),
+        v1,
+        "production keeps v1"
+    );
 }

@@ -203,11 +203,10 @@ pub fn rollback_target<'a>(
             .find(|r| r.digest == digest && r.suite == suite)
             .map(|r| r.failed == 0)
     };
-    let passed = earlier.iter().copied().find(|d| {
-        suites
-            .iter()
-            .all(|s| verdict(&d.digest, s) == Some(true))
-    });
+    let passed = earlier
+        .iter()
+        .copied()
+        .find(|d| suites.iter().all(|s| verdict(&d.digest, s) == Some(true)));
     if passed.is_some() {
         return passed;
     }

@@ -1,6 +1,6 @@
 use super::*;
 use crate::{
-    config::{Limits, load::Loaded},
+    config::{Limits, Loaded},
     source::WorkTree,
 };
 
@@ -97,7 +97,11 @@ fn a_failed_verification_rolls_back_to_the_newest_version_that_passed() {
         "suite pii: 2 of 4 cases failed (prod-eu-1: case 0: outcome: expected redacted, found allowed)"
     );
     // Passing is the end of it; a suite it does not verify with is not its business.
-    let passing = [run("models", "v3", 0), run("pii", "v3", 0), run("x", "v3", 9)];
+    let passing = [
+        run("models", "v3", 0),
+        run("pii", "v3", 0),
+        run("x", "v3", 9),
+    ];
     assert_eq!(
         respond(production, &passing, &deployments, &history),
         Response::Passed

@@ -59,7 +59,7 @@
 
 pub mod audit;
 pub mod chat;
-mod watch;
+mod follow;
 
 use super::{
     file::write_atomically,
@@ -279,7 +279,7 @@ impl ReferenceGateway {
         let router = self.router();
         let sender = self.shared.shutdown_sender.clone();
         if let Some(path) = self.shared.watch.clone() {
-            tokio::spawn(watch::follow(self.shared.clone(), path));
+            tokio::spawn(follow::follow(self.shared.clone(), path));
         }
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
