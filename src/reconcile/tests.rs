@@ -976,7 +976,10 @@ async fn a_verification_failure_in_production_rolls_back_pins_and_alerts_and_kee
             ("startup", v1.digest.as_str())
         ]
     );
-    assert!(history.iter().all(|a| a.finished_at.is_some()), "{history:?}");
+    assert!(
+        history.iter().all(|a| a.finished_at.is_some()),
+        "{history:?}"
+    );
 
     // The bad head stays held back; nothing more runs or alerts.
     world.pass(&bad, Trigger::Poll, Some("production")).await;

@@ -26,3 +26,4 @@ mod schema;
 mod server;
 mod support;
 mod validate;
+mod verify;
