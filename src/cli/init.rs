@@ -35,6 +35,11 @@ const SCAFFOLD: &[(&str, &str)] = example![
     "environments/eval/environment.yaml",
     "environments/eval/gateways.yaml",
     "environments/eval/packs/red-team.yaml",
+    "evals/pii.eval.yaml",
+    "evals/injection.eval.yaml",
+    "evals/models.eval.yaml",
+    "fixtures/ticket-with-card.fixture.yaml",
+    "fixtures/instruction-override.fixture.yaml",
 ];
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
@@ -64,11 +69,14 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
             "note: `run`, `sync`, `promote` and `rollback` follow `{DEFAULT_BRANCH}` unless given --branch {branch}"
         );
     }
-    // NB: the scaffold's production alert names PROD_ALERT_WEBHOOK, and
-    // the operator's allowances are deny-by-default: say how to allow it,
-    // or the first validate fails on it.
+    // NB: the scaffold's production alert names PROD_ALERT_WEBHOOK and its
+    // eval gateway answers on loopback, and the operator's allowances are
+    // deny-by-default: say how to allow both, or the first validate fails.
     println!(
         "next: export SLUICE_ALLOW_ENV='production=PROD_*' (as the operator: production's alert may use its PROD_* variable)"
+    );
+    println!(
+        "      export SLUICE_ALLOW_URL='eval=http://127.0.0.1:*' (the eval gateway's chat endpoint, for its suites)"
     );
     println!("      sluice validate --repo {}", dir.display());
     Ok(Outcome::Clean)

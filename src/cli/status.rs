@@ -51,8 +51,12 @@ pub struct HistoryArgs {
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
     /// Drift episodes (onset, resolution) instead of apply attempts.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "evals")]
     pub drift: bool,
+    /// Eval suite runs (suite, cases passed and failed, the version they ran
+    /// against) instead of apply attempts.
+    #[arg(long)]
+    pub evals: bool,
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
     #[command(flatten)]
@@ -171,6 +175,9 @@ pub fn history(_cli: &Cli, args: &HistoryArgs) -> anyhow::Result<Outcome> {
     if args.drift {
         return drift_history(args);
     }
+    if args.evals {
+        return eval_history(args);
+    }
     let attempts = match &args.from.server {
         Some(server) => super::client::history(
             server,
@@ -231,6 +238,53 @@ fn drift_history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
             print!(
                 "{}",
                 table(&["ONSET", "GATEWAY", "LIVE", "RESOLVED", "HOW"], &rows)
+            );
+        }
+    }
+    Ok(Outcome::Clean)
+}
+
+/// The environment's eval runs, newest first (from the state file).
+fn eval_history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
+    if args.from.server.is_some() {
+        anyhow::bail!("--evals reads the state file; drop --server");
+    }
+    let ledger = args.from.state.read_ledger()?;
+    let runs = ledger.eval_runs(&args.environment, None, args.limit)?;
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
+        Format::Table => {
+            let rows: Vec<[String; 5]> = runs
+                .iter()
+                .map(|r| {
+                    [
+                        rfc3339(r.at),
+                        r.suite.clone(),
+                        format!("{}/{}", r.passed, r.passed + r.failed),
+                        version(Some(&r.digest), Some(&r.revision)),
+                        r.failures
+                            .first()
+                            .map(|f| {
+                                crate::source::prefix(
+                                    &format!("{}: {}: {}", f.gateway, f.case, f.reason),
+                                    100,
+                                )
+                                .to_owned()
+                            })
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let rows: Vec<[&str; 5]> = rows
+                .iter()
+                .map(|r| r.each_ref().map(String::as_str))
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &["AT", "SUITE", "PASSED", "VERSION", "FIRST FAILURE"],
+                    &rows
+                )
             );
         }
     }

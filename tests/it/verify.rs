@@ -211,4 +211,29 @@ fn a_change_that_breaks_card_blocking_is_caught_rolled_back_pinned_and_alerted()
             .all(|a| !a["finished_at"].is_null() && a["outcome"] == "applied"),
         "{attempts:?}"
     );
+
+    // The suite's runs, by version: passed, failed, passed again once back.
+    let evals = sluice(&["history", "production", "--evals", "-o", "json"]);
+    let runs = evals.json();
+    let seen: Vec<(&str, u64)> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["digest"].as_str().unwrap(), r["failed"].as_u64().unwrap()))
+        .collect();
+    let bad = attempts
+        .iter()
+        .find(|a| a["trigger"] == "poll")
+        .and_then(|a| a["digest"].as_str())
+        .unwrap();
+    assert_eq!(seen, [(good.as_str(), 0), (bad, 2), (good.as_str(), 0)]);
+    let table = sluice(&["history", "production", "--evals"]);
+    assert!(
+        table.stdout.contains("cards  2/4")
+            && table.stdout.contains(
+                "a card in a support ticket is blocked: outcome: expected blocked, found allowed"
+            ),
+        "{}",
+        table.stdout
+    );
 }

@@ -175,6 +175,8 @@ fn sluice_as(args: &[&str], kubeconfig: &Path, allow_env: &str) -> (i32, String,
     let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
         .env("SLUICE_ALLOW_ENV", allow_env)
+        // NB: and the example eval gateway's chat endpoint on loopback.
+        .env("SLUICE_ALLOW_URL", "eval=http://127.0.0.1:*")
         .env("KUBECONFIG", kubeconfig)
         .env("NO_COLOR", "1")
         .output()
