@@ -88,3 +88,61 @@ async fn the_gateway_blocks_and_redacts_chat_requests() {
         .collect();
     assert_eq!(outcomes, ["blocked", "redacted"]);
 }
+
+#[tokio::test]
+async fn with_watch_the_gateway_runs_the_file_a_file_driver_writes_and_follows_its_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateways/eval/eval-1.json");
+    let process = GatewayProcess::start(
+        &[
+            "--ephemeral",
+            "--token-env",
+            TOKEN_ENV,
+            "--watch",
+            file.to_str().unwrap(),
+        ],
+        &[(TOKEN_ENV, TOKEN)],
+    );
+    // Nothing there yet: it runs nothing, and says so.
+    let (status, _, _) = chat(&process, "hello").await;
+    assert_eq!(status, 503);
+
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, document().to_string()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, outcome, _) = chat(&process, "mail me at a@b.example").await;
+        if status == 200 {
+            assert_eq!(outcome, "redacted");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the file was never loaded");
+        tokio::task::yield_now().await;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // A rewrite (as the file driver does it: a rename over the file).
+    let mut blocking = document();
+    blocking["packs"]["baseline"]["settings"]["pii-detector"]["action"] = "block".into();
+    let temporary = dir.path().join("gateways/eval/.eval-1.json.tmp");
+    std::fs::write(&temporary, blocking.to_string()).unwrap();
+    std::fs::rename(&temporary, &file).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, outcome, _) = chat(&process, "mail me at a@b.example").await;
+        if outcome == "blocked" {
+            assert_eq!(status, 403);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the change was never loaded");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // Garbage in the file is refused: the last good config keeps running.
+    std::fs::write(&file, "{not json").unwrap();
+    crate::support::eventually(30, "the refusal is logged", || {
+        process.stderr().contains("not a config this gateway runs")
+    });
+    let (status, outcome, _) = chat(&process, "mail me at a@b.example").await;
+    assert_eq!((status, outcome.as_str()), (403, "blocked"));
+}
