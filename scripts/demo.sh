@@ -4,6 +4,9 @@
 # renders every gateway's desired state and pushes it into the example's file
 # gateways (under .sluice-demo/gateways), keeping the ledger in
 # .sluice-demo/state.db; then `sluice status` shows which version runs where.
+# The eval environment's file is also run by an enforcing reference gateway
+# (`sluice gateway --watch`), so its suites (examples/config-repo/evals) run
+# after its sync and their results are shown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -16,19 +19,30 @@ data=.sluice-demo
 rm -rf "$data"
 branch=$(git rev-parse --abbrev-ref HEAD)
 # The operator's allowances (deny-by-default): production's alert may name
-# its PROD_* variable; the example's gateways are files, so no URL is needed.
+# its PROD_* variable, and the eval environment's suites may reach its
+# gateway's chat endpoint on loopback.
 export SLUICE_ALLOW_ENV='production=PROD_*'
+export SLUICE_ALLOW_URL='eval=http://127.0.0.1:*'
 
 echo "== sluice validate --repo $repo"
 $sluice validate --repo "$repo"
 
 echo
+echo "== sluice gateway --watch $data/gateways/eval/eval-1.json --listen 127.0.0.1:18490"
+# The gateway behind the eval environment's file: it runs what Sluice
+# writes there and enforces it on POST /v1/chat/completions (echo upstream),
+# where the suites in $repo/evals reach it.
+$sluice gateway --ephemeral --listen 127.0.0.1:18490 --watch "$data/gateways/eval/eval-1.json" >/dev/null &
+gateway=$!
+
+echo
 echo "== sluice run --repo $repo --branch $branch --data-dir $data"
 $sluice run --repo "$repo" --branch "$branch" --data-dir "$data" --listen 127.0.0.1:0 --interval 30s &
 run=$!
-trap 'kill -TERM $run 2>/dev/null; wait $run 2>/dev/null || true' EXIT
+trap 'kill -TERM $run $gateway 2>/dev/null; wait $run $gateway 2>/dev/null || true' EXIT
+# Until the first pass applied everything and the eval environment's suites ran.
 for _ in $(seq 1 300); do
-	if $sluice status --data-dir "$data" >/dev/null 2>&1; then break; fi
+	if $sluice history eval --evals --data-dir "$data" -o json 2>/dev/null | grep -q '"suite"'; then break; fi
 	sleep 0.2
 done
 
@@ -38,6 +52,12 @@ $sluice status --data-dir "$data"
 echo
 echo "== sluice history production --data-dir $data"
 $sluice history production --data-dir "$data"
+echo
+echo "== sluice history eval --evals --data-dir $data   (the suites run after the eval environment's sync)"
+$sluice history eval --evals --data-dir "$data"
+echo
+echo "== sluice eval eval --repo $repo   (the same suites, on demand)"
+$sluice eval eval --repo "$repo" || true
 echo
 echo "== what the production gateway now runs ($data/gateways/production/prod-eu-1.json)"
 head -c 300 "$data/gateways/production/prod-eu-1.json"

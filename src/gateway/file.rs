@@ -27,7 +27,33 @@ pub struct FileGateway {
     chat: Option<HttpGateway>,
 }
 
+/// How long a chat call waits for the gateway behind the file to load it.
+const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl FileGateway {
+    /// Waits (bounded) until the gateway behind the file reports running
+    /// what the file holds: it reloads the file in its own time, and a
+    /// suite run right after an apply must judge the new version, not the
+    /// old one or none. A gateway that does not report what it runs
+    /// (no Sluice status endpoint) is not waited for.
+    async fn loaded_by(&self, chat: &HttpGateway) {
+        let path = self.path.clone();
+        let Ok(Ok(Some(text))) = tokio::task::spawn_blocking(move || read(&path)).await else {
+            return;
+        };
+        let want = version_of(self.format, &text);
+        let deadline = tokio::time::Instant::now() + LOAD_WAIT;
+        loop {
+            match chat.live().await {
+                Ok(live) if live.digest.as_ref() == Some(&want) => return,
+                Ok(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                _ => return,
+            }
+        }
+    }
+
     pub fn new(path: PathBuf, format: FileFormat) -> Self {
         FileGateway {
             path,
@@ -153,7 +179,10 @@ impl Gateway for FileGateway {
 
     async fn chat(&self, body: &serde_json::Value) -> Result<ChatReply, GatewayError> {
         match &self.chat {
-            Some(chat) => chat.chat(body).await,
+            Some(chat) => {
+                self.loaded_by(chat).await;
+                chat.chat(body).await
+            }
             None => Err(GatewayError::Unsupported(
                 "chat (a file gateway needs `chat:` in gateways.yaml)",
             )),
