@@ -260,12 +260,12 @@ fn text(report: &EvalReport, environment: &str, palette: Palette) -> String {
         (palette.error, "FAILED")
     };
     out.push_str(&format!(
-        "\n{colour}{word}{}: {} passed, {} failed ({} suites × {} gateways of {environment})\n",
+        "\n{colour}{word}{}: {} passed, {} failed ({} × {} of {environment})\n",
         palette.reset,
         report.totals.passed,
         report.totals.failed,
-        report.by_suite().len(),
-        gateways.len(),
+        crate::config::finding::count(report.by_suite().len(), "suite"),
+        crate::config::finding::count(gateways.len(), "gateway"),
     ));
     out
 }

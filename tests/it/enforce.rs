@@ -116,7 +116,10 @@ async fn with_watch_the_gateway_runs_the_file_a_file_driver_writes_and_follows_i
             assert_eq!(outcome, "redacted");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the file was never loaded");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the file was never loaded"
+        );
         tokio::task::yield_now().await;
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -134,7 +137,10 @@ async fn with_watch_the_gateway_runs_the_file_a_file_driver_writes_and_follows_i
             assert_eq!(status, 403);
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the change was never loaded");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change was never loaded"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 

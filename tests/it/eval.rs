@@ -304,7 +304,7 @@ fn a_passing_suite_exits_0() {
     }
     assert!(
         run.stdout
-            .contains("passed: 4 passed, 0 failed (1 suites × 1 gateways of eval)"),
+            .contains("passed: 4 passed, 0 failed (1 suite × 1 gateway of eval)"),
         "{}",
         run.stdout
     );
@@ -334,7 +334,7 @@ fn a_failing_suite_exits_1_with_what_differed_and_junit() {
     );
     assert!(
         run.stdout
-            .contains("FAILED: 5 passed, 1 failed (2 suites × 1 gateways of eval)"),
+            .contains("FAILED: 5 passed, 1 failed (2 suites × 1 gateway of eval)"),
         "{}",
         run.stdout
     );
