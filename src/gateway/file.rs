@@ -184,7 +184,7 @@ impl Gateway for FileGateway {
                 chat.chat(body).await
             }
             None => Err(GatewayError::Unsupported(
-                "chat (a file gateway needs `chat:` in gateways.yaml)",
+                "chat endpoint (a file gateway needs `chat:` in gateways.yaml)",
             )),
         }
     }

@@ -164,7 +164,10 @@ fn an_environments_litellm_settings_are_held_to_the_rules() {
         ],
         &[
             ("SLUICE_ALLOW_ENV", "production=PROD_*,staging=STAGING_*"),
-            ("SLUICE_ALLOW_URL", "staging=https://models.internal"),
+            (
+                "SLUICE_ALLOW_URL",
+                "staging=https://models.internal,eval=http://127.0.0.1:*",
+            ),
         ],
     );
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);

@@ -1,7 +1,8 @@
 //! Behaviour verification with real parts: `sluice run` over enforcing
 //! reference gateways (echo upstream), a suite in the repository, alerts to
 //! a real HTTP receiver. A production change that stops detecting cards is
-//! applied, caught by the post-apply suite, rolled back, pinned and alerted.
+//! applied, caught by the post-apply suite, rolled back, pinned and alerted;
+//! an eval environment reset and re-run on each new version.
 
 use crate::support::{GatewayProcess, Receiver, TestRepo, eventually, http, sluice_with};
 use serde_json::Value;
@@ -236,4 +237,108 @@ fn a_change_that_breaks_card_blocking_is_caught_rolled_back_pinned_and_alerted()
         "{}",
         table.stdout
     );
+}
+
+/// An eval environment on a real reference gateway: each sync that brings a
+/// new version resets the gateway (audit log, counters) and runs every
+/// suite, so what the gateway logged is exactly one run's requests.
+#[test]
+fn an_eval_environment_resets_its_gateway_and_runs_every_suite_on_each_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = GatewayProcess::start(
+        &[
+            "--token-env",
+            "EVAL_GW_TOKEN",
+            "--data",
+            dir.path().to_str().unwrap(),
+        ],
+        &[("EVAL_GW_TOKEN", TOKEN)],
+    );
+    let repo = TestRepo::example();
+    repo.write(
+        "environments/eval/gateways.yaml",
+        format!(
+            "gateways:\n  - name: eval-1\n    driver: http\n    url: {}\n    tokenEnv: EVAL_GW_TOKEN\n    timeout: 5s\n",
+            gateway.url
+        ),
+    );
+    repo.commit("the eval environment on a reference gateway");
+    let data = tempfile::tempdir().unwrap();
+    let envs = [
+        ("EVAL_GW_TOKEN", TOKEN),
+        ("SLUICE_ALLOW_ENV", "production=PROD_*,eval=EVAL_*"),
+    ];
+    let sync = || {
+        let run = sluice_with(
+            &[
+                "sync",
+                "--env",
+                "eval",
+                "--repo",
+                repo.path().to_str().unwrap(),
+                "--data-dir",
+                data.path().to_str().unwrap(),
+            ],
+            &envs,
+        );
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    };
+    let runs = || {
+        sluice_with(
+            &[
+                "history",
+                "eval",
+                "--evals",
+                "-o",
+                "json",
+                "--repo",
+                repo.path().to_str().unwrap(),
+                "--data-dir",
+                data.path().to_str().unwrap(),
+            ],
+            &envs,
+        )
+        .json()
+    };
+    sync();
+    let first = runs();
+    assert_eq!(first.as_array().unwrap().len(), 3, "{first}");
+    assert!(
+        first.as_array().unwrap().iter().all(|r| r["failed"] == 0),
+        "{first}"
+    );
+    // One suite's requests: the gateway was reset before each suite.
+    let after_first = audited(&gateway).len();
+    assert_eq!(
+        after_first,
+        3,
+        "the last suite (pii) alone: {:?}",
+        audited(&gateway)
+    );
+
+    // A request between syncs, then a new version: reset again.
+    let auth = format!("Bearer {TOKEN}");
+    http(
+        "POST",
+        &format!("{}/v1/chat/completions", gateway.url),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(audited(&gateway).len(), 4);
+    let red_team = repo
+        .read("environments/eval/packs/red-team.yaml")
+        .replace("version: 0.3.0", "version: 0.3.1")
+        .replace("sample: 200", "sample: 300");
+    repo.write("environments/eval/packs/red-team.yaml", red_team);
+    repo.commit("red-team 0.3.1");
+    sync();
+    assert_eq!(runs().as_array().unwrap().len(), 6);
+    assert_eq!(audited(&gateway).len(), 3, "reset: {:?}", audited(&gateway));
+    // The same version again: nothing runs, nothing is reset.
+    sync();
+    assert_eq!(runs().as_array().unwrap().len(), 6);
+    assert_eq!(audited(&gateway).len(), 3);
 }
