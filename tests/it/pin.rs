@@ -211,10 +211,15 @@ fn a_pin_holds_the_gateway_while_the_branch_moves_and_unpin_lets_it_converge() {
     let v2 = world.desired();
     assert_ne!(v1, v2);
     sync(&server);
+    // NB: the revision is recorded as the pass starts and the gateway's
+    // record as it ends: wait for the note naming what the new head renders.
     eventually(30, "the pass over the new head", || {
         let status = world.status(&server);
         status["revision"]["commit"] == second.as_str()
             && status["gateways"][0]["state"] == "pinned"
+            && status["gateways"][0]["error"]
+                .as_str()
+                .is_some_and(|note| note.contains(&v2[..19]))
     });
     assert_eq!(world.live(), v1, "the head's version is not applied");
     let status = world.status(&server);
