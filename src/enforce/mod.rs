@@ -37,9 +37,13 @@ pub use ratelimit::Counters;
 pub use request::ChatRequest;
 
 use crate::config::{catalog, document::PolicyDocument, model::Enforcement};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::{
+    fmt,
+    time::{Duration, Instant},
+};
 
 /// Why a document or a request cannot be evaluated.
 #[derive(Debug, thiserror::Error)]
@@ -59,19 +63,37 @@ pub enum EnforceError {
     Request(#[source] serde_json::Error),
 }
 
-/// What happened to a request, as the gateway answers it (`Sluice-Outcome`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What happened to a request, as the gateway answers it (`Sluice-Outcome`)
+/// and as eval suites expect it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
+    /// Passed through unchanged.
     Allowed,
+    /// Passed through with something removed.
     Redacted,
+    /// Refused by a policy (403).
     Blocked,
+    /// Passed through and marked.
     Flagged,
+    /// Refused for going over a rate limit (429).
     RateLimited,
+    /// Refused because the model is not allowed (403).
     RefusedModel,
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Allowed,
+        Outcome::Redacted,
+        Outcome::Blocked,
+        Outcome::Flagged,
+        Outcome::RateLimited,
+        Outcome::RefusedModel,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Allowed => "allowed",
@@ -89,6 +111,20 @@ impl Outcome {
             self,
             Outcome::Blocked | Outcome::RateLimited | Outcome::RefusedModel
         )
+    }
+
+    /// The outcome a gateway names (`Sluice-Outcome`, `sluice.outcome`).
+    pub fn parse(text: &str) -> Option<Outcome> {
+        let text = text.trim();
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -101,61 +101,9 @@ pub enum Role {
     Assistant,
 }
 
-/// What a gateway did with a request.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// Passed through unchanged.
-    Allowed,
-    /// Passed through with something removed.
-    Redacted,
-    /// Refused by a policy (403).
-    Blocked,
-    /// Passed through and marked.
-    Flagged,
-    /// Refused for going over a rate limit (429).
-    RateLimited,
-    /// Refused because the model is not allowed (403).
-    RefusedModel,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 6] = [
-        Outcome::Allowed,
-        Outcome::Redacted,
-        Outcome::Blocked,
-        Outcome::Flagged,
-        Outcome::RateLimited,
-        Outcome::RefusedModel,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Redacted => "redacted",
-            Outcome::Blocked => "blocked",
-            Outcome::Flagged => "flagged",
-            Outcome::RateLimited => "rate-limited",
-            Outcome::RefusedModel => "refused-model",
-        }
-    }
-
-    /// The outcome a gateway names (`Sluice-Outcome`, `sluice.outcome`).
-    pub fn parse(text: &str) -> Option<Outcome> {
-        let text = text.trim();
-        Outcome::ALL
-            .into_iter()
-            .find(|o| o.as_str().eq_ignore_ascii_case(text))
-    }
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// What a gateway did with a request: the reference gateway's own
+/// vocabulary (`Sluice-Outcome`), so the two cannot drift apart.
+pub use crate::enforce::Outcome;
 
 /// What must come of a case: every field given is checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -1421,4 +1421,4 @@ fn group(mut reports: Vec<GatewayReport>) -> Vec<EnvironmentReport> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

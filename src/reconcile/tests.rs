@@ -258,7 +258,7 @@ impl World {
 }
 
 /// The bundled example with `files` written over it, loaded.
-fn example(files: &[(&str, &str)]) -> Loaded {
+pub(crate) fn example(files: &[(&str, &str)]) -> Loaded {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
     let dir = tempfile::tempdir().unwrap();
     let copied = std::process::Command::new("cp")

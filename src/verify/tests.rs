@@ -1,28 +1,5 @@
 use super::*;
-use crate::{
-    config::{Limits, Loaded},
-    source::WorkTree,
-};
-
-/// The bundled example with `files` written over it, loaded.
-fn example(files: &[(&str, &str)]) -> Loaded {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
-    let dir = tempfile::tempdir().unwrap();
-    let copied = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(example.join("."))
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    for (path, text) in files {
-        std::fs::write(dir.path().join(path), text).unwrap();
-    }
-    let tree = WorkTree::open(dir.path()).unwrap();
-    let loaded = crate::config::load(&tree, &Limits::default()).unwrap();
-    assert!(loaded.repository.is_some(), "{:?}", loaded.findings);
-    loaded
-}
+use crate::reconcile::tests::example;
 
 const PRODUCTION: &str = "slug: production\nname: Production\nisProduction: true\n\
     promotion: { from: staging, evals: [injection] }\n\
