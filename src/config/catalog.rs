@@ -147,6 +147,19 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     CATALOG.iter().map(|p| p.name)
 }
 
+/// The hint of a finding naming a policy that is not known: the nearest
+/// built-in one, else the list of them.
+pub fn unknown_policy_hint(policy: &str) -> String {
+    super::schema::did_you_mean(policy, names())
+        .map(|m| format!("did you mean `{m}`?"))
+        .unwrap_or_else(|| {
+            format!(
+                "built-in policies are {}; custom ones are named x-<name>",
+                names().collect::<Vec<_>>().join(", ")
+            )
+        })
+}
+
 /// Settings per policy, by policy name (`policy:` in a pack).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -569,14 +569,7 @@ pub(crate) fn check_pack_body(file: &str, pack: &Pack, out: &mut Vec<Finding>) {
     for (i, policy) in pack.policies.chain.iter().enumerate() {
         let pointer = format!("/policies/chain/{i}");
         if !catalog::is_known(policy) {
-            let hint = did_you_mean(policy, catalog::names())
-                .map(|m| format!("did you mean `{m}`?"))
-                .unwrap_or_else(|| {
-                    format!(
-                        "built-in policies are {}; custom ones are named x-<name>",
-                        catalog::names().collect::<Vec<_>>().join(", ")
-                    )
-                });
+            let hint = catalog::unknown_policy_hint(policy);
             out.push(
                 Finding::error(
                     "pack.chain-unknown-policy",

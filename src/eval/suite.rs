@@ -327,14 +327,7 @@ fn check_cases(
         }
         for (j, policy) in case.expect.policies.iter().enumerate() {
             if !catalog::is_known(policy) {
-                let hint = did_you_mean(policy, catalog::names())
-                    .map(|m| format!("did you mean `{m}`?"))
-                    .unwrap_or_else(|| {
-                        format!(
-                            "built-in policies are {}; custom ones are named x-<name>",
-                            catalog::names().collect::<Vec<_>>().join(", ")
-                        )
-                    });
+                let hint = catalog::unknown_policy_hint(policy);
                 out.push(
                     Finding::error(
                         "eval.unknown-policy",

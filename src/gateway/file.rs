@@ -25,6 +25,9 @@ pub struct FileGateway {
     /// The gateway behind the file, where it answers model calls (`chat:`):
     /// an http client to it, held to the same allowances and secrets.
     chat: Option<HttpGateway>,
+    /// The version that gateway was last seen running, so a suite's cases
+    /// do not each ask again.
+    loaded: std::sync::Mutex<Option<Digest>>,
 }
 
 /// How long a chat call waits for the gateway behind the file to load it.
@@ -42,10 +45,19 @@ impl FileGateway {
             return;
         };
         let want = version_of(self.format, &text);
+        let seen = |loaded: &std::sync::Mutex<Option<Digest>>| {
+            loaded.lock().unwrap_or_else(|e| e.into_inner()).as_ref() == Some(&want)
+        };
+        if seen(&self.loaded) {
+            return;
+        }
         let deadline = tokio::time::Instant::now() + LOAD_WAIT;
         loop {
             match chat.live().await {
-                Ok(live) if live.digest.as_ref() == Some(&want) => return,
+                Ok(live) if live.digest.as_ref() == Some(&want) => {
+                    *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) = Some(want);
+                    return;
+                }
                 Ok(_) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
@@ -59,6 +71,7 @@ impl FileGateway {
             path,
             format,
             chat: None,
+            loaded: std::sync::Mutex::new(None),
         }
     }
 

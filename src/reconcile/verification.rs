@@ -5,7 +5,7 @@
 
 use super::{EnvironmentReport, Pass, Progress, ReconcileError, Reconciler, pin};
 use crate::{
-    config::{Loaded, Repository},
+    config::{Digest, Loaded, Repository},
     drift::{Alert, AlertEvent},
     eval::{RunOptions, Suite, run_suites},
     gateway::Gateway,
@@ -142,7 +142,8 @@ impl Reconciler {
                 environment: env.slug.clone(),
                 gateway: String::new(),
                 revision: revision.to_owned(),
-                desired_version: version_of(digest, revision),
+                desired_version: Digest::parse(digest)
+                    .map_or_else(|| digest.to_owned(), |d| Alert::version(&d, revision)),
                 live_version: None,
                 changes: Vec::new(),
                 diff: String::new(),
@@ -214,11 +215,6 @@ impl Reconciler {
             }
         }
     }
-}
-
-/// `sha256:<12>@<commit8>`, as alerts name versions.
-fn version_of(digest: &str, revision: &str) -> String {
-    format!("{}@{}", short(digest), crate::source::prefix(revision, 8))
 }
 
 fn short(digest: &str) -> &str {

@@ -120,8 +120,7 @@ async fn with_watch_the_gateway_runs_the_file_a_file_driver_writes_and_follows_i
             std::time::Instant::now() < deadline,
             "the file was never loaded"
         );
-        tokio::task::yield_now().await;
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
     // A rewrite (as the file driver does it: a rename over the file).
