@@ -15,6 +15,7 @@
 //! | `PUT /api/v1/environments/{env}/pin` | pin: body `{"to": REV or DIGEST, "reason": TEXT}`, both optional |
 //! | `DELETE /api/v1/environments/{env}/pin` | unpin |
 //! | `POST /hooks/git` | GitHub (`X-Hub-Signature-256`) or GitLab (`X-Gitlab-Token`) push: reconcile now |
+//! | `GET /`, … | the dashboard (see [`crate::ui`]) |
 //!
 //! API tokens are scoped to one environment or `admin`; a token for
 //! development gets `403` on production. They are kept hashed and never
@@ -80,6 +81,8 @@ pub struct ServerState {
     /// Shared secret of the git webhook; without one the hook is off.
     pub webhook_secret: Option<String>,
     pub sync: SyncQueue,
+    /// What the dashboard shows beyond the ledger (set by the mode's loop).
+    pub dashboard: crate::ui::Dashboard,
 }
 
 /// A future that resolves on the first SIGTERM or SIGINT. The handlers are
@@ -112,6 +115,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
             get(pin_get).put(pin_put).delete(pin_delete),
         )
         .route("/hooks/git", post(webhook::receive))
+        .merge(crate::ui::routes())
         .with_state(state)
 }
 
