@@ -343,6 +343,22 @@ fn history_pages_through_every_attempt_once() {
     unique.dedup();
     assert_eq!(unique.len(), seen.len(), "no attempt twice");
     assert!(seen.len() >= 120, "{}", seen.len());
+    // The API pages the same way.
+    let api = format!("{url}/api/v1/environments/development/history?limit=100");
+    let (_, first) = http("GET", &api, &[], "");
+    let first: Vec<serde_json::Value> = serde_json::from_str(&first).unwrap();
+    let last = first.last().unwrap();
+    let cursor = format!("{}.{}", last["started_at"], last["id"]);
+    let (_, rest) = http("GET", &format!("{api}&before={cursor}"), &[], "");
+    let rest: Vec<serde_json::Value> = serde_json::from_str(&rest).unwrap();
+    let mut api_ids: Vec<i64> = first
+        .iter()
+        .chain(&rest)
+        .map(|a| a["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(api_ids.len(), seen.len());
+    api_ids.sort();
+    assert_eq!(api_ids, unique);
     let (status, _, _) = request(
         "GET",
         &format!("{url}/environments/development/history?before=nonsense"),
