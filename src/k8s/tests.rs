@@ -1,5 +1,5 @@
 //! The CRDs and the types behind them, without a cluster. The API server's
-//! own checks (CEL, patterns, printer columns) run in `tests/kube/sluice.rs`.
+//! own checks (CEL, patterns, printer columns) run in `tests/kube/sluice_crds.rs`.
 
 use super::{crd::*, *};
 use crate::{

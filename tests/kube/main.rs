@@ -11,23 +11,15 @@
 //! `CI=true`, where they fail. See `tests/kube/env.rs` and
 //! `docs/k8s-test-env.md`.
 
-#[path = "kube/configmap.rs"]
 mod configmap;
-#[path = "kube/controller.rs"]
 mod controller;
-#[path = "kube/core.rs"]
 mod core_objects;
-#[path = "kube/crd.rs"]
 mod crd;
-#[path = "common/crds.rs"]
+#[path = "../common/crds.rs"]
 mod crds;
-#[path = "kube/env.rs"]
 mod env;
-#[path = "common/git_daemon.rs"]
+#[path = "../common/git_daemon.rs"]
 mod git_daemon;
-#[path = "kube/lease.rs"]
 mod lease;
-#[path = "kube/rbac.rs"]
 mod rbac;
-#[path = "kube/sluice.rs"]
 mod sluice_crds;
