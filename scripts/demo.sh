@@ -6,7 +6,9 @@
 # .sluice-demo/state.db; then `sluice status` shows which version runs where.
 # The eval environment's file is also run by an enforcing reference gateway
 # (`sluice gateway --watch`), so its suites (examples/config-repo/evals) run
-# after its sync and their results are shown.
+# after its sync and their results are shown. It ends by printing the URL of
+# the dashboard `sluice run` serves (and, on a terminal, keeps it running
+# until Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -37,7 +39,8 @@ gateway=$!
 
 echo
 echo "== sluice run --repo $repo --branch $branch --data-dir $data"
-$sluice run --repo "$repo" --branch "$branch" --data-dir "$data" --listen 127.0.0.1:0 --interval 30s &
+mkdir -p "$data"
+$sluice run --repo "$repo" --branch "$branch" --data-dir "$data" --listen "${SLUICE_DEMO_LISTEN:-127.0.0.1:0}" --interval 30s > >(tee "$data/run.out") &
 run=$!
 trap 'kill -TERM $run $gateway 2>/dev/null; wait $run $gateway 2>/dev/null || true' EXIT
 # Until the first pass applied everything and the eval environment's suites ran.
@@ -62,3 +65,13 @@ echo
 echo "== what the production gateway now runs ($data/gateways/production/prod-eu-1.json)"
 head -c 300 "$data/gateways/production/prod-eu-1.json"
 echo " …"
+
+# The dashboard of the running `sluice run`: which version runs where, drift,
+# promotions, history (read-only: the demo sets no API tokens).
+dashboard=$(sed -n 's/^dashboard: //p' "$data/run.out" | head -1)
+echo
+echo "== the dashboard: $dashboard"
+if [[ -t 0 && -t 1 ]]; then
+	echo "   (open it in a browser; Ctrl-C stops the demo)"
+	wait $run
+fi

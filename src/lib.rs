@@ -19,6 +19,7 @@
 //! | [promote]   | a branch that brings one environment's packs into the next one |
 //! | [rollback]  | a branch that puts one environment back on a version it ran whole |
 //! | [server]    | HTTP: health, metrics, status API, git webhook |
+//! | [ui]        | the dashboard: pages over the same data as the API, sign-in, live updates |
 //! | [k8s]       | Kubernetes mode: the `sluice.dev` custom resources and their CRDs; leader election |
 //! | [cli]       | the `sluice` command |
 #![forbid(unsafe_code)]
@@ -38,4 +39,5 @@ pub mod reconcile;
 pub mod rollback;
 pub mod server;
 pub mod source;
+pub mod ui;
 pub mod verify;

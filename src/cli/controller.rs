@@ -139,11 +139,15 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         tokens,
         webhook_secret: args.access.webhook_secret(),
         sync: Default::default(),
+        dashboard: Default::default(),
     });
+    state.dashboard.set_revisions(revisions.clone());
     let shutdown = server::shutdown_signal()?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stopping = state.clone();
     tokio::spawn(async move {
         shutdown.await;
+        stopping.dashboard.stop();
         let _ = stop_tx.send(true);
     });
     let stopped = |mut stop: watch::Receiver<bool>| async move {

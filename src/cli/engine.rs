@@ -95,6 +95,8 @@ pub struct Engine {
     /// What the operator allows each environment; a revision that goes
     /// beyond it is invalid.
     pub allowances: Arc<Allowances>,
+    /// Loads any revision of the followed repository (pins, the dashboard).
+    pub revisions: Arc<dyn Revisions>,
     /// Held while the engine lives: one reconciler per ledger, so a `sync`
     /// cannot resolve the in-flight attempts of a running `run` as interrupted.
     _lock: Option<std::fs::File>,
@@ -241,13 +243,15 @@ impl Engine {
             limits: cli.limits(),
             allowances: allowances.clone(),
         });
-        let core = Core::open(state, context, args, Some(revisions))?;
+        let revisions: Arc<dyn Revisions> = revisions;
+        let core = Core::open(state, context, args, Some(revisions.clone()))?;
         Ok(Engine {
             follower,
             reconciler: core.reconciler,
             alerts: core.alerts,
             limits: cli.limits(),
             allowances,
+            revisions,
             _lock: core.lock,
         })
     }

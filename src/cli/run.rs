@@ -90,16 +90,26 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         tokens,
         webhook_secret: args.access.webhook_secret(),
         sync: Default::default(),
+        dashboard: Default::default(),
     });
+    state.dashboard.set_revisions(engine.revisions.clone());
+    // A few missed polls before the dashboard calls its data stale.
+    state
+        .dashboard
+        .set_stale_after(args.interval.saturating_mul(3).max(Duration::from_secs(60)));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let shutdown = server::shutdown_signal()?;
-    println!("listening on {}", listener.local_addr()?);
+    let address = listener.local_addr()?;
+    println!("listening on {address}");
+    println!("dashboard: http://{address}/");
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stopping = state.clone();
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: letting in-flight applies finish");
+        stopping.dashboard.stop();
         let _ = stop_tx.send(true);
     });
     let server = {
@@ -214,6 +224,7 @@ async fn reconcile_loop(
         if loaded.repository.is_some() {
             last_good = Some(loaded.clone());
             state.ready.store(true, Ordering::SeqCst);
+            state.dashboard.follow(loaded.clone());
         }
         let started = Instant::now();
         let keep_last_good = last_good.clone().filter(|_| loaded.repository.is_none());
@@ -345,10 +356,11 @@ fn prune(engine: &Engine, repo: &crate::config::Repository) {
 }
 
 fn report(state: &ServerState, pass: &Pass, started: Instant, request: &SyncRequest) {
-    let now = SystemClock.now() as f64 / 1000.0;
+    let now = SystemClock.now();
     state
         .metrics
-        .observe(pass, started.elapsed().as_secs_f64(), now);
+        .observe(pass, started.elapsed().as_secs_f64(), now as f64 / 1000.0);
+    state.dashboard.passed(now);
     match pass {
         Pass::ValidationFailed { revision, errors } => {
             tracing::warn!(revision = %revision, errors, "ValidationFailed: the last good version keeps running");

@@ -6,14 +6,14 @@
 //! two revisions. Both read the same document shape (see `render`):
 //! `{enforcement, format, packs: {<pack>: {chain, enabled, settings: {<policy>: {…}}, version}}}`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 
 /// How long the text diff may search before settling for a coarser answer.
 const TEXT_DIFF_BUDGET: Duration = Duration::from_millis(40);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeKind {
     Added,
@@ -22,7 +22,7 @@ pub enum ChangeKind {
 }
 
 /// One field that differs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     /// RFC 6901 pointer into the document.
     pub pointer: String,
@@ -155,6 +155,49 @@ pub fn text(before: &Value, after: &Value, a: &str, b: &str) -> String {
         .to_string()
 }
 
+/// `before` with `changes` made: the inverse of [`changes`], so a record
+/// that kept only the changes (a drift episode) still gives both documents
+/// for a text diff.
+pub fn apply(before: &Value, changes: &[Change]) -> Value {
+    let mut after = before.clone();
+    for change in changes {
+        let mut segments: Vec<String> = change.pointer.split('/').skip(1).map(unescape).collect();
+        let Some(last) = segments.pop() else {
+            // The whole document differs.
+            if let Some(to) = &change.to {
+                after = to.clone();
+            }
+            continue;
+        };
+        // NB: `changes` descends only where both documents have objects,
+        // so every step on the way is one.
+        let mut node = &mut after;
+        for segment in &segments {
+            if !node.is_object() {
+                *node = Value::Object(Default::default());
+            }
+            node = node
+                .as_object_mut()
+                .expect("made an object above")
+                .entry(segment.clone())
+                .or_insert_with(|| Value::Object(Default::default()));
+        }
+        if !node.is_object() {
+            *node = Value::Object(Default::default());
+        }
+        let object = node.as_object_mut().expect("made an object above");
+        match &change.to {
+            Some(to) => {
+                object.insert(last, to.clone());
+            }
+            None => {
+                object.remove(&last);
+            }
+        }
+    }
+    after
+}
+
 fn pretty(value: &Value) -> String {
     let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
     text.push('\n');
@@ -182,6 +225,22 @@ mod tests {
                 }
             }
         })
+    }
+
+    #[test]
+    fn applying_the_changes_gives_the_other_document() {
+        let before = document("redact", &["audit-logger", "pii-detector"]);
+        let mut after = document("block", &["pii-detector"]);
+        after["packs"]["baseline"]["settings"]
+            .as_object_mut()
+            .unwrap()
+            .remove("audit-logger");
+        after["packs"]["extra/pack"] = json!({"enabled": false});
+        after["enforcement"] = json!("alert");
+        let found = changes(&before, &after);
+        assert!(found.len() >= 4);
+        assert_eq!(apply(&before, &found), after);
+        assert_eq!(apply(&before, &[]), before);
     }
 
     #[test]

@@ -588,6 +588,7 @@ pub async fn run(
             move |map: ConfigMap| woken_by(&map, &by_config_map),
         );
     }
+    let server = context.server.clone();
     controller
         .reconcile_on(requests)
         // NB: unbounded, every Environment is reconciled at once, each
@@ -595,10 +596,16 @@ pub async fn run(
         .with_config(kube::runtime::controller::Config::default().concurrency(ENVIRONMENTS_AT_ONCE))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(environment = %object, "reconciled"),
-                Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+        .for_each(|result| {
+            // NB: the dashboard's pages refresh after each Environment's pass.
+            server
+                .dashboard
+                .passed(crate::reconcile::Clock::now(&crate::reconcile::SystemClock));
+            async move {
+                match result {
+                    Ok((object, _)) => tracing::debug!(environment = %object, "reconciled"),
+                    Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+                }
             }
         })
         .await;

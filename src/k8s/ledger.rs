@@ -32,8 +32,8 @@ use super::{
 use crate::drift::shortened;
 use crate::ledger::{
     Attempt, AttemptId, AttemptStart, BatchResult, Deployment, DriftEpisode, EnvironmentRecord,
-    EvalFailure, EvalRun, GatewayRecord, Ledger, LedgerError, MemoryLedger, Millis, Outcome, Pin,
-    PinEnd, Resolution, RevisionRecord, WriteBatch,
+    EvalFailure, EvalRun, GatewayRecord, HistoryCursor, Ledger, LedgerError, MemoryLedger, Millis,
+    Outcome, Pin, PinEnd, Resolution, RevisionRecord, WriteBatch,
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::{
@@ -508,13 +508,15 @@ impl Ledger for StatusLedger {
         self.memory.unfinished_attempts()
     }
 
-    fn history(
+    fn history_page(
         &self,
         environment: &str,
         gateway: Option<&str>,
+        before: Option<HistoryCursor>,
         limit: usize,
     ) -> Result<Vec<Attempt>, LedgerError> {
-        self.memory.history(environment, gateway, limit)
+        self.memory
+            .history_page(environment, gateway, before, limit)
     }
 
     fn upsert_gateway(&self, record: &GatewayRecord) -> Result<(), LedgerError> {

@@ -146,6 +146,40 @@ pub fn history_is_newest_first_filtered_and_limited(ledger: &dyn Ledger) {
     assert!(ledger.history("nowhere", None, 10).unwrap().is_empty());
 }
 
+pub fn history_pages_cover_every_attempt_once_in_order(ledger: &dyn Ledger) {
+    // Several attempts per millisecond, as a pass over many gateways
+    // writes them: the cursor must tell them apart by id.
+    let mut started = Vec::new();
+    for i in 0..23 {
+        let gateway = if i % 3 == 0 { "a" } else { "b" };
+        let id = ledger
+            .start_attempt(&start("prod", gateway, T0 + i / 4))
+            .unwrap();
+        started.push((T0 + i / 4, id, gateway));
+    }
+    started.sort_by_key(|(at, id, _)| std::cmp::Reverse((*at, *id)));
+    for gateway in [None, Some("a")] {
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = ledger.history_page("prod", gateway, before, 5).unwrap();
+            assert!(page.len() <= 5);
+            let Some(last) = page.last() else { break };
+            before = Some(HistoryCursor::after(last));
+            seen.extend(page.iter().map(|a| a.id));
+        }
+        let expected: Vec<AttemptId> = started
+            .iter()
+            .filter(|(_, _, g)| gateway.is_none_or(|w| w == *g))
+            .map(|(_, id, _)| *id)
+            .collect();
+        assert_eq!(seen, expected, "pages of {gateway:?}");
+    }
+    let cursor: HistoryCursor = "1750000000001.17".parse().unwrap();
+    assert_eq!(cursor.to_string(), "1750000000001.17");
+    assert!("17".parse::<HistoryCursor>().is_err());
+}
+
 pub fn gateway_records_replace_list_in_order_and_go(ledger: &dyn Ledger) {
     ledger
         .upsert_gateways(&[
@@ -465,13 +499,14 @@ pub fn prune_drops_old_ended_pins_and_eval_runs_but_not_what_is_current(ledger: 
 
 /// Every check above, each on a fresh ledger from `fresh`.
 pub fn run_all<L: Ledger>(fresh: impl Fn() -> L) {
-    let checks: [fn(&dyn Ledger); 10] = [
+    let checks: [fn(&dyn Ledger); 11] = [
         a_pin_is_one_per_environment_and_kept_as_history_when_it_ends,
         eval_runs_read_newest_first_by_suite_with_failures_capped,
         prune_drops_old_ended_pins_and_eval_runs_but_not_what_is_current,
         attempts_start_unfinished_and_finish_once,
         batches_start_finish_and_record_together,
         history_is_newest_first_filtered_and_limited,
+        history_pages_cover_every_attempt_once_in_order,
         gateway_records_replace_list_in_order_and_go,
         deployments_skip_a_repeat_and_read_newest_first,
         drift_episodes_open_once_update_and_resolve,

@@ -11,8 +11,8 @@
 
 use super::{
     Attempt, AttemptFinish, AttemptId, AttemptStart, BatchResult, Deployment, DriftEpisode,
-    EvalRun, GatewayRecord, Ledger, LedgerError, Millis, Outcome, Pin, PinEnd, Resolution,
-    RevisionRecord, WriteBatch,
+    EvalRun, GatewayRecord, HistoryCursor, Ledger, LedgerError, Millis, Outcome, Pin, PinEnd,
+    Resolution, RevisionRecord, WriteBatch,
 };
 use std::{
     collections::BTreeMap,
@@ -288,10 +288,11 @@ impl Ledger for MemoryLedger {
         Ok(unfinished)
     }
 
-    fn history(
+    fn history_page(
         &self,
         environment: &str,
         gateway: Option<&str>,
+        before: Option<HistoryCursor>,
         limit: usize,
     ) -> Result<Vec<Attempt>, LedgerError> {
         let state = self.state();
@@ -302,6 +303,7 @@ impl Ledger for MemoryLedger {
             .attempts
             .iter()
             .filter(|a| gateway.is_none_or(|g| a.start.gateway == g))
+            .filter(|a| before.is_none_or(|b| b.precedes(a)))
             .cloned()
             .collect();
         attempts.sort_by_key(|a| std::cmp::Reverse((a.start.started_at, a.id)));

@@ -210,6 +210,48 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
+/// Where a page of history ends: attempts come ordered by (start, id),
+/// newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub started_at: Millis,
+    pub id: AttemptId,
+}
+
+impl HistoryCursor {
+    /// The cursor after `attempt`.
+    pub fn after(attempt: &Attempt) -> HistoryCursor {
+        HistoryCursor {
+            started_at: attempt.start.started_at,
+            id: attempt.id,
+        }
+    }
+
+    /// Whether `attempt` comes after the cursor (is older).
+    pub fn precedes(&self, attempt: &Attempt) -> bool {
+        (attempt.start.started_at, attempt.id) < (self.started_at, self.id)
+    }
+}
+
+impl std::fmt::Display for HistoryCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.started_at, self.id)
+    }
+}
+
+impl std::str::FromStr for HistoryCursor {
+    type Err = ();
+
+    /// `STARTED.ID`, as [`Display`](std::fmt::Display) writes it.
+    fn from_str(text: &str) -> Result<Self, ()> {
+        let (started_at, id) = text.split_once('.').ok_or(())?;
+        Ok(HistoryCursor {
+            started_at: started_at.parse().map_err(|_| ())?,
+            id: id.parse().map_err(|_| ())?,
+        })
+    }
+}
+
 /// Where a gateway stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -463,6 +505,19 @@ pub trait Ledger: Send + Sync {
         &self,
         environment: &str,
         gateway: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Attempt>, LedgerError> {
+        self.history_page(environment, gateway, None, limit)
+    }
+    /// A page of an environment's attempts, newest first: those older than
+    /// `before` (the last one of the previous page), so paging costs the
+    /// same on page 1 and page 1,000 and no row is skipped or repeated
+    /// while new attempts arrive.
+    fn history_page(
+        &self,
+        environment: &str,
+        gateway: Option<&str>,
+        before: Option<HistoryCursor>,
         limit: usize,
     ) -> Result<Vec<Attempt>, LedgerError>;
     fn upsert_gateway(&self, record: &GatewayRecord) -> Result<(), LedgerError>;

@@ -15,8 +15,8 @@ mod tests;
 
 use super::{
     Attempt, AttemptFinish, AttemptId, AttemptStart, BatchResult, DeployedPack, Deployment,
-    DriftEpisode, EvalRun, GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Outcome, Pin,
-    PinEnd, Resolution, RevisionRecord, Trigger, WriteBatch,
+    DriftEpisode, EvalRun, GatewayRecord, GatewayState, HistoryCursor, Ledger, LedgerError, Millis,
+    Outcome, Pin, PinEnd, Resolution, RevisionRecord, Trigger, WriteBatch,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
@@ -497,14 +497,18 @@ impl Ledger for SqliteLedger {
             .map_err(query_error(doing))
     }
 
-    fn history(
+    fn history_page(
         &self,
         environment: &str,
         gateway: Option<&str>,
+        before: Option<HistoryCursor>,
         limit: usize,
     ) -> Result<Vec<Attempt>, LedgerError> {
         let doing = "reading attempt history";
         let limit = clamp(limit);
+        // NB: a row-value comparison walks the index from the cursor on;
+        // with no cursor, one past every row.
+        let (started_at, id) = before.map_or((i64::MAX, i64::MAX), |b| (b.started_at, b.id));
         let conn = self.conn();
         // Two statements rather than `(?2 IS NULL OR gateway = ?2)`, so each
         // can use its own index.
@@ -512,22 +516,28 @@ impl Ledger for SqliteLedger {
             Some(gateway) => conn
                 .prepare_cached(&format!(
                     "SELECT {ATTEMPT_COLUMNS} FROM attempts
-                     WHERE environment = ?1 AND gateway = ?2
-                     ORDER BY started_at DESC, id DESC LIMIT ?3"
+                     WHERE environment = ?1 AND gateway = ?2 AND (started_at, id) < (?3, ?4)
+                     ORDER BY started_at DESC, id DESC LIMIT ?5"
                 ))
                 .and_then(|mut stmt| {
-                    stmt.query_map(params![environment, gateway, limit], attempt_from_row)?
-                        .collect()
+                    stmt.query_map(
+                        params![environment, gateway, started_at, id, limit],
+                        attempt_from_row,
+                    )?
+                    .collect()
                 }),
             None => conn
                 .prepare_cached(&format!(
                     "SELECT {ATTEMPT_COLUMNS} FROM attempts
-                     WHERE environment = ?1
-                     ORDER BY started_at DESC, id DESC LIMIT ?2"
+                     WHERE environment = ?1 AND (started_at, id) < (?2, ?3)
+                     ORDER BY started_at DESC, id DESC LIMIT ?4"
                 ))
                 .and_then(|mut stmt| {
-                    stmt.query_map(params![environment, limit], attempt_from_row)?
-                        .collect()
+                    stmt.query_map(
+                        params![environment, started_at, id, limit],
+                        attempt_from_row,
+                    )?
+                    .collect()
                 }),
         };
         rows.map_err(query_error(doing))

@@ -6,8 +6,8 @@
 //! ledger's records and the time, so tests drive it with an injected clock.
 
 use crate::{
-    config::render::PackDigest,
-    ledger::{Deployment, DriftEpisode, EvalRun, Millis},
+    config::{Environment, render::PackDigest},
+    ledger::{Deployment, DriftEpisode, EvalRun, Ledger, LedgerError, Millis},
 };
 use serde::Serialize;
 use std::time::Duration;
@@ -94,6 +94,64 @@ impl Gate {
             .collect();
         Some(format!("gated: {}", parts.join("; ")))
     }
+}
+
+/// Upstream deployments and drift episodes a gate looks at, at most.
+const GATE_HISTORY: usize = 1_000;
+
+/// An environment's gate as the ledger has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    pub gate: Gate,
+    pub upstream: String,
+    pub soak: Duration,
+}
+
+/// Reads what `env`'s gate looks at from the ledger and [`check`]s
+/// `desired` (its packs at the version it should run); `None` when the
+/// environment has no gate (no promotion, or one with neither soak nor
+/// evals). The reconciler and the dashboard both ask this.
+pub fn evaluate(
+    ledger: &dyn Ledger,
+    env: &Environment,
+    desired: &[PackDigest],
+    now: Millis,
+) -> Result<Option<Evaluation>, LedgerError> {
+    let Some(promotion) = &env.spec.promotion else {
+        return Ok(None);
+    };
+    let soak = promotion.soak.as_ref().and_then(|s| s.parse());
+    if soak.is_none() && promotion.evals.is_empty() {
+        return Ok(None);
+    }
+    let soak = soak.unwrap_or(Duration::ZERO);
+    let ran = ledger.deployments(&env.slug, GATE_HISTORY)?;
+    let eval_runs = if promotion.evals.is_empty() {
+        Vec::new()
+    } else {
+        ledger.eval_runs(&promotion.from, None, GATE_HISTORY)?
+    };
+    // Every open episode upstream, and the recent resolved ones (a soak
+    // restarts from the last).
+    let mut drift = ledger.drift_episodes(Some(&promotion.from), true, usize::MAX)?;
+    drift.extend(
+        ledger
+            .drift_episodes(Some(&promotion.from), false, GATE_HISTORY)?
+            .into_iter()
+            .filter(|e| e.resolved_at.is_some()),
+    );
+    let upstream = Upstream {
+        environment: &promotion.from,
+        deployments: &ledger.deployments(&promotion.from, GATE_HISTORY)?,
+        drift: &drift,
+        evals: &promotion.evals,
+        eval_runs: &eval_runs,
+    };
+    Ok(Some(Evaluation {
+        gate: check(desired, &ran, &upstream, soak, now),
+        upstream: promotion.from.clone(),
+        soak,
+    }))
 }
 
 /// Decides whether `desired` may be applied. Only packs the environment
@@ -209,7 +267,8 @@ fn short(digest: &str) -> &str {
     digest.get(..7 + 12).unwrap_or(digest)
 }
 
-fn human(duration: Duration) -> String {
+/// `12m`, `1h05m`: a soak's length or what is left of it.
+pub fn human(duration: Duration) -> String {
     let minutes = duration.as_secs().div_ceil(60);
     match minutes {
         0..60 => format!("{minutes}m"),

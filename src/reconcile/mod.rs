@@ -114,9 +114,6 @@ pub struct GatewayReport {
     pub pinned: Option<String>,
 }
 
-/// Upstream deployments and drift episodes a gate looks at, at most.
-const GATE_HISTORY: usize = 1_000;
-
 /// One gateway's work in a pass.
 #[derive(Clone, Copy)]
 struct Job<'a> {
@@ -853,34 +850,18 @@ impl Reconciler {
         policy: &EnvironmentPolicy,
         promoted: Option<&Promotion>,
     ) -> Result<Option<String>, ReconcileError> {
-        let Some(promotion) = &env.spec.promotion else {
-            return Ok(None);
-        };
-        let soak = promotion.soak.as_ref().and_then(|s| s.parse());
-        if soak.is_none() && promotion.evals.is_empty() {
-            return Ok(None);
-        }
-        let soak = soak.unwrap_or(std::time::Duration::ZERO);
         let Some(first) = rendered.iter().find(|r| r.environment == env.slug) else {
             return Ok(None);
         };
-        let ran = self.ledger.deployments(&env.slug, GATE_HISTORY)?;
-        let eval_runs = if promotion.evals.is_empty() {
-            Vec::new()
-        } else {
-            self.ledger.eval_runs(&promotion.from, None, GATE_HISTORY)?
+        let Some(evaluation) =
+            gate::evaluate(self.ledger.as_ref(), env, &first.packs, self.clock.now())?
+        else {
+            return Ok(None);
         };
-        let upstream = gate::Upstream {
-            environment: &promotion.from,
-            deployments: &self.ledger.deployments(&promotion.from, GATE_HISTORY)?,
-            drift: &self.upstream_drift(&promotion.from)?,
-            evals: &promotion.evals,
-            eval_runs: &eval_runs,
-        };
-        let decision = gate::check(&first.packs, &ran, &upstream, soak, self.clock.now());
+        let (decision, soak) = (&evaluation.gate, evaluation.soak);
         // NB: the head's promotion trailer says where the change came from.
         let reason = decision
-            .reason(upstream.environment, soak)
+            .reason(&evaluation.upstream, soak)
             .map(|reason| match promoted {
                 Some(p) => {
                     let source = p
@@ -919,19 +900,6 @@ impl Reconciler {
 
     /// Every open drift episode of an environment (at most one per gateway)
     /// and its recently resolved ones: what a gate needs.
-    fn upstream_drift(&self, environment: &str) -> Result<Vec<DriftEpisode>, ReconcileError> {
-        let mut episodes = self
-            .ledger
-            .drift_episodes(Some(environment), true, usize::MAX)?;
-        let resolved = self
-            .ledger
-            .drift_episodes(Some(environment), false, GATE_HISTORY)?
-            .into_iter()
-            .filter(|e| e.resolved_at.is_some());
-        episodes.extend(resolved);
-        Ok(episodes)
-    }
-
     /// Records a drift episode (opening one only if none is open) and
     /// alerts on a new one.
     async fn drift_found(

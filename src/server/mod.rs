@@ -9,12 +9,13 @@
 //! | `GET /readyz` | `200` after the first successful fetch and validation |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /api/v1/status[?env=E]` | the status matrix, limited to the token's scope |
-//! | `GET /api/v1/environments/{env}/history[?gateway=G&limit=N]` | attempts, newest first |
+//! | `GET /api/v1/environments/{env}/history[?gateway=G&limit=N&before=CURSOR]` | attempts, newest first, paged by cursor |
 //! | `POST /api/v1/sync[?env=E]` | reconcile now |
 //! | `GET /api/v1/environments/{env}/pin` | the pin in place (`null` if none) and the pin history |
 //! | `PUT /api/v1/environments/{env}/pin` | pin: body `{"to": REV or DIGEST, "reason": TEXT}`, both optional |
 //! | `DELETE /api/v1/environments/{env}/pin` | unpin |
 //! | `POST /hooks/git` | GitHub (`X-Hub-Signature-256`) or GitLab (`X-Gitlab-Token`) push: reconcile now |
+//! | `GET /`, … | the dashboard (see [`crate::ui`]) |
 //!
 //! API tokens are scoped to one environment or `admin`; a token for
 //! development gets `403` on production. They are kept hashed and never
@@ -35,7 +36,7 @@ pub use metrics::Metrics;
 pub use tokens::{OpenApiError, Scope, Tokens, bearer_token};
 
 use crate::{
-    ledger::{Ledger, PinEnd, Trigger, WriteHealth},
+    ledger::{HistoryCursor, Ledger, PinEnd, Trigger, WriteHealth},
     reconcile::{
         Clock, SystemClock,
         pin::{PinError, TargetError, pin_in},
@@ -80,6 +81,8 @@ pub struct ServerState {
     /// Shared secret of the git webhook; without one the hook is off.
     pub webhook_secret: Option<String>,
     pub sync: SyncQueue,
+    /// What the dashboard shows beyond the ledger (set by the mode's loop).
+    pub dashboard: crate::ui::Dashboard,
 }
 
 /// A future that resolves on the first SIGTERM or SIGINT. The handlers are
@@ -112,6 +115,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
             get(pin_get).put(pin_put).delete(pin_delete),
         )
         .route("/hooks/git", post(webhook::receive))
+        .merge(crate::ui::routes())
         .with_state(state)
 }
 
@@ -184,6 +188,8 @@ async fn status(
 struct HistoryQuery {
     gateway: Option<String>,
     limit: Option<usize>,
+    /// The page after this cursor (`STARTED.ID` of the last attempt seen).
+    before: Option<String>,
 }
 
 async fn history(
@@ -195,11 +201,22 @@ async fn history(
     if let Err(response) = state.tokens.authorize(&headers, Some(&env)) {
         return response;
     }
+    let before = match q.before.as_deref().map(str::parse::<HistoryCursor>) {
+        None => None,
+        Some(Ok(cursor)) => Some(cursor),
+        Some(Err(())) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`before` is STARTED.ID: the startedAt and id of the last attempt of the previous page",
+            );
+        }
+    };
     let ledger = state.ledger.clone();
     let limit = q.limit.unwrap_or(20).min(1000);
-    let result =
-        tokio::task::spawn_blocking(move || ledger.history(&env, q.gateway.as_deref(), limit))
-            .await;
+    let result = tokio::task::spawn_blocking(move || {
+        ledger.history_page(&env, q.gateway.as_deref(), before, limit)
+    })
+    .await;
     match result {
         Ok(Ok(attempts)) => Json(attempts).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

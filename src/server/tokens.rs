@@ -102,7 +102,8 @@ impl Tokens {
         Ok(tokens)
     }
 
-    fn scope_of(&self, token: &str) -> Option<(Scope, String)> {
+    /// The scope and name of a token, if it is one of these.
+    pub fn identify(&self, token: &str) -> Option<(Scope, String)> {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
         // NB: every stored hash is compared, each in constant time, so timing
@@ -151,7 +152,7 @@ impl Tokens {
             .and_then(bearer_token)
             .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
         let (scope, name) = self
-            .scope_of(token)
+            .identify(token)
             .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "unknown token"))?;
         match (environment, &scope) {
             (Some(env), scope) if !scope.allows(env) => Err(refuse(

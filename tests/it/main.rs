@@ -5,6 +5,7 @@ mod allow;
 mod cli;
 mod corpus;
 mod crds;
+mod dashboard;
 mod digest;
 mod drift;
 mod enforce;

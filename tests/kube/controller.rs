@@ -503,6 +503,17 @@ async fn an_environment_reconciles_into_configmap_and_http_gateways_and_heals_dr
         .await
         .unwrap();
     assert!(metrics.contains("sluice_reconciles"), "{metrics}");
+    // The dashboard, from the Environments' status.
+    let overview = reqwest::get(format!("http://{}/", controller.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        overview.contains("production") && overview.contains(r#"<td class="cell s-"#),
+        "{overview}"
+    );
 
     drop(controller);
     let _ = Api::<Namespace>::all(client)
