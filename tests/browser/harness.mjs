@@ -476,7 +476,8 @@ export async function fleetScenario({ count = 1000, environment = 'fleet' } = {}
 
 // --- the dashboard ------------------------------------------------------------
 
-/// Signs in through the form at /login with `token`; the page ends on `/`.
+/// Signs in through the form at /login with `token`; the page ends on `/`
+/// (the form posts, the server answers 303 to `/`).
 export async function signIn(page, base, token) {
   await page.goto(`${base}/login`);
   await page.fill('form[action="/login"] input[name="token"]', token);
@@ -494,13 +495,13 @@ export function version(digest, commitId) {
 // --- screenshots ----------------------------------------------------------------
 
 export const SHOTS = path.join(ROOT, 'target', 'browser');
-const TOLERANCE = Number(process.env.SLUICE_SCREENSHOT_TOLERANCE ?? '0.02');
+const TOLERANCE = Number(process.env.SLUICE_SCREENSHOT_TOLERANCE ?? '0.01');
 
 /// Takes a 1280×800 screenshot of `page` into target/browser/NAME.png and
 /// compares it with docs/NAME.png, ignoring what changes from run to run
 /// (times, ages, versions, the live-status line). The docs copy is written
 /// when there is none or with SLUICE_UPDATE_SCREENSHOTS=1; otherwise a
-/// difference in more than SLUICE_SCREENSHOT_TOLERANCE (default 2 %) of the
+/// difference in more than SLUICE_SCREENSHOT_TOLERANCE (default 1 %) of the
 /// other pixels fails, naming both files.
 export async function screenshot(page, name) {
   fs.mkdirSync(SHOTS, { recursive: true });
@@ -516,9 +517,11 @@ export async function screenshot(page, name) {
   const reference = path.join(ROOT, 'docs', `${name}.png`);
   if (process.env.SLUICE_UPDATE_SCREENSHOTS === '1' || !fs.existsSync(reference)) {
     fs.copyFileSync(actual, reference);
+    console.error(`screenshot ${name}: wrote ${path.relative(ROOT, reference)}`);
     return { written: reference };
   }
   const ratio = difference(decodePng(fs.readFileSync(reference)), decodePng(png), volatile);
+  console.error(`screenshot ${name}: ${(ratio * 100).toFixed(3)} % of the pixels differ from ${path.relative(ROOT, reference)}`);
   if (ratio > TOLERANCE) {
     throw new Error(
       `${name}: ${(ratio * 100).toFixed(2)} % of the pixels differ from ${path.relative(ROOT, reference)} ` +
@@ -621,4 +624,23 @@ export function decodePng(buffer) {
     pixels[i * 4 + 3] = channels === 4 ? rows[j + 3] : 255;
   }
   return { width, height, pixels };
+}
+
+/// A new context (1280×800, JavaScript on unless `javaScriptEnabled:
+/// false`) and page signed in with `token`; `{ context, page }`.
+export async function signedIn(browser, base, token, options = {}) {
+  const context = await newContext(browser, options);
+  const page = await context.newPage();
+  await signIn(page, base, token);
+  return { context, page };
+}
+
+/// A commit on a branch other than the followed one (made in a worktree
+/// of its own, so the followed branch and its checkout never move), after
+/// `edit(dir)` changed files there; returns the commit id.
+export function sideCommit(scenario, branch, edit, message) {
+  const dir = path.join(scenario.tmp, `side-${branch}`);
+  git(scenario.repo, ['worktree', 'add', '-q', '-b', branch, dir, 'main']);
+  edit(dir);
+  return commit(dir, message);
 }
