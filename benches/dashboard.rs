@@ -19,6 +19,7 @@
 //! BENCHMARKS.md (8,000 applications listed in 35 s, argo-cd#9575).
 
 use sluice::{
+    config::Digest,
     ledger::{
         AttemptStart, Deployment, DriftEpisode, GatewayRecord, GatewayState, Ledger, Outcome,
         SqliteLedger, Trigger, WriteBatch,
@@ -37,11 +38,11 @@ const SAMPLES: usize = 20;
 const T0: i64 = 1_790_000_000_000;
 
 fn digest(i: usize) -> String {
-    format!("sha256:{:064x}", i as u128 * 0x9e37_79b9_7f4a_7c15)
+    Digest::of(format!("version {i}").as_bytes()).to_string()
 }
 
 fn commit(i: usize) -> String {
-    format!("{:040x}", i as u128 * 0x5851_f42d_4c95_7f2d)
+    Digest::of(format!("commit {i}").as_bytes()).as_str()[7..47].to_owned()
 }
 
 /// Fills `ledger` as a 10,000-gateway fleet would.
@@ -85,7 +86,7 @@ fn populate(ledger: &SqliteLedger) {
                 desired_digest: Some(digest(e * 100 + ATTEMPTS_PER_GATEWAY - 1)),
                 desired_revision: Some(commit(ATTEMPTS_PER_GATEWAY - 1)),
                 observed_digest: Some(digest(
-                    e * 100 + ATTEMPTS_PER_GATEWAY - usize::from(drifted),
+                    e * 100 + ATTEMPTS_PER_GATEWAY - usize::from(!drifted),
                 )),
                 state: if drifted {
                     GatewayState::Drifted
@@ -186,18 +187,22 @@ fn main() {
         ));
         let client = reqwest::Client::new();
         println!("page                                   median     p90        bytes");
-        let mut row = |name: &str, (median, p90, bytes): (Duration, Duration, usize)| {
+        let row = |name: &str, (median, p90, bytes): (Duration, Duration, usize)| {
             println!("{name:<38} {:<10} {:<10} {bytes}", ms(median), ms(p90));
         };
         row(
             "overview GET /",
             measure(&client, &format!("{base}/")).await,
         );
+        if let Ok(path) = std::env::var("SLUICE_BENCH_DUMP") {
+            let page = client.get(format!("{base}/")).send().await.unwrap();
+            std::fs::write(path, page.text().await.unwrap()).unwrap();
+        }
         let history = format!("{base}/environments/env-000/history");
         row("history, newest page", measure(&client, &history).await);
-        // 1,000 attempts deep: follow Older links 20 pages (50 a page).
+        // The 20th page (attempts 951–1,000): 19 Older links on.
         let mut deep = history.clone();
-        for _ in 0..20 {
+        for _ in 0..19 {
             let page = client
                 .get(&deep)
                 .send()
@@ -214,7 +219,7 @@ fn main() {
             deep = format!("{base}{href}");
         }
         row(
-            "history, 1,000 attempts deep",
+            "history, 20th page (by Older links)",
             measure(&client, &deep).await,
         );
         row(

@@ -215,8 +215,11 @@ pub fn render(overview: &Overview, chrome: &Chrome<'_>) -> Markup {
                                 @if gateways.is_empty() {
                                     td.empty { "no gateway recorded yet" }
                                 }
-                                @for gateway in gateways {
-                                    (cell(gateway, now))
+                                @for shown in cells(gateways) {
+                                    @match shown {
+                                        Shown::One(gateway) => (cell(gateway, now)),
+                                        Shown::Alike(alike) => (group(environment, &alike, now)),
+                                    }
                                 }
                             }
                         }
@@ -225,6 +228,76 @@ pub fn render(overview: &Overview, chrome: &Chrome<'_>) -> Markup {
             }
         },
     )
+}
+
+/// An environment with more gateways than this shows the settled ones that
+/// run the same version as one cell (with how many): at 10,000 gateways the
+/// page stays small, and every gateway that needs attention still has a
+/// cell of its own.
+const GROUP_OVER: usize = 12;
+
+enum Shown<'a> {
+    One(&'a GatewayRecord),
+    /// Settled gateways in the same state at the same version.
+    Alike(Vec<&'a GatewayRecord>),
+}
+
+fn cells(gateways: &[GatewayRecord]) -> Vec<Shown<'_>> {
+    if gateways.len() <= GROUP_OVER {
+        return gateways.iter().map(Shown::One).collect();
+    }
+    let mut alike: BTreeMap<(&'static str, Option<&str>, Option<&str>), Vec<&GatewayRecord>> =
+        BTreeMap::new();
+    let mut shown = Vec::new();
+    for gateway in gateways {
+        if gateway.state.settled() && gateway.observed_digest == gateway.desired_digest {
+            let key = (
+                gateway.state.as_str(),
+                gateway.desired_digest.as_deref(),
+                gateway.desired_revision.as_deref(),
+            );
+            alike.entry(key).or_default().push(gateway);
+        } else {
+            shown.push(Shown::One(gateway));
+        }
+    }
+    let mut groups: Vec<Shown<'_>> = alike
+        .into_values()
+        .map(|g| {
+            if g.len() == 1 {
+                Shown::One(g[0])
+            } else {
+                Shown::Alike(g)
+            }
+        })
+        .collect();
+    groups.append(&mut shown);
+    groups
+}
+
+/// Settled gateways at one version, as one cell.
+fn group(environment: &str, alike: &[&GatewayRecord], now: Millis) -> Markup {
+    let first = alike[0];
+    let oldest = alike
+        .iter()
+        .map(|g| g.updated_at)
+        .min()
+        .unwrap_or(first.updated_at);
+    html! {
+        td class={ "cell group s-" (first.state.as_str()) }
+            data-environment=(environment)
+            data-state=(first.state.as_str())
+            data-count=(alike.len()) {
+            a.name href={ "/environments/" (page::path(environment)) "#gateways" } {
+                (alike.len()) " gateways"
+            }
+            " " (page::state(first.state))
+            br;
+            (version_code(first.desired_digest.as_deref(), first.desired_revision.as_deref()))
+            br;
+            small.age { "oldest read " (ago(now, oldest)) }
+        }
+    }
 }
 
 /// One gateway of the matrix.
@@ -361,6 +434,20 @@ mod tests {
         assert!(page.contains("base/a.yaml:3"));
         assert!(page.contains("sluice validate --rev deadbeef"));
         assert!(page.contains(r#"id="stale""#));
+    }
+
+    #[test]
+    fn a_large_environment_groups_its_settled_gateways_by_version() {
+        let mut gateways: Vec<GatewayRecord> = (0..20)
+            .map(|i| record("production", &format!("gw-{i:02}"), GatewayState::InSync))
+            .collect();
+        gateways[7].state = GatewayState::Drifted;
+        gateways[7].observed_digest = Some(format!("sha256:{}", "cd".repeat(32)));
+        let page = html(&overview(gateways));
+        assert_eq!(page.matches(r#"<td class="cell"#).count(), 2, "{page}");
+        assert!(page.contains(r#"data-state="in-sync" data-count="19""#));
+        assert!(page.contains(r#"data-gateway="gw-07" data-state="drifted""#));
+        assert!(page.contains("19 gateways"));
     }
 
     #[test]
