@@ -5,7 +5,9 @@
 
 import { describe, before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SKIP, TOKENS, exampleScenario, launch, newContext, signedIn } from './harness.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { SKIP, TOKENS, exampleScenario, launch, newContext, sideCommit, signedIn } from './harness.mjs';
 
 describe('sign-in and scope', { skip: SKIP }, () => {
   let scenario;
@@ -125,6 +127,28 @@ describe('sign-in and scope', { skip: SKIP }, () => {
       ]);
       assert.equal(own.status(), 303, 'the development sync is done');
       await page.waitForURL(`${scenario.url}/environments/development`);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test('compare with a development token shows nothing of production', async () => {
+    const head = sideCommit(
+      scenario,
+      'weaken-production',
+      (dir) => {
+        const file = path.join(dir, 'environments/production/packs/baseline.yaml');
+        const text = fs.readFileSync(file, 'utf8');
+        fs.writeFileSync(file, text.replace('action: block\n    pci_mode', 'action: redact\n    pci_mode'));
+      },
+      'production redacts instead of blocking',
+    );
+    const { context, page } = await signedIn(browser, scenario.url, TOKENS.development);
+    try {
+      const response = await page.goto(`${scenario.url}/compare?base=${scenario.commit}&head=${head}`);
+      assert.ok([200, 403].includes(response.status()), `compare: ${response.status()}`);
+      const text = await page.textContent('main');
+      assert.doesNotMatch(text, /production|pii-detector/, `a development token's compare:\n${text}`);
     } finally {
       await context.close();
     }
