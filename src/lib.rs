@@ -18,6 +18,7 @@
 //! | [enforce]   | the policy engine of the reference gateway: what a document does to a chat request |
 //! | [promote]   | a branch that brings one environment's packs into the next one |
 //! | [rollback]  | a branch that puts one environment back on a version it ran whole |
+//! | [secret]    | comparing secrets in constant time |
 //! | [server]    | HTTP: health, metrics, status API, git webhook |
 //! | [ui]        | the dashboard: pages over the same data as the API, sign-in, live updates |
 //! | [k8s]       | Kubernetes mode: the `sluice.dev` custom resources and their CRDs; leader election |
@@ -37,6 +38,7 @@ pub mod plan;
 pub mod promote;
 pub mod reconcile;
 pub mod rollback;
+pub mod secret;
 pub mod server;
 pub mod source;
 pub mod ui;

@@ -59,8 +59,14 @@ impl Digest {
 
     /// `sha256:` and the first 12 hex digits.
     pub fn short(&self) -> &str {
-        &self.0[..self.0.len().min(7 + 12)]
+        short_digest(&self.0)
     }
+}
+
+/// A digest as every output shows it: `sha256:` and the first 12 hex
+/// digits (text from elsewhere is cut on a character boundary).
+pub fn short_digest(digest: &str) -> &str {
+    crate::source::prefix(digest, 7 + 12)
 }
 
 impl fmt::Display for Digest {

@@ -18,7 +18,6 @@ use super::crd::{
 use crate::{
     ledger::{GatewayState, Outcome, Trigger},
     reconcile::{EnvironmentReport, GatewayReport, status::version},
-    source::prefix,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -304,10 +303,7 @@ pub fn build(previous: &EnvironmentStatus, observed: &Observed<'_>) -> Environme
 }
 
 fn short(digest: &Option<String>) -> String {
-    digest
-        .as_deref()
-        .map(|d| prefix(d, 19).to_owned())
-        .unwrap_or_else(|| "-".into())
+    crate::reconcile::status::short_digest(digest.as_deref())
 }
 
 /// One gateway's entry; `lastTransitionTime` moves only when its state or

@@ -397,7 +397,7 @@ fn env_lines(env: &EnvironmentPlan) -> Vec<String> {
             ),
             (Some(digest), false) => format!(
                 "runs: {} from {} ({}/{} gateways in sync); the head changes it",
-                prefix(digest, 19),
+                crate::config::render::short_digest(digest),
                 prefix(running.revision.as_deref().unwrap_or("?"), 8),
                 running.in_sync,
                 running.gateways

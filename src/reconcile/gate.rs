@@ -263,9 +263,7 @@ fn packs_of(deployment: &Deployment) -> Vec<(String, String)> {
         .collect()
 }
 
-fn short(digest: &str) -> &str {
-    digest.get(..7 + 12).unwrap_or(digest)
-}
+use crate::config::render::short_digest as short;
 
 /// `12m`, `1h05m`: a soak's length or what is left of it.
 pub fn human(duration: Duration) -> String {

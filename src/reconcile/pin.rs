@@ -89,7 +89,7 @@ pub fn honour(pin: &Pin, head: &Digest, pinned: Result<&Loaded, &str>) -> Honour
     }
     let at = format!(
         "pinned at {}@{} by {}",
-        prefix(&pin.digest, 19),
+        crate::config::render::short_digest(&pin.digest),
         prefix(&pin.revision, 8),
         pin.by
     );
@@ -210,7 +210,10 @@ pub fn target(
         (Some(_), _) => Err(TargetError::Ambiguous {
             environment: environment.to_owned(),
             given: given.to_owned(),
-            candidates: distinct.iter().map(|k| prefix(k, 19).to_owned()).collect(),
+            candidates: distinct
+                .iter()
+                .map(|k| crate::config::render::short_digest(k).to_owned())
+                .collect(),
         }),
         (None, _) => Err(TargetError::NeverRan {
             environment: environment.to_owned(),

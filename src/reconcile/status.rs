@@ -114,7 +114,9 @@ impl StatusView {
 
 /// `sha256:<12>` of a digest, or `-`.
 pub fn short_digest(digest: Option<&str>) -> String {
-    digest.map_or("-".into(), |d| prefix(d, 19).to_owned())
+    digest.map_or("-".into(), |d| {
+        crate::config::render::short_digest(d).to_owned()
+    })
 }
 
 /// `sha256:<12>@<8>`, the form versions are shown in.

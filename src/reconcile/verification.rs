@@ -217,9 +217,7 @@ impl Reconciler {
     }
 }
 
-fn short(digest: &str) -> &str {
-    crate::source::prefix(digest, 7 + 12)
-}
+use crate::config::render::short_digest as short;
 
 /// `redone`'s environments in place of theirs in `environments`.
 fn replace(environments: &mut Vec<EnvironmentReport>, redone: Vec<EnvironmentReport>) {

@@ -188,7 +188,11 @@ impl Point {
         Point {
             digest: digest.to_owned(),
             revision: revision.to_owned(),
-            version: format!("{}@{}", prefix(digest, 7 + 12), prefix(revision, 8)),
+            version: format!(
+                "{}@{}",
+                crate::config::render::short_digest(digest),
+                prefix(revision, 8)
+            ),
         }
     }
 }

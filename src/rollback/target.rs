@@ -129,7 +129,7 @@ fn by_revision<'a>(
 pub fn describe(deployment: &Deployment) -> String {
     format!(
         "{}@{}",
-        prefix(&deployment.digest, 7 + 12),
+        crate::config::render::short_digest(&deployment.digest),
         prefix(&deployment.revision, 8)
     )
 }

@@ -109,11 +109,7 @@ impl Tokens {
         // NB: every stored hash is compared, each in constant time, so timing
         // says nothing about which (if any) matched.
         for (hash, scope, name) in &self.hashed {
-            let same = hash
-                .iter()
-                .zip(presented)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
+            let same = crate::secret::constant_time_eq(hash, &presented);
             if same && found.is_none() {
                 found = Some((scope.clone(), name.clone()));
             }

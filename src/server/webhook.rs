@@ -169,7 +169,10 @@ fn check(secret: &str, headers: &HeaderMap) -> Check {
         };
     }
     if let Some(token) = headers.get("x-gitlab-token").and_then(|v| v.to_str().ok()) {
-        return Check::Decided(constant_time_eq(token.as_bytes(), secret.as_bytes()));
+        return Check::Decided(crate::secret::constant_time_eq(
+            token.as_bytes(),
+            secret.as_bytes(),
+        ));
     }
     Check::Decided(false)
 }
@@ -185,10 +188,6 @@ fn verified(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
             mac.verify_slice(&expected).is_ok()
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {

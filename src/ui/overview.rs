@@ -246,8 +246,9 @@ fn cells(gateways: &[GatewayRecord]) -> Vec<Shown<'_>> {
     if gateways.len() <= GROUP_OVER {
         return gateways.iter().map(Shown::One).collect();
     }
-    let mut alike: BTreeMap<(&'static str, Option<&str>, Option<&str>), Vec<&GatewayRecord>> =
-        BTreeMap::new();
+    // By (state, desired digest, desired revision).
+    type Version<'a> = (&'static str, Option<&'a str>, Option<&'a str>);
+    let mut alike: BTreeMap<Version<'_>, Vec<&GatewayRecord>> = BTreeMap::new();
     let mut shown = Vec::new();
     for gateway in gateways {
         if gateway.state.settled() && gateway.observed_digest == gateway.desired_digest {

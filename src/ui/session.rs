@@ -129,12 +129,7 @@ impl Sessions {
 pub fn csrf_matches(viewer: &Viewer, presented: Option<&str>) -> bool {
     match (&viewer.csrf, presented) {
         (Some(expected), Some(presented)) => {
-            expected.len() == presented.len()
-                && expected
-                    .bytes()
-                    .zip(presented.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
+            crate::secret::constant_time_eq(expected.as_bytes(), presented.as_bytes())
         }
         _ => false,
     }

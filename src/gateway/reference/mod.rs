@@ -65,6 +65,7 @@ use super::{
     file::write_atomically,
     protocol::{self, Problem, Refused, Status},
 };
+use crate::secret::constant_time_eq;
 use crate::{
     config::{Digest, document::check_document, render::canonical_json},
     enforce::{Counters, Engine},
@@ -356,12 +357,6 @@ fn persist(dir: &Path, body: &str, stored: &Stored) -> io::Result<()> {
 
 fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-/// Equal without an early exit: the time taken does not depend on where
-/// the first difference is.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Shared {
