@@ -7,6 +7,7 @@
 # under CI=true, where they fail. The Helm chart is checked after the Rust
 # tests against the same server (scripts/chart-test.sh: rendered with Helm's
 # engine built from Go modules, validated with kubernetes-validate, applied).
+# Then the dashboard's browser tests (scripts/browser-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,11 @@ else
 	bash scripts/chart-test.sh 2>&1 | tee -a "$log"
 fi
 
-# One closing line over every test binary and the chart checks.
-awk '/^test result:|^chart: [0-9]+ passed, [0-9]+ failed$/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+# The dashboard in a real browser (Playwright driving Debian's Chromium)
+# against real `sluice run` servers, with the binary the tests just built.
+SLUICE_BIN=$PWD/target/debug/sluice bash scripts/browser-test.sh 2>&1 | tee -a "$log"
+
+# One closing line over every test binary, the chart checks and the
+# browser tests.
+awk '/^test result:|^(chart|browser): [0-9]+ passed, [0-9]+ failed$/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
 	END { printf "%d passed, %d failed\n", p, f }' "$log"
