@@ -1,9 +1,13 @@
 //! The command line's conventions, across commands (issue 15): closed
-//! pipes, one colour decision for output and logs.
+//! pipes, one colour decision for output and logs, log lines that say
+//! which gateway they are about.
 
-use crate::support::{OPERATOR, example_dir};
+use crate::support::{GatewayProcess, OPERATOR, TestRepo, eventually, example_dir};
 
-use std::process::{Command, Stdio};
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+};
 
 /// `sluice … | head -1`: the reader is gone before Sluice writes. The
 /// process ends quietly with SIGPIPE's shell code, never a panic (101).
@@ -62,4 +66,122 @@ fn logs_are_coloured_by_the_same_decision_as_output() {
     assert!(!sync("never", false));
     assert!(!sync("always", true) || sync("always", false));
     assert!(sync("always", false), "always colours logs too");
+}
+
+/// `sluice ARGS --repo REPO --data-dir DATA` with the default log level
+/// unless `log` names one.
+fn logged(repo: &TestRepo, data: &Path, args: &[&str], log: Option<&str>) -> (i32, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args(args)
+        .arg("--repo")
+        .arg(repo.path())
+        .arg("--data-dir")
+        .arg(data)
+        .envs(OPERATOR)
+        .env("NO_COLOR", "1")
+        .env_remove("SLUICE_LOG");
+    if let Some(log) = log {
+        command.env("SLUICE_LOG", log);
+    }
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code().unwrap_or(-1), stderr)
+}
+
+/// The log line holding `message`, which must name `environment` and
+/// `gateway` as fields.
+fn line_about<'a>(stderr: &'a str, message: &str, environment: &str, gateway: &str) -> &'a str {
+    let fields = format!("environment={environment} gateway={gateway}");
+    stderr
+        .lines()
+        .find(|line| line.contains(message) && line.contains(&fields))
+        .unwrap_or_else(|| panic!("no `{message}` line with {fields}:\n{stderr}"))
+}
+
+/// Issue 15, defect 4: a log line about a gateway says which one, at the
+/// default level too; applies and heals are logged (at info); `sluice run`
+/// says at start that its API is open and its webhook off.
+#[test]
+fn log_lines_about_a_gateway_name_its_environment_and_gateway() {
+    let repo = TestRepo::example();
+    let data = tempfile::tempdir().unwrap();
+    let (code, stderr) = logged(&repo, data.path(), &["sync"], Some("info"));
+    assert_eq!(code, 0, "{stderr}");
+    line_about(&stderr, "applied and verified", "production", "prod-eu-1");
+
+    // A hand edit: found at the default level, healed (production heals).
+    let hand_edit = || {
+        let file = data.path().join("gateways/production/prod-eu-1.json");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("\"enforce\""), "{text}");
+        std::fs::write(&file, text.replace("\"enforce\"", "\"monitor\"")).unwrap();
+    };
+    hand_edit();
+    let (code, stderr) = logged(&repo, data.path(), &["sync", "--env", "production"], None);
+    assert_eq!(code, 0, "{stderr}");
+    let found = line_about(&stderr, "drift:", "production", "prod-eu-1");
+    assert!(found.contains("WARN"), "{found}");
+    hand_edit();
+    let (_, stderr) = logged(
+        &repo,
+        data.path(),
+        &["sync", "--env", "production"],
+        Some("info"),
+    );
+    let healed = line_about(&stderr, "drift resolved", "production", "prod-eu-1");
+    assert!(
+        healed.contains("INFO") && healed.contains("healed"),
+        "{healed}"
+    );
+    line_about(&stderr, "applied and verified", "production", "prod-eu-1");
+
+    // A gateway that cannot be reached.
+    repo.write(
+        "environments/development/gateways.yaml",
+        "gateways:\n  - name: dev-http\n    driver: http\n    url: http://127.0.0.1:9\n    timeout: 1s\n",
+    );
+    repo.commit("development on a gateway nobody runs");
+    let (code, stderr) = logged(&repo, data.path(), &["sync", "--env", "development"], None);
+    assert_eq!(code, 1, "{stderr}");
+    line_about(
+        &stderr,
+        "gateway did not converge",
+        "development",
+        "dev-http",
+    );
+
+    // A daemon logs its applies without being asked, and warns at start.
+    let run_data = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1h",
+            "--repo",
+        ])
+        .arg(repo.path())
+        .arg("--data-dir")
+        .arg(run_data.path())
+        .envs(OPERATOR)
+        .env("NO_COLOR", "1")
+        .env_remove("SLUICE_LOG")
+        .env_remove("SLUICE_API_TOKENS")
+        .env_remove("SLUICE_WEBHOOK_SECRET");
+    let run = GatewayProcess::spawn_command(command, &["run"]);
+    eventually(60, "the first pass logged", || {
+        run.stderr().contains("applied and verified")
+    });
+    let stderr = run.stderr();
+    line_about(&stderr, "applied and verified", "staging", "staging-1");
+    for warning in ["no API tokens", "no webhook secret"] {
+        let line = stderr
+            .lines()
+            .find(|line| line.contains(warning))
+            .unwrap_or_else(|| panic!("no `{warning}` warning:\n{stderr}"));
+        assert!(line.contains("WARN"), "{line}");
+    }
 }
