@@ -23,6 +23,7 @@ pub mod merge;
 pub mod model;
 mod parallel;
 pub mod render;
+mod salvage;
 pub mod schema;
 mod validate;
 pub mod yaml;
