@@ -8,6 +8,7 @@ mod controller;
 mod crds;
 mod drift;
 mod engine;
+mod environment;
 mod eval;
 mod gateway;
 mod init;

@@ -185,3 +185,77 @@ fn log_lines_about_a_gateway_name_its_environment_and_gateway() {
         assert!(line.contains("WARN"), "{line}");
     }
 }
+
+/// Issue 15, defect 11: every command that takes an environment takes it
+/// by name or as `--env`, alike; an unknown one is an error naming the
+/// closest and every one.
+#[test]
+fn every_command_takes_its_environment_by_name_or_as_env() {
+    let repo = TestRepo::example();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    // NB: only commands that keep state take --data-dir.
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        if !["render", "eval", "promote"].contains(&args[0]) {
+            all.extend(["--data-dir", data_dir]);
+        }
+        repo.sluice(&all)
+    };
+    let synced = run(&["sync", "production"]);
+    assert_eq!(synced.code, 0, "{}{}", synced.stdout, synced.stderr);
+    assert!(!synced.stdout.contains("staging"), "{}", synced.stdout);
+    let synced = run(&["sync", "--env", "staging", "-o", "json"]);
+    assert_eq!(synced.code, 0, "{}{}", synced.stdout, synced.stderr);
+
+    for command in [
+        &["status"][..],
+        &["history"],
+        &["history", "--drift"],
+        &["render", "--rev", "HEAD"],
+        &["drift"],
+    ] {
+        let by_name = run(&[command, &["production", "-o", "json"]].concat());
+        let by_flag = run(&[command, &["--env", "production", "-o", "json"]].concat());
+        assert_eq!(by_name.code, 0, "{command:?}: {}", by_name.stderr);
+        assert_eq!(
+            by_name.json(),
+            by_flag.json(),
+            "{command:?}: {}",
+            by_flag.stderr
+        );
+        let both = run(&[command, &["production", "--env", "staging"]].concat());
+        assert_eq!(both.code, 2, "{command:?}: {}", both.stdout);
+    }
+    let pinned = run(&["pin", "--env", "production"]);
+    assert_eq!(pinned.code, 0, "{}", pinned.stderr);
+    let unpinned = run(&["unpin", "production"]);
+    assert_eq!(unpinned.code, 0, "{}", unpinned.stderr);
+    assert!(
+        unpinned.stdout.starts_with("unpinned production"),
+        "{}",
+        unpinned.stdout
+    );
+
+    let mut errors = String::new();
+    for command in [
+        &["status", "prodution"][..],
+        &["history", "--env", "prodution"],
+        &["history", "prodution", "--evals"],
+        &["render", "prodution", "--rev", "HEAD"],
+        &["sync", "--env", "prodution"],
+        &["drift", "prodution"],
+        &["eval", "prodution"],
+        &["rollback", "--env", "prodution"],
+        &["pin", "prodution"],
+        &["unpin", "--env", "prodution"],
+        &["promote", "staging", "prodution"],
+    ] {
+        let refused = run(command);
+        assert_eq!(refused.code, 2, "{command:?}: {}", refused.stdout);
+        let commit = repo.git(&["rev-parse", "--short=8", "HEAD"]);
+        let text = refused.stderr.replace(commit.trim(), "<COMMIT>");
+        errors.push_str(&format!("$ sluice {}\n{text}\n", command.join(" ")));
+    }
+    insta::assert_snapshot!(errors);
+}
