@@ -43,15 +43,27 @@ impl AccessArgs {
         let tokens = Tokens::parse(&text)?;
         tokens.check_exposure(listen, self.allow_open_api)?;
         if tokens.is_empty() {
-            tracing::warn!("no API tokens: the API is open to anyone who reaches it");
+            tracing::warn!(
+                "no API tokens: the API is open to anyone who reaches it (set {} or --tokens-file)",
+                self.tokens_env
+            );
         }
         Ok(tokens)
     }
 
-    /// The git webhook's shared secret, when one is set.
+    /// The git webhook's shared secret, when one is set; without one the
+    /// hook is off, which is said at start, since a push then waits for
+    /// the next poll.
     pub fn webhook_secret(&self) -> Option<String> {
-        std::env::var(&self.webhook_secret_env)
+        let secret = std::env::var(&self.webhook_secret_env)
             .ok()
-            .filter(|s| !s.is_empty())
+            .filter(|s| !s.is_empty());
+        if secret.is_none() {
+            tracing::warn!(
+                "no webhook secret: the git webhook is off (set {}); changes are seen at the next poll",
+                self.webhook_secret_env
+            );
+        }
+        secret
     }
 }

@@ -12,9 +12,8 @@ pub use super::output::TextOrJson as Format;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only this environment.
-    #[arg(long = "env")]
-    pub environment: Option<String>,
+    #[command(flatten)]
+    pub environment: super::environment::Only,
     /// The revision gateways should run; default: the newest valid revision
     /// in the ledger, else HEAD.
     #[arg(long)]
@@ -28,9 +27,10 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let only = args.environment.name();
     let ledger = args.state.read_ledger_if_any()?;
     let records = match &ledger {
-        Some(ledger) => ledger.gateways(args.environment.as_deref())?,
+        Some(ledger) => ledger.gateways(only)?,
         None => Vec::new(),
     };
     // NB: what the gateways should run is what the last pass applied: the
@@ -52,10 +52,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             loaded.revision
         );
     };
-    if let Some(env) = &args.environment
-        && !repo.environments.contains_key(env)
-    {
-        anyhow::bail!("no environment `{env}` at revision {}", loaded.revision);
+    if let Some(env) = only {
+        super::environment::check(
+            env,
+            repo.environments.keys().map(String::as_str),
+            &super::environment::at(&loaded.revision),
+        )?;
     }
     let context = args.engine.driver_context(
         args.state.data_dir.clone(),
@@ -68,7 +70,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         for slug in repo
             .environments
             .keys()
-            .filter(|slug| args.environment.as_ref().is_none_or(|only| only == *slug))
+            .filter(|slug| only.is_none_or(|only| only == slug.as_str()))
         {
             if let Some(newest) = ledger.deployments(slug, 1)?.into_iter().next() {
                 deployments.insert(slug.clone(), newest.digest);
@@ -82,7 +84,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         &records,
         &deployments,
         &context,
-        args.environment.as_deref(),
+        only,
         args.engine.concurrency,
     ));
     match args.output {

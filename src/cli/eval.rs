@@ -38,7 +38,8 @@ pub enum Format {
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
     /// The environment whose gateways the suites run against.
-    pub environment: String,
+    #[command(flatten)]
+    pub environment: super::environment::Environment,
     /// Only this suite (repeat for several); default: every suite.
     #[arg(long = "suite", value_name = "NAME")]
     pub suites: Vec<String>,
@@ -92,15 +93,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         super::output::print_findings(&loaded, cli.color.stderr());
         anyhow::bail!("revision {} is invalid: no suites are run", loaded.revision);
     };
-    let Some(environment) = repo.environments.get(&args.environment) else {
-        let known: Vec<&str> = repo.environments.keys().map(String::as_str).collect();
-        anyhow::bail!(
-            "no environment `{}` at revision {}; environments: {}",
-            args.environment,
-            loaded.revision,
-            known.join(", ")
-        );
-    };
+    let name = args.environment.name();
+    super::environment::check(
+        name,
+        repo.environments.keys().map(String::as_str),
+        &super::environment::at(&loaded.revision),
+    )?;
+    let environment = &repo.environments[name];
     let suites = selected(repo, &args.suites)?;
 
     let data_dir = if cli.repo.is_dir() {

@@ -8,6 +8,7 @@ mod controller;
 mod crds;
 mod drift;
 mod engine;
+mod environment;
 mod eval;
 mod gateway;
 mod init;
@@ -221,6 +222,7 @@ pub fn main() -> ExitCode {
     init_tracing(
         cli.log_format,
         cli.color.on(std::io::stderr().is_terminal()),
+        cli.command.default_log_level(),
     );
     match run(cli) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
@@ -233,6 +235,17 @@ pub fn main() -> ExitCode {
 }
 
 impl Command {
+    /// The log level without SLUICE_LOG: a long-running command's log is
+    /// the record of what it changed (each apply and heal, at info, as
+    /// Flux's and Argo CD's controllers log); a one-shot command prints
+    /// its result and logs only what went wrong.
+    fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Run(_) | Command::Controller(_) | Command::Gateway(_) => "warn,sluice=info",
+            _ => "warn",
+        }
+    }
+
     /// Where the command keeps its state, for commands that keep one.
     fn state_mut(&mut self) -> Option<&mut StateArgs> {
         match self {
@@ -297,10 +310,11 @@ fn quiet_on_closed_pipe() {
 }
 
 /// Logs on standard error, coloured by the same decision as human output
-/// there (`--color`, NO_COLOR, a terminal or not).
-fn init_tracing(format: LogFormat, colour: bool) {
+/// there (`--color`, NO_COLOR, a terminal or not); SLUICE_LOG (an
+/// EnvFilter, e.g. `debug` or `sluice::reconcile=debug`) overrides `level`.
+fn init_tracing(format: LogFormat, colour: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
   sluice unpin production")]
 pub struct PinArgs {
     /// The environment to pin.
-    pub environment: String,
+    #[command(flatten)]
+    pub environment: super::environment::Environment,
     /// The version: a digest (full, or `sha256:` and 12 hex) or the
     /// revision of a deployment [default: what it runs now].
     #[arg(long)]
@@ -37,7 +38,8 @@ pub struct PinArgs {
   sluice unpin production --server http://127.0.0.1:7878")]
 pub struct UnpinArgs {
     /// The environment to unpin.
-    pub environment: String,
+    #[command(flatten)]
+    pub environment: super::environment::Environment,
     #[command(flatten)]
     pub target: Target,
 }
@@ -102,13 +104,13 @@ pub fn pin(args: &PinArgs) -> anyhow::Result<Outcome> {
         Some(server) => super::client::pin(
             server,
             &args.target.token_env,
-            &args.environment,
+            args.environment.name(),
             args.to.as_deref(),
             args.reason.as_deref(),
         )?,
         None => pin_locally(
             &args.target.state,
-            &args.environment,
+            args.environment.name(),
             args.to.as_deref(),
             args.reason.clone(),
         )?,
@@ -128,6 +130,7 @@ pub fn pin_locally(
     reason: Option<String>,
 ) -> anyhow::Result<Pinned> {
     let ledger = ledger(state)?;
+    super::environment::check_recorded(environment, &ledger)?;
     let (pin, replaced) = pin_in(
         &ledger,
         environment,
@@ -168,17 +171,20 @@ pub fn pinned_text(made: &Pinned) -> String {
 
 pub fn unpin(args: &UnpinArgs) -> anyhow::Result<Outcome> {
     let done = match &args.target.server {
-        Some(server) => super::client::unpin(server, &args.target.token_env, &args.environment)?,
+        Some(server) => {
+            super::client::unpin(server, &args.target.token_env, args.environment.name())?
+        }
         None => {
             let ledger = ledger(&args.target.state)?;
+            super::environment::check_recorded(args.environment.name(), &ledger)?;
             let unpinned = ledger.unpin(
-                &args.environment,
+                args.environment.name(),
                 SystemClock.now(),
                 &local_user(),
                 PinEnd::Unpinned,
             )?;
             Unpinned {
-                environment: args.environment.clone(),
+                environment: args.environment.name().to_owned(),
                 unpinned,
             }
         }

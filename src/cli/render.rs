@@ -8,8 +8,8 @@ use serde::Serialize;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only this environment.
-    pub environment: Option<String>,
+    #[command(flatten)]
+    pub environment: super::environment::Only,
     /// Only this gateway.
     #[arg(long)]
     pub gateway: Option<String>,
@@ -50,16 +50,15 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         print_findings(&loaded, cli.color.stderr());
         return Ok(Outcome::Findings);
     };
-    if let Some(env) = &args.environment
-        && !repo.environments.contains_key(env)
-    {
-        let known: Vec<&str> = repo.environments.keys().map(String::as_str).collect();
-        bail!(
-            "no environment `{env}`; the repository has: {}",
-            known.join(", ")
-        );
+    let only = args.environment.name();
+    if let Some(env) = only {
+        super::environment::check(
+            env,
+            repo.environments.keys().map(String::as_str),
+            &super::environment::at(&loaded.revision),
+        )?;
     }
-    let mut rendered = render_all(repo, args.environment.as_deref());
+    let mut rendered = render_all(repo, only);
     if let Some(gateway) = &args.gateway {
         rendered.retain(|r| &r.gateway == gateway);
         if rendered.is_empty() {

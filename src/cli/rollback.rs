@@ -16,7 +16,8 @@ use serde::Serialize;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The environment to roll back.
-    pub environment: String,
+    #[command(flatten)]
+    pub environment: super::environment::Environment,
     /// Go back to the version this revision put in place (a commit id or
     /// its start, a tag, a branch); the environment must have run it whole.
     #[arg(long, conflicts_with = "steps")]
@@ -67,6 +68,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
 
 fn make(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let ledger = args.state.read_ledger()?;
+    super::environment::check_recorded(args.environment.name(), ledger.as_ref())?;
     let selector = match &args.to {
         Some(given) => Selector::Revision {
             given: given.clone(),
@@ -76,7 +78,7 @@ fn make(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     };
     let request = Request {
         repo: cli.repo.clone(),
-        environment: args.environment.clone(),
+        environment: args.environment.name().to_owned(),
         selector,
         branch: args.branch.clone(),
         base: args.base.clone(),

@@ -21,9 +21,8 @@ pub enum Format {
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// Only this environment.
-    #[arg(long = "env")]
-    pub environment: Option<String>,
+    #[command(flatten)]
+    pub environment: super::environment::Only,
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
     #[command(flatten)]
@@ -45,9 +44,13 @@ pub struct LedgerSource {
 
 #[derive(Debug, clap::Args)]
 pub struct HistoryArgs {
-    pub environment: String,
+    /// The environment whose history to show.
+    #[command(flatten)]
+    pub environment: super::environment::Environment,
+    /// Only this gateway of the environment.
     #[arg(long)]
     pub gateway: Option<String>,
+    /// Newest entries shown, at most.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
     /// Drift episodes (onset, resolution) instead of apply attempts.
@@ -64,20 +67,25 @@ pub struct HistoryArgs {
 }
 
 pub fn status(_cli: &Cli, args: &StatusArgs) -> anyhow::Result<Outcome> {
+    let only = args.environment.name();
     let view = match &args.from.server {
         Some(server) => {
-            super::client::status(server, &args.from.token_env, args.environment.as_deref())?
+            let view = super::client::status(server, &args.from.token_env, only)?;
+            if let Some(env) = only
+                && view.gateways.is_empty()
+            {
+                check_served(server, &args.from.token_env, env)?;
+            }
+            view
         }
         None => {
             let ledger = args.from.state.read_ledger()?;
-            StatusView::read(ledger.as_ref(), args.environment.as_deref())?
+            if let Some(env) = only {
+                super::environment::check_recorded(env, ledger.as_ref())?;
+            }
+            StatusView::read(ledger.as_ref(), only)?
         }
     };
-    if let Some(env) = &args.environment
-        && view.gateways.is_empty()
-    {
-        anyhow::bail!("no gateways recorded for environment `{env}`");
-    }
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
         Format::Table => print!("{}", status_table(&view, SystemClock.now())),
@@ -171,29 +179,43 @@ fn status_table(view: &StatusView, now: i64) -> String {
     out
 }
 
+/// An environment the server's status has no gateway of is an error
+/// naming those it has.
+fn check_served(server: &str, token_env: &str, env: &str) -> anyhow::Result<()> {
+    let all = super::client::status(server, token_env, None)?;
+    super::environment::check(
+        env,
+        all.gateways.iter().map(|g| g.environment.as_str()),
+        &format!("at {server} (nothing recorded for it)"),
+    )
+}
+
 pub fn history(_cli: &Cli, args: &HistoryArgs) -> anyhow::Result<Outcome> {
+    let env = args.environment.name();
     if args.drift {
-        return drift_history(args);
+        return drift_history(args, env);
     }
     if args.evals {
-        return eval_history(args);
+        return eval_history(args, env);
     }
     let attempts = match &args.from.server {
-        Some(server) => super::client::history(
-            server,
-            &args.from.token_env,
-            &args.environment,
-            args.gateway.as_deref(),
-            args.limit,
-        )?,
-        None => {
-            let ledger = args.from.state.read_ledger()?;
-            let attempts =
-                ledger.history(&args.environment, args.gateway.as_deref(), args.limit)?;
-            if attempts.is_empty() && ledger.gateways(Some(&args.environment))?.is_empty() {
-                anyhow::bail!("nothing recorded for environment `{}`", args.environment);
+        Some(server) => {
+            let attempts = super::client::history(
+                server,
+                &args.from.token_env,
+                env,
+                args.gateway.as_deref(),
+                args.limit,
+            )?;
+            if attempts.is_empty() {
+                check_served(server, &args.from.token_env, env)?;
             }
             attempts
+        }
+        None => {
+            let ledger = args.from.state.read_ledger()?;
+            super::environment::check_recorded(env, ledger.as_ref())?;
+            ledger.history(env, args.gateway.as_deref(), args.limit)?
         }
     };
     match args.output {
@@ -204,13 +226,14 @@ pub fn history(_cli: &Cli, args: &HistoryArgs) -> anyhow::Result<Outcome> {
 }
 
 /// The environment's drift episodes, newest first (from the state file).
-fn drift_history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
+fn drift_history(args: &HistoryArgs, env: &str) -> anyhow::Result<Outcome> {
     if args.from.server.is_some() {
         anyhow::bail!("--drift reads the state file; drop --server");
     }
     let ledger = args.from.state.read_ledger()?;
+    super::environment::check_recorded(env, ledger.as_ref())?;
     let episodes: Vec<DriftEpisode> = ledger
-        .drift_episodes(Some(&args.environment), false, args.limit)?
+        .drift_episodes(Some(env), false, args.limit)?
         .into_iter()
         .filter(|e| args.gateway.as_deref().is_none_or(|g| g == e.gateway))
         .collect();
@@ -245,12 +268,13 @@ fn drift_history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
 }
 
 /// The environment's eval runs, newest first (from the state file).
-fn eval_history(args: &HistoryArgs) -> anyhow::Result<Outcome> {
+fn eval_history(args: &HistoryArgs, env: &str) -> anyhow::Result<Outcome> {
     if args.from.server.is_some() {
         anyhow::bail!("--evals reads the state file; drop --server");
     }
     let ledger = args.from.state.read_ledger()?;
-    let runs = ledger.eval_runs(&args.environment, None, args.limit)?;
+    super::environment::check_recorded(env, ledger.as_ref())?;
+    let runs = ledger.eval_runs(env, None, args.limit)?;
     match args.output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
         Format::Table => {

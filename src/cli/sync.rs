@@ -19,9 +19,8 @@ use std::{collections::HashMap, io::IsTerminal, sync::Mutex};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only this environment.
-    #[arg(long = "env")]
-    pub environment: Option<String>,
+    #[command(flatten)]
+    pub environment: super::environment::Only,
     /// Run the pass here and exit (the default without --server).
     #[arg(long)]
     pub once: bool,
@@ -54,7 +53,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         return runtime.block_on(super::client::trigger_sync(
             server,
             &args.token_env,
-            args.environment.as_deref(),
+            args.environment.name(),
         ));
     }
     runtime.block_on(async {
@@ -62,20 +61,21 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         let engine = Engine::new(cli, &args.state, &args.engine, allowances)?;
         let commit = engine.fetch().await?;
         let loaded = engine.load(&commit).await?;
-        if let (Some(env), Some(repo)) = (&args.environment, &loaded.repository)
-            && !repo.environments.contains_key(env)
-        {
-            anyhow::bail!("no environment `{env}` at the head of the branch");
+        if let (Some(env), Some(repo)) = (args.environment.name(), &loaded.repository) {
+            super::environment::check(
+                env,
+                repo.environments.keys().map(String::as_str),
+                &format!(
+                    "at the head of {} ({})",
+                    args.engine.branch,
+                    loaded.revision.short()
+                ),
+            )?;
         }
         let progress = Bars::new(std::io::stderr().is_terminal());
         let pass = engine
             .reconciler
-            .pass(
-                &loaded,
-                Trigger::Manual,
-                args.environment.as_deref(),
-                &progress,
-            )
+            .pass(&loaded, Trigger::Manual, args.environment.name(), &progress)
             .await?;
         progress.clear();
         engine.alerts.flush(ALERT_GRACE).await;

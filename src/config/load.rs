@@ -8,6 +8,7 @@ use super::{
     finding::{self, Finding},
     merge::merge_patch,
     model::{EnvironmentSpec, GatewaysFile, LitellmSettings, Manifest, Pack},
+    salvage::{self, Cut},
     schema::{self, FileKind},
     validate,
     yaml::{self, SpanIndex},
@@ -121,18 +122,30 @@ fn load_checked(
     findings.extend(parsed.iter().flat_map(|p| p.findings.iter().cloned()));
     let mut assembled = assemble(snapshot.revision().clone(), &parsed);
     findings.append(&mut assembled.findings);
-    findings.extend(validate::check(
-        &assembled.draft,
-        &collected.env_dirs,
-        &assembled.strays,
-    ));
+    let mut semantic = validate::check(&assembled.draft, &collected.env_dirs, &assembled.strays);
     if let Some(allowances) = allowances {
-        findings.extend(super::allow::check(
+        semantic.extend(super::allow::check(
             &assembled.draft,
             &assembled.strays,
             allowances,
         ));
     }
+    // NB: what was checked of a salvaged file is reported where it is
+    // written, and not at all where it may come from the salvage.
+    let mut cuts = assembled.cuts;
+    cuts.extend(
+        parsed
+            .iter()
+            .filter(|p| !p.cuts.is_empty())
+            .map(|p| (p.raw.path.clone(), p.cuts.clone())),
+    );
+    semantic.retain_mut(|f| match cuts.get(&f.file) {
+        None => true,
+        Some(cuts) => salvage::restore(&f.pointer, cuts)
+            .map(|pointer| f.pointer = pointer)
+            .is_some(),
+    });
+    findings.append(&mut semantic);
 
     let texts: HashMap<&str, &str> = collected
         .files
@@ -555,13 +568,16 @@ enum Content {
 /// A file after the YAML parse and (unless it is an overlay) the schema check.
 struct Parsed<'a> {
     raw: &'a RawFile,
-    /// Present when the file met its schema.
+    /// Present when the file met its schema, or when the part of it that
+    /// does could be salvaged (then `cuts` says what was left out).
     content: Option<Content>,
     findings: Vec<Finding>,
+    cuts: Vec<Cut>,
 }
 
 fn parse(raw: &RawFile) -> Parsed<'_> {
     let mut findings = Vec::new();
+    let mut cuts = Vec::new();
     let content = match yaml::parse(&raw.path, &raw.text) {
         Err(finding) => {
             findings.push(*finding);
@@ -573,7 +589,10 @@ fn parse(raw: &RawFile) -> Parsed<'_> {
             if findings.is_empty() {
                 typed(raw, value, &mut findings)
             } else {
-                None
+                salvaged(raw, &value, &findings).map(|(content, salvage_cuts)| {
+                    cuts = salvage_cuts;
+                    content
+                })
             }
         }
     };
@@ -581,7 +600,26 @@ fn parse(raw: &RawFile) -> Parsed<'_> {
         raw,
         content,
         findings,
+        cuts,
     }
+}
+
+/// The typed part of a file that fails its schema, for the semantic rules
+/// (see [`salvage`]). Only for environments, gateways and packs: what is
+/// cut from a suite, a fixture, LiteLLM settings or the manifest changes
+/// what other files are checked against, and would be findings there.
+fn salvaged(raw: &RawFile, value: &Value, findings: &[Finding]) -> Option<(Content, Vec<Cut>)> {
+    if !matches!(
+        raw.kind,
+        FileKind::Environment | FileKind::Gateways | FileKind::Pack
+    ) {
+        return None;
+    }
+    let salvaged = salvage::salvage(raw.kind, &raw.path, value, findings)?;
+    // NB: a salvaged value the types still refuse is left out silently:
+    // its schema findings already say what is wrong.
+    let content = typed(raw, salvaged.value, &mut Vec::new())?;
+    Some((content, salvaged.cuts))
 }
 
 /// The typed content of a file that met its schema. A file that meets the
@@ -612,12 +650,15 @@ struct Assembled {
     draft: Repository,
     findings: Vec<Finding>,
     strays: validate::Strays,
+    /// What was cut from overlays merged into packs that fail the schema.
+    cuts: HashMap<String, Vec<Cut>>,
 }
 
 /// Builds the typed repository from the files that passed the first pass,
 /// merging overlays over their base packs and checking the result.
 fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
     let mut findings = Vec::new();
+    let mut cuts = HashMap::new();
     let manifest = parsed
         .iter()
         .find_map(|p| match &p.content {
@@ -631,7 +672,11 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
     for p in parsed {
         if let Some(Content::BasePack(pack, value)) = &p.content {
             let name = file_stem(&p.raw.path);
-            base_values.insert(name, (p.raw.path.as_str(), value));
+            // NB: an overlay over a salvaged base would be checked against
+            // what was cut from another file: it is left out, as before.
+            if p.cuts.is_empty() {
+                base_values.insert(name, (p.raw.path.as_str(), value));
+            }
             base_packs.insert(
                 name.to_owned(),
                 PackFile {
@@ -689,7 +734,7 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
                     base_values
                         .get(name.as_str())
                         .and_then(|(base_file, base)| {
-                            overlay(own, patch, base_file, base, &mut findings)
+                            overlay(own, patch, base_file, base, &mut findings, &mut cuts)
                         })
                 }
                 Some(Content::Pack(pack)) => Some(EffectivePack {
@@ -779,6 +824,7 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
         },
         findings,
         strays,
+        cuts,
     }
 }
 
@@ -810,34 +856,42 @@ fn strays(parsed: &[Parsed<'_>], environments: &BTreeMap<String, Environment>) -
     strays
 }
 
-/// Merges an overlay over its base pack and checks the result as a whole pack.
+/// Merges an overlay over its base pack and checks the result as a whole
+/// pack; a result that fails the schema is salvaged (its cuts go in `cuts`).
 fn overlay(
     own: &Parsed<'_>,
     patch: &Value,
     base_file: &str,
     base: &Value,
     findings: &mut Vec<Finding>,
+    cuts: &mut HashMap<String, Vec<Cut>>,
 ) -> Option<EffectivePack> {
     let mut merged = base.clone();
     merge_patch(&mut merged, patch);
     let problems = schema::check(FileKind::Pack, &own.raw.path, &merged);
-    if !problems.is_empty() {
+    let pack = if problems.is_empty() {
+        Pack::deserialize(&merged)
+            .map_err(|e| {
+                findings.push(Finding::error(
+                    "schema.invalid",
+                    &own.raw.path,
+                    e.to_string(),
+                ))
+            })
+            .ok()?
+    } else {
+        let salvaged = salvage::salvage(FileKind::Pack, &own.raw.path, &merged, &problems);
         let hint = format!("checked after merging this overlay over {base_file}");
         findings.extend(problems.into_iter().map(|f| {
             let hint = f.hint.clone().unwrap_or_else(|| hint.clone());
             f.hint(hint)
         }));
-        return None;
-    }
-    let pack = Pack::deserialize(&merged)
-        .map_err(|e| {
-            findings.push(Finding::error(
-                "schema.invalid",
-                &own.raw.path,
-                e.to_string(),
-            ))
-        })
-        .ok()?;
+        // NB: as for a file, a salvage the types refuse is left out silently.
+        let salvaged = salvaged?;
+        let pack = Pack::deserialize(&salvaged.value).ok()?;
+        cuts.insert(own.raw.path.clone(), salvaged.cuts);
+        pack
+    };
     Some(EffectivePack {
         pack: Arc::new(pack),
         source: PackSource::Overlay {

@@ -23,6 +23,7 @@ pub mod merge;
 pub mod model;
 mod parallel;
 pub mod render;
+mod salvage;
 pub mod schema;
 mod validate;
 pub mod yaml;
@@ -146,6 +147,20 @@ impl Environment {
     }
 }
 
+/// What to tell someone who named an environment that is none of `known`
+/// (a repository's or a ledger's): the closest name, then every one, so
+/// a typo is fixed without a second command.
+pub fn environment_hint<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    let known: Vec<&str> = known.into_iter().collect();
+    let close = schema::did_you_mean(name, known.iter().copied())
+        .map(|m| format!("did you mean `{m}`? "))
+        .unwrap_or_default();
+    match known.as_slice() {
+        [] => format!("{close}there are no environments yet"),
+        known => format!("{close}the environments are: {}", known.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -159,5 +174,22 @@ mod tests {
         let days = |env: &str| repo.environments[env].retention() / 86_400;
         assert_eq!(days("production"), Duration::from_secs(400));
         assert_eq!(days("staging"), Duration::from_secs(90));
+    }
+
+    #[test]
+    fn an_unknown_environment_is_answered_with_the_closest_and_all() {
+        let known = ["development", "production", "staging"];
+        assert_eq!(
+            super::environment_hint("prodution", known),
+            "did you mean `production`? the environments are: development, production, staging"
+        );
+        assert_eq!(
+            super::environment_hint("qa", known),
+            "the environments are: development, production, staging"
+        );
+        assert_eq!(
+            super::environment_hint("qa", []),
+            "there are no environments yet"
+        );
     }
 }

@@ -155,6 +155,7 @@ impl Notifier {
                         left.fetch_sub(1, Ordering::SeqCst);
                         count.dropped.inc();
                         tracing::warn!(
+                            environment = %alert.environment,
                             sink = sink.webhook.url_env.0.as_str(),
                             "alert sink's queue full; an alert was dropped"
                         );
@@ -249,6 +250,7 @@ async fn deliver(
         Ok(_) => {
             counters.dropped.inc();
             tracing::warn!(
+                environment,
                 sink = sink_name,
                 "alert sink not configured: the variable is not set"
             );
@@ -256,7 +258,7 @@ async fn deliver(
         }
         Err(denied) => {
             counters.dropped.inc();
-            tracing::warn!(sink = sink_name, error = %denied, "alert sink refused");
+            tracing::warn!(environment, sink = sink_name, error = %denied, "alert sink refused");
             return;
         }
     };
@@ -264,7 +266,7 @@ async fn deliver(
     // it is posted to only where this environment may reach.
     if let Err(denied) = secrets.allowances().url(environment, &url) {
         counters.dropped.inc();
-        tracing::warn!(sink = sink_name, error = %denied, "alert sink refused (--allow-url)");
+        tracing::warn!(environment, sink = sink_name, error = %denied, "alert sink refused (--allow-url)");
         return;
     }
     let body = payload(hook.format, alert).to_string();
@@ -277,7 +279,7 @@ async fn deliver(
         Some(Ok(key)) => key,
         Some(Err(denied)) => {
             counters.dropped.inc();
-            tracing::warn!(sink = sink_name, error = %denied, "alert sink refused");
+            tracing::warn!(environment, sink = sink_name, error = %denied, "alert sink refused");
             return;
         }
     };
@@ -304,6 +306,7 @@ async fn deliver(
             Ok(response) => {
                 let status = response.status();
                 tracing::warn!(
+                    environment,
                     sink = sink_name,
                     status = status.as_u16(),
                     attempt,
@@ -326,7 +329,13 @@ async fn deliver(
                 } else {
                     "unreachable"
                 };
-                tracing::warn!(sink = sink_name, reason, attempt, "alert not delivered");
+                tracing::warn!(
+                    environment,
+                    sink = sink_name,
+                    reason,
+                    attempt,
+                    "alert not delivered"
+                );
                 (true, None)
             }
         };

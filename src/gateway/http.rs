@@ -59,6 +59,9 @@ pub struct HttpGateway {
     /// The raw token, only to scrub it from text a gateway echoes back.
     token: Option<String>,
     timeout: Duration,
+    /// Whose gateway this is, for the log lines about it.
+    environment: String,
+    name: String,
 }
 
 impl std::fmt::Debug for HttpGateway {
@@ -157,6 +160,8 @@ impl HttpGateway {
             authorization,
             token,
             timeout,
+            environment: environment.to_owned(),
+            name: spec.name.clone(),
         })
     }
 
@@ -437,6 +442,8 @@ impl Gateway for HttpGateway {
         let served = self.served().await?;
         if served.as_ref() != Some(digest) {
             tracing::warn!(
+                environment = %self.environment,
+                gateway = %self.name,
                 claimed = digest.short(),
                 served = served.as_ref().map_or("nothing", |d| d.short()),
                 "the gateway's /status claims a version its GET /sluice/v1/config does not serve"

@@ -68,7 +68,7 @@ pub enum PromoteError {
         "`{environment}` is both FROM and TO: a promotion goes from one environment to another"
     )]
     SameEnvironment { environment: String },
-    #[error("no environment `{environment}` at {revision}; the repository has: {}", known.join(", "))]
+    #[error("no environment `{environment}` at {revision}; {}", crate::config::environment_hint(environment, known.iter().map(String::as_str)))]
     UnknownEnvironment {
         environment: String,
         revision: String,

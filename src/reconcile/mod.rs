@@ -585,12 +585,11 @@ impl Reconciler {
             body: rendered.canonical.clone(),
             revision: job.revision.to_owned(),
         };
-        let span = tracing::info_span!(
-            "gateway",
-            environment = %desired.environment,
-            gateway = %desired.gateway,
-            revision = %prefix(job.revision, 8),
-        );
+        // NB: the span carries the revision for what drivers log; the
+        // environment and gateway are fields of each event about the
+        // gateway, so they are there at any level (an info span is off
+        // under the default `warn` of one-shot commands) and in JSON logs.
+        let span = tracing::info_span!("gateway", revision = %prefix(job.revision, 8));
         let mut report = async {
             match self.driver(&desired.environment, spec) {
                 Ok(driver) => {
@@ -924,7 +923,12 @@ impl Reconciler {
         let new_episode = self
             .written(self.ledger.open_drift(&episode))
             .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot record the drift episode");
+                tracing::error!(
+                    environment = %desired.environment,
+                    gateway = %desired.gateway,
+                    error = %e,
+                    "cannot record the drift episode"
+                );
                 false
             });
         let report = DriftReport {
@@ -934,6 +938,8 @@ impl Reconciler {
         };
         if new_episode {
             tracing::warn!(
+                environment = %desired.environment,
+                gateway = %desired.gateway,
                 live = live.digest.as_ref().map_or("", |d| d.short()),
                 changes = report.changes.len(),
                 "drift: the gateway no longer runs what Sluice verified"
@@ -966,7 +972,12 @@ impl Reconciler {
         ));
         match closed {
             Ok(Some(_)) => {
-                tracing::info!(resolution = how.as_str(), "drift resolved");
+                tracing::info!(
+                    environment = %desired.environment,
+                    gateway = %desired.gateway,
+                    resolution = how.as_str(),
+                    "drift resolved"
+                );
                 if policy.alerts_on_drift() {
                     self.alert(
                         policy,
@@ -978,7 +989,12 @@ impl Reconciler {
                 }
             }
             Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "cannot close the drift episode"),
+            Err(e) => tracing::error!(
+                environment = %desired.environment,
+                gateway = %desired.gateway,
+                error = %e,
+                "cannot close the drift episode"
+            ),
         }
     }
 
@@ -1043,7 +1059,12 @@ impl Reconciler {
                 // never be resolved after a crash, and the ledger would not
                 // say what runs where. The rest of the pass applies nothing.
                 halt.store(true, Ordering::SeqCst);
-                tracing::warn!(error = %e, "not applied: the ledger cannot record the attempt");
+                tracing::warn!(
+                    environment = %desired.environment,
+                    gateway = %desired.gateway,
+                    error = %e,
+                    "not applied: the ledger cannot record the attempt"
+                );
                 return report(
                     desired,
                     GatewayState::Pending,
@@ -1068,7 +1089,23 @@ impl Reconciler {
                     } else {
                         Outcome::Unchanged
                     };
-                    tracing::info!(digest = %desired.digest.short(), outcome = outcome.as_str(), "verified");
+                    // NB: a change is news in a daemon's log; a gateway
+                    // found running its version already is not.
+                    if changed {
+                        tracing::info!(
+                            environment = %desired.environment,
+                            gateway = %desired.gateway,
+                            digest = %desired.digest.short(),
+                            "applied and verified"
+                        );
+                    } else {
+                        tracing::debug!(
+                            environment = %desired.environment,
+                            gateway = %desired.gateway,
+                            digest = %desired.digest.short(),
+                            "verified: already running"
+                        );
+                    }
                     (
                         outcome,
                         report(desired, GatewayState::InSync, after.digest, changed, None),
@@ -1154,7 +1191,11 @@ impl Reconciler {
             }
             match &error {
                 GatewayError::Changed { .. } => {
-                    tracing::warn!("gateway changed since it was read; reading it again");
+                    tracing::warn!(
+                        environment = %desired.environment,
+                        gateway = %desired.gateway,
+                        "gateway changed since it was read; reading it again"
+                    );
                     expected = self.retrying(|| driver.live()).await?.digest;
                 }
                 e if e.is_transient() => {
@@ -1163,7 +1204,13 @@ impl Reconciler {
                         _ => None,
                     };
                     let wait = backoff.delay(retry, rand::random::<f64>(), hint);
-                    tracing::debug!(error = %e, ?wait, "retrying");
+                    tracing::debug!(
+                        environment = %desired.environment,
+                        gateway = %desired.gateway,
+                        error = %e,
+                        ?wait,
+                        "retrying"
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 _ => return Err(error),
@@ -1368,7 +1415,13 @@ fn failure(desired: &Desired, observed: Option<Digest>, error: &GatewayError) ->
         GatewayError::Unreachable(_) | GatewayError::Timeout(_) => GatewayState::Unreachable,
         _ => GatewayState::Failed,
     };
-    tracing::warn!(error = %error, state = state.as_str(), "gateway did not converge");
+    tracing::warn!(
+        environment = %desired.environment,
+        gateway = %desired.gateway,
+        error = %error,
+        state = state.as_str(),
+        "gateway did not converge"
+    );
     report(desired, state, observed, false, Some(error.to_string()))
 }
 

@@ -1,9 +1,13 @@
 //! The command line's conventions, across commands (issue 15): closed
-//! pipes, one colour decision for output and logs.
+//! pipes, one colour decision for output and logs, log lines that say
+//! which gateway they are about.
 
-use crate::support::{OPERATOR, example_dir};
+use crate::support::{GatewayProcess, OPERATOR, TestRepo, eventually, example_dir};
 
-use std::process::{Command, Stdio};
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+};
 
 /// `sluice … | head -1`: the reader is gone before Sluice writes. The
 /// process ends quietly with SIGPIPE's shell code, never a panic (101).
@@ -62,4 +66,196 @@ fn logs_are_coloured_by_the_same_decision_as_output() {
     assert!(!sync("never", false));
     assert!(!sync("always", true) || sync("always", false));
     assert!(sync("always", false), "always colours logs too");
+}
+
+/// `sluice ARGS --repo REPO --data-dir DATA` with the default log level
+/// unless `log` names one.
+fn logged(repo: &TestRepo, data: &Path, args: &[&str], log: Option<&str>) -> (i32, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args(args)
+        .arg("--repo")
+        .arg(repo.path())
+        .arg("--data-dir")
+        .arg(data)
+        .envs(OPERATOR)
+        .env("NO_COLOR", "1")
+        .env_remove("SLUICE_LOG");
+    if let Some(log) = log {
+        command.env("SLUICE_LOG", log);
+    }
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code().unwrap_or(-1), stderr)
+}
+
+/// The log line holding `message`, which must name `environment` and
+/// `gateway` as fields.
+fn line_about<'a>(stderr: &'a str, message: &str, environment: &str, gateway: &str) -> &'a str {
+    let fields = format!("environment={environment} gateway={gateway}");
+    stderr
+        .lines()
+        .find(|line| line.contains(message) && line.contains(&fields))
+        .unwrap_or_else(|| panic!("no `{message}` line with {fields}:\n{stderr}"))
+}
+
+/// Issue 15, defect 4: a log line about a gateway says which one, at the
+/// default level too; applies and heals are logged (at info); `sluice run`
+/// says at start that its API is open and its webhook off.
+#[test]
+fn log_lines_about_a_gateway_name_its_environment_and_gateway() {
+    let repo = TestRepo::example();
+    let data = tempfile::tempdir().unwrap();
+    let (code, stderr) = logged(&repo, data.path(), &["sync"], Some("info"));
+    assert_eq!(code, 0, "{stderr}");
+    line_about(&stderr, "applied and verified", "production", "prod-eu-1");
+
+    // A hand edit: found at the default level, healed (production heals).
+    let hand_edit = || {
+        let file = data.path().join("gateways/production/prod-eu-1.json");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("\"enforce\""), "{text}");
+        std::fs::write(&file, text.replace("\"enforce\"", "\"monitor\"")).unwrap();
+    };
+    hand_edit();
+    let (code, stderr) = logged(&repo, data.path(), &["sync", "--env", "production"], None);
+    assert_eq!(code, 0, "{stderr}");
+    let found = line_about(&stderr, "drift:", "production", "prod-eu-1");
+    assert!(found.contains("WARN"), "{found}");
+    hand_edit();
+    let (_, stderr) = logged(
+        &repo,
+        data.path(),
+        &["sync", "--env", "production"],
+        Some("info"),
+    );
+    let healed = line_about(&stderr, "drift resolved", "production", "prod-eu-1");
+    assert!(
+        healed.contains("INFO") && healed.contains("healed"),
+        "{healed}"
+    );
+    line_about(&stderr, "applied and verified", "production", "prod-eu-1");
+
+    // A gateway that cannot be reached.
+    repo.write(
+        "environments/development/gateways.yaml",
+        "gateways:\n  - name: dev-http\n    driver: http\n    url: http://127.0.0.1:9\n    timeout: 1s\n",
+    );
+    repo.commit("development on a gateway nobody runs");
+    let (code, stderr) = logged(&repo, data.path(), &["sync", "--env", "development"], None);
+    assert_eq!(code, 1, "{stderr}");
+    line_about(
+        &stderr,
+        "gateway did not converge",
+        "development",
+        "dev-http",
+    );
+
+    // A daemon logs its applies without being asked, and warns at start.
+    let run_data = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1h",
+            "--repo",
+        ])
+        .arg(repo.path())
+        .arg("--data-dir")
+        .arg(run_data.path())
+        .envs(OPERATOR)
+        .env("NO_COLOR", "1")
+        .env_remove("SLUICE_LOG")
+        .env_remove("SLUICE_API_TOKENS")
+        .env_remove("SLUICE_WEBHOOK_SECRET");
+    let run = GatewayProcess::spawn_command(command, &["run"]);
+    eventually(60, "the first pass logged", || {
+        run.stderr().contains("applied and verified")
+    });
+    let stderr = run.stderr();
+    line_about(&stderr, "applied and verified", "staging", "staging-1");
+    for warning in ["no API tokens", "no webhook secret"] {
+        let line = stderr
+            .lines()
+            .find(|line| line.contains(warning))
+            .unwrap_or_else(|| panic!("no `{warning}` warning:\n{stderr}"));
+        assert!(line.contains("WARN"), "{line}");
+    }
+}
+
+/// Issue 15, defect 11: every command that takes an environment takes it
+/// by name or as `--env`, alike; an unknown one is an error naming the
+/// closest and every one.
+#[test]
+fn every_command_takes_its_environment_by_name_or_as_env() {
+    let repo = TestRepo::example();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    // NB: only commands that keep state take --data-dir.
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        if !["render", "eval", "promote"].contains(&args[0]) {
+            all.extend(["--data-dir", data_dir]);
+        }
+        repo.sluice(&all)
+    };
+    let synced = run(&["sync", "production"]);
+    assert_eq!(synced.code, 0, "{}{}", synced.stdout, synced.stderr);
+    assert!(!synced.stdout.contains("staging"), "{}", synced.stdout);
+    let synced = run(&["sync", "--env", "staging", "-o", "json"]);
+    assert_eq!(synced.code, 0, "{}{}", synced.stdout, synced.stderr);
+
+    for command in [
+        &["status"][..],
+        &["history"],
+        &["history", "--drift"],
+        &["render", "--rev", "HEAD"],
+        &["drift"],
+    ] {
+        let by_name = run(&[command, &["production", "-o", "json"]].concat());
+        let by_flag = run(&[command, &["--env", "production", "-o", "json"]].concat());
+        assert_eq!(by_name.code, 0, "{command:?}: {}", by_name.stderr);
+        assert_eq!(
+            by_name.json(),
+            by_flag.json(),
+            "{command:?}: {}",
+            by_flag.stderr
+        );
+        let both = run(&[command, &["production", "--env", "staging"]].concat());
+        assert_eq!(both.code, 2, "{command:?}: {}", both.stdout);
+    }
+    let pinned = run(&["pin", "--env", "production"]);
+    assert_eq!(pinned.code, 0, "{}", pinned.stderr);
+    let unpinned = run(&["unpin", "production"]);
+    assert_eq!(unpinned.code, 0, "{}", unpinned.stderr);
+    assert!(
+        unpinned.stdout.starts_with("unpinned production"),
+        "{}",
+        unpinned.stdout
+    );
+
+    let mut errors = String::new();
+    for command in [
+        &["status", "prodution"][..],
+        &["history", "--env", "prodution"],
+        &["history", "prodution", "--evals"],
+        &["render", "prodution", "--rev", "HEAD"],
+        &["sync", "--env", "prodution"],
+        &["drift", "prodution"],
+        &["eval", "prodution"],
+        &["rollback", "--env", "prodution"],
+        &["pin", "prodution"],
+        &["unpin", "--env", "prodution"],
+        &["promote", "staging", "prodution"],
+    ] {
+        let refused = run(command);
+        assert_eq!(refused.code, 2, "{command:?}: {}", refused.stdout);
+        let commit = repo.git(&["rev-parse", "--short=8", "HEAD"]);
+        let text = refused.stderr.replace(commit.trim(), "<COMMIT>");
+        errors.push_str(&format!("$ sluice {}\n{text}\n", command.join(" ")));
+    }
+    insta::assert_snapshot!(errors);
 }

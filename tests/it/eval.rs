@@ -425,7 +425,7 @@ fn unknown_suites_and_environments_are_usage_errors() {
     assert_eq!(run.code, 2);
     assert!(
         run.stderr
-            .contains("environments: development, eval, production, staging"),
+            .contains("the environments are: development, eval, production, staging"),
         "{}",
         run.stderr
     );

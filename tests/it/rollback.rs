@@ -278,7 +278,13 @@ fn without_an_older_version_there_is_nothing_to_roll_back() {
     assert!(run.stderr.contains("no older version"), "{}", run.stderr);
     let never = with_state(&repo, data.path(), &["rollback", "nowhere"]);
     assert_eq!(never.code, 2);
-    assert!(never.stderr.contains("no deployment"), "{}", never.stderr);
+    assert!(
+        never
+            .stderr
+            .contains("no environment `nowhere` in the ledger"),
+        "{}",
+        never.stderr
+    );
     assert_eq!(repo.git(&["branch", "--list", "rollback/*"]), "");
 }
 

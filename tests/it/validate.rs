@@ -80,6 +80,28 @@ fn human_output_shows_every_finding_with_its_source_line() {
     insta::assert_snapshot!(run.stdout);
 }
 
+/// Issue 15, defect 8: a file's schema errors do not hide its semantic
+/// findings: the chain's unknown policy beside a mistyped setting, the
+/// credentials in a URL beside an unknown key and a gateway whose driver
+/// is misspelled (the lines after it still located where they are).
+#[test]
+fn schema_errors_do_not_hide_the_semantic_findings_of_their_file() {
+    let repo = TestRepo::example();
+    repo.write(
+        "environments/staging/packs/support.yaml",
+        "pack:\n  name: support\n  version: 1.0.0\npolicies:\n  chain: [audit-logger, pii-detectr]\npolicy:\n  audit-logger:\n    retention_days: thirty\n",
+    );
+    repo.write(
+        "environments/staging/gateways.yaml",
+        "gateways:\n  - name: staging-0\n    driver: htp\n  - name: staging-1\n    driver: file\n    path: gateways/staging/staging-1.json\n    colour: blue\n  - name: staging-2\n    driver: http\n    url: http://ops:hunter2@127.0.0.1:8443\n",
+    );
+    repo.commit("schema errors beside semantic ones");
+    let run = repo.sluice(&["validate"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains("hunter2"), "{}", run.stdout);
+    insta::assert_snapshot!(run.stdout);
+}
+
 #[test]
 fn json_output_is_a_stable_array() {
     let run = broken().sluice(&["validate", "--rev", "HEAD", "-o", "json"]);
