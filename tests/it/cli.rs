@@ -259,3 +259,119 @@ fn every_command_takes_its_environment_by_name_or_as_env() {
     }
     insta::assert_snapshot!(errors);
 }
+
+/// Every command, as `sluice --help` lists them.
+fn commands() -> Vec<String> {
+    let help = crate::support::sluice(&["--help"]).stdout;
+    let listed = help
+        .split("Commands:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_default();
+    // NB: a name is indented two spaces; a wrapped description further.
+    listed
+        .lines()
+        .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The flags a command's help shows under `heading` (`Options`, `Global options`).
+fn flags_under(help: &str, heading: &str) -> Vec<String> {
+    help.split(&format!("\n{heading}:\n"))
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| is_option(line))
+        .filter_map(|line| line.split_whitespace().find(|w| w.starts_with("--")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A line naming an option (indented at most 6), not one of a description.
+fn is_option(line: &str) -> bool {
+    let text = line.trim_start();
+    text.starts_with('-') && line.len() - text.len() <= 6
+}
+
+/// Issue 15, defect 14: each command's help has examples, its own flags
+/// apart from the global ones, and none that do not apply to it (which
+/// are refused, not ignored); every argument is described.
+#[test]
+fn help_has_examples_and_only_the_flags_that_apply() {
+    let commands = commands();
+    assert!(commands.len() >= 18, "{commands:?}");
+    for command in &commands {
+        // NB: `-h`, the summary: one line per option.
+        let help = crate::support::sluice(&[command, "-h"]);
+        assert_eq!(help.code, 0, "{command}: {}", help.stderr);
+        let text = help.stdout;
+        assert!(text.contains("\nExamples:\n"), "{command}:\n{text}");
+        let global = flags_under(&text, "Global options");
+        assert!(global.contains(&"--color".to_owned()), "{command}:\n{text}");
+        let own = flags_under(&text, "Options");
+        for flag in ["--repo", "--color", "--log-format", "--max-file-size"] {
+            assert!(
+                !own.contains(&flag.to_owned()),
+                "{command}: {flag} among its own"
+            );
+        }
+        // NB: a described option has its text on its line, or (when
+        // options are long) on the next one, indented further.
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| is_option(l)) {
+            let flag_only = line.split_whitespace().count() <= 2;
+            let next_described = lines
+                .get(i + 1)
+                .is_some_and(|next| !next.trim().is_empty() && !is_option(next));
+            assert!(
+                !flag_only || next_described,
+                "{command}: an option without a description: {line}"
+            );
+        }
+    }
+    let shows = |command: &str, flag: &str| {
+        let help = crate::support::sluice(&[command, "-h"]).stdout;
+        [
+            flags_under(&help, "Options"),
+            flags_under(&help, "Global options"),
+        ]
+        .concat()
+        .contains(&flag.to_owned())
+    };
+    for (command, flag, rest) in [
+        ("gateway", "--repo", &["--ephemeral"][..]),
+        ("init", "--repo", &[]),
+        ("schema", "--max-file-size", &[]),
+        ("crds", "--repo", &[]),
+        ("run", "--cluster", &[]),
+        ("sync", "--cluster", &[]),
+        ("controller", "--repo", &[]),
+        ("status", "--max-file-size", &[]),
+        ("pin", "--cluster", &["production"]),
+    ] {
+        assert!(!shows(command, flag), "{command} shows {flag}");
+        let given = format!("{flag}=1");
+        let refused = crate::support::sluice(&[&[command, given.as_str()][..], rest].concat());
+        assert_eq!(refused.code, 2, "{command} {flag}: {}", refused.stdout);
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("{flag} does not apply to `sluice {command}`")),
+            "{command} {flag}: {}",
+            refused.stderr
+        );
+    }
+    for (command, flag) in [
+        ("history", "--cluster"),
+        ("status", "--repo"),
+        ("validate", "--max-file-size"),
+    ] {
+        assert!(shows(command, flag), "{command} hides {flag}");
+    }
+    let history = crate::support::sluice(&["history", "--help"]);
+    insta::assert_snapshot!(history.stdout);
+}
