@@ -102,3 +102,17 @@ pub const CRDS: &str = "\
 Examples:
   sluice crds | kubectl apply -f -
   sluice crds --out crds/";
+
+pub const COMPLETION: &str = "\
+Examples:
+  source <(sluice completion bash)                 bash, this shell
+  sluice completion bash > /etc/bash_completion.d/sluice
+  sluice completion zsh > \"${fpath[1]}/_sluice\"
+  sluice completion fish > ~/.config/fish/completions/sluice.fish
+  sluice completion powershell | Out-String | Invoke-Expression";
+
+pub const VERSION: &str = "\
+Examples:
+  sluice version
+  sluice version -o json
+  sluice --version                                 the same on one line";

@@ -4,6 +4,7 @@
 mod access;
 mod allow;
 mod client;
+mod completion;
 mod controller;
 mod crds;
 mod drift;
@@ -25,6 +26,7 @@ mod schema;
 mod status;
 mod sync;
 mod validate;
+mod version;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::{path::PathBuf, process::ExitCode};
@@ -47,7 +49,7 @@ pub const EXIT_ERROR: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(
     name = "sluice",
-    version,
+    version = version::LINE,
     about = "GitOps for AI-gateway governance policy"
 )]
 #[command(propagate_version = true)]
@@ -88,81 +90,30 @@ const GLOBAL: &str = "Global options";
 /// Flags a command is given (global ones, or a group it shares) that mean
 /// nothing to it, and why: its help does not show them, and giving one is
 /// an error rather than silently ignored.
+#[rustfmt::skip]
 const NOT_FOR: &[(&str, &str, &str)] = &[
-    (
-        "init",
-        "repo",
-        "it makes the repository in DIR (`sluice init DIR`)",
-    ),
+    ("init", "repo", "it makes the repository in DIR (`sluice init DIR`)"),
     ("init", "max_file_size", "it reads no repository"),
-    (
-        "gateway",
-        "repo",
-        "the reference gateway reads no repository",
-    ),
-    (
-        "gateway",
-        "max_file_size",
-        "the reference gateway reads no repository",
-    ),
-    (
-        "schema",
-        "repo",
-        "the schemas are Sluice's, not a repository's",
-    ),
+    ("gateway", "repo", "the reference gateway reads no repository"),
+    ("gateway", "max_file_size", "the reference gateway reads no repository"),
+    ("schema", "repo", "the schemas are Sluice's, not a repository's"),
     ("schema", "max_file_size", "it reads no repository"),
     ("crds", "repo", "the CRDs are Sluice's, not a repository's"),
     ("crds", "max_file_size", "it reads no repository"),
-    (
-        "controller",
-        "repo",
-        "it follows the cluster's ConfigRepository objects",
-    ),
-    (
-        "controller",
-        "cluster",
-        "it keeps its ledger in the Environments' status",
-    ),
-    (
-        "run",
-        "cluster",
-        "it keeps its own ledger (--state, --data-dir)",
-    ),
-    (
-        "sync",
-        "cluster",
-        "it keeps its own ledger (--state, --data-dir)",
-    ),
-    (
-        "status",
-        "max_file_size",
-        "it reads the ledger, not the repository",
-    ),
-    (
-        "history",
-        "max_file_size",
-        "it reads the ledger, not the repository",
-    ),
-    (
-        "pin",
-        "max_file_size",
-        "it writes the ledger, not the repository",
-    ),
-    (
-        "pin",
-        "cluster",
-        "in Kubernetes mode pin with the Environment's spec.pin",
-    ),
-    (
-        "unpin",
-        "max_file_size",
-        "it writes the ledger, not the repository",
-    ),
-    (
-        "unpin",
-        "cluster",
-        "in Kubernetes mode remove the Environment's spec.pin",
-    ),
+    ("completion", "repo", "it reads no repository"),
+    ("completion", "max_file_size", "it reads no repository"),
+    ("version", "repo", "it reads no repository"),
+    ("version", "max_file_size", "it reads no repository"),
+    ("controller", "repo", "it follows the cluster's ConfigRepository objects"),
+    ("controller", "cluster", "it keeps its ledger in the Environments' status"),
+    ("run", "cluster", "it keeps its own ledger (--state, --data-dir)"),
+    ("sync", "cluster", "it keeps its own ledger (--state, --data-dir)"),
+    ("status", "max_file_size", "it reads the ledger, not the repository"),
+    ("history", "max_file_size", "it reads the ledger, not the repository"),
+    ("pin", "max_file_size", "it writes the ledger, not the repository"),
+    ("pin", "cluster", "in Kubernetes mode pin with the Environment's spec.pin"),
+    ("unpin", "max_file_size", "it writes the ledger, not the repository"),
+    ("unpin", "cluster", "in Kubernetes mode remove the Environment's spec.pin"),
 ];
 
 /// The command line's definition, with [`NOT_FOR`] applied: what `main`
@@ -266,6 +217,12 @@ pub enum Command {
     /// Print or write the Kubernetes CustomResourceDefinitions (sluice.dev/v1alpha1).
     #[command(after_help = examples::CRDS)]
     Crds(crds::Args),
+    /// Print the shell completion script for bash, zsh, fish or powershell.
+    #[command(after_help = examples::COMPLETION)]
+    Completion(completion::Args),
+    /// Print Sluice's version, the git commit it was built from, and when.
+    #[command(after_help = examples::VERSION)]
+    Version(version::Args),
 }
 
 /// Where Sluice keeps its state.
@@ -435,6 +392,8 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Rollback(args) => rollback::run(cli, args),
         Command::Pin(args) => pin::pin(args),
         Command::Unpin(args) => pin::unpin(args),
+        Command::Completion(args) => completion::run(args),
+        Command::Version(args) => version::run(args),
     }
 }
 

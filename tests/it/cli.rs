@@ -19,6 +19,7 @@ fn no_command_panics_on_a_closed_pipe() {
         vec!["render", "--repo", repo, "-o", "json"],
         vec!["validate", "--repo", repo],
         vec!["schema"],
+        vec!["completion", "bash"],
     ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(&args)
@@ -374,4 +375,104 @@ fn help_has_examples_and_only_the_flags_that_apply() {
     }
     let history = crate::support::sluice(&["history", "--help"]);
     insta::assert_snapshot!(history.stdout);
+}
+
+/// The commit the binary was built from, as build.rs finds it.
+fn built_from() -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let top = git(&["rev-parse", "--show-toplevel"]).map(std::path::PathBuf::from);
+    match top.and_then(|t| t.canonicalize().ok()) {
+        Some(top) if Path::new(root).canonicalize().is_ok_and(|r| r == top) => {
+            git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into())
+        }
+        _ => "unknown".into(),
+    }
+}
+
+/// Issue 15: `sluice version` and `--version` name the version, the
+/// commit and the build date.
+#[test]
+fn version_names_the_commit_and_the_build_date() {
+    let commit = built_from();
+    let json = crate::support::sluice(&["version", "-o", "json"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let build = json.json();
+    assert_eq!(build["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(build["commit"], commit.as_str());
+    let date = build["buildDate"].as_str().unwrap();
+    assert!(
+        date.len() == 20 && date.ends_with('Z') && date.as_bytes()[10] == b'T',
+        "{date}"
+    );
+
+    let text = crate::support::sluice(&["version"]);
+    assert_eq!(
+        text.stdout,
+        format!(
+            "sluice {}\n  commit: {commit}\n  built:  {date}\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let short = &commit[..commit.len().min(12)];
+    for flag in ["--version", "-V"] {
+        let line = crate::support::sluice(&[flag]);
+        assert_eq!(
+            line.stdout,
+            format!(
+                "sluice {} (commit {short}, built {date})\n",
+                env!("CARGO_PKG_VERSION")
+            ),
+            "{flag}"
+        );
+    }
+}
+
+/// Issue 15: completion scripts for the shells operators use, made from
+/// the same definition as the parser (commands, `--env`, no hidden flags).
+#[test]
+fn completion_scripts_cover_every_command() {
+    let commands = commands();
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let run = crate::support::sluice(&["completion", shell]);
+        assert_eq!(run.code, 0, "{shell}: {}", run.stderr);
+        for command in &commands {
+            assert!(
+                run.stdout.contains(command.as_str()),
+                "{shell}: no {command}"
+            );
+        }
+        // NB: fish names a long flag `-l env`.
+        assert!(
+            run.stdout.contains("--env") || run.stdout.contains("-l env"),
+            "{shell}"
+        );
+    }
+    // NB: bash is on every machine that runs these tests; the script parses.
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        script.path(),
+        crate::support::sluice(&["completion", "bash"]).stdout,
+    )
+    .unwrap();
+    let parsed = Command::new("bash")
+        .arg("-n")
+        .arg(script.path())
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let unknown = crate::support::sluice(&["completion", "tcsh"]);
+    assert_eq!(unknown.code, 2);
 }
