@@ -11,17 +11,24 @@ fn main() {
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
     // NB: rebuilt when HEAD moves (a checkout, a commit on the branch),
     // not on every change of a file, which would rebuild the crate for
-    // each edit of a test.
-    for watched in ["HEAD".to_owned()]
+    // each edit of a test. Only paths that exist are named (cargo takes a
+    // missing one as changed, every time); a branch whose ref is packed
+    // has no file yet, so then its directory is watched, where a commit
+    // writes it.
+    let root = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let existing = |name: &str| {
+        git(&["rev-parse", "--git-path", name]).filter(|path| root.join(path).exists())
+    };
+    let mut watched: Vec<String> = ["HEAD", "packed-refs"]
         .into_iter()
-        .chain(git(&["symbolic-ref", "HEAD"]))
-    {
-        if let Some(path) = git(&["rev-parse", "--git-path", &watched]) {
-            println!("cargo:rerun-if-changed={path}");
-        }
+        .filter_map(existing)
+        .collect();
+    if let Some(branch) = git(&["symbolic-ref", "HEAD"]) {
+        let directory = branch.rsplit_once('/').map_or("", |(dir, _)| dir);
+        watched.extend(existing(&branch).or_else(|| existing(directory)));
     }
-    if let Some(packed) = git(&["rev-parse", "--git-path", "packed-refs"]) {
-        println!("cargo:rerun-if-changed={packed}");
+    for path in watched {
+        println!("cargo:rerun-if-changed={path}");
     }
     let short = commit.get(..12).unwrap_or(&commit);
     println!("cargo:rustc-env=SLUICE_GIT_COMMIT={commit}");
