@@ -18,6 +18,7 @@ pub struct Args {
     /// in the ledger, else HEAD.
     #[arg(long)]
     pub rev: Option<String>,
+    /// Output: the table and each drift's diff, or JSON.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     #[command(flatten)]

@@ -165,12 +165,8 @@ impl Core {
         args: &EngineArgs,
         revisions: Option<Arc<dyn Revisions>>,
     ) -> anyhow::Result<Core> {
-        if let Some(namespace) = &state.cluster {
-            anyhow::bail!(
-                "--cluster {namespace} reads what `sluice controller` keeps; this command keeps its own ledger in {}",
-                state.state_path().display()
-            );
-        }
+        // NB: `--cluster` is refused before this (`NOT_FOR`): the
+        // commands that reconcile keep their own ledger.
         state.make_data_dir()?;
         let lock = lock(&state.state_path())?;
         let ledger = if args.fresh_ledger {

@@ -50,6 +50,7 @@ pub struct Args {
     /// The followed branch.
     #[arg(long, default_value = "main")]
     pub branch: String,
+    /// Output: the verdicts, JSON, or JUnit XML.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     /// Also write the JUnit XML report to this file.

@@ -4,12 +4,14 @@
 mod access;
 mod allow;
 mod client;
+mod completion;
 mod controller;
 mod crds;
 mod drift;
 mod engine;
 mod environment;
 mod eval;
+mod examples;
 mod gateway;
 mod init;
 mod output;
@@ -24,6 +26,7 @@ mod schema;
 mod status;
 mod sync;
 mod validate;
+mod version;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::{path::PathBuf, process::ExitCode};
@@ -46,25 +49,109 @@ pub const EXIT_ERROR: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(
     name = "sluice",
-    version,
+    version = version::LINE,
     about = "GitOps for AI-gateway governance policy"
 )]
 #[command(propagate_version = true)]
 pub struct Cli {
     /// The config repository.
-    #[arg(long, global = true, default_value = ".", env = "SLUICE_REPO")]
+    #[arg(
+        long,
+        global = true,
+        default_value = ".",
+        env = "SLUICE_REPO",
+        help_heading = GLOBAL
+    )]
     pub repo: PathBuf,
     /// Largest file Sluice reads from the repository, in bytes.
-    #[arg(long, global = true, default_value_t = 1024 * 1024, env = "SLUICE_MAX_FILE_SIZE")]
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 1024 * 1024,
+        env = "SLUICE_MAX_FILE_SIZE",
+        help_heading = GLOBAL
+    )]
     pub max_file_size: u64,
-    /// Colour in human output: auto uses it on a terminal unless NO_COLOR is set.
-    #[arg(long, global = true, value_enum, default_value_t = Colour::Auto)]
+    /// Colour in human output and logs: auto uses it on a terminal unless
+    /// NO_COLOR is set.
+    #[arg(long, global = true, value_enum, default_value_t = Colour::Auto, help_heading = GLOBAL)]
     pub color: Colour,
-    /// Log format on standard error.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    /// Log format on standard error (the level: SLUICE_LOG, e.g. `debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, help_heading = GLOBAL)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The heading global flags are listed under in every command's help,
+/// apart from the command's own.
+const GLOBAL: &str = "Global options";
+
+/// Flags a command is given (global ones, or a group it shares) that mean
+/// nothing to it, and why: its help does not show them, and giving one is
+/// an error rather than silently ignored.
+#[rustfmt::skip]
+const NOT_FOR: &[(&str, &str, &str)] = &[
+    ("init", "repo", "it makes the repository in DIR (`sluice init DIR`)"),
+    ("init", "max_file_size", "it reads no repository"),
+    ("gateway", "repo", "the reference gateway reads no repository"),
+    ("gateway", "max_file_size", "the reference gateway reads no repository"),
+    ("schema", "repo", "the schemas are Sluice's, not a repository's"),
+    ("schema", "max_file_size", "it reads no repository"),
+    ("crds", "repo", "the CRDs are Sluice's, not a repository's"),
+    ("crds", "max_file_size", "it reads no repository"),
+    ("completion", "repo", "it reads no repository"),
+    ("completion", "max_file_size", "it reads no repository"),
+    ("version", "repo", "it reads no repository"),
+    ("version", "max_file_size", "it reads no repository"),
+    ("controller", "repo", "it follows the cluster's ConfigRepository objects"),
+    ("controller", "cluster", "it keeps its ledger in the Environments' status"),
+    ("run", "cluster", "it keeps its own ledger (--state, --data-dir)"),
+    ("sync", "cluster", "it keeps its own ledger (--state, --data-dir)"),
+    ("status", "max_file_size", "it reads the ledger, not the repository"),
+    ("history", "max_file_size", "it reads the ledger, not the repository"),
+    ("pin", "max_file_size", "it writes the ledger, not the repository"),
+    ("pin", "cluster", "in Kubernetes mode pin with the Environment's spec.pin"),
+    ("unpin", "max_file_size", "it writes the ledger, not the repository"),
+    ("unpin", "cluster", "in Kubernetes mode remove the Environment's spec.pin"),
+];
+
+/// The command line's definition, with [`NOT_FOR`] applied: what `main`
+/// parses and completions and the CLI tests are made from.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    for (name, id, _) in NOT_FOR {
+        let global = command.get_arguments().find(|a| a.get_id() == id).cloned();
+        command = command.mut_subcommand(name, |sub| match global {
+            // NB: clap gives a global flag to every subcommand that has
+            // none of that name: a hidden one of its own takes its place.
+            Some(arg) => sub.arg(arg.global(false).hide(true)),
+            None => sub.mut_arg(id, |arg| arg.hide(true)),
+        });
+    }
+    command
+}
+
+/// A flag of [`NOT_FOR`] given to its command is a usage error.
+fn refuse_what_does_not_apply(matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+    let Some((name, sub)) = matches.subcommand() else {
+        return Ok(());
+    };
+    for (_, id, why) in NOT_FOR.iter().filter(|(command, ..)| *command == name) {
+        let given = [matches, sub].iter().any(|m| {
+            m.try_contains_id(id).is_ok()
+                && m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+        });
+        if given {
+            let flag = id.replace('_', "-");
+            return Err(command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("--{flag} does not apply to `sluice {name}`: {why}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -76,32 +163,44 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the repository: schema, then semantic rules; every finding at once.
+    #[command(after_help = examples::VALIDATE)]
     Validate(validate::Args),
     /// Print each gateway's desired state and its digest.
+    #[command(after_help = examples::RENDER)]
     Render(render::Args),
     /// Write the JSON Schemas of the repository's files, for editors.
+    #[command(after_help = examples::SCHEMA)]
     Schema(schema::Args),
     /// Scaffold a working config repository and make its first commit.
+    #[command(after_help = examples::INIT)]
     Init(init::Args),
     /// Follow a branch and keep every environment's gateways on it (standalone mode).
+    #[command(after_help = examples::RUN)]
     Run(run::Args),
     /// One reconcile pass and exit; exit 0 only when everything converged.
+    #[command(after_help = examples::SYNC)]
     Sync(sync::Args),
     /// What runs where: environment × gateway, desired and live versions.
+    #[command(after_help = examples::STATUS)]
     Status(status::StatusArgs),
     /// What ran where and when in one environment.
+    #[command(after_help = examples::HISTORY)]
     History(status::HistoryArgs),
     /// What a change between two revisions does, per environment; exit 1 when it weakens production unapproved.
+    #[command(after_help = examples::PLAN)]
     Plan(plan::Args),
     /// Read every gateway back and show what drifted from what Sluice verified; exit 1 on drift or an unreachable gateway.
+    #[command(after_help = examples::DRIFT)]
     Drift(drift::Args),
     /// Run the repository's eval suites against one environment's gateways; exit 1 when a case fails.
     Eval(eval::Args),
     /// Bring one environment's packs into the next one of the promotion
     /// order: a new branch with one commit, checked by rendering, to review.
+    #[command(after_help = examples::PROMOTE)]
     Promote(promote::Args),
     /// Put an environment back on a version it ran whole before: a new
     /// branch with one commit, checked by rendering; history is never rewritten.
+    #[command(after_help = examples::ROLLBACK)]
     Rollback(rollback::Args),
     /// Hold an environment at a version it ran whole: auto-sync applies
     /// that, not the branch's head, until it is unpinned (or the head renders it).
@@ -109,13 +208,21 @@ pub enum Command {
     /// Let a pinned environment follow the branch again.
     Unpin(pin::UnpinArgs),
     /// Kubernetes mode: reconcile the Environments of the cluster (sluice.dev CRDs).
+    #[command(after_help = examples::CONTROLLER)]
     Controller(controller::Args),
     /// Run the reference gateway: speaks the Sluice gateway protocol, keeps its config on disk,
     /// and enforces it on POST /v1/chat/completions.
     #[command(long_about = gateway::LONG_ABOUT, after_help = gateway::AFTER_HELP)]
     Gateway(gateway::Args),
     /// Print or write the Kubernetes CustomResourceDefinitions (sluice.dev/v1alpha1).
+    #[command(after_help = examples::CRDS)]
     Crds(crds::Args),
+    /// Print the shell completion script for bash, zsh, fish or powershell.
+    #[command(after_help = examples::COMPLETION)]
+    Completion(completion::Args),
+    /// Print Sluice's version, the git commit it was built from, and when.
+    #[command(after_help = examples::VERSION)]
+    Version(version::Args),
 }
 
 /// Where Sluice keeps its state.
@@ -136,7 +243,7 @@ pub struct StateArgs {
     pub data_dir: PathBuf,
     /// Read the ledger from the `Environment` objects' status in this
     /// namespace (what `sluice controller` keeps) instead of the SQLite file;
-    /// the cluster is the one of KUBECONFIG. For reading commands only.
+    /// the cluster is the one of KUBECONFIG.
     #[arg(long, value_name = "NAMESPACE")]
     pub cluster: Option<String>,
 }
@@ -202,10 +309,11 @@ fn read_cluster_ledger(namespace: &str) -> anyhow::Result<Box<dyn crate::ledger:
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    use clap::{CommandFactory, FromArgMatches};
-    let parsed = Cli::command()
-        .try_get_matches()
-        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    use clap::FromArgMatches;
+    let parsed = command().try_get_matches().and_then(|matches| {
+        refuse_what_does_not_apply(&matches)?;
+        Ok((Cli::from_arg_matches(&matches)?, matches))
+    });
     let mut cli = match parsed {
         Ok((mut cli, matches)) => {
             cli.locate_data_dir(&matches);
@@ -284,6 +392,8 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Rollback(args) => rollback::run(cli, args),
         Command::Pin(args) => pin::pin(args),
         Command::Unpin(args) => pin::unpin(args),
+        Command::Completion(args) => completion::run(args),
+        Command::Version(args) => version::run(args),
     }
 }
 
@@ -375,7 +485,6 @@ impl Cli {
 mod tests {
     #[test]
     fn cli_definition_is_consistent() {
-        use clap::CommandFactory;
-        super::Cli::command().debug_assert();
+        super::command().debug_assert();
     }
 }

@@ -54,6 +54,7 @@ pub struct Target {
     /// Environment variable holding the API token for --server.
     #[arg(long, default_value = "SLUICE_API_TOKEN")]
     pub token_env: String,
+    /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     #[command(flatten)]

@@ -25,6 +25,7 @@ pub struct Args {
     /// The revision with the change (e.g. the pull request's head).
     #[arg(long)]
     pub head: String,
+    /// Output: text, Markdown (for a pull request comment) or JSON.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     /// Approve weakening changes (CI passes it from a review label); the

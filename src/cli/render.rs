@@ -16,6 +16,7 @@ pub struct Args {
     /// Render this commit instead of the work tree.
     #[arg(long)]
     pub rev: Option<String>,
+    /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Yaml)]
     pub output: Format,
 }

@@ -44,6 +44,7 @@ pub struct Args {
     pub reason: Option<String>,
     #[command(flatten)]
     pub publish: PushArgs,
+    /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     #[command(flatten)]

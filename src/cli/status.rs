@@ -23,6 +23,7 @@ pub enum Format {
 pub struct StatusArgs {
     #[command(flatten)]
     pub environment: super::environment::Only,
+    /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
     #[command(flatten)]
@@ -60,6 +61,7 @@ pub struct HistoryArgs {
     /// against) instead of apply attempts.
     #[arg(long)]
     pub evals: bool,
+    /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
     #[command(flatten)]

@@ -30,6 +30,7 @@ pub struct Args {
     /// Environment variable holding the API token for --server.
     #[arg(long, default_value = "SLUICE_API_TOKEN")]
     pub token_env: String,
+    /// Output: a table per environment, or the pass as JSON.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
     #[command(flatten)]

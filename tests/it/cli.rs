@@ -19,6 +19,7 @@ fn no_command_panics_on_a_closed_pipe() {
         vec!["render", "--repo", repo, "-o", "json"],
         vec!["validate", "--repo", repo],
         vec!["schema"],
+        vec!["completion", "bash"],
     ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(&args)
@@ -258,4 +259,220 @@ fn every_command_takes_its_environment_by_name_or_as_env() {
         errors.push_str(&format!("$ sluice {}\n{text}\n", command.join(" ")));
     }
     insta::assert_snapshot!(errors);
+}
+
+/// Every command, as `sluice --help` lists them.
+fn commands() -> Vec<String> {
+    let help = crate::support::sluice(&["--help"]).stdout;
+    let listed = help
+        .split("Commands:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_default();
+    // NB: a name is indented two spaces; a wrapped description further.
+    listed
+        .lines()
+        .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The flags a command's help shows under `heading` (`Options`, `Global options`).
+fn flags_under(help: &str, heading: &str) -> Vec<String> {
+    help.split(&format!("\n{heading}:\n"))
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| is_option(line))
+        .filter_map(|line| line.split_whitespace().find(|w| w.starts_with("--")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A line naming an option (indented at most 6), not one of a description.
+fn is_option(line: &str) -> bool {
+    let text = line.trim_start();
+    text.starts_with('-') && line.len() - text.len() <= 6
+}
+
+/// Issue 15, defect 14: each command's help has examples, its own flags
+/// apart from the global ones, and none that do not apply to it (which
+/// are refused, not ignored); every argument is described.
+#[test]
+fn help_has_examples_and_only_the_flags_that_apply() {
+    let commands = commands();
+    assert!(commands.len() >= 18, "{commands:?}");
+    for command in &commands {
+        // NB: `-h`, the summary: one line per option.
+        let help = crate::support::sluice(&[command, "-h"]);
+        assert_eq!(help.code, 0, "{command}: {}", help.stderr);
+        let text = help.stdout;
+        assert!(text.contains("\nExamples:\n"), "{command}:\n{text}");
+        let global = flags_under(&text, "Global options");
+        assert!(global.contains(&"--color".to_owned()), "{command}:\n{text}");
+        let own = flags_under(&text, "Options");
+        for flag in ["--repo", "--color", "--log-format", "--max-file-size"] {
+            assert!(
+                !own.contains(&flag.to_owned()),
+                "{command}: {flag} among its own"
+            );
+        }
+        // NB: a described option has its text on its line, or (when
+        // options are long) on the next one, indented further.
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| is_option(l)) {
+            let flag_only = line.split_whitespace().count() <= 2;
+            let next_described = lines
+                .get(i + 1)
+                .is_some_and(|next| !next.trim().is_empty() && !is_option(next));
+            assert!(
+                !flag_only || next_described,
+                "{command}: an option without a description: {line}"
+            );
+        }
+    }
+    let shows = |command: &str, flag: &str| {
+        let help = crate::support::sluice(&[command, "-h"]).stdout;
+        [
+            flags_under(&help, "Options"),
+            flags_under(&help, "Global options"),
+        ]
+        .concat()
+        .contains(&flag.to_owned())
+    };
+    for (command, flag, rest) in [
+        ("gateway", "--repo", &["--ephemeral"][..]),
+        ("init", "--repo", &[]),
+        ("schema", "--max-file-size", &[]),
+        ("crds", "--repo", &[]),
+        ("run", "--cluster", &[]),
+        ("sync", "--cluster", &[]),
+        ("controller", "--repo", &[]),
+        ("status", "--max-file-size", &[]),
+        ("pin", "--cluster", &["production"]),
+    ] {
+        assert!(!shows(command, flag), "{command} shows {flag}");
+        let given = format!("{flag}=1");
+        let refused = crate::support::sluice(&[&[command, given.as_str()][..], rest].concat());
+        assert_eq!(refused.code, 2, "{command} {flag}: {}", refused.stdout);
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("{flag} does not apply to `sluice {command}`")),
+            "{command} {flag}: {}",
+            refused.stderr
+        );
+    }
+    for (command, flag) in [
+        ("history", "--cluster"),
+        ("status", "--repo"),
+        ("validate", "--max-file-size"),
+    ] {
+        assert!(shows(command, flag), "{command} hides {flag}");
+    }
+    let history = crate::support::sluice(&["history", "--help"]);
+    insta::assert_snapshot!(history.stdout);
+}
+
+/// The commit the binary was built from, as build.rs finds it.
+fn built_from() -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let top = git(&["rev-parse", "--show-toplevel"]).map(std::path::PathBuf::from);
+    match top.and_then(|t| t.canonicalize().ok()) {
+        Some(top) if Path::new(root).canonicalize().is_ok_and(|r| r == top) => {
+            git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into())
+        }
+        _ => "unknown".into(),
+    }
+}
+
+/// Issue 15: `sluice version` and `--version` name the version, the
+/// commit and the build date.
+#[test]
+fn version_names_the_commit_and_the_build_date() {
+    let commit = built_from();
+    let json = crate::support::sluice(&["version", "-o", "json"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let build = json.json();
+    assert_eq!(build["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(build["commit"], commit.as_str());
+    let date = build["buildDate"].as_str().unwrap();
+    assert!(
+        date.len() == 20 && date.ends_with('Z') && date.as_bytes()[10] == b'T',
+        "{date}"
+    );
+
+    let text = crate::support::sluice(&["version"]);
+    assert_eq!(
+        text.stdout,
+        format!(
+            "sluice {}\n  commit: {commit}\n  built:  {date}\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let short = &commit[..commit.len().min(12)];
+    for flag in ["--version", "-V"] {
+        let line = crate::support::sluice(&[flag]);
+        assert_eq!(
+            line.stdout,
+            format!(
+                "sluice {} (commit {short}, built {date})\n",
+                env!("CARGO_PKG_VERSION")
+            ),
+            "{flag}"
+        );
+    }
+}
+
+/// Issue 15: completion scripts for the shells operators use, made from
+/// the same definition as the parser (commands, `--env`, no hidden flags).
+#[test]
+fn completion_scripts_cover_every_command() {
+    let commands = commands();
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let run = crate::support::sluice(&["completion", shell]);
+        assert_eq!(run.code, 0, "{shell}: {}", run.stderr);
+        for command in &commands {
+            assert!(
+                run.stdout.contains(command.as_str()),
+                "{shell}: no {command}"
+            );
+        }
+        // NB: fish names a long flag `-l env`.
+        assert!(
+            run.stdout.contains("--env") || run.stdout.contains("-l env"),
+            "{shell}"
+        );
+    }
+    // NB: bash is on every machine that runs these tests; the script parses.
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        script.path(),
+        crate::support::sluice(&["completion", "bash"]).stdout,
+    )
+    .unwrap();
+    let parsed = Command::new("bash")
+        .arg("-n")
+        .arg(script.path())
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let unknown = crate::support::sluice(&["completion", "tcsh"]);
+    assert_eq!(unknown.code, 2);
 }
