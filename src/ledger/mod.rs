@@ -227,6 +227,13 @@ impl HistoryCursor {
         }
     }
 
+    /// A `before=` query value (the API's and the dashboard's): absent, or
+    /// a cursor.
+    #[allow(clippy::result_unit_err)]
+    pub fn from_query(value: Option<&str>) -> Result<Option<HistoryCursor>, ()> {
+        value.map(str::parse).transpose()
+    }
+
     /// Whether `attempt` comes after the cursor (is older).
     pub fn precedes(&self, attempt: &Attempt) -> bool {
         (attempt.start.started_at, attempt.id) < (self.started_at, self.id)

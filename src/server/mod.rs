@@ -201,10 +201,9 @@ async fn history(
     if let Err(response) = state.tokens.authorize(&headers, Some(&env)) {
         return response;
     }
-    let before = match q.before.as_deref().map(str::parse::<HistoryCursor>) {
-        None => None,
-        Some(Ok(cursor)) => Some(cursor),
-        Some(Err(())) => {
+    let before = match HistoryCursor::from_query(q.before.as_deref()) {
+        Ok(before) => before,
+        Err(()) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "`before` is STARTED.ID: the startedAt and id of the last attempt of the previous page",

@@ -386,10 +386,9 @@ async fn history(
     if !viewer.sees(&env) {
         return not_in_scope(&viewer, &env);
     }
-    let before = match q.before.as_deref().map(str::parse::<HistoryCursor>) {
-        None => None,
-        Some(Ok(cursor)) => Some(cursor),
-        Some(Err(())) => {
+    let before = match HistoryCursor::from_query(q.before.as_deref()) {
+        Ok(before) => before,
+        Err(()) => {
             return failure(
                 &viewer,
                 StatusCode::BAD_REQUEST,
