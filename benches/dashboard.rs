@@ -114,7 +114,7 @@ fn populate(ledger: &SqliteLedger) {
                 revision: commit(ATTEMPTS_PER_GATEWAY - 1),
                 desired_digest: digest(e * 100 + ATTEMPTS_PER_GATEWAY - 1),
                 live_digest: Some(digest(e * 100 + ATTEMPTS_PER_GATEWAY)),
-                changes: r#"[{"pointer":"/enforcement","kind":"changed","from":"enforce","to":"monitor"}]"#.into(),
+                changes: serde_json::from_str(r#"[{"pointer":"/enforcement","kind":"changed","from":"enforce","to":"monitor"}]"#).unwrap(),
                 onset_at: T0 + 500_000,
                 resolved_at: None,
                 resolution: None,

@@ -27,6 +27,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod drift;
 pub mod enforce;

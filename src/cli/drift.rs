@@ -8,7 +8,7 @@ use crate::{
     source::prefix,
 };
 
-pub use super::output::TextOrJson as Format;
+pub use super::output::TextOrData as Format;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -89,7 +89,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         args.engine.concurrency,
     ));
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&found)?),
+        Format::Json => super::output::print_json(&found)?,
+        Format::Yaml => super::output::print_yaml(&found)?,
         Format::Text => print!("{}", text(&found, cli.color.stdout())),
     }
     // NB: a gateway that could not be read may be drifting: a scan that

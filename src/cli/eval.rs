@@ -31,6 +31,7 @@ cannot be connected).";
 pub enum Format {
     Text,
     Json,
+    Yaml,
     Junit,
 }
 
@@ -141,16 +142,15 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         std::fs::write(path, eval::junit::render(&report))
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    let document = || Report {
+        environment: &environment.slug,
+        revision: loaded.revision.to_string(),
+        passed: report.passed(),
+        report: &report,
+    };
     match args.output {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&Report {
-                environment: &environment.slug,
-                revision: loaded.revision.to_string(),
-                passed: report.passed(),
-                report: &report,
-            })?
-        ),
+        Format::Json => super::output::print_json(&document())?,
+        Format::Yaml => super::output::print_yaml(&document())?,
         Format::Junit => print!("{}", eval::junit::render(&report)),
         Format::Text => print!("{}", text(&report, &environment.slug, cli.color.stdout())),
     }

@@ -58,22 +58,27 @@ pub fn print_findings(loaded: &Loaded, palette: Palette) {
 }
 
 /// An aligned table: a header row and columns padded to their widest cell.
-pub fn table<const N: usize>(header: &[&str; N], rows: &[[&str; N]]) -> String {
-    let mut widths = header.map(|h| h.chars().count());
+/// Rows are arrays or vectors of `&str` or `String`; a short row leaves its
+/// last cells empty.
+pub fn table<S: AsRef<str>>(header: &[&str], rows: &[impl AsRef<[S]>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+        for (width, cell) in widths.iter_mut().zip(row.as_ref()) {
+            *width = (*width).max(cell.as_ref().chars().count());
         }
     }
     let mut out = String::new();
-    for row in std::iter::once(header).chain(rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let cells: Vec<String> = cells
+            .zip(&widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.as_ref().iter().map(AsRef::as_ref));
     }
     out
 }
@@ -84,12 +89,28 @@ mod tests {
     fn tables_align() {
         let text = super::table(&["A", "LONG"], &[["wide cell", "x"], ["b", "y"]]);
         assert_eq!(text, "A          LONG\nwide cell  x\nb          y\n");
+        let owned = super::table(&["A", "B"], &[vec!["x".to_owned(), "y".to_owned()]]);
+        assert_eq!(owned, "A  B\nx  y\n");
     }
 }
 
-/// `-o text|json`: human text, or JSON for machines.
+/// `-o text|json|yaml`: human text, or a document for machines.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum TextOrJson {
+pub enum TextOrData {
     Text,
     Json,
+    Yaml,
+}
+
+/// Prints `value` as the JSON every command and the API share (camelCase
+/// keys, RFC 3339 times, nested documents), pretty.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Prints `value` as YAML: the same document as [`print_json`].
+pub fn print_yaml(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    print!("{}", serde_saphyr::to_string(value)?);
+    Ok(())
 }

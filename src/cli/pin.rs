@@ -4,7 +4,7 @@
 //! With `--server` through a running `sluice run`'s API (the token's name
 //! is recorded as who); without, in the ledger file (as `$USER`).
 
-use super::{Outcome, StateArgs, output::TextOrJson as Format};
+use super::{Outcome, StateArgs, output::TextOrData as Format};
 use crate::{
     ledger::{Ledger, Pin, PinEnd, SqliteLedger},
     reconcile::{Clock, SystemClock, pin::pin_in, status::short_digest},
@@ -63,6 +63,7 @@ pub struct Target {
 
 /// What a pin did (the API's answer too).
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Pinned {
     pub pin: Pin,
     pub replaced: Option<Pin>,
@@ -70,6 +71,7 @@ pub struct Pinned {
 
 /// What an unpin did (the API's answer too).
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Unpinned {
     pub environment: String,
     pub unpinned: Option<Pin>,
@@ -117,7 +119,8 @@ pub fn pin(args: &PinArgs) -> anyhow::Result<Outcome> {
         )?,
     };
     match args.target.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&made)?),
+        Format::Json => super::output::print_json(&made)?,
+        Format::Yaml => super::output::print_yaml(&made)?,
         Format::Text => print!("{}", pinned_text(&made)),
     }
     Ok(Outcome::Clean)
@@ -191,7 +194,8 @@ pub fn unpin(args: &UnpinArgs) -> anyhow::Result<Outcome> {
         }
     };
     match args.target.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&done)?),
+        Format::Json => super::output::print_json(&done)?,
+        Format::Yaml => super::output::print_yaml(&done)?,
         Format::Text => match &done.unpinned {
             Some(pin) => println!(
                 "unpinned {} (was at {}@{}, pinned by {}); it follows the branch again",

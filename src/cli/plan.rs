@@ -15,6 +15,7 @@ pub enum Format {
     Text,
     Markdown,
     Json,
+    Yaml,
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,7 +65,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     match args.output {
         Format::Text => print!("{}", plan::text(&plan)),
         Format::Markdown => print!("{}", plan::markdown(&plan)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        Format::Json => super::output::print_json(&plan)?,
+        Format::Yaml => super::output::print_yaml(&plan)?,
     }
     Ok(if plan.blocked() {
         Outcome::Findings

@@ -46,9 +46,10 @@ pub struct Args {
     pub output: Format,
 }
 
-pub use super::output::TextOrJson as Format;
+pub use super::output::TextOrData as Format;
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Report<'a> {
     #[serde(flatten)]
     promotion: &'a Promoted,
@@ -82,7 +83,8 @@ fn make(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         published,
     };
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Json => super::output::print_json(&report)?,
+        Format::Yaml => super::output::print_yaml(&report)?,
         Format::Text => print!("{}", human(&report)),
     }
     Ok(Outcome::Clean)

@@ -30,6 +30,7 @@ pub struct PushArgs {
 
 /// Where the branch went and what to do next.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Published {
     pub pushed: bool,
     /// The remote's name, or its URL without credentials.

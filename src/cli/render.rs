@@ -34,6 +34,7 @@ pub enum Format {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Entry<'a> {
     environment: &'a str,
     gateway: &'a str,
@@ -111,8 +112,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                 }
             }
         }
-        Format::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
-        Format::Yaml => print!("{}", serde_saphyr::to_string(&entries)?),
+        Format::Json => super::output::print_json(&entries)?,
+        Format::Yaml => super::output::print_yaml(&entries)?,
         Format::Table => {
             let rows: Vec<[&str; 4]> = entries
                 .iter()

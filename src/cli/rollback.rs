@@ -51,9 +51,10 @@ pub struct Args {
     pub state: StateArgs,
 }
 
-pub use super::output::TextOrJson as Format;
+pub use super::output::TextOrData as Format;
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Report<'a> {
     #[serde(flatten)]
     rollback: &'a Rollback,
@@ -109,7 +110,8 @@ fn make(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         pinned_at,
     };
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Json => super::output::print_json(&report)?,
+        Format::Yaml => super::output::print_yaml(&report)?,
         Format::Text => print!("{}", human(&report)),
     }
     Ok(Outcome::Clean)

@@ -17,6 +17,7 @@ use clap::ValueEnum;
 pub enum Format {
     Table,
     Json,
+    Yaml,
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,7 +90,8 @@ pub fn status(_cli: &Cli, args: &StatusArgs) -> anyhow::Result<Outcome> {
         }
     };
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+        Format::Json => super::output::print_json(&view)?,
+        Format::Yaml => super::output::print_yaml(&view)?,
         Format::Table => print!("{}", status_table(&view, SystemClock.now())),
     }
     Ok(if view.converged() {
@@ -221,7 +223,8 @@ pub fn history(_cli: &Cli, args: &HistoryArgs) -> anyhow::Result<Outcome> {
         }
     };
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&attempts)?),
+        Format::Json => super::output::print_json(&attempts)?,
+        Format::Yaml => super::output::print_yaml(&attempts)?,
         Format::Table => print!("{}", history_table(&attempts)),
     }
     Ok(Outcome::Clean)
@@ -240,7 +243,8 @@ fn drift_history(args: &HistoryArgs, env: &str) -> anyhow::Result<Outcome> {
         .filter(|e| args.gateway.as_deref().is_none_or(|g| g == e.gateway))
         .collect();
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&episodes)?),
+        Format::Json => super::output::print_json(&episodes)?,
+        Format::Yaml => super::output::print_yaml(&episodes)?,
         Format::Table => {
             let rows: Vec<[String; 5]> = episodes
                 .iter()
@@ -278,7 +282,8 @@ fn eval_history(args: &HistoryArgs, env: &str) -> anyhow::Result<Outcome> {
     super::environment::check_recorded(env, ledger.as_ref())?;
     let runs = ledger.eval_runs(env, None, args.limit)?;
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
+        Format::Json => super::output::print_json(&runs)?,
+        Format::Yaml => super::output::print_yaml(&runs)?,
         Format::Table => {
             let rows: Vec<[String; 5]> = runs
                 .iter()

@@ -43,6 +43,7 @@ pub struct Args {
 pub enum Format {
     Table,
     Json,
+    Yaml,
 }
 
 /// Longest `sync` waits for its alerts to be delivered before exiting.
@@ -84,7 +85,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             print_findings(&loaded, cli.color.stderr());
         }
         match args.output {
-            Format::Json => println!("{}", serde_json::to_string_pretty(&pass)?),
+            Format::Json => super::output::print_json(&pass)?,
+            Format::Yaml => super::output::print_yaml(&pass)?,
             Format::Table => print!("{}", summary(&pass)),
         }
         Ok(if pass.converged() {

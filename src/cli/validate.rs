@@ -17,12 +17,13 @@ pub struct Args {
     pub allow: AllowArgs,
 }
 
-pub use super::output::TextOrJson as Format;
+pub use super::output::TextOrData as Format;
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let loaded = load_with(cli, args.rev.as_deref(), &args.allow.allowances([]))?;
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&loaded.findings)?),
+        Format::Json => super::output::print_json(&loaded.findings)?,
+        Format::Yaml => super::output::print_yaml(&loaded.findings)?,
         Format::Text => {
             let palette = cli.color.stdout();
             print!(

@@ -2,7 +2,7 @@
 //! built from and when (see build.rs), as `kubectl version` and `flux
 //! version` say it.
 
-use super::{Outcome, output::TextOrJson as Format};
+use super::{Outcome, output::TextOrData as Format};
 use serde::Serialize;
 
 /// What `--version` prints after the name.
@@ -40,7 +40,8 @@ const BUILD: Build = Build {
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&BUILD)?),
+        Format::Json => super::output::print_json(&BUILD)?,
+        Format::Yaml => super::output::print_yaml(&BUILD)?,
         Format::Text => println!(
             "sluice {}\n  commit: {}\n  built:  {}",
             BUILD.version, BUILD.commit, BUILD.build_date

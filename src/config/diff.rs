@@ -22,7 +22,8 @@ pub enum ChangeKind {
 }
 
 /// One field that differs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Change {
     /// RFC 6901 pointer into the document.
     pub pointer: String,

@@ -23,6 +23,7 @@ pub struct Position {
 
 /// One thing validation found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Finding {
     pub severity: Severity,
     /// A stable id, listed in docs/rules.md, that CI can match on.

@@ -111,6 +111,7 @@ impl RenderedGateway {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PackDigest {
     pub name: String,
     pub version: String,

@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 /// What a drifted gateway runs, against what it should.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DriftReport {
     /// A new episode (not one already open for this gateway).
     pub new_episode: bool,

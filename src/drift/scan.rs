@@ -39,6 +39,7 @@ impl From<decide::Found> for Found {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Observation {
     pub environment: String,
     pub gateway: String,

@@ -29,13 +29,13 @@ use super::{
         LedgerGateway, LedgerPack, LedgerPin, LedgerStatus,
     },
 };
+use crate::config::diff::Change;
 use crate::drift::shortened;
 use crate::ledger::{
     Attempt, AttemptId, AttemptStart, BatchResult, Deployment, DriftEpisode, EnvironmentRecord,
     EvalFailure, EvalRun, GatewayRecord, HistoryCursor, Ledger, LedgerError, MemoryLedger, Millis,
     Outcome, Pin, PinEnd, Resolution, RevisionRecord, WriteBatch,
 };
-use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, Client, ResourceExt,
     api::{ListParams, Patch, PatchParams},
@@ -663,16 +663,30 @@ pub fn fit(mut status: LedgerStatus, budget: usize) -> Result<LedgerStatus, usiz
 
 /// Milliseconds as RFC 3339 text (`2026-11-23T09:00:00.123Z`).
 fn time_text(at: Millis) -> String {
-    Timestamp::from_millisecond(at)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| Timestamp::UNIX_EPOCH.to_string())
+    crate::clock::rfc3339_millis(at)
 }
 
 /// RFC 3339 text as milliseconds; unreadable text (a hand edit) reads as 0.
 fn millis(text: &str) -> Millis {
-    text.parse::<Timestamp>()
-        .map(|t| t.as_millisecond())
-        .unwrap_or_default()
+    crate::clock::parse_rfc3339(text).unwrap_or_default()
+}
+
+/// An episode's changes as the status keeps them: JSON text, dropped
+/// (`[]`) past [`CHANGES_KEPT`] bytes so one wide drift cannot fill the
+/// object.
+fn changes_text(changes: &[Change]) -> String {
+    let text = serde_json::to_string(changes).unwrap_or_else(|_| "[]".into());
+    if text.len() > CHANGES_KEPT {
+        "[]".into()
+    } else {
+        text
+    }
+}
+
+/// The changes read back; text that is not what Sluice writes (a hand
+/// edit) reads as none: the episode itself stays.
+fn changes_of(text: &str) -> Vec<Change> {
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 /// A record as the status writes it: newest first.
@@ -726,11 +740,7 @@ pub fn status_of(record: &EnvironmentRecord) -> LedgerStatus {
                 revision: e.revision.clone(),
                 desired_digest: e.desired_digest.clone(),
                 live_digest: e.live_digest.clone(),
-                changes: if e.changes.len() > CHANGES_KEPT {
-                    "[]".into()
-                } else {
-                    e.changes.clone()
-                },
+                changes: changes_text(&e.changes),
                 onset_at: time_text(e.onset_at),
                 resolved_at: e.resolved_at.map(time_text),
                 resolution: e.resolution,
@@ -844,7 +854,7 @@ pub fn record_of(slug: &str, status: &LedgerStatus) -> EnvironmentRecord {
                 revision: e.revision.clone(),
                 desired_digest: e.desired_digest.clone(),
                 live_digest: e.live_digest.clone(),
-                changes: e.changes.clone(),
+                changes: changes_of(&e.changes),
                 onset_at: millis(&e.onset_at),
                 resolved_at: e.resolved_at.as_deref().map(millis),
                 resolution: e.resolution,

@@ -47,7 +47,7 @@ fn episode(environment: &str, gateway: &str, onset_at: Millis) -> DriftEpisode {
         revision: "c0ffee".into(),
         desired_digest: "sha256:abc".into(),
         live_digest: Some("sha256:live".into()),
-        changes: "[]".into(),
+        changes: Vec::new(),
         onset_at,
         resolved_at: None,
         resolution: None,
@@ -178,6 +178,16 @@ pub fn history_pages_cover_every_attempt_once_in_order(ledger: &dyn Ledger) {
     let cursor: HistoryCursor = "1750000000001.17".parse().unwrap();
     assert_eq!(cursor.to_string(), "1750000000001.17");
     assert!("17".parse::<HistoryCursor>().is_err());
+    let from_json: HistoryCursor = "2025-06-15T15:06:40.001Z.17".parse().unwrap();
+    assert_eq!(
+        from_json, cursor,
+        "the startedAt of an attempt's JSON works too"
+    );
+    assert!(
+        "2025-06-15T15:06:40.001.17"
+            .parse::<HistoryCursor>()
+            .is_err()
+    );
 }
 
 pub fn gateway_records_replace_list_in_order_and_go(ledger: &dyn Ledger) {

@@ -40,8 +40,10 @@ pub enum LedgerError {
 
 /// A revision the reconciler saw, and whether it was valid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RevisionRecord {
     pub commit: String,
+    #[serde(with = "crate::clock::json")]
     pub seen_at: Millis,
     pub valid: bool,
     /// Number of error findings.
@@ -165,12 +167,14 @@ pub type AttemptId = i64;
 
 /// The start of an apply attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AttemptStart {
     pub environment: String,
     pub gateway: String,
     pub revision: String,
     pub digest: String,
     pub trigger: Trigger,
+    #[serde(with = "crate::clock::json")]
     pub started_at: Millis,
 }
 
@@ -201,10 +205,12 @@ pub struct BatchResult {
 
 /// An attempt as recorded: finished or not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Attempt {
     pub id: AttemptId,
     #[serde(flatten)]
     pub start: AttemptStart,
+    #[serde(with = "crate::clock::json::option")]
     pub finished_at: Option<Millis>,
     pub outcome: Option<Outcome>,
     pub error: Option<String>,
@@ -249,11 +255,16 @@ impl std::fmt::Display for HistoryCursor {
 impl std::str::FromStr for HistoryCursor {
     type Err = ();
 
-    /// `STARTED.ID`, as [`Display`](std::fmt::Display) writes it.
+    /// `STARTED.ID`, as [`Display`](std::fmt::Display) writes it; STARTED
+    /// may also be the RFC 3339 `startedAt` an attempt's JSON carries.
     fn from_str(text: &str) -> Result<Self, ()> {
-        let (started_at, id) = text.split_once('.').ok_or(())?;
+        let (started_at, id) = text.rsplit_once('.').ok_or(())?;
         Ok(HistoryCursor {
-            started_at: started_at.parse().map_err(|_| ())?,
+            started_at: started_at
+                .parse()
+                .ok()
+                .or_else(|| crate::clock::parse_rfc3339(started_at))
+                .ok_or(())?,
             id: id.parse().map_err(|_| ())?,
         })
     }
@@ -312,6 +323,7 @@ impl GatewayState {
 
 /// The current desired and observed state of one gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GatewayRecord {
     pub environment: String,
     pub gateway: String,
@@ -320,25 +332,30 @@ pub struct GatewayRecord {
     pub observed_digest: Option<String>,
     pub state: GatewayState,
     /// When the state or the observed digest last changed.
+    #[serde(with = "crate::clock::json")]
     pub changed_at: Millis,
     /// When the record was last written.
+    #[serde(with = "crate::clock::json")]
     pub updated_at: Millis,
     pub error: Option<String>,
 }
 
 /// A version an environment ran whole: every gateway verified at `digest`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Deployment {
     pub environment: String,
     pub revision: String,
     pub digest: String,
     /// The packs of that version.
     pub packs: Vec<DeployedPack>,
+    #[serde(with = "crate::clock::json")]
     pub verified_at: Millis,
 }
 
 /// A pack of a deployed version: what a promotion gate compares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DeployedPack {
     pub name: String,
     pub version: String,
@@ -360,6 +377,7 @@ impl From<&crate::config::render::PackDigest> for DeployedPack {
 
 /// A gateway found running something other than what Sluice verified there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DriftEpisode {
     pub environment: String,
     pub gateway: String,
@@ -368,9 +386,11 @@ pub struct DriftEpisode {
     pub desired_digest: String,
     /// `None` when the live config could not be read as a digest.
     pub live_digest: Option<String>,
-    /// The field-level changes, as JSON (see `config::diff`).
-    pub changes: String,
+    /// The field-level changes (see `config::diff`).
+    pub changes: Vec<crate::config::diff::Change>,
+    #[serde(with = "crate::clock::json")]
     pub onset_at: Millis,
+    #[serde(with = "crate::clock::json::option")]
     pub resolved_at: Option<Millis>,
     /// How it ended.
     pub resolution: Option<Resolution>,
@@ -420,13 +440,16 @@ pub struct Pin {
     /// Who pinned: an API token's name, the OS user, `kubernetes`, or
     /// `sluice` when Sluice pins itself.
     pub by: String,
+    #[serde(with = "crate::clock::json")]
     pub at: Millis,
     /// When the branch's head first rendered something else for the
     /// environment (the pin started holding it back); only a pin that held
     /// ends by itself when the head renders its digest again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::clock::json::option")]
     pub held_since: Option<Millis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::clock::json::option")]
     pub ended_at: Option<Millis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_by: Option<String>,
@@ -454,6 +477,7 @@ pub const EVAL_FAILURES_KEPT: usize = 50;
 
 /// One case of a suite that failed on one gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EvalFailure {
     pub gateway: String,
     pub case: String,
@@ -462,6 +486,7 @@ pub struct EvalFailure {
 
 /// A suite run against an environment's version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EvalRun {
     pub environment: String,
     pub suite: String,
@@ -474,6 +499,7 @@ pub struct EvalRun {
     pub failed: u32,
     /// At most [`EVAL_FAILURES_KEPT`] (`failed` still counts them all).
     pub failures: Vec<EvalFailure>,
+    #[serde(with = "crate::clock::json")]
     pub at: Millis,
 }
 

@@ -762,7 +762,7 @@ impl Ledger for SqliteLedger {
                     episode.environment,
                     episode.gateway,
                     episode.live_digest,
-                    episode.changes
+                    json_text(&episode.changes)
                 ])
             })
             .map_err(query_error(doing))?;
@@ -781,7 +781,7 @@ impl Ledger for SqliteLedger {
                 episode.revision,
                 episode.desired_digest,
                 episode.live_digest,
-                episode.changes,
+                json_text(&episode.changes),
                 episode.onset_at
             ])
         })
@@ -1027,7 +1027,7 @@ fn drift_from_row(row: &Row<'_>) -> rusqlite::Result<DriftEpisode> {
         revision: row.get(2)?,
         desired_digest: row.get(3)?,
         live_digest: row.get(4)?,
-        changes: row.get(5)?,
+        changes: json_of(row, 5, "drift_episodes")?,
         onset_at: row.get(6)?,
         resolved_at: row.get(7)?,
         resolution: row

@@ -197,6 +197,7 @@ pub struct Request {
 
 /// A pack as an environment runs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PackVersion {
     pub version: String,
     pub digest: Digest,
@@ -204,6 +205,7 @@ pub struct PackVersion {
 
 /// One pack file brought from FROM into TO.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PromotedFile {
     pub name: String,
     /// The file written (relative to the config repository).
@@ -223,6 +225,7 @@ pub struct PromotedFile {
 
 /// A pack file of TO's that FROM has no file for: left as it is.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Kept {
     pub name: String,
     pub file: String,
@@ -230,6 +233,7 @@ pub struct Kept {
 
 /// The branch made for a promotion.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Made {
     pub branch: String,
     pub commit: String,
@@ -243,6 +247,7 @@ pub struct Made {
 
 /// A promotion looked at and, unless there was nothing to promote, made.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Promoted {
     pub from: String,
     pub to: String,

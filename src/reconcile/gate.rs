@@ -46,6 +46,7 @@ pub enum Missing {
 
 /// A pack the gate holds back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Waiting {
     pub pack: String,
     pub version: String,
@@ -309,7 +310,7 @@ mod tests {
             revision: "r".into(),
             desired_digest: "d".into(),
             live_digest: None,
-            changes: "[]".into(),
+            changes: Vec::new(),
             onset_at: onset,
             resolved_at: resolved,
             resolution: None,

@@ -15,7 +15,7 @@
 //! It knows nothing of where it runs: the ledger, the clock and the gateway
 //! drivers come in through traits.
 
-pub mod clock;
+pub use crate::clock;
 pub mod gate;
 mod journal;
 pub mod pin;
@@ -93,6 +93,7 @@ impl Progress for NoProgress {}
 
 /// Where one gateway ended up after a pass.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GatewayReport {
     pub environment: String,
     pub gateway: String,
@@ -199,6 +200,7 @@ impl EnvironmentPolicy {
 
 /// One environment after a pass: honest about partial rollouts.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EnvironmentReport {
     pub environment: String,
     pub gateways: Vec<GatewayReport>,
@@ -915,7 +917,7 @@ impl Reconciler {
             revision: desired.revision.clone(),
             desired_digest: desired.digest.to_string(),
             live_digest: live.digest.as_ref().map(|d| d.to_string()),
-            changes: serde_json::to_string(&changes).unwrap_or_default(),
+            changes: changes.clone(),
             onset_at: self.clock.now(),
             resolved_at: None,
             resolution: None,

@@ -14,6 +14,7 @@ pub struct RevisionStatus {
     pub commit: String,
     pub valid: bool,
     pub errors: usize,
+    #[serde(with = "crate::clock::json")]
     pub seen_at: Millis,
 }
 

@@ -177,6 +177,7 @@ pub struct Request {
 
 /// A version as shown: digest, revision and `sha256:<12>@<8>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Point {
     pub digest: String,
     pub revision: String,
@@ -199,6 +200,7 @@ impl Point {
 
 /// A rollback branch made (or found already holding the same tree).
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Rollback {
     pub environment: String,
     /// The version the environment runs now (the ledger's newest).

@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 
 /// A file the rollback writes into the environment's directory.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Materialised {
     pub pack: String,
     /// The file written, relative to the config repository.

@@ -206,7 +206,7 @@ async fn history(
         Err(()) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                "`before` is STARTED.ID: the startedAt and id of the last attempt of the previous page",
+                "`before` is STARTED.ID: the startedAt (RFC 3339, or milliseconds since the epoch) and id of the last attempt of the previous page",
             );
         }
     };

@@ -330,13 +330,12 @@ pub fn drift_list(episodes: &[DriftEpisode], now: Millis, with_gateway: bool) ->
     }
 }
 
-/// The field-level changes of an episode (`config::diff` JSON).
-pub fn changes(json: &str) -> Markup {
-    let changes: Vec<Change> = serde_json::from_str(json).unwrap_or_default();
+/// The field-level changes of an episode.
+pub fn changes(changes: &[Change]) -> Markup {
     html! {
         @if !changes.is_empty() {
             ul.changes {
-                @for change in &changes {
+                @for change in changes {
                     li data-pointer=(change.pointer) { code { (change.describe()) } }
                 }
             }

@@ -62,9 +62,7 @@ impl GatewayPage {
     /// episode's changes made.
     pub fn with_desired(mut self, desired: &Value) -> Self {
         if let Some(episode) = self.drift.first() {
-            let changes: Vec<diff::Change> =
-                serde_json::from_str(&episode.changes).unwrap_or_default();
-            let live = diff::apply(desired, &changes);
+            let live = diff::apply(desired, &episode.changes);
             self.diff = Some(crate::drift::compare(desired, &live).1);
         }
         self
@@ -139,7 +137,7 @@ mod tests {
     fn the_diff_shows_the_changed_setting_as_desired_against_live() {
         let desired = json!({"enforcement": "enforce", "packs": {"baseline": {"settings": {"pii-detector": {"action": "redact"}}}}});
         let live = json!({"enforcement": "enforce", "packs": {"baseline": {"settings": {"pii-detector": {"action": "allow"}}}}});
-        let changes = serde_json::to_string(&diff::changes(&desired, &live)).unwrap();
+        let changes = diff::changes(&desired, &live);
         let page = GatewayPage {
             environment: "production".into(),
             gateway: "prod-eu-1".into(),

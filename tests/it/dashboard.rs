@@ -264,8 +264,8 @@ fn without_tokens_the_dashboard_shows_everything_and_changes_nothing() {
         .unwrap();
     let version = format!(
         "{}@{}",
-        &prod["desired_digest"].as_str().unwrap()[..19],
-        &prod["desired_revision"].as_str().unwrap()[..8]
+        &prod["desiredDigest"].as_str().unwrap()[..19],
+        &prod["desiredRevision"].as_str().unwrap()[..8]
     );
     assert!(page.contains(&version), "{version}");
 
@@ -348,7 +348,7 @@ fn history_pages_through_every_attempt_once() {
     let (_, first) = http("GET", &api, &[], "");
     let first: Vec<serde_json::Value> = serde_json::from_str(&first).unwrap();
     let last = first.last().unwrap();
-    let cursor = format!("{}.{}", last["started_at"], last["id"]);
+    let cursor = format!("{}.{}", last["startedAt"].as_str().unwrap(), last["id"]);
     let (_, rest) = http("GET", &format!("{api}&before={cursor}"), &[], "");
     let rest: Vec<serde_json::Value> = serde_json::from_str(&rest).unwrap();
     let mut api_ids: Vec<i64> = first

@@ -406,7 +406,7 @@ fn an_episode_ends_when_the_gateway_is_back_even_after_a_failure_in_between() {
         let episodes = production.sluice(&["history", "production", "--drift", "-o", "json"], None);
         let list = episodes.json();
         list.as_array().is_some_and(|l| {
-            l.len() == 1 && l[0]["resolved_at"].is_number() && l[0]["resolution"] == "reverted"
+            l.len() == 1 && l[0]["resolvedAt"].is_string() && l[0]["resolution"] == "reverted"
         })
     });
 }

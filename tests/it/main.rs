@@ -17,6 +17,7 @@ mod gateway;
 mod hostile;
 mod init;
 mod litellm;
+mod output;
 mod pin;
 mod plan;
 mod promote;

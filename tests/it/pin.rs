@@ -224,7 +224,7 @@ fn a_pin_holds_the_gateway_while_the_branch_moves_and_unpin_lets_it_converge() {
     assert_eq!(world.live(), v1, "the head's version is not applied");
     let status = world.status(&server);
     let gateway = &status["gateways"][0];
-    assert_eq!(gateway["desired_digest"], v1.as_str(), "{status}");
+    assert_eq!(gateway["desiredDigest"], v1.as_str(), "{status}");
     let note = gateway["error"].as_str().unwrap();
     assert!(
         note.contains(&v2[..19]),

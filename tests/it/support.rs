@@ -631,3 +631,61 @@ impl Drop for Receiver {
         }
     }
 }
+
+/// insta settings that make a command's output the same from run to run,
+/// keeping its columns aligned: the repository's commits become
+/// `00000001`, `00000002`… (oldest first, as long as shown), times
+/// `0000-00-00T00:00:00Z`, ages `[age]`, loopback ports `[port]`, the
+/// repository's path `[repo]`, this machine's user `[user]`. Make them
+/// after the commits a snapshot shows, and bind them (`settings.bind(|| …)`)
+/// around it.
+pub fn stable_output(repo: &TestRepo) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(true);
+    let commits = repo.git(&["log", "--all", "--topo-order", "--reverse", "--format=%H"]);
+    for (n, commit) in commits.lines().enumerate() {
+        settings.add_filter(commit, format!("{:0>40}", n + 1));
+        settings.add_filter(&format!(r"\b{}\b", &commit[..8]), format!("{:0>8}", n + 1));
+        settings.add_filter(
+            &format!(r"\b{}[0-9a-f]*\b", &commit[..7]),
+            format!("C{}", n + 1),
+        );
+    }
+    settings.add_filter(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",
+        "0000-00-00T00:00:00.000Z",
+    );
+    settings.add_filter(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "0000-00-00T00:00:00Z");
+    settings.add_filter(r"\b\d+[smhd] ago\b", "[age] ago");
+    settings.add_filter(r"\bin \d+(\.\d+)?(ms|s)\b", "in [duration]");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
+    let path = repo.path().to_str().unwrap();
+    settings.add_filter(&regex_escape(path), "[repo]");
+    // Who pins from this machine (`sluice pin` records the OS user).
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "local".to_owned());
+    settings.add_filter(&format!(r"\b{}\b", regex_escape(&user)), "[user]");
+    settings
+}
+
+/// A snapshot of `text` under [`stable_output`] for `repo` as it is now,
+/// named after the calling module.
+#[macro_export]
+macro_rules! assert_stable {
+    ($repo:expr, $name:expr, $text:expr) => {
+        $crate::support::stable_output($repo)
+            .bind(|| insta::assert_snapshot!($name.to_string(), $text))
+    };
+}
+
+/// `text` matched literally by an insta filter.
+pub fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}

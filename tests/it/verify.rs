@@ -209,7 +209,7 @@ fn a_change_that_breaks_card_blocking_is_caught_rolled_back_pinned_and_alerted()
     assert!(
         attempts
             .iter()
-            .all(|a| !a["finished_at"].is_null() && a["outcome"] == "applied"),
+            .all(|a| !a["finishedAt"].is_null() && a["outcome"] == "applied"),
         "{attempts:?}"
     );
 

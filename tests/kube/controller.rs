@@ -1019,7 +1019,7 @@ async fn the_ledger_lives_in_the_status_and_outlives_the_controller_and_its_disk
     assert_eq!(status["revision"]["commit"], head.trim(), "{status}");
     assert_eq!(status["gateways"][0]["state"], "in-sync", "{status}");
     assert_eq!(
-        status["gateways"][0]["observed_digest"],
+        status["gateways"][0]["observedDigest"],
         v2.as_str(),
         "{status}"
     );

@@ -52,7 +52,15 @@ fn sample() -> MemoryLedger {
             revision: "c0ffee".into(),
             desired_digest: "sha256:abc".into(),
             live_digest: Some("sha256:live".into()),
-            changes: r#"[{"pointer":"/enforcement"}]"#.into(),
+            changes: vec![crate::config::diff::Change {
+                pointer: "/enforcement".into(),
+                kind: crate::config::diff::ChangeKind::Changed,
+                pack: None,
+                policy: None,
+                setting: None,
+                from: Some("enforce".into()),
+                to: Some("monitor".into()),
+            }],
             onset_at: T0 + 1,
             resolved_at: None,
             resolution: None,
@@ -182,7 +190,7 @@ fn long_drift_changes_are_not_kept_in_the_status() {
             revision: "r".into(),
             desired_digest: "d".into(),
             live_digest: None,
-            changes: format!("[\"{}\"]", "x".repeat(CHANGES_KEPT)),
+            changes: vec![wide_change(CHANGES_KEPT)],
             onset_at: T0,
             resolved_at: None,
             resolution: None,
@@ -305,7 +313,7 @@ fn a_record_too_large_for_a_status_sheds_history_then_says_how_large() {
                 revision: "r".into(),
                 desired_digest: "d".into(),
                 live_digest: None,
-                changes: "c".repeat(1500),
+                changes: vec![wide_change(1500)],
                 onset_at: T0 + i,
                 resolved_at: None,
                 resolution: None,
@@ -339,4 +347,17 @@ fn the_revision_most_environments_run_stands_for_the_newest() {
     let ties = ["x", "y"].map(String::from).into_iter();
     assert_eq!(most_common(ties).as_deref(), Some("x"));
     assert_eq!(most_common(std::iter::empty()), None);
+}
+
+/// A change whose JSON is longer than `bytes`.
+fn wide_change(bytes: usize) -> crate::config::diff::Change {
+    crate::config::diff::Change {
+        pointer: format!("/{}", "x".repeat(bytes)),
+        kind: crate::config::diff::ChangeKind::Added,
+        pack: None,
+        policy: None,
+        setting: None,
+        from: None,
+        to: None,
+    }
 }

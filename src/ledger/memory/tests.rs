@@ -59,7 +59,7 @@ fn deployments_and_resolved_episodes_are_bounded_open_ones_kept() {
         revision: "r".into(),
         desired_digest: "d".into(),
         live_digest: None,
-        changes: "[]".into(),
+        changes: Vec::new(),
         onset_at: at,
         resolved_at: None,
         resolution: None,
