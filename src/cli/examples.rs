@@ -15,6 +15,7 @@ Examples:
   sluice render production                         every gateway of production, as YAML
   sluice render --env production --gateway prod-eu-1 -o json
   sluice render -o table                           one line per gateway: its version
+  sluice render production -o wide                 and its packs and policies
   sluice render staging --rev HEAD -o native       what each driver writes (LiteLLM's config.yaml)";
 
 pub const SCHEMA: &str = "\

@@ -27,6 +27,9 @@ pub enum Format {
     Json,
     /// One line per gateway: its version, without the documents.
     Table,
+    /// The table with each gateway's packs (name@version) and the policies
+    /// they run, as kubectl's `-o wide` adds columns.
+    Wide,
     /// Each gateway's config as its driver writes it (LiteLLM's
     /// config.yaml for `format: litellm`); several are separated by a
     /// `# ENVIRONMENT/GATEWAY VERSION` line.
@@ -124,6 +127,65 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                 super::output::table(&["ENVIRONMENT", "GATEWAY", "DRIVER", "VERSION"], &rows)
             );
         }
+        Format::Wide => {
+            let rows: Vec<[String; 6]> = entries
+                .iter()
+                .map(|e| {
+                    let packs: Vec<String> = e
+                        .packs
+                        .iter()
+                        .map(|p| format!("{}@{}", p.name, p.version))
+                        .collect();
+                    [
+                        e.environment.to_owned(),
+                        e.gateway.to_owned(),
+                        e.driver.to_owned(),
+                        e.version.clone(),
+                        packs.join(","),
+                        policies(&e.config).join(","),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                super::output::table(
+                    &[
+                        "ENVIRONMENT",
+                        "GATEWAY",
+                        "DRIVER",
+                        "VERSION",
+                        "PACKS",
+                        "POLICIES"
+                    ],
+                    &rows
+                )
+            );
+        }
     }
     Ok(Outcome::Clean)
+}
+
+/// The policies a rendered document runs: each enabled pack's chain, each
+/// policy once.
+fn policies(config: &serde_json::Value) -> Vec<String> {
+    let mut chain: Vec<String> = Vec::new();
+    let packs = config.get("packs").and_then(|p| p.as_object());
+    for pack in packs.into_iter().flat_map(|p| p.values()) {
+        if pack.get("enabled") == Some(&serde_json::Value::Bool(false)) {
+            continue;
+        }
+        for policy in pack
+            .get("chain")
+            .and_then(|c| c.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(policy) = policy.as_str()
+                && !chain.iter().any(|p| p == policy)
+            {
+                chain.push(policy.to_owned());
+            }
+        }
+    }
+    chain
 }

@@ -74,6 +74,8 @@ fn every_command_prints_its_text_and_its_json() {
     {
         let render = repo.sluice(&["render", "-o", "table"]);
         assert_stable!(&repo, "render_table", &shown(&render));
+        let render = repo.sluice(&["render", "-o", "wide"]);
+        assert_stable!(&repo, "render_wide", &shown(&render));
         let render = repo.sluice(&["render", "development", "-o", "json"]);
         assert_convention("render", &render.json());
         assert_stable!(&repo, "render_json", &shown(&render));
