@@ -324,6 +324,7 @@ fn a_failing_suite_exits_1_with_what_differed_and_junit() {
     let junit = tempfile::NamedTempFile::new().unwrap();
     let run = eval(&repo, &["eval", "--junit", junit.path().to_str().unwrap()]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    crate::assert_stable!(&repo, "eval_text", &run.stdout);
     let case = r#"an e-mail <a@b.example> & its "owner" are redacted"#;
     assert!(
         run.stdout.contains(&format!(
@@ -375,6 +376,7 @@ fn json_output_has_every_case_with_what_was_observed() {
         &["eval", "-o", "json", "--suite", "leaky", "--suite", "pii"],
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
+    crate::assert_stable!(&repo, "eval_json", &run.stdout);
     let json = run.json();
     assert_eq!(json["environment"], "eval");
     assert_eq!(json["passed"], false);
