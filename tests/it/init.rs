@@ -9,6 +9,7 @@ fn scaffolds_a_valid_committed_repository() {
     let target = target.to_str().unwrap();
     let run = sluice(&["init", target]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    crate::assert_stable!(target, "init_text", &run.stdout);
     let validate = sluice(&["validate", "--rev", "HEAD", "--repo", target]);
     assert_eq!(validate.code, 0, "{}{}", validate.stdout, validate.stderr);
     assert!(validate.stdout.contains("4 environments"));

@@ -101,6 +101,12 @@ impl TestRepo {
     }
 }
 
+impl AsRef<Path> for TestRepo {
+    fn as_ref(&self) -> &Path {
+        self.path()
+    }
+}
+
 /// What one run of the binary did.
 pub struct Run {
     pub code: i32,
@@ -639,10 +645,17 @@ impl Drop for Receiver {
 /// repository's path `[repo]`, this machine's user `[user]`. Make them
 /// after the commits a snapshot shows, and bind them (`settings.bind(|| …)`)
 /// around it.
-pub fn stable_output(repo: &TestRepo) -> insta::Settings {
+pub fn stable_output(repo: impl AsRef<Path>) -> insta::Settings {
+    let repo = repo.as_ref();
     let mut settings = insta::Settings::clone_current();
     settings.set_prepend_module_to_snapshot(true);
-    let commits = repo.git(&["log", "--all", "--topo-order", "--reverse", "--format=%H"]);
+    let log = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["log", "--all", "--topo-order", "--reverse", "--format=%H"])
+        .output()
+        .expect("git runs");
+    let commits = String::from_utf8_lossy(&log.stdout);
     for (n, commit) in commits.lines().enumerate() {
         settings.add_filter(commit, format!("{:0>40}", n + 1));
         settings.add_filter(&format!(r"\b{}\b", &commit[..8]), format!("{:0>8}", n + 1));
@@ -659,7 +672,7 @@ pub fn stable_output(repo: &TestRepo) -> insta::Settings {
     settings.add_filter(r"\b\d+[smhd] ago\b", "[age] ago");
     settings.add_filter(r"\bin \d+(\.\d+)?(ms|s)\b", "in [duration]");
     settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
-    let path = repo.path().to_str().unwrap();
+    let path = repo.to_str().unwrap();
     settings.add_filter(&regex_escape(path), "[repo]");
     // Who pins from this machine (`sluice pin` records the OS user).
     let user = ["USER", "LOGNAME"]
