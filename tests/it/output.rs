@@ -172,3 +172,18 @@ fn version_prints_the_build() {
         assert_stable!(&repo, "version_json", &shown(&json));
     });
 }
+
+/// `sluice schema --out` and `sluice crds --out`: the files they write,
+/// one line each (their content is checked by the schema and CRD tests).
+#[test]
+fn generators_list_what_they_wrote() {
+    let out = tempfile::tempdir().unwrap();
+    stable_output(out.path()).bind(|| {
+        let dir = out.path().join("schemas");
+        let schema = crate::support::sluice(&["schema", "--out", dir.to_str().unwrap()]);
+        insta::assert_snapshot!("schema_out_text", shown(&schema));
+        let dir = out.path().join("crds");
+        let crds = crate::support::sluice(&["crds", "--out", dir.to_str().unwrap()]);
+        insta::assert_snapshot!("crds_out_text", shown(&crds));
+    });
+}
