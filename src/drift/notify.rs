@@ -99,8 +99,6 @@ pub enum Fate {
 }
 
 impl Fate {
-    pub const ALL: [Fate; 3] = [Fate::Sent, Fate::Failed, Fate::Dropped];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Fate::Sent => "sent",

@@ -7,7 +7,7 @@
 
 use crate::{
     ledger::{GatewayState, Outcome, WriteHealth},
-    reconcile::Pass,
+    reconcile::{EnvironmentReport, Pass},
 };
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -50,6 +50,9 @@ pub struct ApplyLabels {
     /// `unchanged`, `failed`).
     pub outcome: String,
 }
+
+/// How a pass ends for an environment: every gateway settled, or not.
+const PASS_OUTCOMES: [&str; 2] = ["converged", "partial"];
 
 /// What a pass can end an attempt with (`interrupted` is only ever found
 /// after a restart, never returned by a pass).
@@ -234,11 +237,8 @@ impl Metrics {
             return;
         };
         for env in environments {
-            let outcome = if env.converged() {
-                "converged"
-            } else {
-                "partial"
-            };
+            let [converged, partial] = PASS_OUTCOMES;
+            let outcome = if env.converged() { converged } else { partial };
             self.reconciles
                 .get_or_create(&OutcomeLabels {
                     environment: env.environment.clone(),
@@ -305,11 +305,7 @@ impl Metrics {
     /// of an environment in the pass that its report no longer has, and,
     /// after a pass over every environment, those of environments it no
     /// longer has (with the environments' own series).
-    fn forget_removed(
-        &self,
-        environments: &[crate::reconcile::EnvironmentReport],
-        only: Option<&str>,
-    ) {
+    fn forget_removed(&self, environments: &[EnvironmentReport], only: Option<&str>) {
         let mut labelled = self.labelled.lock().unwrap_or_else(|e| e.into_inner());
         for env in environments {
             let now: BTreeSet<String> = env.gateways.iter().map(|g| g.gateway.clone()).collect();
@@ -357,7 +353,7 @@ impl Metrics {
         let labels = EnvironmentLabels {
             environment: environment.to_owned(),
         };
-        for outcome in ["converged", "partial"] {
+        for outcome in PASS_OUTCOMES {
             self.reconciles.remove(&OutcomeLabels {
                 environment: environment.to_owned(),
                 outcome: outcome.into(),
