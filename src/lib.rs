@@ -23,9 +23,11 @@
 //! | [ui]        | the dashboard: pages over the same data as the API, sign-in, live updates |
 //! | [k8s]       | Kubernetes mode: the `sluice.dev` custom resources and their CRDs; leader election |
 //! | [cli]       | the `sluice` command |
+//! | [build_info] | the version, commit and build date, for `sluice version` and metrics |
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod build_info;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -63,6 +63,10 @@ pub struct Args {
     /// Per-request timeout for gateways that set none.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// How long a failing alert delivery is retried (backoff from 1s,
+    /// doubling up to 60s) before it is given up and counted failed.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub alert_retry_for: Duration,
     #[command(flatten)]
     pub http: super::run::HttpArgs,
     #[command(flatten)]
@@ -124,6 +128,7 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         ledger.clone(),
         context,
         args.concurrency,
+        super::engine::alert_delivery(args.alert_retry_for),
         Some(revisions.clone()),
     );
 

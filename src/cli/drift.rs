@@ -1,7 +1,11 @@
 //! `sluice drift`: a one-shot, read-only scan: each gateway's live state
 //! against what Sluice verified there; the diff of every drifted one.
 
-use super::{Cli, Outcome, StateArgs, engine::EngineArgs, output::table};
+use super::{
+    Cli, Outcome, StateArgs,
+    engine::EngineArgs,
+    output::{coloured_diff, table},
+};
 use crate::{
     config::finding::Palette,
     drift::scan::{Found, Observation, observe},
@@ -86,7 +90,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         &deployments,
         &context,
         only,
-        args.engine.concurrency,
+        args.engine.reach.concurrency,
     ));
     match args.output {
         Format::Json => super::output::print_json(&found)?,
@@ -163,20 +167,4 @@ fn found_label(found: Found) -> &'static str {
         Found::Empty => "empty",
         Found::Unreachable => "unreachable",
     }
-}
-
-fn coloured_diff(diff: &str, palette: Palette) -> String {
-    diff.lines()
-        .map(|line| {
-            let colour = match line.as_bytes().first() {
-                _ if line.starts_with("+++") || line.starts_with("---") => palette.bold,
-                Some(b'+') => palette.success,
-                Some(b'-') => palette.error,
-                Some(b'@') => palette.accent,
-                _ => "",
-            };
-            let reset = if colour.is_empty() { "" } else { palette.reset };
-            format!("{colour}{line}{reset}\n")
-        })
-        .collect()
 }

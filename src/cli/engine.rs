@@ -4,7 +4,7 @@
 use super::{Cli, StateArgs, allow::AllowArgs};
 use crate::{
     config::{self, Allowances, Limits, Loaded},
-    drift::notify::Notifier,
+    drift::notify::{Delivery, Notifier},
     gateway::{DriverContext, Secrets},
     ledger::{Ledger, SqliteLedger},
     reconcile::{Options, Reconciler, Revisions, SystemClock, retry::Backoff},
@@ -13,28 +13,50 @@ use crate::{
 use anyhow::Context;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-/// Flags of commands that reconcile.
+/// How commands that read gateways reach them: `run`, `sync`, `drift`, `diff`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct EngineArgs {
-    /// Branch to follow.
-    #[arg(long, default_value = "main")]
-    pub branch: String,
+pub struct ReachArgs {
     /// Gateways worked on at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// Per-request timeout for gateways that set none.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// A directory outside the data dir that `file` gateways with absolute
+    /// paths may write (repeat for several).
+    #[arg(long = "file-root", value_name = "DIR")]
+    pub file_roots: Vec<PathBuf>,
+    #[command(flatten)]
+    pub allow: AllowArgs,
+}
+
+impl ReachArgs {
+    /// How drivers reach the outside world under these flags: the data
+    /// directory, `--file-root`s, the timeout, and secrets from the process
+    /// environment behind `allowances`.
+    pub fn driver_context(&self, data_dir: PathBuf, allowances: Arc<Allowances>) -> DriverContext {
+        let mut context = DriverContext::new(data_dir);
+        context.timeout = self.timeout;
+        context.file_roots = self.file_roots.clone();
+        context.secrets = Secrets::new(Arc::new(|name| std::env::var(name).ok()), allowances);
+        context
+    }
+}
+
+/// Flags of commands that reconcile.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    /// Branch to follow.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    #[command(flatten)]
+    pub reach: ReachArgs,
     /// Environment variable holding an HTTPS token for the repository.
     #[arg(long)]
     pub git_token_env: Option<String>,
     /// SSH private key for the repository.
     #[arg(long)]
     pub git_ssh_key: Option<PathBuf>,
-    /// A directory outside the data dir that `file` gateways with absolute
-    /// paths may write (repeat for several).
-    #[arg(long = "file-root", value_name = "DIR")]
-    pub file_roots: Vec<PathBuf>,
     /// Start a new ledger when the ledger file is empty (0 bytes) instead of
     /// refusing it: its history is gone either way.
     #[arg(long)]
@@ -50,19 +72,16 @@ pub struct EngineArgs {
     /// How many of one environment's gateways may be restarting at once.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub restarts_per_environment: u16,
-    #[command(flatten)]
-    pub allow: AllowArgs,
+    /// How long a failing alert delivery is retried (backoff from 1s,
+    /// doubling up to 60s) before it is given up and counted failed.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub alert_retry_for: Duration,
 }
 
 impl EngineArgs {
-    /// How drivers reach the outside world under these flags: the data
-    /// directory, `--file-root`s, the timeout, restart hooks, and secrets
-    /// from the process environment behind `allowances`.
+    /// [`ReachArgs::driver_context`], with the restart hooks.
     pub fn driver_context(&self, data_dir: PathBuf, allowances: Arc<Allowances>) -> DriverContext {
-        let mut context = DriverContext::new(data_dir);
-        context.timeout = self.timeout;
-        context.file_roots = self.file_roots.clone();
-        context.secrets = Secrets::new(Arc::new(|name| std::env::var(name).ok()), allowances);
+        let mut context = self.reach.driver_context(data_dir, allowances);
         context.restarts = Arc::new(crate::gateway::restart::Restarts::new(
             self.restart_hooks.iter().cloned().collect(),
             usize::from(self.restarts_per_environment),
@@ -74,7 +93,15 @@ impl EngineArgs {
     /// reads for itself (the git token's is added here), never allowed.
     pub fn allowances<'a>(&'a self, own: impl IntoIterator<Item = &'a str>) -> Allowances {
         let git = self.git_token_env.as_deref();
-        self.allow.allowances(own.into_iter().chain(git))
+        self.reach.allow.allowances(own.into_iter().chain(git))
+    }
+}
+
+/// Alert delivery retried for `retry_for` (`--alert-retry-for`).
+pub fn alert_delivery(retry_for: Duration) -> Delivery {
+    Delivery {
+        give_up_after: retry_for,
+        ..Delivery::default()
     }
 }
 
@@ -174,20 +201,28 @@ impl Core {
         } else {
             SqliteLedger::open(&state.state_path())?
         };
-        let mut core = Core::over_with(Arc::new(ledger), context, args.concurrency, revisions);
+        let mut core = Core::over_with(
+            Arc::new(ledger),
+            context,
+            args.reach.concurrency,
+            alert_delivery(args.alert_retry_for),
+            revisions,
+        );
         core.lock = Some(lock);
         Ok(core)
     }
 
     /// The reconciler over `ledger` (the controller's is in status),
-    /// loading pinned revisions with `revisions`.
+    /// loading pinned revisions with `revisions`, delivering alerts as
+    /// `delivery` says.
     pub fn over_with(
         ledger: Arc<dyn Ledger>,
         context: DriverContext,
         concurrency: usize,
+        delivery: Delivery,
         revisions: Option<Arc<dyn Revisions>>,
     ) -> Core {
-        let alerts = Notifier::start(context.secrets.clone(), Default::default());
+        let alerts = Notifier::start(context.secrets.clone(), delivery);
         let mut reconciler = Reconciler::new(
             ledger,
             Arc::new(SystemClock),

@@ -80,6 +80,16 @@ Examples:
 
 Exit codes: 0 no drift, 1 drift or an unreachable gateway, 2 usage error.";
 
+pub const DIFF: &str = "\
+Examples:
+  sluice diff                                      the work tree against every gateway, before committing
+  sluice diff production                           one environment
+  sluice diff --env staging --rev origin/main      a commit instead of the work tree
+  sluice diff -o json | jq '.[] | select(.result == \"differs\") | .changes'
+
+Exit codes: 0 no differences, 1 differences, 2 an error (an invalid work tree or revision,
+a gateway that cannot be read, an unknown environment).";
+
 pub const PROMOTE: &str = "\
 Examples:
   sluice promote staging production                a branch with staging's packs in production
@@ -111,6 +121,11 @@ Examples:
   sluice completion zsh > \"${fpath[1]}/_sluice\"
   sluice completion fish > ~/.config/fish/completions/sluice.fish
   sluice completion powershell | Out-String | Invoke-Expression";
+
+pub const MAN: &str = "\
+Examples:
+  sluice man --out /usr/local/share/man/man1       sluice.1 and sluice-COMMAND.1 for each command
+  sluice man --out man && man -l man/sluice-diff.1";
 
 pub const VERSION: &str = "\
 Examples:

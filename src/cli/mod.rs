@@ -7,6 +7,7 @@ mod client;
 mod completion;
 mod controller;
 mod crds;
+mod diff;
 mod drift;
 mod engine;
 mod environment;
@@ -14,6 +15,7 @@ mod eval;
 mod examples;
 mod gateway;
 mod init;
+mod man;
 mod output;
 mod pin;
 mod plan;
@@ -114,6 +116,11 @@ const NOT_FOR: &[(&str, &str, &str)] = &[
     ("pin", "cluster", "in Kubernetes mode pin with the Environment's spec.pin"),
     ("unpin", "max_file_size", "it writes the ledger, not the repository"),
     ("unpin", "cluster", "in Kubernetes mode remove the Environment's spec.pin"),
+    ("drift", "alert_retry_for", "it reads gateways and sends no alerts"),
+    ("diff", "state", "it reads the gateways, not the ledger"),
+    ("diff", "cluster", "it reads the gateways, not the ledger"),
+    ("man", "repo", "it reads no repository"),
+    ("man", "max_file_size", "it reads no repository"),
 ];
 
 /// The command line's definition, with [`NOT_FOR`] applied: what `main`
@@ -192,6 +199,9 @@ pub enum Command {
     /// Read every gateway back and show what drifted from what Sluice verified; exit 1 on drift or an unreachable gateway.
     #[command(after_help = examples::DRIFT)]
     Drift(drift::Args),
+    /// Show what each gateway runs against what the work tree (or --rev) renders for it, before committing; exit 1 when any differs.
+    #[command(after_help = examples::DIFF)]
+    Diff(diff::Args),
     /// Run the repository's eval suites against one environment's gateways; exit 1 when a case fails.
     Eval(eval::Args),
     /// Bring one environment's packs into the next one of the promotion
@@ -220,6 +230,9 @@ pub enum Command {
     /// Print the shell completion script for bash, zsh, fish or powershell.
     #[command(after_help = examples::COMPLETION)]
     Completion(completion::Args),
+    /// Write the man pages: sluice.1, and sluice-COMMAND.1 for each command.
+    #[command(after_help = examples::MAN)]
+    Man(man::Args),
     /// Print Sluice's version, the git commit it was built from, and when.
     #[command(after_help = examples::VERSION)]
     Version(version::Args),
@@ -363,6 +376,7 @@ impl Command {
             Command::Status(args) => Some(&mut args.from.state),
             Command::History(args) => Some(&mut args.from.state),
             Command::Drift(args) => Some(&mut args.state),
+            Command::Diff(args) => Some(&mut args.state),
             Command::Plan(args) => Some(&mut args.state),
             Command::Rollback(args) => Some(&mut args.state),
             Command::Pin(args) => Some(&mut args.target.state),
@@ -386,6 +400,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Status(args) => status::status(cli, args),
         Command::History(args) => status::history(cli, args),
         Command::Drift(args) => drift::run(cli, args),
+        Command::Diff(args) => diff::run(cli, args),
         Command::Eval(args) => eval::run(cli, args),
         Command::Plan(args) => plan::run(cli, args),
         Command::Promote(args) => promote::run(cli, args),
@@ -393,6 +408,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Pin(args) => pin::pin(args),
         Command::Unpin(args) => pin::unpin(args),
         Command::Completion(args) => completion::run(args),
+        Command::Man(args) => man::run(args),
         Command::Version(args) => version::run(args),
     }
 }

@@ -83,6 +83,24 @@ pub fn table<S: AsRef<str>>(header: &[&str], rows: &[impl AsRef<[S]>]) -> String
     out
 }
 
+/// A unified diff for people: headers bold, additions green, removals
+/// red, hunk lines in the accent colour (none with a plain palette).
+pub fn coloured_diff(diff: &str, palette: Palette) -> String {
+    diff.lines()
+        .map(|line| {
+            let colour = match line.as_bytes().first() {
+                _ if line.starts_with("+++") || line.starts_with("---") => palette.bold,
+                Some(b'+') => palette.success,
+                Some(b'-') => palette.error,
+                Some(b'@') => palette.accent,
+                _ => "",
+            };
+            let reset = if colour.is_empty() { "" } else { palette.reset };
+            format!("{colour}{line}{reset}\n")
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -357,9 +357,12 @@ fn prune(engine: &Engine, repo: &crate::config::Repository) {
 
 fn report(state: &ServerState, pass: &Pass, started: Instant, request: &SyncRequest) {
     let now = SystemClock.now();
-    state
-        .metrics
-        .observe(pass, started.elapsed().as_secs_f64(), now as f64 / 1000.0);
+    state.metrics.observe(
+        pass,
+        request.environment.as_deref(),
+        started.elapsed().as_secs_f64(),
+        now as f64 / 1000.0,
+    );
     state.dashboard.passed(now);
     match pass {
         Pass::ValidationFailed { revision, errors } => {

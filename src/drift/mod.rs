@@ -11,6 +11,7 @@
 
 pub mod decide;
 pub mod notify;
+pub mod preview;
 pub mod scan;
 
 pub use decide::{Decision, Facts, decide};
@@ -48,24 +49,38 @@ const MAX_DIFF_BYTES: usize = 64 << 10;
 /// Reads the gateway's live document and compares it with the desired one.
 /// A document that cannot be read is reported as a whole-document change.
 pub async fn compare_live(driver: &dyn Gateway, desired: &Desired) -> (Vec<Change>, String) {
-    let wanted = driver.projected(desired);
-    let live = match driver.projection().await {
-        Ok(Some(live)) => live,
-        Ok(None) => Value::Null,
-        Err(e) => Value::String(format!("<unreadable: {e}>")),
-    };
+    let (wanted, live) = projections(driver, desired).await;
     // NB: comparing megabytes is CPU work: off the runtime's workers.
     tokio::task::spawn_blocking(move || compare(&wanted, &live))
         .await
         .unwrap_or_default()
 }
 
+/// The desired state as the driver projects it, and what the gateway runs
+/// in that projection (`null` when it runs nothing; a string saying why
+/// when it cannot be read).
+pub async fn projections(driver: &dyn Gateway, desired: &Desired) -> (Value, Value) {
+    let wanted = driver.projected(desired);
+    let live = match driver.projection().await {
+        Ok(Some(live)) => live,
+        Ok(None) => Value::Null,
+        Err(e) => Value::String(format!("<unreadable: {e}>")),
+    };
+    (wanted, live)
+}
+
 /// The changes from `desired` to `live` (at most [`MAX_CHANGES`]), and
 /// their text diff (at most [`MAX_DIFF_BYTES`]).
 pub fn compare(desired: &Value, live: &Value) -> (Vec<Change>, String) {
-    let mut changes = diff::changes(desired, live);
+    compare_as(desired, live, "desired", "live")
+}
+
+/// The changes from `before` to `after`, bounded as [`compare`]'s, and
+/// their text diff with `a` and `b` as its file names.
+pub fn compare_as(before: &Value, after: &Value, a: &str, b: &str) -> (Vec<Change>, String) {
+    let mut changes = diff::changes(before, after);
     changes.truncate(MAX_CHANGES);
-    let mut text = diff::text(desired, live, "desired", "live");
+    let mut text = diff::text(before, after, a, b);
     if cut(&mut text, MAX_DIFF_BYTES) {
         text.push_str("\n… (diff cut)\n");
     }

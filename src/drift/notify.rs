@@ -8,8 +8,8 @@
 //! Each sink's alerts are
 //! delivered in order on a task of its own, retried with exponential backoff
 //! and jitter for minutes ([`Delivery`]), behind bounded queues: a slow or
-//! dead sink costs its own alerts (counted in `sluice_alerts_dropped_total`),
-//! never another sink's, a pass or unbounded memory.
+//! dead sink costs its own alerts (counted in `sluice_alerts_total`,
+//! [`AlertCounters`]), never another sink's, a pass or unbounded memory.
 //!
 //! The generic payload is the [`Alert`] as JSON (camelCase): `event`
 //! (`drift-detected`, `drift-resolved`, `apply-failed`, `promotion-gated`), `environment`,
@@ -24,7 +24,10 @@ use crate::{
     gateway::Secrets,
     reconcile::retry::Backoff,
 };
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+};
 use serde_json::json;
 use std::{
     collections::HashMap,
@@ -82,16 +85,74 @@ impl Delivery {
     }
 }
 
-/// What became of alerts, for `/metrics`: each alert counts once per sink.
+/// What became of one alert at one sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Delivered (a 2xx answer).
+    Sent,
+    /// Tried and not delivered: the sink refused it in a way retrying
+    /// cannot fix, or it was still failing when its retry window ended.
+    Failed,
+    /// Never tried: a full queue, or a sink Sluice may not or cannot post
+    /// to (its variable unset, or outside `--allow-env`/`--allow-url`).
+    Dropped,
+}
+
+impl Fate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fate::Sent => "sent",
+            Fate::Failed => "failed",
+            Fate::Dropped => "dropped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub environment: String,
+    /// The variable naming the sink's URL: the sink's name (never the URL).
+    pub sink: String,
+    pub event: String,
+    /// A [`Fate`].
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    pub sink: String,
+}
+
+/// What became of alerts, for `/metrics`. Series are bounded by the sinks
+/// the repository names and the events there are.
 #[derive(Debug, Clone, Default)]
 pub struct AlertCounters {
-    /// Delivered (a 2xx answer).
-    pub sent: Counter,
-    /// Tries that failed (each retry counts).
-    pub failed_attempts: Counter,
-    /// Given up: a full queue, a refusal that retrying cannot fix, or still
-    /// failing when the delivery's time was up.
-    pub dropped: Counter,
+    /// Each alert once per sink, by its [`Fate`] once that is known.
+    pub alerts: Family<AlertLabels, Counter>,
+    /// Tries that failed, by sink (each retry counts): a sink that is down
+    /// shows here at once, in `alerts` only when the retry window ends.
+    pub failed_attempts: Family<SinkLabels, Counter>,
+}
+
+impl AlertCounters {
+    fn count(&self, alert: &Alert, sink: &AlertSpec, fate: Fate) {
+        self.alerts
+            .get_or_create(&AlertLabels {
+                environment: alert.environment.clone(),
+                sink: sink.webhook.url_env.0.clone(),
+                event: alert.event.as_str().to_owned(),
+                outcome: fate.as_str().to_owned(),
+            })
+            .inc();
+    }
+
+    fn failed_attempt(&self, sink: &AlertSpec) {
+        self.failed_attempts
+            .get_or_create(&SinkLabels {
+                sink: sink.webhook.url_env.0.clone(),
+            })
+            .inc();
+    }
 }
 
 /// Sends alerts from background tasks (one per sink, so a sink that is
@@ -153,7 +214,7 @@ impl Notifier {
                     };
                     if worker.try_send(job).is_err() {
                         left.fetch_sub(1, Ordering::SeqCst);
-                        count.dropped.inc();
+                        count.count(&alert, sink, Fate::Dropped);
                         tracing::warn!(
                             environment = %alert.environment,
                             sink = sink.webhook.url_env.0.as_str(),
@@ -176,11 +237,6 @@ impl Notifier {
     /// The counters, to register with the process's metrics.
     pub fn counters(&self) -> &AlertCounters {
         &self.counters
-    }
-
-    /// Deliveries dropped so far (see [`AlertCounters::dropped`]).
-    pub fn dropped(&self) -> u64 {
-        self.counters.dropped.get()
     }
 
     /// Waits, up to `grace`, until every queued alert is delivered or given up.
@@ -206,10 +262,13 @@ impl Alerts for Notifier {
             return;
         }
         self.pending.fetch_add(1, Ordering::SeqCst);
-        if self.queue.try_send(alert).is_err() {
+        if let Err(full) = self.queue.try_send(alert) {
             self.pending.fetch_sub(1, Ordering::SeqCst);
-            self.counters.dropped.inc();
-            tracing::warn!("alert queue full; an alert was dropped");
+            let alert = full.into_inner();
+            for sink in alert.sinks.iter() {
+                self.counters.count(&alert, sink, Fate::Dropped);
+            }
+            tracing::warn!(environment = %alert.environment, "alert queue full; an alert was dropped");
         }
     }
 }
@@ -248,7 +307,7 @@ async fn deliver(
     let url = match secrets.read(environment, sink_name) {
         Ok(Some(url)) if !url.is_empty() => url,
         Ok(_) => {
-            counters.dropped.inc();
+            counters.count(alert, sink, Fate::Dropped);
             tracing::warn!(
                 environment,
                 sink = sink_name,
@@ -257,7 +316,7 @@ async fn deliver(
             return;
         }
         Err(denied) => {
-            counters.dropped.inc();
+            counters.count(alert, sink, Fate::Dropped);
             tracing::warn!(environment, sink = sink_name, error = %denied, "alert sink refused");
             return;
         }
@@ -265,7 +324,7 @@ async fn deliver(
     // NB: the URL is the operator's, but the repository chose the variable:
     // it is posted to only where this environment may reach.
     if let Err(denied) = secrets.allowances().url(environment, &url) {
-        counters.dropped.inc();
+        counters.count(alert, sink, Fate::Dropped);
         tracing::warn!(environment, sink = sink_name, error = %denied, "alert sink refused (--allow-url)");
         return;
     }
@@ -278,7 +337,7 @@ async fn deliver(
         None => None,
         Some(Ok(key)) => key,
         Some(Err(denied)) => {
-            counters.dropped.inc();
+            counters.count(alert, sink, Fate::Dropped);
             tracing::warn!(environment, sink = sink_name, error = %denied, "alert sink refused");
             return;
         }
@@ -300,7 +359,7 @@ async fn deliver(
         // NB: errors are described without the URL, which is a secret.
         let (retry, hint) = match request.send().await {
             Ok(response) if response.status().is_success() => {
-                counters.sent.inc();
+                counters.count(alert, sink, Fate::Sent);
                 return;
             }
             Ok(response) => {
@@ -339,21 +398,21 @@ async fn deliver(
                 (true, None)
             }
         };
-        counters.failed_attempts.inc();
+        counters.failed_attempt(sink);
         let wait = backoff.delay(attempt, rand::random::<f64>(), hint);
         if !retry || Instant::now() + wait >= give_up {
             break;
         }
         tokio::time::sleep(wait).await;
     }
-    counters.dropped.inc();
+    counters.count(alert, sink, Fate::Failed);
     tracing::error!(
         sink = sink_name,
         event = alert.event.as_str(),
         environment = %alert.environment,
         gateway = %alert.gateway,
         attempts = attempt,
-        "alert dropped: not delivered in time"
+        "alert not delivered: given up"
     );
 }
 
@@ -528,6 +587,34 @@ mod tests {
         }
     }
 
+    /// Alerts of [`to`] (to any of the tests' sinks) whose fate was `fate`.
+    fn fates(notifier: &Notifier, fate: Fate) -> u64 {
+        ["SINK_A", "SINK_B", "SLUICE_WEBHOOK_SECRET"]
+            .into_iter()
+            .filter_map(|sink| {
+                let labels = AlertLabels {
+                    environment: "production".into(),
+                    sink: sink.into(),
+                    event: "apply-failed".into(),
+                    outcome: fate.as_str().into(),
+                };
+                Some(notifier.counters().alerts.get(&labels)?.get())
+            })
+            .sum()
+    }
+
+    /// Failed tries at the sink `SINK_A`.
+    fn failed_tries(notifier: &Notifier) -> u64 {
+        let labels = SinkLabels {
+            sink: "SINK_A".into(),
+        };
+        notifier
+            .counters()
+            .failed_attempts
+            .get(&labels)
+            .map_or(0, |c| c.get())
+    }
+
     const QUICK: Delivery = Delivery {
         base: Duration::from_millis(10),
         max: Duration::from_millis(40),
@@ -540,10 +627,11 @@ mod tests {
         let sink = Sink::start(8).await;
         let notifier = notifier(&sink, None, QUICK);
         notifier.send(to("SINK_A"));
-        eventually(60, "the delivery", || notifier.counters().sent.get() == 1).await;
+        eventually(60, "the delivery", || fates(&notifier, Fate::Sent) == 1).await;
         assert_eq!(sink.received(), 9);
-        assert_eq!(notifier.counters().failed_attempts.get(), 8);
-        assert_eq!(notifier.dropped(), 0);
+        assert_eq!(failed_tries(&notifier), 8);
+        assert_eq!(fates(&notifier, Fate::Failed), 0);
+        assert_eq!(fates(&notifier, Fate::Dropped), 0);
     }
 
     #[tokio::test]
@@ -556,8 +644,9 @@ mod tests {
         notifier.send(to("SINK_B"));
         eventually(60, "the other sink's alert", || alive.received() == 1).await;
         // The first alert is still being retried, not given up.
-        assert_eq!(notifier.counters().sent.get(), 1);
-        assert_eq!(notifier.dropped(), 0);
+        assert_eq!(fates(&notifier, Fate::Sent), 1);
+        assert_eq!(fates(&notifier, Fate::Failed), 0);
+        assert_eq!(fates(&notifier, Fate::Dropped), 0);
     }
 
     /// Issue 16: a repository names the variable, the operator's variable
@@ -586,12 +675,12 @@ mod tests {
         notifier.send(to("SLUICE_WEBHOOK_SECRET")); // Sluice's own variable
         notifier.flush(Duration::from_secs(60)).await;
         assert_eq!(sink.received(), 0);
-        assert_eq!(notifier.dropped(), 2);
-        assert_eq!(notifier.counters().sent.get(), 0);
+        assert_eq!(fates(&notifier, Fate::Dropped), 2);
+        assert_eq!(fates(&notifier, Fate::Sent), 0);
     }
 
     #[tokio::test]
-    async fn a_delivery_still_failing_when_its_time_is_up_is_dropped_and_counted() {
+    async fn a_delivery_still_failing_when_its_time_is_up_is_given_up_and_counted_failed() {
         let dead = Sink::start(u32::MAX).await;
         let delivery = Delivery {
             give_up_after: Duration::from_millis(300),
@@ -600,13 +689,11 @@ mod tests {
         let notifier = notifier(&dead, None, delivery);
         notifier.send(to("SINK_A"));
         notifier.flush(Duration::from_secs(60)).await;
-        assert_eq!(notifier.dropped(), 1);
-        assert_eq!(notifier.counters().sent.get(), 0);
-        assert!(notifier.counters().failed_attempts.get() >= 2);
-        assert_eq!(
-            notifier.counters().failed_attempts.get(),
-            dead.received() as u64
-        );
+        assert_eq!(fates(&notifier, Fate::Failed), 1);
+        assert_eq!(fates(&notifier, Fate::Sent), 0);
+        assert_eq!(fates(&notifier, Fate::Dropped), 0);
+        assert!(failed_tries(&notifier) >= 2);
+        assert_eq!(failed_tries(&notifier), dead.received() as u64);
     }
 
     #[test]

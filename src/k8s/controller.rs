@@ -725,10 +725,12 @@ async fn reconcile(env: Arc<Environment>, context: Arc<Context>) -> Result<Actio
             environments: vec![report.clone()],
         };
         let now = Timestamp::now().as_millisecond() as f64 / 1000.0;
-        context
-            .server
-            .metrics
-            .observe(&pass, started.elapsed().as_secs_f64(), now);
+        context.server.metrics.observe(
+            &pass,
+            Some(report.environment.as_str()),
+            started.elapsed().as_secs_f64(),
+            now,
+        );
     }
     if work.blocked.is_some() {
         let failures = context.failure(&key);

@@ -113,6 +113,24 @@ pub struct GatewayReport {
     /// pin holds it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pinned: Option<String>,
+    /// The attempt this pass recorded for the gateway, if it made one.
+    #[serde(skip)]
+    pub attempt: Option<Attempted>,
+}
+
+/// How an attempt of a pass ended and how long it took, from its start in
+/// the ledger to its finish (for metrics; the ledger keeps the times).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attempted {
+    pub outcome: Outcome,
+    pub duration: std::time::Duration,
+}
+
+/// An attempt recorded as started, and when, so its finish can say how
+/// long it took.
+struct Begun {
+    id: AttemptId,
+    at: std::time::Instant,
 }
 
 /// One gateway's work in a pass.
@@ -666,7 +684,7 @@ impl Reconciler {
         let (live, early) = if likely {
             let (live, attempt) = tokio::join!(
                 self.retrying(read),
-                self.journal.start(self.attempt_start(desired, trigger))
+                self.begin(self.attempt_start(desired, trigger))
             );
             (live, Some(attempt))
         } else {
@@ -678,10 +696,12 @@ impl Reconciler {
         let live = match live {
             Ok(live) => live,
             Err(error) => {
-                if let Some(Ok(attempt)) = early {
-                    self.finish(attempt, Outcome::Failed, Some(error.to_string()));
+                let mut report = failure(desired, None, &error);
+                if let Some(Ok(begun)) = early {
+                    report.attempt =
+                        Some(self.settle(begun, Outcome::Failed, report.error.clone()));
                 }
-                return failure(desired, None, &error);
+                return report;
             }
         };
         let was_drifted = job.drifting;
@@ -699,10 +719,11 @@ impl Reconciler {
             left => {
                 // NB: an attempt recorded early for a new version ends
                 // unchanged when the gateway is left as it runs.
-                if let Some(Ok(attempt)) = early {
-                    self.finish(attempt, Outcome::Unchanged, None);
-                }
-                return match (decision.found, left) {
+                let attempt = match early {
+                    Some(Ok(begun)) => Some(self.settle(begun, Outcome::Unchanged, None)),
+                    _ => None,
+                };
+                let mut report = match (decision.found, left) {
                     (Found::InSync, _) => {
                         let report =
                             report(desired, GatewayState::InSync, live.digest, false, None);
@@ -729,6 +750,8 @@ impl Reconciler {
                         report
                     }
                 };
+                report.attempt = attempt;
+                return report;
             }
         };
         let drift = match decision.found {
@@ -1042,20 +1065,16 @@ impl Reconciler {
         trigger: Trigger,
         live: &Live,
         expected: Option<Digest>,
-        early: Option<Result<AttemptId, LedgerError>>,
+        early: Option<Result<Begun, LedgerError>>,
         halt: &AtomicBool,
     ) -> GatewayReport {
         let started = match early {
             Some(started) => started,
             None if halt.load(Ordering::SeqCst) => Err(self.ledger_refusal()),
-            None => {
-                self.journal
-                    .start(self.attempt_start(desired, trigger))
-                    .await
-            }
+            None => self.begin(self.attempt_start(desired, trigger)).await,
         };
-        let attempt = match started {
-            Ok(id) => id,
+        let begun = match started {
+            Ok(begun) => begun,
             Err(e) => {
                 // NB: no apply without its record: an unrecorded apply could
                 // never be resolved after a crash, and the ledger would not
@@ -1079,7 +1098,7 @@ impl Reconciler {
             }
         };
         let result = self.apply(driver, desired, expected).await;
-        let (outcome, report) = match result {
+        let (outcome, mut report) = match result {
             Ok(applied) => match self.retrying(|| driver.verified()).await {
                 Ok(after) if after.digest.as_ref() == Some(&desired.digest) => {
                     // NB: `Unchanged` after a retry whose first try swapped
@@ -1127,7 +1146,7 @@ impl Reconciler {
                 failure(desired, live.digest.clone(), &error),
             ),
         };
-        self.finish(attempt, outcome, report.error.clone());
+        report.attempt = Some(self.settle(begun, outcome, report.error.clone()));
         report
     }
 
@@ -1158,6 +1177,22 @@ impl Reconciler {
             digest: desired.digest.to_string(),
             trigger,
             started_at: self.clock.now(),
+        }
+    }
+
+    /// Records an attempt's start.
+    async fn begin(&self, start: AttemptStart) -> Result<Begun, LedgerError> {
+        let at = std::time::Instant::now();
+        let id = self.journal.start(start).await?;
+        Ok(Begun { id, at })
+    }
+
+    /// Finishes an attempt of this pass; says how it went, for its report.
+    fn settle(&self, begun: Begun, outcome: Outcome, error: Option<String>) -> Attempted {
+        self.finish(begun.id, outcome, error);
+        Attempted {
+            outcome,
+            duration: begun.at.elapsed(),
         }
     }
 
@@ -1409,6 +1444,7 @@ fn report(
         drift: None,
         gated: None,
         pinned: None,
+        attempt: None,
     }
 }
 

@@ -29,6 +29,7 @@ fn gateway(name: &str, state: GatewayState, applied: bool) -> GatewayReport {
         drift: None,
         gated: None,
         pinned: None,
+        attempt: None,
     }
 }
 
