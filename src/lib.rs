@@ -21,6 +21,7 @@
 //! | [secret]    | comparing secrets in constant time |
 //! | [server]    | HTTP: health, metrics, status API, git webhook |
 //! | [ui]        | the dashboard: pages over the same data as the API, sign-in, live updates |
+//! | [version]   | this build: version, commit, build date |
 //! | [k8s]       | Kubernetes mode: the `sluice.dev` custom resources and their CRDs; leader election |
 //! | [cli]       | the `sluice` command |
 #![forbid(unsafe_code)]
@@ -43,3 +44,4 @@ pub mod server;
 pub mod source;
 pub mod ui;
 pub mod verify;
+pub mod version;
