@@ -43,11 +43,11 @@ Examples:
   sluice sync production -o json                   one environment, the pass as JSON
   sluice sync --env staging --branch release
   sluice sync --server http://127.0.0.1:7878 --env production    a running server's pass, waited for
-  sluice sync --server http://127.0.0.1:7878 --timeout 2m -o json
+  sluice sync --server http://127.0.0.1:7878 --wait-timeout 2m -o json
   sluice sync --server http://127.0.0.1:7878 --no-wait             only ask for it
 
 Exit codes: 0 every gateway converged, 1 some did not (or the revision is invalid),
-2 Sluice could not run (an unknown environment; with --server, also the timeout passed).";
+2 Sluice could not run (an unknown environment; with --server, also --wait-timeout passed).";
 
 pub const STATUS: &str = "\
 Examples:

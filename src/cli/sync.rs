@@ -3,7 +3,7 @@
 //! invalid), 2 when Sluice could not run. With `--server`, asks a running
 //! `sluice run` to reconcile now instead and waits for that pass (as
 //! `argocd app sync` and `flux reconcile` wait for theirs), reporting it
-//! the same way with the same exit codes; exit 2 also when `--timeout`
+//! the same way with the same exit codes; exit 2 also when `--wait-timeout`
 //! passes first. `--no-wait` only asks (exit 0 once asked). A `sluice
 //! controller` does not report its passes: there it says so and only asks.
 
@@ -44,8 +44,9 @@ pub struct Args {
     #[arg(long, requires = "server")]
     pub no_wait: bool,
     /// With --server: the longest to wait for the pass (then exit 2).
+    /// (`--timeout` is the gateways' request timeout of a pass run here.)
     #[arg(long, default_value = "5m", value_parser = parse_duration, requires = "server")]
-    pub timeout: Duration,
+    pub wait_timeout: Duration,
     /// Environment variable holding the API token for --server.
     #[arg(long, default_value = "SLUICE_API_TOKEN")]
     pub token_env: String,
@@ -135,11 +136,11 @@ async fn through(url: &str, args: &Args) -> anyhow::Result<Outcome> {
         spinner.enable_steady_tick(Duration::from_millis(120));
         spinner
     });
-    let deadline = Instant::now() + args.timeout;
+    let deadline = Instant::now() + args.wait_timeout;
     let timed_out = || {
         anyhow::anyhow!(
             "timed out after {} waiting for the pass of sync request {request}: it is still queued or running at {url}; see `sluice status --server {url}`",
-            super::output::duration(args.timeout)
+            super::output::duration(args.wait_timeout)
         )
     };
     let pass = loop {

@@ -587,6 +587,46 @@ mod tests {
         }
     }
 
+    fn state(passes: Option<Passes>) -> ServerState {
+        ServerState {
+            ledger: Arc::new(crate::ledger::MemoryLedger::new()),
+            ledger_health: Default::default(),
+            ready: Default::default(),
+            metrics: Default::default(),
+            tokens: Default::default(),
+            webhook_secret: None,
+            sync: Default::default(),
+            passes,
+            dashboard: Default::default(),
+        }
+    }
+
+    async fn answer(state: &ServerState, env: Option<&str>) -> serde_json::Value {
+        let response = request_sync(state, Trigger::Manual, env.map(str::to_owned), None).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// `sluice controller` keeps no passes: its answer has no number to
+    /// wait on, which is how `sluice sync --server` knows not to wait.
+    #[tokio::test]
+    async fn a_sync_answer_has_a_number_only_where_passes_are_kept() {
+        let run = state(Some(Passes::default()));
+        assert_eq!(
+            answer(&run, Some("development")).await,
+            serde_json::json!({"accepted": true, "request": 1, "environment": "development"})
+        );
+        assert_eq!(answer(&run, None).await["request"], 2);
+        let controller = state(None);
+        assert_eq!(
+            answer(&controller, Some("development")).await,
+            serde_json::json!({"accepted": true})
+        );
+    }
+
     #[tokio::test]
     async fn waiting_requests_merge_into_their_union() {
         let queue = SyncQueue::default();
