@@ -174,6 +174,7 @@ fn main() {
             tokens: Default::default(),
             webhook_secret: None,
             sync: Default::default(),
+            passes: None,
             dashboard: Default::default(),
         });
         state.dashboard.passed(T0 + 600_000);

@@ -21,13 +21,13 @@
 //! | [secret]    | comparing secrets in constant time |
 //! | [server]    | HTTP: health, metrics, status API, git webhook |
 //! | [ui]        | the dashboard: pages over the same data as the API, sign-in, live updates |
+//! | [version]   | this build: version, commit, build date (`sluice version`, the API, metrics) |
+//! | [clock]     | time, injected; RFC 3339 in and out of JSON |
 //! | [k8s]       | Kubernetes mode: the `sluice.dev` custom resources and their CRDs; leader election |
 //! | [cli]       | the `sluice` command |
-//! | [build_info] | the version, commit and build date, for `sluice version` and metrics |
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-pub mod build_info;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -46,3 +46,4 @@ pub mod server;
 pub mod source;
 pub mod ui;
 pub mod verify;
+pub mod version;

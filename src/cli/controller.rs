@@ -144,6 +144,9 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         tokens,
         webhook_secret: args.access.webhook_secret(),
         sync: Default::default(),
+        // NB: its reconciles are per Environment, with their own status:
+        // `sluice sync --server` says it cannot wait here.
+        passes: None,
         dashboard: Default::default(),
     });
     state.dashboard.set_revisions(revisions.clone());

@@ -43,9 +43,12 @@ Examples:
   sluice sync                                      one pass over every environment
   sluice sync production -o json                   one environment, the pass as JSON
   sluice sync --env staging --branch release
-  sluice sync --server http://127.0.0.1:7878 --env production
+  sluice sync --server http://127.0.0.1:7878 --env production    a running server's pass, waited for
+  sluice sync --server http://127.0.0.1:7878 --wait-timeout 2m -o json
+  sluice sync --server http://127.0.0.1:7878 --no-wait             only ask for it
 
-Exit codes: 0 every gateway converged, 1 some did not (or the revision is invalid), 2 Sluice could not run.";
+Exit codes: 0 every gateway converged, 1 some did not (or the revision is invalid),
+2 Sluice could not run (an unknown environment; with --server, also --wait-timeout passed).";
 
 pub const STATUS: &str = "\
 Examples:
@@ -53,8 +56,19 @@ Examples:
   sluice status production -o json
   sluice status --env production --server http://127.0.0.1:7878
   sluice status --cluster sluice-system            what `sluice controller` records
+  sluice status --watch                            the table again whenever it changes, until Ctrl-C
+  sluice status -w --server http://127.0.0.1:7878 | tee status.log
 
-Exit codes: 0 every gateway in sync, 1 not.";
+Exit codes: 0 every gateway in sync, 1 not (with --watch --timeout: as last read).";
+
+pub const WAIT: &str = "\
+Examples:
+  sluice wait production --for in-sync --timeout 5m
+  sluice wait --env staging --server http://127.0.0.1:7878 -o json
+  sluice wait development --timeout 1m             after starting `sluice run`: its first pass
+
+Exit codes: 0 the condition is met, 1 the timeout passed first (what is not met is printed),
+2 it cannot run (an unknown environment, an unreachable server).";
 
 pub const HISTORY: &str = "\
 Examples:
@@ -131,4 +145,5 @@ pub const VERSION: &str = "\
 Examples:
   sluice version
   sluice version -o json
-  sluice --version                                 the same on one line";
+  sluice --version                                 the same on one line
+  sluice version --server http://127.0.0.1:7878    the server's version too";

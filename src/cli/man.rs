@@ -33,9 +33,9 @@ fn write(command: clap::Command, out: &Path) -> anyhow::Result<usize> {
         written += write(sub.clone(), out)?;
     }
     let page = clap_mangen::Man::new(command)
-        .source(format!("sluice {}", crate::build_info::VERSION))
+        .source(format!("sluice {}", crate::version::VERSION))
         .manual("Sluice Manual")
-        .date(crate::build_info::DATE.get(..10).unwrap_or_default());
+        .date(crate::version::DATE.get(..10).unwrap_or_default());
     let path = out.join(page.get_filename());
     let mut roff = Vec::new();
     page.render(&mut roff)?;

@@ -29,6 +29,7 @@ mod status;
 mod sync;
 mod validate;
 mod version;
+mod wait;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::{path::PathBuf, process::ExitCode};
@@ -112,6 +113,7 @@ const NOT_FOR: &[(&str, &str, &str)] = &[
     ("sync", "cluster", "it keeps its own ledger (--state, --data-dir)"),
     ("status", "max_file_size", "it reads the ledger, not the repository"),
     ("history", "max_file_size", "it reads the ledger, not the repository"),
+    ("wait", "max_file_size", "it reads the ledger, not the repository"),
     ("pin", "max_file_size", "it writes the ledger, not the repository"),
     ("pin", "cluster", "in Kubernetes mode pin with the Environment's spec.pin"),
     ("unpin", "max_file_size", "it writes the ledger, not the repository"),
@@ -190,6 +192,9 @@ pub enum Command {
     /// What runs where: environment × gateway, desired and live versions.
     #[command(after_help = examples::STATUS)]
     Status(status::StatusArgs),
+    /// Wait until every gateway of an environment is in sync; exit 1 when the timeout passes first.
+    #[command(after_help = examples::WAIT)]
+    Wait(wait::Args),
     /// What ran where and when in one environment.
     #[command(after_help = examples::HISTORY)]
     History(status::HistoryArgs),
@@ -375,6 +380,7 @@ impl Command {
             Command::Sync(args) => Some(&mut args.state),
             Command::Status(args) => Some(&mut args.from.state),
             Command::History(args) => Some(&mut args.from.state),
+            Command::Wait(args) => Some(&mut args.from.state),
             Command::Drift(args) => Some(&mut args.state),
             Command::Diff(args) => Some(&mut args.state),
             Command::Plan(args) => Some(&mut args.state),
@@ -399,6 +405,7 @@ fn run(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Sync(args) => sync::run(cli, args),
         Command::Status(args) => status::status(cli, args),
         Command::History(args) => status::history(cli, args),
+        Command::Wait(args) => wait::run(args),
         Command::Drift(args) => drift::run(cli, args),
         Command::Diff(args) => diff::run(cli, args),
         Command::Eval(args) => eval::run(cli, args),

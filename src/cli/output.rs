@@ -101,6 +101,14 @@ pub fn coloured_diff(diff: &str, palette: Palette) -> String {
         .collect()
 }
 
+/// A duration as flags take it: `500ms`, `30s`, `5m`, `2h`.
+pub fn duration(duration: std::time::Duration) -> String {
+    match duration.as_millis() {
+        ms if ms < 1000 => format!("{ms}ms"),
+        ms => crate::reconcile::clock::age(i64::try_from(ms).unwrap_or(i64::MAX)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

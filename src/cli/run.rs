@@ -12,7 +12,7 @@ use crate::{
     config::Loaded,
     ledger::Trigger,
     reconcile::{Clock, NoProgress, Pass, SystemClock},
-    server::{self, Metrics, ServerState, SyncRequest},
+    server::{self, Metrics, PassOutcome, ServerState, SyncRequest},
 };
 use anyhow::Context;
 use std::{
@@ -90,6 +90,7 @@ async fn serve(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         tokens,
         webhook_secret: args.access.webhook_secret(),
         sync: Default::default(),
+        passes: Some(Default::default()),
         dashboard: Default::default(),
     });
     state.dashboard.set_revisions(engine.revisions.clone());
@@ -140,32 +141,42 @@ async fn reconcile_loop(
     let mut last_good: Option<Arc<Loaded>> = None;
     let mut drift = DriftSchedule::default();
     let mut next_poll = Instant::now() + args.interval;
-    let mut request = Some(SyncRequest {
-        trigger: Trigger::Startup,
-        environment: None,
-        repositories: None,
-        received: Instant::now(),
-    });
+    let mut request = Some((
+        SyncRequest {
+            trigger: Trigger::Startup,
+            environment: None,
+            repositories: None,
+            received: Instant::now(),
+        },
+        None,
+    ));
     loop {
         let due = drift.next();
-        let next = match request.take() {
+        // NB: `asked` is the highest number of the queued requests this
+        // pass is for; passes nobody queued (start, poll, drift) have none.
+        let (next, asked) = match request.take() {
             Some(request) => request,
             None => tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
-                _ = tokio::time::sleep_until(next_poll.into()) => SyncRequest {
+                _ = tokio::time::sleep_until(next_poll.into()) => (SyncRequest {
                     trigger: Trigger::Poll,
                     environment: None,
                     repositories: None,
                     received: Instant::now(),
-                },
-                _ = sleep_until(due.as_ref().map(|(_, at)| *at)) => SyncRequest {
+                }, None),
+                _ = sleep_until(due.as_ref().map(|(_, at)| *at)) => (SyncRequest {
                     trigger: Trigger::Drift,
                     environment: due.map(|(env, _)| env),
                     repositories: None,
                     received: Instant::now(),
-                },
-                request = state.sync.next() => request,
+                }, None),
+                (request, number) = state.sync.next() => (request, Some(number)),
             },
+        };
+        let answer = |outcome: PassOutcome| {
+            if let (Some(passes), Some(number)) = (&state.passes, asked) {
+                passes.publish(next.environment.as_deref(), number, outcome);
+            }
         };
         if next.trigger == Trigger::Drift {
             // NB: a scan reads the gateways against what was last applied;
@@ -195,6 +206,9 @@ async fn reconcile_loop(
             Err(e) => {
                 state.metrics.fetch_errors.inc();
                 tracing::warn!(error = %e, "cannot fetch the branch; keeping what runs");
+                answer(PassOutcome::NotRun(format!(
+                    "cannot fetch the branch: {e:#}"
+                )));
                 continue;
             }
         };
@@ -211,6 +225,9 @@ async fn reconcile_loop(
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot load the branch head");
+                    answer(PassOutcome::NotRun(format!(
+                        "cannot load the branch head: {e:#}"
+                    )));
                     continue;
                 }
             }
@@ -256,8 +273,18 @@ async fn reconcile_loop(
                 }
             };
             match pass {
-                Ok(pass) => report(state, &pass, started, &next),
-                Err(e) => tracing::error!(error = %e, "reconcile pass failed"),
+                Ok(pass) => {
+                    report(state, &pass, started, &next);
+                    if is_head {
+                        answer(asked_for(&revision, next.environment.as_deref(), pass));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reconcile pass failed");
+                    if is_head {
+                        answer(PassOutcome::NotRun(format!("the pass failed: {e:#}")));
+                    }
+                }
             }
         }
         if let Some(good) = &last_good {
@@ -279,6 +306,22 @@ async fn reconcile_loop(
 }
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// What a sync request for `only` gets from the pass over the head: the
+/// pass, unless the head has no such environment (gone since the request
+/// was checked), which the pass would show as nothing to do.
+fn asked_for(head: &Loaded, only: Option<&str>, pass: Pass) -> PassOutcome {
+    if let (Some(env), Some(repo)) = (only, &head.repository)
+        && !repo.environments.contains_key(env)
+    {
+        return PassOutcome::NotRun(format!(
+            "no environment `{env}` at revision {}; {}",
+            head.revision.short(),
+            crate::config::environment_hint(env, repo.environments.keys().map(String::as_str))
+        ));
+    }
+    PassOutcome::Ran(pass)
+}
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.
 async fn sleep_until(at: Option<Instant>) {

@@ -1,5 +1,7 @@
 //! `sluice status` and `sluice history`: what runs where, from the ledger
-//! file or a running server.
+//! file or a running server. `status --watch` keeps reading it and prints
+//! the table again when it changes (in place on a terminal), as `kubectl
+//! get -w` does.
 
 use super::{Cli, Outcome, StateArgs, output::table};
 use crate::source::prefix;
@@ -12,6 +14,10 @@ use crate::{
     },
 };
 use clap::ValueEnum;
+use std::{
+    io::{IsTerminal, Write},
+    time::{Duration, Instant},
+};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -27,6 +33,17 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
+    /// Keep reading and print the table again whenever it changes (redrawn
+    /// in place on a terminal), until Ctrl-C or --timeout.
+    #[arg(short, long)]
+    pub watch: bool,
+    /// With --watch: how often to read the ledger or the server.
+    #[arg(long, default_value = "2s", value_parser = super::engine::parse_duration, requires = "watch")]
+    pub interval: Duration,
+    /// With --watch: stop after this long, exiting as without --watch on
+    /// what was read last.
+    #[arg(long, value_parser = super::engine::parse_duration, requires = "watch")]
+    pub timeout: Option<Duration>,
     #[command(flatten)]
     pub from: LedgerSource,
 }
@@ -70,8 +87,86 @@ pub struct HistoryArgs {
 }
 
 pub fn status(_cli: &Cli, args: &StatusArgs) -> anyhow::Result<Outcome> {
+    let view = if args.watch {
+        watch(args)?
+    } else {
+        let view = read_status(args)?;
+        print_status(&view, args.output)?;
+        view
+    };
+    Ok(if view.converged() {
+        Outcome::Clean
+    } else {
+        Outcome::Findings
+    })
+}
+
+fn print_status(view: &StatusView, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => super::output::print_json(view)?,
+        Format::Yaml => super::output::print_yaml(view)?,
+        Format::Table => print!("{}", status_table(view, SystemClock.now())),
+    }
+    Ok(())
+}
+
+/// `--watch`: reads every interval; prints what was read when it differs
+/// from what was printed last (on a terminal the table is redrawn at each
+/// read, so its ages keep counting); returns the last view.
+fn watch(args: &StatusArgs) -> anyhow::Result<StatusView> {
+    let deadline = args.timeout.map(|t| Instant::now() + t);
+    let redraw = matches!(args.output, Format::Table) && std::io::stdout().is_terminal();
+    let mut shown: Option<StatusView> = None;
+    loop {
+        let view = read_status(args)?;
+        let changed = shown
+            .as_ref()
+            .is_none_or(|s| unchanging(s) != unchanging(&view));
+        if redraw {
+            // Home, clear the screen, then the table.
+            print!("\x1b[H\x1b[2J");
+            println!(
+                "every {}: sluice status (Ctrl-C to stop)\n",
+                super::output::duration(args.interval)
+            );
+        } else if changed && shown.is_some() {
+            println!();
+        }
+        if redraw || changed {
+            print_status(&view, args.output)?;
+            std::io::stdout().flush()?;
+        }
+        shown = Some(view);
+        let mut pause = args.interval;
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            pause = pause.min(left);
+        }
+        std::thread::sleep(pause);
+    }
+    Ok(shown.expect("read at least once"))
+}
+
+/// What `--watch` compares: the view without the times every pass
+/// rewrites (when a record was last written, when the revision was seen),
+/// so only a change of what runs where counts.
+fn unchanging(view: &StatusView) -> StatusView {
+    let mut view = view.clone();
+    for gateway in &mut view.gateways {
+        gateway.updated_at = 0;
+    }
+    if let Some(revision) = &mut view.revision {
+        revision.seen_at = 0;
+    }
+    view
+}
+
+fn read_status(args: &StatusArgs) -> anyhow::Result<StatusView> {
     let only = args.environment.name();
-    let view = match &args.from.server {
+    Ok(match &args.from.server {
         Some(server) => {
             let view = super::client::status(server, &args.from.token_env, only)?;
             if let Some(env) = only
@@ -88,16 +183,6 @@ pub fn status(_cli: &Cli, args: &StatusArgs) -> anyhow::Result<Outcome> {
             }
             StatusView::read(ledger.as_ref(), only)?
         }
-    };
-    match args.output {
-        Format::Json => super::output::print_json(&view)?,
-        Format::Yaml => super::output::print_yaml(&view)?,
-        Format::Table => print!("{}", status_table(&view, SystemClock.now())),
-    }
-    Ok(if view.converged() {
-        Outcome::Clean
-    } else {
-        Outcome::Findings
     })
 }
 
@@ -155,7 +240,7 @@ fn status_table(view: &StatusView, now: i64) -> String {
                 g.environment.clone(),
                 g.gateway.clone(),
                 version(g.desired_digest.as_deref(), g.desired_revision.as_deref()),
-                short_digest(g.observed_digest.as_deref()),
+                view.live_version(g),
                 g.state.as_str().to_owned(),
                 format!(
                     "{} ({} ago)",

@@ -524,7 +524,7 @@ pub async fn run(
     let requests = futures::stream::unfold(context.clone(), move |context| {
         let (environments, repositories) = (by_request.clone(), pushed_to.clone());
         async move {
-            let request = context.server.sync.next().await;
+            let (request, _) = context.server.sync.next().await;
             let woken = context
                 .requested_by(&request, &environments, &repositories)
                 .await;

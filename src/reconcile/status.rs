@@ -2,7 +2,8 @@
 //! records by a pure function.
 
 use crate::ledger::{
-    Attempt, GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Pin, RevisionRecord,
+    Attempt, Deployment, GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Pin,
+    RevisionRecord,
 };
 use crate::source::prefix;
 use serde::{Deserialize, Serialize};
@@ -31,7 +32,24 @@ pub struct StatusView {
     /// The pins in place: who holds which environment where, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pins: Vec<Pin>,
+    /// The commit each gateway's live version came from, where the ledger
+    /// knows one (see [`live_revisions`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live_revisions: Vec<LiveRevision>,
 }
+
+/// The commit a gateway's live digest was rendered from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveRevision {
+    pub environment: String,
+    pub gateway: String,
+    pub revision: String,
+}
+
+/// Deployments of an environment looked at for the commit of a live
+/// digest that is not the desired one (a gateway left behind runs one of
+/// the last few versions).
+const DEPLOYMENTS_LOOKED_AT: usize = 20;
 
 impl StatusView {
     /// The matrix from the gateways' records, with every attempt still
@@ -83,6 +101,7 @@ impl StatusView {
             gateways,
             ledger_error: None,
             pins: Vec::new(),
+            live_revisions: Vec::new(),
         }
     }
 
@@ -95,6 +114,17 @@ impl StatusView {
             &unfinished,
         );
         view.pins = ledger.pins(environment)?;
+        let mut environments: Vec<&str> = view
+            .gateways
+            .iter()
+            .map(|g| g.environment.as_str())
+            .collect();
+        environments.dedup();
+        let mut deployments = Vec::new();
+        for env in environments {
+            deployments.extend(ledger.deployments(env, DEPLOYMENTS_LOOKED_AT)?);
+        }
+        view.live_revisions = live_revisions(&view.gateways, &view.pins, &deployments);
         Ok(view)
     }
 
@@ -102,7 +132,19 @@ impl StatusView {
     pub fn retain(mut self, allowed: impl Fn(&str) -> bool) -> Self {
         self.gateways.retain(|g| allowed(&g.environment));
         self.pins.retain(|p| allowed(&p.environment));
+        self.live_revisions.retain(|l| allowed(&l.environment));
         self
+    }
+
+    /// What `gateway` runs, `sha256:<12>@<8>` when the commit it came from
+    /// is known, else `sha256:<12>` (or `-`).
+    pub fn live_version(&self, gateway: &GatewayRecord) -> String {
+        let revision = self
+            .live_revisions
+            .iter()
+            .find(|l| l.environment == gateway.environment && l.gateway == gateway.gateway)
+            .map(|l| l.revision.as_str());
+        version(gateway.observed_digest.as_deref(), revision)
     }
 
     /// Every gateway runs what it should.
@@ -111,6 +153,53 @@ impl StatusView {
             && self.revision.as_ref().is_none_or(|r| r.valid)
             && self.gateways.iter().all(|g| g.state.settled())
     }
+}
+
+/// The commit each gateway's live digest came from: its desired version's
+/// when it runs that, else its environment's pin's, newest deployment's
+/// (`deployments` newest first) or another gateway's desired version's
+/// with that digest. A digest none of them has (a hand edit) has none.
+pub fn live_revisions(
+    gateways: &[GatewayRecord],
+    pins: &[Pin],
+    deployments: &[Deployment],
+) -> Vec<LiveRevision> {
+    gateways
+        .iter()
+        .filter_map(|g| {
+            let live = g.observed_digest.as_deref()?;
+            let env = g.environment.as_str();
+            let own = (g.desired_digest.as_deref() == Some(live))
+                .then_some(g.desired_revision.as_deref())
+                .flatten();
+            let pinned = || {
+                pins.iter()
+                    .find(|p| p.environment == env && p.digest == live)
+                    .map(|p| p.revision.as_str())
+            };
+            let deployed = || {
+                deployments
+                    .iter()
+                    .find(|d| d.environment == env && d.digest == live)
+                    .map(|d| d.revision.as_str())
+            };
+            let desired_elsewhere = || {
+                gateways
+                    .iter()
+                    .filter(|o| o.environment == env && o.desired_digest.as_deref() == Some(live))
+                    .find_map(|o| o.desired_revision.as_deref())
+            };
+            let revision = own
+                .or_else(pinned)
+                .or_else(deployed)
+                .or_else(desired_elsewhere)?;
+            Some(LiveRevision {
+                environment: g.environment.clone(),
+                gateway: g.gateway.clone(),
+                revision: revision.to_owned(),
+            })
+        })
+        .collect()
 }
 
 /// `sha256:<12>` of a digest, or `-`.
@@ -253,6 +342,46 @@ mod tests {
             ]
         );
         assert!(!view.converged());
+    }
+
+    #[test]
+    fn a_live_digest_is_shown_with_the_commit_it_came_from_when_one_is_known() {
+        let digest = |c: &str| format!("sha256:{}", c.repeat(64));
+        let gateway = |name: &str, live: Option<String>| GatewayRecord {
+            gateway: name.into(),
+            observed_digest: live,
+            ..record("dev", GatewayState::InSync)
+        };
+        let deployment = |d: &str, revision: &str| Deployment {
+            environment: "dev".into(),
+            revision: revision.into(),
+            digest: digest(d),
+            packs: Vec::new(),
+            verified_at: 0,
+        };
+        let gateways = vec![
+            gateway("current", Some(digest("a"))),
+            gateway("behind", Some(digest("b"))),
+            gateway("edited", Some(digest("e"))),
+            gateway("empty", None),
+        ];
+        let deployments = [deployment("b", "bbbbbbbb2"), deployment("b", "bbbbbbbb1")];
+        let mut view = StatusView::build(None, gateways, &[]);
+        view.live_revisions = live_revisions(&view.gateways, &[], &deployments);
+        let shown: Vec<String> = view.gateways.iter().map(|g| view.live_version(g)).collect();
+        assert_eq!(
+            shown,
+            [
+                "sha256:bbbbbbbbbbbb@bbbbbbbb",
+                "sha256:aaaaaaaaaaaa@01234567",
+                "sha256:eeeeeeeeeeee",
+                "-",
+            ],
+            "sorted by name: behind, current, edited, empty"
+        );
+        assert_eq!(view.live_revisions[0].revision, "bbbbbbbb2", "the newest");
+        let view = view.retain(|e| e != "dev");
+        assert!(view.live_revisions.is_empty());
     }
 
     #[test]

@@ -16,7 +16,11 @@ use hyper_util::{
     server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio::{net::TcpListener, sync::Semaphore};
 
 /// How long and how many: the HTTP server's limits.
@@ -102,9 +106,28 @@ pub async fn serve(
     }
 }
 
+/// When the request timeout ends a request: a handler that waits (a long
+/// poll) answers before it.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// How long until then.
+    pub fn left(&self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+}
+
 /// Answers `408` for a request (its body included) that takes longer than
 /// the request timeout.
-async fn request_deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+async fn request_deadline(
+    State(limit): State<Duration>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    request
+        .extensions_mut()
+        .insert(Deadline(Instant::now() + limit));
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => super::error(

@@ -95,9 +95,9 @@ impl Default for Metrics {
             "build",
             "Sluice's version, the git commit it was built from and when",
             Info::new(vec![
-                ("version", crate::build_info::VERSION),
-                ("commit", crate::build_info::COMMIT),
-                ("date", crate::build_info::DATE),
+                ("version", crate::version::VERSION),
+                ("commit", crate::version::COMMIT),
+                ("date", crate::version::DATE),
             ]),
         );
         let reconciles = Family::<OutcomeLabels, Counter>::default();
@@ -449,9 +449,9 @@ mod tests {
         let text = Metrics::default().render();
         let line = format!(
             "sluice_build_info{{version=\"{}\",commit=\"{}\",date=\"{}\"}} 1",
-            crate::build_info::VERSION,
-            crate::build_info::COMMIT,
-            crate::build_info::DATE
+            crate::version::VERSION,
+            crate::version::COMMIT,
+            crate::version::DATE
         );
         assert!(text.contains(&line), "{line} in {text}");
     }

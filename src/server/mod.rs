@@ -10,7 +10,9 @@
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /api/v1/status[?env=E]` | the status matrix, limited to the token's scope |
 //! | `GET /api/v1/environments/{env}/history[?gateway=G&limit=N&before=CURSOR]` | attempts, newest first, paged by cursor |
-//! | `POST /api/v1/sync[?env=E]` | reconcile now |
+//! | `POST /api/v1/sync[?env=E]` | reconcile now: `202` with the request's number; `404` for an unknown environment |
+//! | `GET /api/v1/sync/{request}[?env=E&wait=30s]` | the pass of a sync request: `200` once it finished, `202` while not (see [`passes`]) |
+//! | `GET /api/v1/version` | the server's build, as `sluice version -o json` prints it |
 //! | `GET /api/v1/environments/{env}/pin` | the pin in place (`null` if none) and the pin history |
 //! | `PUT /api/v1/environments/{env}/pin` | pin: body `{"to": REV or DIGEST, "reason": TEXT}`, both optional |
 //! | `DELETE /api/v1/environments/{env}/pin` | unpin |
@@ -28,11 +30,13 @@
 
 mod listen;
 pub mod metrics;
+pub mod passes;
 mod tokens;
 pub mod webhook;
 
 pub use listen::{HttpLimits, serve};
 pub use metrics::Metrics;
+pub use passes::{PassOutcome, Passes};
 pub use tokens::{OpenApiError, Scope, Tokens, bearer_token};
 
 use crate::{
@@ -42,6 +46,7 @@ use crate::{
         pin::{PinError, TargetError, pin_in},
         status::StatusView,
     },
+    source::prefix,
 };
 use axum::{
     Json, Router,
@@ -81,6 +86,10 @@ pub struct ServerState {
     /// Shared secret of the git webhook; without one the hook is off.
     pub webhook_secret: Option<String>,
     pub sync: SyncQueue,
+    /// The passes sync requests asked for, for those who wait on them;
+    /// `None` where the mode's loop does not publish them (`sluice
+    /// controller`).
+    pub passes: Option<Passes>,
     /// What the dashboard shows beyond the ledger (set by the mode's loop).
     pub dashboard: crate::ui::Dashboard,
 }
@@ -110,6 +119,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/environments/{env}/history", get(history))
         .route("/api/v1/sync", post(sync))
+        .route("/api/v1/sync/{request}", get(passes::pass))
+        .route("/api/v1/version", get(version))
         .route(
             "/api/v1/environments/{env}/pin",
             get(pin_get).put(pin_put).delete(pin_delete),
@@ -394,6 +405,13 @@ async fn pin_delete(
     }
 }
 
+async fn version(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    if let Err(response) = state.tokens.authorize(&headers, None) {
+        return response;
+    }
+    Json(crate::version::BUILD).into_response()
+}
+
 async fn sync(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
@@ -405,12 +423,49 @@ async fn sync(
         Ok(scope) => scope,
         Err(response) => return response,
     };
+    if let Some(env) = &q.env
+        && let Err(response) = known_environment(&state, env).await
+    {
+        return *response;
+    }
     // NB: a token scoped to one environment reconciles that environment only.
     let environment = match scope {
         Scope::Environment(env) => Some(env),
         Scope::Admin | Scope::Open => q.env,
     };
     request_sync(&state, Trigger::Manual, environment, None).await
+}
+
+/// `env` is an environment of the followed revision or of the ledger, or
+/// the `404` names those there are. While neither knows any (before the
+/// first pass), every name is taken: there is nothing to check it against.
+async fn known_environment(state: &ServerState, env: &str) -> Result<(), Refusal> {
+    let followed = state.dashboard.environments();
+    let ledger = state.ledger.clone();
+    let recorded = blocking(move || {
+        let records = ledger.gateways(None).map_err(internal)?;
+        Ok(records
+            .into_iter()
+            .map(|r| r.environment)
+            .collect::<std::collections::BTreeSet<_>>())
+    })
+    .await?;
+    let at = match &followed {
+        Some((revision, _)) => format!("at revision {} nor in the ledger", prefix(revision, 8)),
+        None => "in the ledger".to_owned(),
+    };
+    let mut known = recorded;
+    known.extend(followed.into_iter().flat_map(|(_, envs)| envs));
+    if known.is_empty() || known.contains(env) {
+        return Ok(());
+    }
+    Err(Box::new(error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no environment `{env}` {at}; {}",
+            crate::config::environment_hint(env, known.iter().map(String::as_str))
+        ),
+    )))
 }
 
 async fn request_sync(
@@ -425,43 +480,69 @@ async fn request_sync(
         repositories,
         received: std::time::Instant::now(),
     };
-    state.sync.push(request);
-    (
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({"accepted": true})),
-    )
-        .into_response()
+    let environment = request.environment.clone();
+    let number = state.sync.push(request);
+    // NB: the number is worth giving only where passes are kept for it.
+    let body = match state.passes {
+        Some(_) => serde_json::json!({
+            "accepted": true,
+            "request": number,
+            "environment": environment,
+        }),
+        None => serde_json::json!({ "accepted": true }),
+    };
+    (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
 /// Requests to reconcile, merged while one waits: a request for all
 /// environments absorbs any other, two for different environments become
-/// one for all, so no request is lost and none piles up.
+/// one for all, so no request is lost and none piles up. Each is numbered
+/// as it arrives, from 1, so a pass can say which it covers ([`passes`]).
 #[derive(Default)]
 pub struct SyncQueue {
-    pending: std::sync::Mutex<Option<SyncRequest>>,
+    queued: std::sync::Mutex<Queued>,
     ready: Notify,
 }
 
+#[derive(Default)]
+struct Queued {
+    /// The waiting request and the highest number merged into it.
+    pending: Option<(SyncRequest, u64)>,
+    /// The number of the newest request.
+    issued: u64,
+}
+
 impl SyncQueue {
-    pub fn push(&self, request: SyncRequest) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        *pending = Some(match pending.take() {
-            None => request,
-            Some(waiting) => merge(waiting, request),
+    /// Queues `request` and returns its number.
+    pub fn push(&self, request: SyncRequest) -> u64 {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        queued.issued += 1;
+        let number = queued.issued;
+        queued.pending = Some(match queued.pending.take() {
+            None => (request, number),
+            Some((waiting, _)) => (merge(waiting, request), number),
         });
         self.ready.notify_one();
+        number
     }
 
-    /// The next request, waiting for one.
-    pub async fn next(&self) -> SyncRequest {
+    /// The number of the newest request (0: none yet).
+    pub fn issued(&self) -> u64 {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner()).issued
+    }
+
+    /// The next request, waiting for one, with the highest number merged
+    /// into it.
+    pub async fn next(&self) -> (SyncRequest, u64) {
         loop {
-            if let Some(request) = self
-                .pending
+            if let Some(next) = self
+                .queued
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
+                .pending
                 .take()
             {
-                return request;
+                return next;
             }
             // NB: notify_one stores a permit when nobody waits, so a push
             // between the check and this await is not missed.
@@ -506,20 +587,61 @@ mod tests {
         }
     }
 
+    fn state(passes: Option<Passes>) -> ServerState {
+        ServerState {
+            ledger: Arc::new(crate::ledger::MemoryLedger::new()),
+            ledger_health: Default::default(),
+            ready: Default::default(),
+            metrics: Default::default(),
+            tokens: Default::default(),
+            webhook_secret: None,
+            sync: Default::default(),
+            passes,
+            dashboard: Default::default(),
+        }
+    }
+
+    async fn answer(state: &ServerState, env: Option<&str>) -> serde_json::Value {
+        let response = request_sync(state, Trigger::Manual, env.map(str::to_owned), None).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// `sluice controller` keeps no passes: its answer has no number to
+    /// wait on, which is how `sluice sync --server` knows not to wait.
+    #[tokio::test]
+    async fn a_sync_answer_has_a_number_only_where_passes_are_kept() {
+        let run = state(Some(Passes::default()));
+        assert_eq!(
+            answer(&run, Some("development")).await,
+            serde_json::json!({"accepted": true, "request": 1, "environment": "development"})
+        );
+        assert_eq!(answer(&run, None).await["request"], 2);
+        let controller = state(None);
+        assert_eq!(
+            answer(&controller, Some("development")).await,
+            serde_json::json!({"accepted": true})
+        );
+    }
+
     #[tokio::test]
     async fn waiting_requests_merge_into_their_union() {
         let queue = SyncQueue::default();
         queue.push(request(Some("development")));
         queue.push(request(Some("development")));
-        assert_eq!(
-            queue.next().await.environment.as_deref(),
-            Some("development")
-        );
+        let (next, number) = queue.next().await;
+        assert_eq!(next.environment.as_deref(), Some("development"));
+        assert_eq!(number, 2, "the newest request merged into it");
         queue.push(request(Some("development")));
         queue.push(request(None));
-        assert_eq!(queue.next().await.environment, None);
+        assert_eq!(queue.next().await.0.environment, None);
         queue.push(request(Some("development")));
-        queue.push(request(Some("production")));
-        assert_eq!(queue.next().await.environment, None);
+        assert_eq!(queue.push(request(Some("production"))), 6);
+        let (next, number) = queue.next().await;
+        assert_eq!((next.environment, number), (None, 6));
+        assert_eq!(queue.issued(), 6);
     }
 }

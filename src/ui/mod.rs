@@ -135,6 +135,16 @@ impl Dashboard {
         let _ = self.stopping.send(true);
     }
 
+    /// The followed revision and its environments, once there is one.
+    pub fn environments(&self) -> Option<(String, Vec<String>)> {
+        let loaded = self.followed()?;
+        let repo = loaded.repository.as_ref()?;
+        Some((
+            loaded.revision.to_string(),
+            repo.environments.keys().cloned().collect(),
+        ))
+    }
+
     fn followed(&self) -> Option<Arc<Loaded>> {
         self.followed
             .read()

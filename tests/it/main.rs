@@ -29,6 +29,7 @@ mod render;
 mod rollback;
 mod schema;
 mod server;
+mod server_cli;
 mod support;
 mod validate;
 mod verify;
