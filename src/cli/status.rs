@@ -22,6 +22,10 @@ use std::{
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
     Table,
+    /// The table with more columns, as kubectl's `-o wide`: for `status`,
+    /// when each gateway was last read back and its message; for
+    /// `history`, each attempt's id and how long it took.
+    Wide,
     Json,
     Yaml,
 }
@@ -105,7 +109,8 @@ fn print_status(view: &StatusView, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => super::output::print_json(view)?,
         Format::Yaml => super::output::print_yaml(view)?,
-        Format::Table => print!("{}", status_table(view, SystemClock.now())),
+        Format::Table => print!("{}", status_table(view, SystemClock.now(), false)),
+        Format::Wide => print!("{}", status_table(view, SystemClock.now(), true)),
     }
     Ok(())
 }
@@ -115,7 +120,8 @@ fn print_status(view: &StatusView, format: Format) -> anyhow::Result<()> {
 /// read, so its ages keep counting); returns the last view.
 fn watch(args: &StatusArgs) -> anyhow::Result<StatusView> {
     let deadline = args.timeout.map(|t| Instant::now() + t);
-    let redraw = matches!(args.output, Format::Table) && std::io::stdout().is_terminal();
+    let redraw =
+        matches!(args.output, Format::Table | Format::Wide) && std::io::stdout().is_terminal();
     let mut shown: Option<StatusView> = None;
     loop {
         let view = read_status(args)?;
@@ -186,7 +192,7 @@ fn read_status(args: &StatusArgs) -> anyhow::Result<StatusView> {
     })
 }
 
-fn status_table(view: &StatusView, now: i64) -> String {
+fn status_table(view: &StatusView, now: i64, wide: bool) -> String {
     let mut out = String::new();
     if let Some(error) = &view.ledger_error {
         out.push_str(&format!(
@@ -232,11 +238,11 @@ fn status_table(view: &StatusView, now: i64) -> String {
             pin.environment
         ));
     }
-    let rows: Vec<[String; 6]> = view
+    let rows: Vec<Vec<String>> = view
         .gateways
         .iter()
         .map(|g| {
-            [
+            let mut row = vec![
                 g.environment.clone(),
                 g.gateway.clone(),
                 version(g.desired_digest.as_deref(), g.desired_revision.as_deref()),
@@ -247,24 +253,26 @@ fn status_table(view: &StatusView, now: i64) -> String {
                     rfc3339(g.changed_at),
                     age(now - g.changed_at)
                 ),
-            ]
+            ];
+            if wide {
+                row.push(format!("{} ago", age(now - g.updated_at)));
+                row.push(g.error.clone().unwrap_or_default());
+            }
+            row
         })
         .collect();
-    let rows: Vec<[&str; 6]> = rows
-        .iter()
-        .map(|r| r.each_ref().map(String::as_str))
-        .collect();
-    out.push_str(&table(
-        &[
-            "ENVIRONMENT",
-            "GATEWAY",
-            "DESIRED",
-            "LIVE",
-            "STATE",
-            "LAST CHANGE",
-        ],
-        &rows,
-    ));
+    let mut header = vec![
+        "ENVIRONMENT",
+        "GATEWAY",
+        "DESIRED",
+        "LIVE",
+        "STATE",
+        "LAST CHANGE",
+    ];
+    if wide {
+        header.extend(["LAST READ", "MESSAGE"]);
+    }
+    out.push_str(&table(&header, &rows));
     out
 }
 
@@ -310,7 +318,8 @@ pub fn history(_cli: &Cli, args: &HistoryArgs) -> anyhow::Result<Outcome> {
     match args.output {
         Format::Json => super::output::print_json(&attempts)?,
         Format::Yaml => super::output::print_yaml(&attempts)?,
-        Format::Table => print!("{}", history_table(&attempts)),
+        Format::Table => print!("{}", history_table(&attempts, false)),
+        Format::Wide => print!("{}", history_table(&attempts, true)),
     }
     Ok(Outcome::Clean)
 }
@@ -330,7 +339,7 @@ fn drift_history(args: &HistoryArgs, env: &str) -> anyhow::Result<Outcome> {
     match args.output {
         Format::Json => super::output::print_json(&episodes)?,
         Format::Yaml => super::output::print_yaml(&episodes)?,
-        Format::Table => {
+        Format::Table | Format::Wide => {
             let rows: Vec<[String; 5]> = episodes
                 .iter()
                 .map(|e| {
@@ -369,7 +378,7 @@ fn eval_history(args: &HistoryArgs, env: &str) -> anyhow::Result<Outcome> {
     match args.output {
         Format::Json => super::output::print_json(&runs)?,
         Format::Yaml => super::output::print_yaml(&runs)?,
-        Format::Table => {
+        Format::Table | Format::Wide => {
             let rows: Vec<[String; 5]> = runs
                 .iter()
                 .map(|r| {
@@ -407,28 +416,34 @@ fn eval_history(args: &HistoryArgs, env: &str) -> anyhow::Result<Outcome> {
     Ok(Outcome::Clean)
 }
 
-fn history_table(attempts: &[Attempt]) -> String {
-    let rows: Vec<[String; 6]> = attempts
+fn history_table(attempts: &[Attempt], wide: bool) -> String {
+    let rows: Vec<Vec<String>> = attempts
         .iter()
         .map(|a| {
-            [
+            let mut row = vec![
                 rfc3339(a.start.started_at),
                 a.start.gateway.clone(),
                 version(Some(&a.start.digest), Some(&a.start.revision)),
                 a.start.trigger.as_str().to_owned(),
                 a.outcome.map_or("in-flight", |o| o.as_str()).to_owned(),
-                a.error.clone().unwrap_or_default(),
-            ]
+            ];
+            if wide {
+                row.insert(0, a.id.to_string());
+                row.push(a.finished_at.map_or_else(String::new, |at| {
+                    super::output::duration(std::time::Duration::from_millis(
+                        u64::try_from(at - a.start.started_at).unwrap_or(0),
+                    ))
+                }));
+            }
+            row.push(a.error.clone().unwrap_or_default());
+            row
         })
         .collect();
-    let rows: Vec<[&str; 6]> = rows
-        .iter()
-        .map(|r| r.each_ref().map(String::as_str))
-        .collect();
-    table(
-        &[
-            "STARTED", "GATEWAY", "VERSION", "TRIGGER", "OUTCOME", "ERROR",
-        ],
-        &rows,
-    )
+    let mut header = vec!["STARTED", "GATEWAY", "VERSION", "TRIGGER", "OUTCOME"];
+    if wide {
+        header.insert(0, "ID");
+        header.push("TOOK");
+    }
+    header.push("ERROR");
+    table(&header, &rows)
 }

@@ -173,8 +173,13 @@ fn log_lines_about_a_gateway_name_its_environment_and_gateway() {
         .env_remove("SLUICE_API_TOKENS")
         .env_remove("SLUICE_WEBHOOK_SECRET");
     let run = GatewayProcess::spawn_command(command, &["run"]);
-    eventually(60, "the first pass logged", || {
-        run.stderr().contains("applied and verified")
+    // NB: the pass applies one gateway after another: wait for the one
+    // the test reads, not for the first.
+    eventually(60, "staging-1's apply logged", || {
+        run.stderr().lines().any(|line| {
+            line.contains("applied and verified")
+                && line.contains("environment=staging gateway=staging-1")
+        })
     });
     let stderr = run.stderr();
     line_about(&stderr, "applied and verified", "staging", "staging-1");

@@ -82,7 +82,15 @@ fn every_command_prints_its_text_and_its_json() {
 
         both(&repo, data, "sync", &["sync"]);
         both(&repo, data, "status", &["status"]);
+        let wide = with_state(&repo, data, &["status", "-o", "wide"]);
+        assert_stable!(&repo, "status_wide", &shown(&wide));
         both(&repo, data, "history", &["history", "production"]);
+        let wide = with_state(&repo, data, &["history", "production", "-o", "wide"]);
+        let mut settings = stable_output(&repo);
+        // NB: how long an apply took varies, and with it the column's width.
+        settings.add_filter(r"\b\d+(ms|s)\b", "[took]");
+        settings.add_filter(r"TOOK +ERROR", "TOOK  ERROR");
+        settings.bind(|| insta::assert_snapshot!("history_wide", shown(&wide)));
 
         // A hand edit on development's gateway: drift, then a sync heals it.
         let file = data.join("gateways/development/dev-1.json");
