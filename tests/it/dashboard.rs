@@ -45,25 +45,7 @@ fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
 }
 
 fn run(repo: &TestRepo, data: &std::path::Path, envs: &[(&str, &str)]) -> GatewayProcess {
-    let run = GatewayProcess::spawn(
-        &[
-            "run",
-            "--repo",
-            repo.path().to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--interval",
-            "1h",
-        ],
-        envs,
-    );
-    let url = run.url.clone();
-    eventually(60, "ready", || {
-        http("GET", &format!("{url}/readyz"), &[], "").0 == 200
-    });
-    run
+    crate::support::sluice_run(repo, data, "1h", &[], envs)
 }
 
 /// Signs in with `token`; returns the `Cookie` header to send.

@@ -8,18 +8,11 @@ use std::fs;
 const SECRET: &str = "hook-secret-7c2d";
 
 fn start(repo: &TestRepo, data: &std::path::Path) -> GatewayProcess {
-    GatewayProcess::spawn(
-        &[
-            "run",
-            "--repo",
-            repo.path().to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--interval",
-            "1h",
-        ],
+    crate::support::sluice_run(
+        repo,
+        data,
+        "1h",
+        &[],
         &[
             ("SLUICE_WEBHOOK_SECRET", SECRET),
             (
@@ -188,20 +181,11 @@ fn tokens_are_scoped_to_their_environment() {
 
 /// `sluice run` with the HTTP server's limits given as flags.
 fn start_with_limits(repo: &TestRepo, data: &std::path::Path, limits: &[&str]) -> GatewayProcess {
-    let mut args = vec![
-        "run",
-        "--repo",
-        repo.path().to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--interval",
+    crate::support::sluice_run(
+        repo,
+        data,
         "1h",
-    ];
-    args.extend(limits);
-    GatewayProcess::spawn(
-        &args,
+        limits,
         &[
             ("SLUICE_WEBHOOK_SECRET", SECRET),
             ("SLUICE_API_TOKENS", "admin:admin-token-1"),

@@ -18,25 +18,13 @@ const DEVELOPER: (&str, &str) = ("SLUICE_API_TOKEN", "dev-token-1");
 /// `sluice run` on `repo`, its ledger in `data`, polling every `interval`,
 /// with API tokens or open; returns once it is ready.
 fn serve(repo: &TestRepo, data: &Path, interval: &str, tokens: Option<&str>) -> GatewayProcess {
-    let run = GatewayProcess::spawn(
-        &[
-            "run",
-            "--repo",
-            repo.path().to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--interval",
-            interval,
-        ],
+    crate::support::sluice_run(
+        repo,
+        data,
+        interval,
+        &[],
         &[("SLUICE_API_TOKENS", tokens.unwrap_or(""))],
-    );
-    let ready = format!("{}/readyz", run.url);
-    eventually(60, "sluice run ready", || {
-        http("GET", &ready, &[], "").0 == 200
-    });
-    run
+    )
 }
 
 /// Development's one gateway, `dev-1`, an HTTP gateway at `url`.

@@ -702,3 +702,33 @@ pub fn regex_escape(text: &str) -> String {
         })
         .collect()
 }
+
+/// `sluice run` on `repo`, its ledger in `data`, on a free loopback port,
+/// polling every `interval`, with `extra` flags and `envs`; returns once
+/// it is ready (`/readyz` answers 200).
+pub fn sluice_run(
+    repo: &TestRepo,
+    data: &Path,
+    interval: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> GatewayProcess {
+    let mut args = vec![
+        "run",
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--interval",
+        interval,
+    ];
+    args.extend(extra);
+    let run = GatewayProcess::spawn(&args, envs);
+    let ready = format!("{}/readyz", run.url);
+    eventually(60, "sluice run ready", || {
+        http("GET", &ready, &[], "").0 == 200
+    });
+    run
+}
