@@ -11,9 +11,10 @@
 //! | [config]    | types, loading, validation, rendering, digests |
 //! | [gateway]   | the `Gateway` trait, its drivers, the reference gateway |
 //! | [reconcile] | the loop: read, apply, verify, gates; no knowledge of where it runs |
-//! | [ledger]    | which version runs where, every attempt (SQLite) |
+//! | [ledger]    | which version runs where, every attempt: SQLite, in memory, or the Environments' status |
 //! | [plan]      | what a change does, for its reviewer; governance-weakening changes |
 //! | [eval]      | eval suites and fixtures: resolve a case, judge an answer, run suites against gateways |
+//! | [verify]    | behaviour checks around a new version: which suites run, and the answer to a failure (alert, roll back, pin) |
 //! | [drift]     | the drift rule (`decide`), what a drifted gateway runs against what it should; alerts |
 //! | [enforce]   | the policy engine of the reference gateway: what a document does to a chat request |
 //! | [promote]   | a branch that brings one environment's packs into the next one |
@@ -23,7 +24,7 @@
 //! | [ui]        | the dashboard: pages over the same data as the API, sign-in, live updates |
 //! | [version]   | this build: version, commit, build date (`sluice version`, the API, metrics) |
 //! | [clock]     | time, injected; RFC 3339 in and out of JSON |
-//! | [k8s]       | Kubernetes mode: the `sluice.dev` custom resources and their CRDs; leader election |
+//! | [k8s]       | Kubernetes mode: the `sluice.dev` custom resources and their CRDs, the controller, the status ledger, leader election |
 //! | [cli]       | the `sluice` command |
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]

@@ -21,6 +21,7 @@ mod litellm;
 mod man;
 mod metrics;
 mod output;
+mod parts;
 mod pin;
 mod plan;
 mod promote;
