@@ -9,7 +9,11 @@
 //! The controller runs as a local process with KUBECONFIG: the test API
 //! server has no scheduler to run its Deployment.
 
-use crate::{crds::install_crds, env, git_daemon::GitDaemon};
+use crate::{
+    crds::install_crds,
+    env::{self, eventually},
+    git_daemon::GitDaemon,
+};
 use k8s_openapi::api::{
     core::v1::{ConfigMap, Namespace},
     events::v1::Event,
@@ -252,23 +256,9 @@ fn start_controller_with(
     )
 }
 
-/// Polls `check` until it gives `Some`, or fails after `seconds`.
-async fn eventually<T, F, Fut>(seconds: u64, what: &str, controller: &Process, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {seconds}s waiting for {what}; controller log:\n{}",
-            controller.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+impl env::Shows for Process {
+    fn shown(&self) -> String {
+        format!("; controller log:\n{}", self.log())
     }
 }
 

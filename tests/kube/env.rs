@@ -360,6 +360,45 @@ fn base36(mut n: u128) -> String {
     String::from_utf8(out).expect("ASCII digits")
 }
 
+/// What a wait that timed out shows beside its message: a process's log,
+/// or nothing (`&()`).
+pub trait Shows {
+    fn shown(&self) -> String;
+}
+
+impl Shows for () {
+    fn shown(&self) -> String {
+        String::new()
+    }
+}
+
+/// The one polling wait of these tests: `check` every 100 ms until it gives
+/// `Some`, or a failure after `seconds` that says what was awaited and
+/// shows `context`.
+pub async fn eventually<T, F, Fut>(
+    seconds: u64,
+    what: &str,
+    context: &impl Shows,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {seconds}s waiting for {what}{}",
+            context.shown()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Await `fut`, failing the test if it takes longer than `secs` seconds.
 pub async fn within<F: IntoFuture>(secs: u64, what: &str, fut: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(secs), fut)

@@ -26,7 +26,7 @@ use kube::{
 use sluice::k8s::{LeaderElection, LeaseError};
 use tokio::{sync::oneshot, task::JoinHandle};
 
-use crate::env::{self, api_status, within};
+use crate::env::{self, api_status, eventually, within};
 
 const NAMESPACE: &str = "default";
 const LEASE: Duration = Duration::from_secs(3);
@@ -146,16 +146,6 @@ impl Drop for Candidate {
     }
 }
 
-/// Poll `condition` every 20ms until it holds; fail after `secs` seconds.
-async fn eventually(secs: u64, what: &str, mut condition: impl FnMut() -> bool) {
-    within(secs, what, async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-}
-
 /// Wait until the Lease's holder has renewed it once more (renewTime changed),
 /// so that an elector started before has had time for its first look.
 async fn renewed_once_more(leases: &Api<Lease>, name: &str) {
@@ -198,7 +188,10 @@ async fn lease_two_electors_exactly_one_leads() {
     // Both start on an absent Lease: both try to create it, one gets 409.
     let a = Candidate::start(&client, &name, "sluice-a");
     let b = Candidate::start(&client, &name, "sluice-b");
-    eventually(10, "one elector leading", || a.leads() || b.leads()).await;
+    eventually(10, "one elector leading", &(), || async {
+        (a.leads() || b.leads()).then_some(())
+    })
+    .await;
     let (leader, follower) = if a.leads() { (&a, &b) } else { (&b, &a) };
 
     // For longer than the lease duration, through many renewals, exactly one
@@ -228,7 +221,10 @@ async fn lease_handover_when_work_ends_is_quick() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
     let name = env::unique_name("lease-handover");
     let mut a = Candidate::start(&client, &name, "sluice-a");
-    eventually(10, "sluice-a leading", || a.leads()).await;
+    eventually(10, "sluice-a leading", &(), || async {
+        (a.leads()).then_some(())
+    })
+    .await;
     let b = Candidate::start(&client, &name, "sluice-b");
     renewed_once_more(&leases, &name).await;
     assert!(!b.election.is_leader());
@@ -239,7 +235,10 @@ async fn lease_handover_when_work_ends_is_quick() {
         .await
         .expect("run returns Ok when the work ends");
     assert!(!a.election.is_leader());
-    eventually(10, "sluice-b leading", || b.leads()).await;
+    eventually(10, "sluice-b leading", &(), || async {
+        (b.leads()).then_some(())
+    })
+    .await;
     let took = ended.elapsed();
     assert!(
         took < Duration::from_millis(1500),
@@ -261,7 +260,10 @@ async fn lease_shutdown_cancels_work_and_releases() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
     let name = env::unique_name("lease-shutdown");
     let mut a = Candidate::start(&client, &name, "sluice-a");
-    eventually(10, "sluice-a leading", || a.leads()).await;
+    eventually(10, "sluice-a leading", &(), || async {
+        (a.leads()).then_some(())
+    })
+    .await;
 
     a.shut_down();
     a.outcome(10).await.expect("run returns Ok on shutdown");
@@ -273,7 +275,10 @@ async fn lease_shutdown_cancels_work_and_releases() {
     // A successor takes the released Lease at once.
     let b = Candidate::start(&client, &name, "sluice-b");
     let started = Instant::now();
-    eventually(10, "sluice-b leading", || b.leads()).await;
+    eventually(10, "sluice-b leading", &(), || async {
+        (b.leads()).then_some(())
+    })
+    .await;
     let took = started.elapsed();
     assert!(took < Duration::from_millis(1500), "took {took:?}");
     assert_eq!(spec(&leases, &name).await.lease_transitions, Some(1));
@@ -301,7 +306,10 @@ async fn lease_dead_leader_is_replaced_after_the_lease_duration() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
     let name = env::unique_name("lease-dead");
     let a = Candidate::start(&client, &name, "sluice-a");
-    eventually(10, "sluice-a leading", || a.leads()).await;
+    eventually(10, "sluice-a leading", &(), || async {
+        (a.leads()).then_some(())
+    })
+    .await;
     let b = Candidate::start(&client, &name, "sluice-b");
     renewed_once_more(&leases, &name).await;
     assert!(!b.election.is_leader());
@@ -309,11 +317,17 @@ async fn lease_dead_leader_is_replaced_after_the_lease_duration() {
     // sluice-a dies: its task is aborted, so it neither renews nor releases.
     a.task.abort();
     let died = Instant::now();
-    eventually(10, "sluice-a's work dropped", || a.probe.cancelled()).await;
+    eventually(10, "sluice-a's work dropped", &(), || async {
+        (a.probe.cancelled()).then_some(())
+    })
+    .await;
     assert!(!a.election.is_leader());
     assert_eq!(holder(&spec(&leases, &name).await), Some("sluice-a"));
 
-    eventually(15, "sluice-b leading", || b.leads()).await;
+    eventually(15, "sluice-b leading", &(), || async {
+        (b.leads()).then_some(())
+    })
+    .await;
     let took = died.elapsed();
     // sluice-b counts the duration from when it last saw the record change:
     // at most one retry period (plus a request) before the death.
@@ -341,7 +355,10 @@ async fn lease_stolen_from_the_leader_cancels_its_work() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
     let name = env::unique_name("lease-stolen");
     let mut a = Candidate::start(&client, &name, "sluice-a");
-    eventually(10, "sluice-a leading", || a.leads()).await;
+    eventually(10, "sluice-a leading", &(), || async {
+        (a.leads()).then_some(())
+    })
+    .await;
 
     // A rival writes itself in as holder, as another elector would: with the
     // resourceVersion it read, retrying when sluice-a renewed in between.
@@ -413,7 +430,13 @@ async fn lease_renewal_failing_past_the_deadline_loses_leadership() {
     // binding, then creates the Lease and leads.
     let as_account = env::client_with_token(&token).await;
     let mut a = Candidate::start(&as_account, &name, "sluice-a");
-    eventually(30, "sluice-a leading with the chart's Role", || a.leads()).await;
+    eventually(
+        30,
+        "sluice-a leading with the chart's Role",
+        &(),
+        || async { a.leads().then_some(()) },
+    )
+    .await;
     renewed_once_more(&leases, &name).await;
 
     // Renewals start failing (403) once the binding is gone; after the renew
