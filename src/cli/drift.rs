@@ -125,10 +125,6 @@ fn text(found: &[Observation], palette: Palette) -> String {
             ]
         })
         .collect();
-    let rows: Vec<[&str; 5]> = rows
-        .iter()
-        .map(|r| r.each_ref().map(String::as_str))
-        .collect();
     let mut out = table(
         &["ENVIRONMENT", "GATEWAY", "FOUND", "DESIRED", "LIVE"],
         &rows,

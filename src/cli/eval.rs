@@ -217,10 +217,6 @@ fn text(report: &EvalReport, environment: &str, palette: Palette) -> String {
             ]);
         }
     }
-    let rows: Vec<[&str; 5]> = rows
-        .iter()
-        .map(|r| r.each_ref().map(String::as_str))
-        .collect();
     let mut out = table(&["SUITE", "GATEWAY", "CASE", "RESULT", "OUTCOME"], &rows);
     for run in &report.runs {
         match &run.reset {

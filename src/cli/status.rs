@@ -354,10 +354,6 @@ fn drift_history(args: &HistoryArgs, env: &str) -> anyhow::Result<Outcome> {
                     ]
                 })
                 .collect();
-            let rows: Vec<[&str; 5]> = rows
-                .iter()
-                .map(|r| r.each_ref().map(String::as_str))
-                .collect();
             print!(
                 "{}",
                 table(&["ONSET", "GATEWAY", "LIVE", "RESOLVED", "HOW"], &rows)
@@ -399,10 +395,6 @@ fn eval_history(args: &HistoryArgs, env: &str) -> anyhow::Result<Outcome> {
                             .unwrap_or_default(),
                     ]
                 })
-                .collect();
-            let rows: Vec<[&str; 5]> = rows
-                .iter()
-                .map(|r| r.each_ref().map(String::as_str))
                 .collect();
             print!(
                 "{}",

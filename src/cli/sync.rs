@@ -262,10 +262,6 @@ fn summary(pass: &Summary) -> String {
                     ]
                 })
                 .collect();
-            let rows: Vec<[&str; 4]> = rows
-                .iter()
-                .map(|r| r.each_ref().map(String::as_str))
-                .collect();
             format!(
                 "revision {}\n{}",
                 prefix(revision, 8),

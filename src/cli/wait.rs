@@ -206,10 +206,6 @@ fn text(args: &Args, env: &str, met: bool, view: &StatusView) -> String {
             ]
         })
         .collect();
-    let rows: Vec<[&str; 4]> = rows
-        .iter()
-        .map(|r| r.each_ref().map(String::as_str))
-        .collect();
     format!(
         "timed out after {waited} waiting for {env} to be {condition}: {} of {count} not {condition}\n{}",
         missing.len(),

@@ -5,7 +5,6 @@
 
 use crate::support::{GatewayProcess, Run, TestRepo, eventually, http, sluice, sluice_with};
 use std::{
-    io::Read,
     path::Path,
     process::{Command, Stdio},
     sync::{Arc, Mutex},
@@ -375,20 +374,7 @@ impl Watching {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stdout.take().unwrap();
-        let sink = stdout.clone();
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
+        let stdout = crate::support::collect(child.stdout.take().unwrap());
         Watching { child, stdout }
     }
 

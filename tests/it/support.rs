@@ -186,9 +186,9 @@ impl GatewayProcess {
     /// [`GatewayProcess::spawn`] of a command made by the caller (a
     /// `sluice` under a wrapper such as `prlimit`).
     pub fn spawn_command(mut command: Command, args: &[&str]) -> GatewayProcess {
-        use std::io::{BufRead, BufReader, Read};
+        use std::io::{BufRead, BufReader};
         use std::process::Stdio;
-        use std::sync::{Arc, Mutex, mpsc};
+        use std::sync::mpsc;
         use std::time::Duration;
 
         let mut child = command
@@ -198,20 +198,7 @@ impl GatewayProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("sluice gateway starts");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
+        let stderr = collect(child.stderr.take().unwrap());
         let (lines, received) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         // Keeps draining stdout so the gateway never blocks on a full pipe.
@@ -731,4 +718,25 @@ pub fn sluice_run(
         http("GET", &ready, &[], "").0 == 200
     });
     run
+}
+
+/// Everything `pipe` gives, as it comes, read on a thread of its own so the
+/// process never blocks on a full pipe.
+pub fn collect(
+    mut pipe: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    });
+    text
 }
