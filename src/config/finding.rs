@@ -311,27 +311,24 @@ fn window(line: &str, column: usize) -> (String, usize) {
 }
 
 /// A file's lines by number, indexed once: looking each finding's line up
-/// with `lines().nth()` costs the file once per finding.
+/// with `lines().nth()` costs the file once per finding. Lines break where
+/// YAML breaks them ([`super::yaml::split_lines`]), so line N is the
+/// parser's line N.
 struct Lines<'a> {
-    text: &'a str,
-    starts: Vec<usize>,
+    lines: Vec<&'a str>,
 }
 
 impl<'a> Lines<'a> {
     fn new(text: &'a str) -> Self {
-        let starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
-        Lines { text, starts }
+        Lines {
+            lines: super::yaml::split_lines(text).collect(),
+        }
     }
 
     /// Line `number` (1-based), without its line ending.
     fn get(&self, number: u32) -> Option<&'a str> {
         let i = (number as usize).checked_sub(1)?;
-        let start = *self.starts.get(i)?;
-        let end = self.starts.get(i + 1).map_or(self.text.len(), |e| e - 1);
-        let line = self.text.get(start..end)?;
-        Some(line.strip_suffix('\r').unwrap_or(line))
+        self.lines.get(i).copied()
     }
 }
 

@@ -18,7 +18,11 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     };
     for (key, value) in patch {
         if value.is_null() {
-            target.remove(key);
+            // NB: `remove` is a swap under `preserve_order`: the last key
+            // would take the deleted one's place, and a pack's settings
+            // would show in another order than written (the merge_patch fuzz
+            // target checks the order).
+            target.shift_remove(key);
         } else {
             merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
         }
@@ -82,5 +86,14 @@ mod tests {
             merge_patch(&mut target, &patch);
             assert_eq!(target, expected, "patch {patch}");
         }
+    }
+
+    /// Deleting a key keeps the others in the order they were written.
+    #[test]
+    fn deleting_a_key_keeps_the_others_in_order() {
+        let mut target = json!({"a": 1, "b": 2, "c": 3, "d": 4});
+        merge_patch(&mut target, &json!({"b": null}));
+        let keys: Vec<&String> = target.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["a", "c", "d"]);
     }
 }

@@ -21,8 +21,11 @@ pub fn decode(file: &str, bytes: Vec<u8>) -> Result<String, Box<Finding>> {
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let text = String::from_utf8_lossy(valid);
-        let line = text.matches('\n').count() as u32 + 1;
-        let column = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
+        let (line, last) = split_lines(&text)
+            .enumerate()
+            .last()
+            .expect("split_lines yields at least one line");
+        let (line, column) = (line as u32 + 1, last.chars().count() as u32 + 1);
         Box::new(
             Finding::error("file.not-utf8", file, "file is not valid UTF-8")
                 .at(Some(Position {
@@ -125,7 +128,7 @@ fn yaml_finding(file: &str, error: &YamlError) -> Finding {
 
 /// YAML forbids tabs in indentation; say so plainly rather than as a parse error.
 fn tab_indentation(file: &str, text: &str) -> Option<Finding> {
-    text.lines().enumerate().find_map(|(i, line)| {
+    split_lines(text).enumerate().find_map(|(i, line)| {
         let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
         let column = indent.find('\t')?;
         Some(
@@ -137,6 +140,29 @@ fn tab_indentation(file: &str, text: &str) -> Option<Finding> {
                 }))
                 .hint("indent YAML with spaces only"),
         )
+    })
+}
+
+/// A text's lines as YAML counts them, without their endings: `\r\n`,
+/// `\n` and a lone `\r` each end one, so line N here is the parser's line
+/// N (`str::lines` does not break at a lone `\r`: a finding after one showed
+/// the wrong source line; found by fuzzing). Like `split`, a text ending in
+/// a line break ends with an empty line, and there is always one.
+pub fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.find(['\r', '\n']) {
+            None => {
+                rest = None;
+                Some(text)
+            }
+            Some(end) => {
+                let skip = if text[end..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&text[end + skip..]);
+                Some(&text[..end])
+            }
+        }
     })
 }
 
@@ -316,6 +342,33 @@ mod tests {
         let finding = parse("t.yaml", "pack:\n\tname: x\n").unwrap_err();
         assert_eq!(finding.rule, "yaml.tab");
         assert_eq!((finding.line, finding.column), (Some(2), Some(1)));
+    }
+
+    #[test]
+    fn lines_break_where_yaml_breaks_them() {
+        let lines = |text| split_lines(text).collect::<Vec<_>>();
+        assert_eq!(lines("a\nb\r\nc\rd"), ["a", "b", "c", "d"]);
+        assert_eq!(lines("a\n"), ["a", ""]);
+        assert_eq!(lines(""), [""]);
+        assert_eq!(lines("\r\r\n"), ["", "", ""]);
+    }
+
+    /// Found by fuzzing: a lone `\r` ends a line for the parser, so the
+    /// line it reports is one the caret must find.
+    #[test]
+    fn a_finding_after_a_lone_carriage_return_points_at_its_line() {
+        let text = "a: 1\rb: [\n";
+        let finding = parse("cr.yaml", text).unwrap_err();
+        let line = finding.line.expect("a syntax error has a line") as usize;
+        let shown = split_lines(text).nth(line - 1);
+        assert!(
+            shown.is_some_and(|l| l.starts_with("b:") || l.is_empty()),
+            "line {line} of {text:?} is {shown:?}"
+        );
+        let tab = parse("t.yaml", "a: 1\rb:\r\tc: 2\n").unwrap_err();
+        assert_eq!((tab.rule, tab.line), ("yaml.tab", Some(3)));
+        let bad = decode("x.yaml", b"a: 1\rb: \xff\n".to_vec()).unwrap_err();
+        assert_eq!((bad.line, bad.column), (Some(2), Some(4)));
     }
 
     #[test]

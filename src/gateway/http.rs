@@ -297,7 +297,9 @@ impl HttpGateway {
 
     /// A short, token-free message from an answer's body.
     fn message(&self, body: &str, fallback: &str) -> String {
-        let body = body.trim();
+        // NB: scrubbed before it is cut: a token straddling the cut would
+        // otherwise leave its first part in the message.
+        let body = self.scrub(body.trim());
         if body.is_empty() {
             return fallback.to_owned();
         }
@@ -305,17 +307,38 @@ impl HttpGateway {
         if body.chars().count() > MESSAGE_CHARS {
             text.push('…');
         }
-        self.scrub(&text)
+        text
     }
 
     /// Removes the token from text a gateway sent back (a misbehaving gateway
-    /// might echo the request).
+    /// might echo the request), as it is and as a parser's message quotes
+    /// it: serde's "invalid type: string \"…\"" escapes `"` and `\` the way
+    /// `{:?}` does, JSON the way JSON does.
     fn scrub(&self, text: &str) -> String {
-        match &self.token {
-            Some(token) if text.contains(token.as_str()) => {
-                text.replace(token.as_str(), "<redacted>")
+        let Some(token) = &self.token else {
+            return text.to_owned();
+        };
+        let debug = format!("{token:?}");
+        let json = serde_json::to_string(token).unwrap_or_default();
+        let mut text = text.to_owned();
+        for form in [
+            token.as_str(),
+            debug.trim_matches('"'),
+            json.trim_matches('"'),
+        ] {
+            if !form.is_empty() && text.contains(form) {
+                text = text.replace(form, "<redacted>");
             }
-            _ => text.to_owned(),
+        }
+        text
+    }
+
+    /// An answer Sluice cannot read: `what` may quote the gateway's text (a
+    /// parser's message does), so it is scrubbed.
+    fn unreadable(&self, status: StatusCode, what: &str) -> GatewayError {
+        GatewayError::Status {
+            status: status.as_u16(),
+            message: self.scrub(what),
         }
     }
 
@@ -330,7 +353,7 @@ impl HttpGateway {
         }
         let text = self.text(response, 4 << 20).await?;
         serde_json::from_str(&text)
-            .map_err(|e| unreadable(code, &format!("{path} answered what is not JSON: {e}")))
+            .map_err(|e| self.unreadable(code, &format!("{path} answered what is not JSON: {e}")))
     }
 
     /// Removes the bearer token from `text` (a hook's output, say).
@@ -389,12 +412,6 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-fn unreadable(status: StatusCode, what: &str) -> GatewayError {
-    GatewayError::Status {
-        status: status.as_u16(),
-        message: what.to_owned(),
-    }
-}
 
 #[async_trait]
 impl Gateway for HttpGateway {
@@ -408,7 +425,7 @@ impl Gateway for HttpGateway {
         }
         let text = self.text(response, MAX_SMALL_BYTES).await?;
         let status: Status = serde_json::from_str(&text)
-            .map_err(|e| unreadable(code, &format!("unreadable status: {e}")))?;
+            .map_err(|e| self.unreadable(code, &format!("unreadable status: {e}")))?;
         if status.digest.is_empty() {
             return Ok(Live {
                 digest: None,
@@ -416,12 +433,9 @@ impl Gateway for HttpGateway {
             });
         }
         let digest = Digest::parse(&status.digest).ok_or_else(|| {
-            unreadable(
+            self.unreadable(
                 code,
-                &format!(
-                    "status digest `{}` is not sha256:<64 hex>",
-                    self.scrub(&status.digest)
-                ),
+                &format!("status digest `{}` is not sha256:<64 hex>", status.digest),
             )
         })?;
         Ok(Live {
@@ -521,7 +535,17 @@ impl Gateway for HttpGateway {
         let headers = response.headers().clone();
         let text = self.text(response, super::MAX_CHAT_BYTES).await?;
         let body = ChatBody::from_text(self.scrub(&text));
-        Ok(ChatReply::from_headers(status, &headers, body))
+        let mut reply = ChatReply::from_headers(status, &headers, body);
+        // NB: the headers too: a gateway that echoes the request's
+        // headers into its own would hand back the token (the http_answer
+        // fuzz target checks every answer for it).
+        for text in [&mut reply.outcome, &mut reply.digest].into_iter().flatten() {
+            *text = self.scrub(text);
+        }
+        for policy in reply.policies.iter_mut().flatten() {
+            *policy = self.scrub(policy);
+        }
+        Ok(reply)
     }
 
     /// `POST /admin/v1/reset`; a gateway without it (`404`, `405`) is
@@ -619,6 +643,30 @@ mod tests {
         .unwrap();
         assert!(!format!("{gateway:?}").contains("s3cr3t"));
         assert_eq!(gateway.scrub("echo s3cr3t-value"), "echo <redacted>");
+    }
+
+    /// Token leaks the http_answer fuzz target looks for: a token at the
+    /// end of a long error body was cut, not scrubbed; a parser's message
+    /// quoting a token with `"` or `\` in it escapes them, which a plain
+    /// replace missed.
+    #[test]
+    fn the_token_is_scrubbed_before_a_message_is_cut_and_where_a_parser_quotes_it() {
+        const TOKEN: &str = r#"s3cr3t"quoted\value"#;
+        let gateway = HttpGateway::new(
+            "development",
+            &spec(Some("GW_TOKEN"), None),
+            &context(Some(TOKEN)),
+        )
+        .unwrap();
+        let body = format!("{}{TOKEN}", "x".repeat(MESSAGE_CHARS - 4));
+        let message = gateway.message(&body, "fallback");
+        assert!(!message.contains("s3cr"), "{message}");
+        let quoted = serde_json::to_string(TOKEN).unwrap();
+        let status = format!(r#"{{"digest": "", "generation": {quoted}}}"#);
+        let e = serde_json::from_str::<Status>(&status).unwrap_err();
+        let error = gateway.unreadable(StatusCode::OK, &format!("unreadable status: {e}"));
+        assert!(e.to_string().contains("s3cr3t"), "the parser quotes it: {e}");
+        assert!(!error.to_string().contains("s3cr3t"), "{error}");
     }
 
     #[test]

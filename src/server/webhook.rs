@@ -93,7 +93,7 @@ pub async fn receive(
 
 /// The repository a GitHub or GitLab push names, as [`repository_key`]s of
 /// each URL it gives for it; `None` when the body says none.
-fn pushed(body: &[u8]) -> Option<Vec<String>> {
+pub fn pushed(body: &[u8]) -> Option<Vec<String>> {
     let payload: serde_json::Value = serde_json::from_slice(body).ok()?;
     let fields = [
         ("repository", "clone_url"),
@@ -178,9 +178,9 @@ fn check(secret: &str, headers: &HeaderMap) -> Check {
 }
 
 /// Whether the request carries a valid GitHub signature or GitLab token
-/// (the streaming check `receive` makes, over a body in hand).
-#[cfg(test)]
-fn verified(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+/// (the streaming check `receive` makes, over a body in hand: for tests and
+/// the fuzz targets).
+pub fn verified(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
     match check(secret, headers) {
         Check::Decided(accepted) => accepted,
         Check::Signed { mut mac, expected } => {
@@ -191,7 +191,10 @@ fn verified(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
+    // NB: hex digits only: `from_str_radix` alone also takes a sign, so
+    // `+f` would pass as a byte and two spellings of one signature would
+    // verify (found by fuzzing).
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..hex.len())
@@ -281,5 +284,30 @@ mod tests {
         assert!(verified("s3", &headers, body));
         assert!(!verified("s4", &headers, body));
         assert!(!verified("s3", &HeaderMap::new(), body));
+    }
+
+    /// Found by fuzzing: `u8::from_str_radix` takes `+f` for `0f`, so a
+    /// signature had more than one accepted spelling.
+    #[test]
+    fn a_signature_is_hex_digits_only() {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let signature = github_signature("s3", body);
+        let hex = signature.strip_prefix("sha256=").unwrap();
+        let at = (0..hex.len())
+            .step_by(2)
+            .find(|&i| hex.as_bytes()[i] == b'0')
+            .expect("some byte of the MAC is below 0x10");
+        let signed = |hex: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                "x-hub-signature-256",
+                format!("sha256={hex}").parse().unwrap(),
+            );
+            verified("s3", &headers, body)
+        };
+        assert!(signed(hex));
+        assert!(signed(&hex.to_ascii_uppercase()), "hex is case-blind");
+        let plus = format!("{}+{}", &hex[..at], &hex[at + 1..]);
+        assert!(!signed(&plus), "{plus}");
     }
 }
