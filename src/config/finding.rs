@@ -1,11 +1,11 @@
 //! Findings: what validation says about a repository, each tied to a file,
 //! a position, a JSON pointer and a stable rule id.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::{collections::HashMap, fmt::Write as _};
 
 /// How serious a finding is. Only errors make a revision invalid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,

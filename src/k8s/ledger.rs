@@ -154,7 +154,7 @@ impl StatusLedger {
                 seen_at: 0,
                 valid: true,
                 errors: 0,
-                findings: "[]".into(),
+                findings: Vec::new(),
             });
         }
         Ok(ledger)

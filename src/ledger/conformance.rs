@@ -302,11 +302,28 @@ pub fn the_last_revision_is_the_newest_seen(ledger: &dyn Ledger) {
         seen_at,
         valid: true,
         errors: 0,
-        findings: "[]".into(),
+        findings: Vec::new(),
     };
     ledger.record_revision(&revision("aaa", T0)).unwrap();
     ledger.record_revision(&revision("bbb", T0 + 1)).unwrap();
     assert_eq!(ledger.last_revision().unwrap().unwrap().commit, "bbb");
+    // An invalid one keeps its findings, as they were.
+    let finding = crate::config::Finding::error("pack.unknown-policy", "base/a.yaml", "no policy")
+        .at(Some(crate::config::Position {
+            line: 3,
+            column: 5,
+            width: 4,
+        }))
+        .pointer("/policies/chain/0")
+        .hint("did you mean `pii-detector`?");
+    let invalid = RevisionRecord {
+        valid: false,
+        errors: 1,
+        findings: vec![(&finding).into()],
+        ..revision("ccc", T0 + 2)
+    };
+    ledger.record_revision(&invalid).unwrap();
+    assert_eq!(ledger.last_revision().unwrap(), Some(invalid));
 }
 
 fn pin(environment: &str, digest: &str, by: &str, at: Millis) -> Pin {

@@ -15,6 +15,7 @@ mod sqlite;
 pub use memory::{EVAL_RUNS_KEPT, EnvironmentRecord, MemoryLedger};
 pub use sqlite::SqliteLedger;
 
+use crate::config::{Finding, Severity};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -48,8 +49,53 @@ pub struct RevisionRecord {
     pub valid: bool,
     /// Number of error findings.
     pub errors: usize,
-    /// The findings, as JSON (the `sluice validate -o json` array).
-    pub findings: String,
+    /// The findings (as `sluice validate -o json` lists them).
+    pub findings: Vec<RecordedFinding>,
+}
+
+/// A finding as the ledger keeps it: [`Finding`]'s fields, owned, so it
+/// reads back. Its JSON is `sluice validate -o json`'s, so rows written
+/// before it was typed read as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedFinding {
+    pub severity: Severity,
+    pub rule: String,
+    pub file: String,
+    #[serde(default)]
+    pub line: Option<u32>,
+    #[serde(default)]
+    pub column: Option<u32>,
+    #[serde(default)]
+    pub pointer: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl From<&Finding> for RecordedFinding {
+    fn from(finding: &Finding) -> Self {
+        RecordedFinding {
+            severity: finding.severity,
+            rule: finding.rule.to_owned(),
+            file: finding.file.clone(),
+            line: finding.line,
+            column: finding.column,
+            pointer: finding.pointer.clone(),
+            message: finding.message.clone(),
+            hint: finding.hint.clone(),
+        }
+    }
+}
+
+impl RecordedFinding {
+    /// `file:line`, or the file alone.
+    pub fn location(&self) -> String {
+        match self.line {
+            Some(line) => format!("{}:{line}", self.file),
+            None => self.file.clone(),
+        }
+    }
 }
 
 /// What started a reconcile.

@@ -293,7 +293,12 @@ fn json_of<T: serde::de::DeserializeOwned>(
 ) -> Result<T, rusqlite::Error> {
     let text: String = row.get(column)?;
     serde_json::from_str(&text).map_err(|e| {
-        let id: Option<i64> = row.get("id").ok();
+        // NB: a row is named by its id, or a revision by its commit.
+        let id = row
+            .get::<_, i64>("id")
+            .map(|id| id.to_string())
+            .or_else(|_| row.get::<_, String>("commit_id"))
+            .ok();
         let name = row
             .as_ref()
             .column_name(column)
@@ -303,7 +308,7 @@ fn json_of<T: serde::de::DeserializeOwned>(
             Type::Text,
             format!(
                 "{table} row {}: column {name} is not the JSON Sluice writes ({e}): {}",
-                id.map_or_else(|| "?".to_owned(), |id| id.to_string()),
+                id.as_deref().unwrap_or("?"),
                 crate::source::prefix(&text, 80)
             )
             .into(),
@@ -328,7 +333,7 @@ fn revision_from_row(row: &Row<'_>) -> rusqlite::Result<RevisionRecord> {
         errors: usize::try_from(errors).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(3, Type::Integer, Box::new(e))
         })?,
-        findings: row.get(4)?,
+        findings: json_of(row, 4, "revisions")?,
     })
 }
 
@@ -404,7 +409,7 @@ impl Ledger for SqliteLedger {
                     revision.seen_at,
                     revision.valid,
                     errors,
-                    revision.findings
+                    json_text(&revision.findings)
                 ])
             })
             .map(drop)

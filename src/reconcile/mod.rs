@@ -40,7 +40,7 @@ use crate::{
     ledger::{
         Attempt, AttemptFinish, AttemptId, AttemptStart, DeployedPack, Deployment, DriftEpisode,
         GatewayRecord, GatewayState, Ledger, LedgerError, Outcome, PinEnd, Resolution,
-        RevisionRecord, Trigger,
+        RecordedFinding, RevisionRecord, Trigger,
     },
     promote::trailer::{self, Promotion},
     source::prefix,
@@ -405,7 +405,7 @@ impl Reconciler {
             seen_at: self.clock.now(),
             valid: loaded.repository.is_some(),
             errors,
-            findings: serde_json::to_string(&loaded.findings).unwrap_or_default(),
+            findings: loaded.findings.iter().map(RecordedFinding::from).collect(),
         }))?;
         let pass = self
             .reconcile_then_roll_back(loaded, trigger, only, progress)

@@ -243,7 +243,7 @@ mod tests {
             seen_at: 1,
             valid: true,
             errors: 0,
-            findings: "[]".into(),
+            findings: Vec::new(),
         };
         let view = StatusView::build(
             Some(valid.clone()),

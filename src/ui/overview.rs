@@ -5,6 +5,7 @@
 
 use super::page::{self, Chrome, ago, environment_link, gateway_href, layout, version_code};
 use crate::{
+    config::Severity,
     ledger::{GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Pin, RevisionRecord},
     reconcile::status::StatusView,
     source::prefix,
@@ -44,18 +45,14 @@ pub struct FindingLine {
 impl FindingLine {
     /// The error findings of a revision record (`validate -o json`'s array).
     pub fn of(revision: &RevisionRecord) -> Vec<FindingLine> {
-        let findings: Vec<serde_json::Value> =
-            serde_json::from_str(&revision.findings).unwrap_or_default();
-        findings
+        revision
+            .findings
             .iter()
-            .filter(|f| f["severity"] == "error")
+            .filter(|f| f.severity == Severity::Error)
             .map(|f| FindingLine {
-                location: match f["line"].as_u64() {
-                    Some(line) => format!("{}:{line}", f["file"].as_str().unwrap_or_default()),
-                    None => f["file"].as_str().unwrap_or_default().to_owned(),
-                },
-                rule: f["rule"].as_str().unwrap_or_default().to_owned(),
-                message: f["message"].as_str().unwrap_or_default().to_owned(),
+                location: f.location(),
+                rule: f.rule.clone(),
+                message: f.message.clone(),
             })
             .collect()
     }
@@ -370,7 +367,7 @@ mod tests {
                 seen_at: 1_000,
                 valid: true,
                 errors: 0,
-                findings: "[]".into(),
+                findings: Vec::new(),
             }),
             findings: Vec::new(),
             pins: Vec::new(),
@@ -426,7 +423,10 @@ mod tests {
             seen_at: 1_000,
             valid: false,
             errors: 1,
-            findings: r#"[{"severity":"error","rule":"pack.unknown-policy","file":"base/a.yaml","line":3,"message":"no policy `pii-detectr`"}]"#.into(),
+            findings: vec![
+                serde_json::from_str(r#"{"severity":"error","rule":"pack.unknown-policy","file":"base/a.yaml","line":3,"message":"no policy `pii-detectr`"}"#)
+                    .unwrap(),
+            ],
         });
         overview.findings = FindingLine::of(overview.revision.as_ref().unwrap());
         overview.last_pass = Some(-100_000);

@@ -32,9 +32,9 @@ fn revision(commit: &str, seen_at: Millis, valid: bool) -> RevisionRecord {
         valid,
         errors: if valid { 0 } else { 2 },
         findings: if valid {
-            "[]".to_string()
+            Vec::new()
         } else {
-            r#"[{"code":"E1"}]"#.to_string()
+            vec![(&crate::config::Finding::error("yaml.syntax", "base/a.yaml", "bad")).into()]
         },
     }
 }
@@ -1294,4 +1294,24 @@ fn a_new_ledger_has_the_pin_and_eval_run_tables() {
     assert_eq!(count_rows(&path, "pins"), 0);
     assert_eq!(count_rows(&path, "eval_runs"), 0);
     assert_eq!(LATEST, 4);
+}
+
+/// The findings of a revision read back as written, and a row whose
+/// findings do not decode is an error naming it: never "no findings",
+/// which the dashboard would show as a head with nothing wrong.
+#[test]
+fn a_revision_whose_findings_do_not_decode_is_an_error_naming_the_row() {
+    let (_dir, path, ledger) = fresh();
+    let invalid = revision("c0ffee", NOW, false);
+    ledger.record_revision(&invalid).unwrap();
+    assert_eq!(ledger.last_revision().unwrap(), Some(invalid));
+    Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE revisions SET findings = '{\"code\": \"E1\"}'", [])
+        .unwrap();
+    let text = ledger.last_revision().unwrap_err().to_string();
+    assert!(
+        text.contains("revisions row c0ffee: column findings"),
+        "{text}"
+    );
 }
