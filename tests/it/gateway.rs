@@ -781,3 +781,82 @@ async fn a_sync_to_a_lying_gateway_fails_rather_than_records_it_applied() {
         "the error names what was served: {liar}"
     );
 }
+
+fn client_at(url: &str) -> Arc<dyn Gateway> {
+    gateway::connect(
+        "development",
+        &model::Gateway::Http(spec(url, true, None)),
+        &context(Some(TOKEN)),
+    )
+    .expect("driver connects")
+}
+
+#[tokio::test]
+async fn one_process_hosts_several_gateways_each_with_its_own_state_and_faults() {
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--data",
+        data.path().to_str().unwrap(),
+        "--token-env",
+        TOKEN_ENV,
+    ];
+    let (process, urls) = GatewayProcess::start_fleet(3, &args, &[(TOKEN_ENV, TOKEN)]);
+    assert_eq!(urls.len(), 3);
+    let mut distinct = urls.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "{urls:?}");
+    let gateways: Vec<Arc<dyn Gateway>> = urls.iter().map(|u| client_at(u)).collect();
+
+    let first = &documents()[0];
+    gateways[1].apply(first, None, 3).await.unwrap();
+    assert_eq!(gateways[0].live().await.unwrap().digest, None);
+    assert_eq!(
+        gateways[1].live().await.unwrap().digest.as_ref(),
+        Some(&first.digest)
+    );
+    assert_eq!(gateways[2].live().await.unwrap().digest, None);
+
+    // A fault injected into one is played by that one only.
+    let injected = reqwest::Client::new()
+        .post(format!("{}/admin/v1/faults", urls[2]))
+        .bearer_auth(TOKEN)
+        .body(r#"{"status": 500, "count": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(injected.status(), 200);
+    assert!(gateways[0].live().await.is_ok());
+    assert!(matches!(
+        gateways[2].live().await,
+        Err(GatewayError::Status { status: 500, .. })
+    ));
+    assert!(gateways[2].live().await.is_ok(), "one fault, played once");
+
+    // Gateway I keeps its state (and its apply log) in DATA/I.
+    let log = std::fs::read_to_string(data.path().join("1").join("applies.jsonl")).unwrap();
+    let line: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(line["digest"], first.digest.as_str());
+    assert_eq!(line["generation"], 3);
+    assert_eq!(line["via"], "protocol");
+    assert!(!data.path().join("0").join("applies.jsonl").exists());
+    assert!(data.path().join("1").join("config.json").exists());
+    drop(process);
+}
+
+#[test]
+fn several_gateways_cannot_watch_one_file() {
+    let run = crate::support::sluice(&[
+        "gateway",
+        "--ephemeral",
+        "--gateways",
+        "2",
+        "--watch",
+        "config.json",
+    ]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("--watch runs one gateway"),
+        "{}",
+        run.stderr
+    );
+}

@@ -185,7 +185,35 @@ impl GatewayProcess {
 
     /// [`GatewayProcess::spawn`] of a command made by the caller (a
     /// `sluice` under a wrapper such as `prlimit`).
-    pub fn spawn_command(mut command: Command, args: &[&str]) -> GatewayProcess {
+    pub fn spawn_command(command: Command, args: &[&str]) -> GatewayProcess {
+        Self::spawn_listening(command, args, 1).0
+    }
+
+    /// `sluice gateway --gateways N ARGS` on free ports: the process, and
+    /// each of its gateways' `http://127.0.0.1:PORT`, in order.
+    pub fn start_fleet(
+        n: usize,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> (GatewayProcess, Vec<String>) {
+        let count = n.to_string();
+        let mut all = vec!["gateway", "--listen", "127.0.0.1:0", "--gateways", &count];
+        all.extend(args);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .args(&all)
+            .envs(OPERATOR.iter().copied())
+            .envs(envs.iter().copied());
+        Self::spawn_listening(command, &all, n)
+    }
+
+    /// Spawns `command` and waits (with a deadline) for `count` lines of
+    /// `listening on ADDR`; the first is the process's `url`.
+    fn spawn_listening(
+        mut command: Command,
+        args: &[&str],
+        count: usize,
+    ) -> (GatewayProcess, Vec<String>) {
         use std::io::{BufRead, BufReader};
         use std::process::Stdio;
         use std::sync::mpsc;
@@ -211,12 +239,13 @@ impl GatewayProcess {
             }
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let url = loop {
+        let mut urls = Vec::with_capacity(count);
+        while urls.len() < count {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match received.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(addr) = line.strip_prefix("listening on ") {
-                        break format!("http://{}", addr.trim());
+                        urls.push(format!("http://{}", addr.trim()));
                     }
                 }
                 Err(_) => {
@@ -225,8 +254,9 @@ impl GatewayProcess {
                     panic!("sluice {args:?} did not start: {}", stderr.lock().unwrap());
                 }
             }
-        };
-        GatewayProcess { child, url, stderr }
+        }
+        let url = urls[0].clone();
+        (GatewayProcess { child, url, stderr }, urls)
     }
 
     pub fn pid(&self) -> u32 {

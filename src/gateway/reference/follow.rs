@@ -10,8 +10,8 @@
 //! not a valid document is refused like a bad `PUT`: the last good config
 //! keeps running, and `status.lastError` says why.
 
-use super::{Shared, admin_put_config};
-use axum::{body::Bytes, extract::State};
+use super::{Shared, applies::Via, replace_config};
+use axum::body::Bytes;
 use std::{path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
 
 /// How often the file is looked at.
@@ -32,7 +32,7 @@ pub(super) async fn follow(shared: Arc<Shared>, path: PathBuf) {
                 match tokio::fs::read(&path).await {
                     Ok(body) => {
                         let answer =
-                            admin_put_config(State(shared.clone()), Bytes::from(body)).await;
+                            replace_config(shared.clone(), Bytes::from(body), Via::Watch).await;
                         if answer.status() == axum::http::StatusCode::TOO_MANY_REQUESTS {
                             // A reload in progress: look again next time.
                             seen = None;

@@ -22,6 +22,13 @@
 //!   atomically; on start both are read back, so a restart reports the same
 //!   digest and generation. Ephemeral mode keeps nothing: after a restart the
 //!   status digest is empty, which tells the reconciler to push again.
+//! - Each swap also appends a line to `applies.jsonl` ([`applies`]) before it
+//!   is answered: what the gateway ran, by its own account, for checking a
+//!   reconciler's ledger from outside. Once its files are being written a
+//!   swap completes even if the client has gone away.
+//! - One process may host several gateways ([`serve_all`]), each with its
+//!   own listener, data directory, faults and state: a fleet for soaks
+//!   without a process per gateway.
 //!
 //! Admin API (same bearer token), for tests and for people simulating what
 //! happens to gateways in real life:
@@ -57,6 +64,7 @@
 //! [`MAX_BODY_BYTES`] (`413`), every parse is fallible, the token is
 //! compared in constant time, and policies scan text in linear time.
 
+pub mod applies;
 pub mod audit;
 pub mod chat;
 mod follow;
@@ -70,6 +78,7 @@ use crate::{
     config::{Digest, document::check_document, render::canonical_json},
     enforce::{Counters, Engine},
 };
+use applies::Via;
 use axum::{
     Json, Router,
     body::Bytes,
@@ -136,15 +145,44 @@ impl std::fmt::Debug for ReferenceOptions {
 /// printing `listening on ADDR` to standard output (tests and scripts wait
 /// for that line, and it gives the port when listening on port 0).
 pub async fn serve(listener: TcpListener, options: ReferenceOptions) -> io::Result<()> {
-    let gateway = ReferenceGateway::open(options)?;
+    serve_all(vec![(listener, options)]).await
+}
+
+/// Runs several reference gateways in this process, each on its own
+/// listener with its own options, until SIGTERM or SIGINT. Every one is
+/// opened before any serves (a bad data directory stops them all), then a
+/// `listening on ADDR` line is printed for each, in order.
+pub async fn serve_all(gateways: Vec<(TcpListener, ReferenceOptions)>) -> io::Result<()> {
+    let opened = gateways
+        .into_iter()
+        .map(|(listener, options)| Ok((listener, ReferenceGateway::open(options)?)))
+        .collect::<io::Result<Vec<_>>>()?;
     let shutdown = crate::server::shutdown_signal()?;
-    let addr = listener.local_addr()?;
     {
         let mut out = io::stdout().lock();
-        writeln!(out, "listening on {addr}")?;
+        for (listener, _) in &opened {
+            writeln!(out, "listening on {}", listener.local_addr()?)?;
+        }
         out.flush()?;
     }
-    gateway.serve_until(listener, shutdown).await
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let serving: Vec<_> = opened
+        .into_iter()
+        .map(|(listener, gateway)| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(gateway.serve_until(listener, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }))
+        })
+        .collect();
+    for gateway in serving {
+        gateway.await.map_err(io::Error::other)??;
+    }
+    Ok(())
 }
 
 /// A reference gateway with its state loaded, ready to serve.
@@ -213,7 +251,14 @@ impl ReferenceGateway {
     /// silently starting empty would make a broken disk look like a restart.
     pub fn open(options: ReferenceOptions) -> io::Result<Self> {
         let (running, generation, applied_at) = match &options.data {
-            Some(dir) => load(dir)?,
+            Some(dir) => {
+                // NB: made now, not at the first swap: the audit log of a
+                // gateway that never ran a config lives there too.
+                std::fs::create_dir_all(dir).map_err(|e| annotate(dir, e))?;
+                let loaded = load(dir)?;
+                log_unlogged(dir, loaded.0.as_ref(), loaded.1)?;
+                loaded
+            }
             None => (None, 0, None),
         };
         let (shutdown_sender, shutdown) = watch::channel(false);
@@ -341,6 +386,26 @@ fn load(dir: &Path) -> io::Result<(Option<Running>, u64, Option<String>)> {
         engine: Arc::new(engine),
     };
     Ok((Some(running), generation, applied_at))
+}
+
+/// Writes the apply log's line for a persisted config it does not name
+/// (the process stopped between the two writes), before anything is served.
+fn log_unlogged(dir: &Path, running: Option<&Running>, generation: u64) -> io::Result<()> {
+    let Some(running) = running else {
+        return Ok(());
+    };
+    let path = dir.join(applies::APPLIES_FILE);
+    let last = applies::last(dir).map_err(|e| annotate(&path, e))?;
+    if last.is_some_and(|l| l.digest == running.digest.as_str()) {
+        return Ok(());
+    }
+    let line = applies::Applied {
+        digest: running.digest.to_string(),
+        generation,
+        at: millis(SystemTime::now()),
+        via: Via::Restart,
+    };
+    applies::append(dir, &line).map_err(|e| annotate(&path, e))
 }
 
 fn annotate(path: &Path, e: io::Error) -> io::Error {
@@ -694,35 +759,37 @@ async fn put_config(
     let Ok(examined) = examined else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    swap(&shared, guard, examined, Some(generation)).await
+    swap(&shared, guard, examined, Some(generation), Via::Protocol).await
 }
 
-/// The reload itself: wait out the reload delay, persist, then swap in
-/// memory. Until the swap, the old config keeps running; a failed write
-/// leaves it running.
+/// The reload itself: wait out the reload delay, then commit it. Until the
+/// swap, the old config keeps running; a failed write leaves it running.
 async fn swap(
     shared: &Arc<Shared>,
     guard: Reloading,
     examined: Examined,
     generation: Option<u64>,
+    via: Via,
 ) -> Response {
     let delay = shared.lock().reload_delay;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let applied_at = rfc3339(SystemTime::now());
-    let generation = generation.unwrap_or_else(|| shared.lock().generation);
-    if let Some(dir) = shared.data.clone() {
-        let stored = Stored {
-            digest: examined.digest.to_string(),
-            generation,
-            applied_at: Some(applied_at.clone()),
-        };
-        let body = examined.text.clone();
-        let written = tokio::task::spawn_blocking(move || persist(&dir, &body, &stored))
-            .await
-            .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
-        if let Err(e) = written {
+    let digest = examined.digest.clone();
+    let committing = shared.clone();
+    // NB: once the files are being written the swap runs to its end, even
+    // if the client goes away and this handler is dropped: otherwise the
+    // disk (and the apply log) could name a config the memory never ran.
+    // The reload flag goes with it, so no other swap starts meanwhile.
+    let committed = tokio::task::spawn_blocking(move || {
+        let _reloading = guard;
+        commit(&committing, examined, generation, via)
+    })
+    .await
+    .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
+    let generation = match committed {
+        Ok(generation) => generation,
+        Err(e) => {
             tracing::error!(error = %e, "could not persist the config; the old one keeps running");
             shared.lock().last_error = Some(format!("could not persist the config: {e}"));
             return (
@@ -731,30 +798,61 @@ async fn swap(
             )
                 .into_response();
         }
-    }
-    let Some(engine) = examined.engine else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    {
-        let mut state = shared.lock();
-        state.running = Some(Running {
-            body: examined.text,
-            digest: examined.digest.clone(),
-            packs: examined.packs,
-            engine,
-        });
-        state.generation = generation;
-        state.applied_at = Some(applied_at);
-        state.last_error = None;
-    }
-    drop(guard);
-    tracing::info!(digest = %examined.digest, generation, "swapped");
+    tracing::info!(%digest, generation, "swapped");
     (
         StatusCode::OK,
-        [(header::ETAG, etag_header(&examined.digest))],
-        Json(json!({"digest": examined.digest, "generation": generation})),
+        [(header::ETAG, etag_header(&digest))],
+        Json(json!({"digest": digest, "generation": generation})),
     )
         .into_response()
+}
+
+/// Persists the config and its state, logs the swap, then runs it; returns
+/// the generation it runs at. Blocking.
+fn commit(
+    shared: &Shared,
+    examined: Examined,
+    generation: Option<u64>,
+    via: Via,
+) -> io::Result<u64> {
+    let Some(engine) = examined.engine else {
+        return Err(io::Error::other(
+            "a document with problems reached the swap",
+        ));
+    };
+    let now = SystemTime::now();
+    let applied_at = rfc3339(now);
+    let generation = generation.unwrap_or_else(|| shared.lock().generation);
+    if let Some(dir) = &shared.data {
+        let stored = Stored {
+            digest: examined.digest.to_string(),
+            generation,
+            applied_at: Some(applied_at.clone()),
+        };
+        persist(dir, &examined.text, &stored)?;
+        applies::append(
+            dir,
+            &applies::Applied {
+                digest: examined.digest.to_string(),
+                generation,
+                at: millis(now),
+                via,
+            },
+        )
+        .map_err(|e| annotate(&dir.join(applies::APPLIES_FILE), e))?;
+    }
+    let mut state = shared.lock();
+    state.running = Some(Running {
+        body: examined.text,
+        digest: examined.digest,
+        packs: examined.packs,
+        engine,
+    });
+    state.generation = generation;
+    state.applied_at = Some(applied_at);
+    state.last_error = None;
+    Ok(generation)
 }
 
 async fn validate(body: Bytes) -> Response {
@@ -767,6 +865,12 @@ async fn validate(body: Bytes) -> Response {
 
 /// A hand edit: no preconditions, no generation.
 async fn admin_put_config(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    replace_config(shared, body, Via::HandEdit).await
+}
+
+/// Runs `body` without preconditions or a generation: a hand edit, or the
+/// watched file.
+async fn replace_config(shared: Arc<Shared>, body: Bytes, via: Via) -> Response {
     let examined = match examine(body).await {
         Err(problems) => return refused(problems),
         Ok(examined) if !examined.problems.is_empty() => return refused(examined.problems),
@@ -787,7 +891,7 @@ async fn admin_put_config(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
         state.reloading = Some(Instant::now());
         Reloading(shared.clone())
     };
-    swap(&shared, guard, examined, None).await
+    swap(&shared, guard, examined, None, via).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -902,10 +1006,13 @@ async fn reset(State(shared): State<Arc<Shared>>) -> Response {
 
 /// `2026-11-23T10:04:05Z`: RFC 3339 in UTC, to the second.
 fn rfc3339(time: SystemTime) -> String {
-    let millis = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    crate::reconcile::clock::rfc3339(millis)
+    crate::reconcile::clock::rfc3339(millis(time))
+}
+
+/// Milliseconds since the Unix epoch.
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -1053,6 +1160,85 @@ mod tests {
             (live.digest, live.generation),
             (Some(second.digest.clone()), Some(2))
         );
+    }
+
+    #[tokio::test]
+    async fn every_swap_is_in_the_apply_log_and_nothing_else_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ReferenceOptions {
+            data: Some(dir.path().to_owned()),
+            token: Some("tok".into()),
+            ..ReferenceOptions::default()
+        };
+        let (driver, url, _stop) = start(options).await;
+        let first = desired(&document("1.0.0"));
+        let second = desired(&document("1.1.0"));
+        driver.apply(&first, None, 5).await.unwrap();
+        // Not swaps: already running it (304), and a refused document (422).
+        driver.apply(&first, Some(&first.digest), 6).await.unwrap();
+        let bad = desired(&document("1.1"));
+        assert!(driver.apply(&bad, Some(&first.digest), 6).await.is_err());
+        driver.apply(&second, Some(&first.digest), 7).await.unwrap();
+        let hand_edit = reqwest::Client::new()
+            .put(format!("{url}{ADMIN_CONFIG_PATH}"))
+            .bearer_auth("tok")
+            .body(document("9.9.9"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(hand_edit.status(), 200);
+
+        let log = applies::read(dir.path()).unwrap();
+        let seen: Vec<(&str, u64, Via)> = log
+            .iter()
+            .map(|a| (a.digest.as_str(), a.generation, a.via))
+            .collect();
+        let edited = desired(&document("9.9.9")).digest;
+        assert_eq!(
+            seen,
+            vec![
+                (first.digest.as_str(), 5, Via::Protocol),
+                (second.digest.as_str(), 7, Via::Protocol),
+                // A hand edit keeps the generation no reconciler made.
+                (edited.as_str(), 7, Via::HandEdit),
+            ]
+        );
+        assert!(log.windows(2).all(|w| w[0].at <= w[1].at));
+    }
+
+    #[tokio::test]
+    async fn a_swap_persisted_but_not_logged_is_logged_on_restart_before_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ReferenceOptions {
+            data: Some(dir.path().to_owned()),
+            ..ReferenceOptions::default()
+        };
+        let first = desired(&document("1.0.0"));
+        let second = desired(&document("1.1.0"));
+        {
+            let (driver, _url, stop) = start(options.clone()).await;
+            driver.apply(&first, None, 1).await.unwrap();
+            driver.apply(&second, Some(&first.digest), 2).await.unwrap();
+            let _ = stop.send(());
+        }
+        // As if killed between persisting the second config and logging it.
+        let path = dir.path().join(applies::APPLIES_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let first_line = text.lines().next().unwrap();
+        std::fs::write(&path, format!("{first_line}\n")).unwrap();
+
+        let (driver, _url, _stop) = start(options.clone()).await;
+        let log = applies::read(dir.path()).unwrap();
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert_eq!(
+            (log[1].digest.as_str(), log[1].generation, log[1].via),
+            (second.digest.as_str(), 2, Via::Restart)
+        );
+        assert_eq!(driver.live().await.unwrap().digest, Some(second.digest));
+        // A restart with the log in step adds nothing.
+        drop(driver);
+        let _again = ReferenceGateway::open(options).unwrap();
+        assert_eq!(applies::read(dir.path()).unwrap().len(), 2);
     }
 
     #[tokio::test]
