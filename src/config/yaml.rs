@@ -158,7 +158,11 @@ pub fn split_lines(text: &str) -> impl Iterator<Item = &str> {
                 Some(text)
             }
             Some(end) => {
-                let skip = if text[end..].starts_with("\r\n") { 2 } else { 1 };
+                let skip = if text[end..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
                 rest = Some(&text[end + skip..]);
                 Some(&text[..end])
             }

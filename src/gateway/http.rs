@@ -412,7 +412,6 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-
 #[async_trait]
 impl Gateway for HttpGateway {
     async fn live(&self) -> Result<Live, GatewayError> {
@@ -539,7 +538,10 @@ impl Gateway for HttpGateway {
         // NB: the headers too: a gateway that echoes the request's
         // headers into its own would hand back the token (the http_answer
         // fuzz target checks every answer for it).
-        for text in [&mut reply.outcome, &mut reply.digest].into_iter().flatten() {
+        for text in [&mut reply.outcome, &mut reply.digest]
+            .into_iter()
+            .flatten()
+        {
             *text = self.scrub(text);
         }
         for policy in reply.policies.iter_mut().flatten() {
@@ -665,7 +667,10 @@ mod tests {
         let status = format!(r#"{{"digest": "", "generation": {quoted}}}"#);
         let e = serde_json::from_str::<Status>(&status).unwrap_err();
         let error = gateway.unreadable(StatusCode::OK, &format!("unreadable status: {e}"));
-        assert!(e.to_string().contains("s3cr3t"), "the parser quotes it: {e}");
+        assert!(
+            e.to_string().contains("s3cr3t"),
+            "the parser quotes it: {e}"
+        );
         assert!(!error.to_string().contains("s3cr3t"), "{error}");
     }
 
