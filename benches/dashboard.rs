@@ -37,8 +37,8 @@ const ATTEMPTS_PER_GATEWAY: usize = 10;
 const SAMPLES: usize = 20;
 const T0: i64 = 1_790_000_000_000;
 
-fn digest(i: usize) -> String {
-    Digest::of(format!("version {i}").as_bytes()).to_string()
+fn digest(i: usize) -> Digest {
+    Digest::of(format!("version {i}").as_bytes())
 }
 
 fn commit(i: usize) -> String {

@@ -245,7 +245,7 @@ fn status_table(view: &StatusView, now: i64, wide: bool) -> String {
             let mut row = vec![
                 g.environment.clone(),
                 g.gateway.clone(),
-                version(g.desired_digest.as_deref(), g.desired_revision.as_deref()),
+                version(g.desired_digest.as_ref(), g.desired_revision.as_deref()),
                 view.live_version(g),
                 g.state.as_str().to_owned(),
                 format!(
@@ -346,7 +346,7 @@ fn drift_history(args: &HistoryArgs, env: &str) -> anyhow::Result<Outcome> {
                     [
                         rfc3339(e.onset_at),
                         e.gateway.clone(),
-                        short_digest(e.live_digest.as_deref()),
+                        short_digest(e.live_digest.as_ref()),
                         e.resolved_at.map_or_else(|| "open".to_owned(), rfc3339),
                         e.resolution
                             .map(|r| r.as_str().to_owned())

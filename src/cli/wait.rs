@@ -14,7 +14,7 @@ use super::{
     output::{TextOrData as Format, duration, table},
     status::LedgerSource,
 };
-use crate::{ledger::GatewayState, reconcile::status::StatusView};
+use crate::{config::Digest, ledger::GatewayState, reconcile::status::StatusView};
 use clap::ValueEnum;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -76,7 +76,7 @@ struct Report<'a> {
 struct GatewayReport<'a> {
     gateway: &'a str,
     state: GatewayState,
-    live_digest: Option<&'a str>,
+    live_digest: Option<&'a Digest>,
     /// The commit the live digest came from, where known.
     live_revision: Option<&'a str>,
     error: Option<&'a str>,
@@ -159,7 +159,7 @@ fn report<'a>(args: &Args, env: &'a str, met: bool, view: &'a StatusView) -> Rep
             .map(|g| GatewayReport {
                 gateway: &g.gateway,
                 state: g.state,
-                live_digest: g.observed_digest.as_deref(),
+                live_digest: g.observed_digest.as_ref(),
                 live_revision: view
                     .live_revisions
                     .iter()

@@ -69,6 +69,61 @@ pub fn short_digest(digest: &str) -> &str {
     crate::source::prefix(digest, 7 + 12)
 }
 
+/// Tests name versions: `"v1".into()` is the digest of `v1`, so two
+/// records built from one name hold one digest.
+#[cfg(test)]
+impl From<&str> for Digest {
+    fn from(name: &str) -> Digest {
+        Digest::parse(name).unwrap_or_else(|| Digest::of(name.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+impl From<String> for Digest {
+    fn from(name: String) -> Digest {
+        Digest::from(name.as_str())
+    }
+}
+
+/// Tests compare a digest with a name as they build it: `"v1"`.
+#[cfg(test)]
+impl PartialEq<&str> for Digest {
+    fn eq(&self, name: &&str) -> bool {
+        self.0 == *name || self.0 == Digest::of(name.as_bytes()).0
+    }
+}
+
+/// Read back only as what it is: a stored or received `sha256:<64 hex>`
+/// that is anything else is an error, not a version nobody has.
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Digest::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{}` is not a digest (sha256:<64 hex>)",
+                crate::source::prefix(&text, 80)
+            ))
+        })
+    }
+}
+
+/// A digest in a schema (the CRDs' status ledger): the API server refuses
+/// anything else.
+impl schemars::JsonSchema for Digest {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Digest".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^sha256:[0-9a-f]{64}$",
+        })
+    }
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

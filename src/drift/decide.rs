@@ -28,7 +28,7 @@ pub struct Facts<'a> {
     /// The ledger's record of it, if any.
     pub record: Option<&'a GatewayRecord>,
     /// The digest its environment last ran whole (the newest deployment).
-    pub deployment: Option<&'a str>,
+    pub deployment: Option<&'a Digest>,
     /// The environment's `drift.policy`.
     pub policy: DriftPolicy,
     /// What started the read.
@@ -75,9 +75,9 @@ pub struct Decision {
 /// `desired`; a gateway with no record was never verified (a new one is
 /// pushed, not called drifted).
 fn verified(facts: &Facts<'_>) -> bool {
-    let desired = facts.desired.as_str();
+    let desired = facts.desired;
     facts.record.is_some_and(|record| {
-        record.desired_digest.as_deref() == Some(desired)
+        record.desired_digest.as_ref() == Some(desired)
             && (matches!(
                 record.state,
                 GatewayState::InSync | GatewayState::Pinned | GatewayState::Drifted
@@ -113,7 +113,7 @@ mod tests {
         GatewayRecord {
             environment: "production".into(),
             gateway: "gw".into(),
-            desired_digest: Some(desired.to_string()),
+            desired_digest: Some(desired.clone()),
             desired_revision: None,
             observed_digest: None,
             state,
@@ -126,7 +126,7 @@ mod tests {
     type Row<'a> = (
         Option<&'a Digest>,
         Option<&'a GatewayRecord>,
-        Option<&'a str>,
+        Option<&'a Digest>,
         DriftPolicy,
         Trigger,
         bool,
@@ -145,7 +145,7 @@ mod tests {
         let failed_read = record(&desired, S::Failed);
         let not_yet = record(&desired, S::Pending);
         let before = record(&older, S::InSync);
-        let here = Some(desired.as_str());
+        let here = Some(&desired);
         // (live, record, deployment, policy, trigger, gated) → (found, act)
         #[rustfmt::skip]
         let table: Vec<Row<'_>> = vec![

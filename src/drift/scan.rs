@@ -61,7 +61,7 @@ pub async fn observe(
     repo: &Repository,
     revision: &str,
     records: &[GatewayRecord],
-    deployments: &HashMap<String, String>,
+    deployments: &HashMap<String, Digest>,
     context: &DriverContext,
     only: Option<&str>,
     concurrency: usize,
@@ -74,7 +74,7 @@ pub async fn observe(
     let mut found: Vec<Observation> = futures::stream::iter(&rendered)
         .map(|r| {
             let record = records.get(&(r.environment.as_str(), r.gateway.as_str()));
-            let deployment = deployments.get(&r.environment).map(String::as_str);
+            let deployment = deployments.get(&r.environment);
             observe_one(repo, r, revision, record.copied(), deployment, context)
         })
         .buffer_unordered(concurrency.max(1))
@@ -89,7 +89,7 @@ async fn observe_one(
     rendered: &RenderedGateway,
     revision: &str,
     record: Option<&GatewayRecord>,
-    deployment: Option<&str>,
+    deployment: Option<&Digest>,
     context: &DriverContext,
 ) -> Observation {
     let mut observation = Observation {

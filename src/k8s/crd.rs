@@ -19,7 +19,10 @@
 #![allow(clippy::duplicated_attributes)]
 
 use crate::{
-    config::model::{self, ConfigMapGateway, DurationText, FileFormat, FileGateway, HttpGateway},
+    config::{
+        Digest,
+        model::{self, ConfigMapGateway, DurationText, FileFormat, FileGateway, HttpGateway},
+    },
     ledger::{GatewayState, Outcome, PinEnd, Resolution, Trigger},
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -384,7 +387,7 @@ pub struct LedgerStatus {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerPin {
-    pub digest: String,
+    pub digest: Digest,
     pub revision: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -408,7 +411,7 @@ pub struct LedgerPin {
 pub struct LedgerEvalRun {
     pub suite: String,
     pub revision: String,
-    pub digest: String,
+    pub digest: Digest,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packs: Vec<LedgerPack>,
     pub passed: u32,
@@ -434,11 +437,11 @@ pub struct LedgerGateway {
     pub name: String,
     pub state: GatewayState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desired_digest: Option<String>,
+    pub desired_digest: Option<Digest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_digest: Option<String>,
+    pub observed_digest: Option<Digest>,
     /// When the state or the observed digest last changed.
     pub changed_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -451,7 +454,7 @@ pub struct LedgerGateway {
 pub struct LedgerAttempt {
     pub gateway: String,
     pub revision: String,
-    pub digest: String,
+    pub digest: Digest,
     pub trigger: Trigger,
     pub started_at: String,
     /// Absent while the apply is in flight.
@@ -468,7 +471,7 @@ pub struct LedgerAttempt {
 #[serde(rename_all = "camelCase")]
 pub struct LedgerDeployment {
     pub revision: String,
-    pub digest: String,
+    pub digest: Digest,
     /// The packs of that version.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packs: Vec<LedgerPack>,
@@ -480,7 +483,7 @@ pub struct LedgerDeployment {
 pub struct LedgerPack {
     pub name: String,
     pub version: String,
-    pub digest: String,
+    pub digest: Digest,
     /// What promotion compares across environments (the shared base pack).
     pub source: String,
 }
@@ -513,9 +516,9 @@ impl From<&LedgerPack> for crate::ledger::DeployedPack {
 pub struct LedgerDriftEpisode {
     pub gateway: String,
     pub revision: String,
-    pub desired_digest: String,
+    pub desired_digest: Digest,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub live_digest: Option<String>,
+    pub live_digest: Option<Digest>,
     /// The field-level changes as JSON (dropped, `[]`, past 8 KiB).
     pub changes: String,
     pub onset_at: String,

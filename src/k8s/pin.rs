@@ -76,7 +76,10 @@ impl Revisions for ClusterRevisions {
 /// Whether the pin in place is the one `spec` asks for.
 fn matches(pin: &Pin, spec: &EnvironmentPin) -> bool {
     let target = match (&spec.digest, &spec.revision) {
-        (Some(digest), _) => pin.digest.starts_with(&digest.to_ascii_lowercase()),
+        (Some(digest), _) => pin
+            .digest
+            .as_str()
+            .starts_with(&digest.to_ascii_lowercase()),
         (None, Some(revision)) => pin.revision.starts_with(&revision.to_ascii_lowercase()),
         (None, None) => true,
     };
@@ -121,7 +124,7 @@ mod tests {
                 .record_deployment(&Deployment {
                     environment: "prod".into(),
                     revision: revision.repeat(10),
-                    digest: format!("{digest}{}", "0".repeat(60)),
+                    digest: format!("{digest}{}", "0".repeat(60)).into(),
                     packs: Vec::new(),
                     verified_at: 0,
                 })
@@ -136,7 +139,7 @@ mod tests {
         follow_spec(&ledger, "prod", Some(&spec), 2).unwrap();
         assert_eq!(ledger.pin_history("prod", 10).unwrap().len(), 1, "once");
         let pin = ledger.pins(Some("prod")).unwrap().remove(0);
-        assert!(pin.digest.starts_with("sha256:aaaa") && pin.by == BY);
+        assert!(pin.digest.as_str().starts_with("sha256:aaaa") && pin.by == BY);
         follow_spec(&ledger, "prod", None, 3).unwrap();
         assert!(ledger.pins(None).unwrap().is_empty());
         // A pin made through the API stays when the spec has none.

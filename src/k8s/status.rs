@@ -16,8 +16,12 @@ use super::crd::{
     ApplyRecord, EnvironmentStatus, GatewayStatus, condition, push_history, set_condition,
 };
 use crate::{
+    config::Digest,
     ledger::{GatewayState, Outcome, Trigger},
-    reconcile::{EnvironmentReport, GatewayReport, status::version},
+    reconcile::{
+        EnvironmentReport, GatewayReport,
+        status::{short_digest, version},
+    },
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -129,10 +133,10 @@ pub fn build(previous: &EnvironmentStatus, observed: &Observed<'_>) -> Environme
         let report = pass.report;
         let total = report.gateways.len();
         let in_sync = report.in_sync();
-        let digest = report.gateways.first().map(|g| g.desired.to_string());
+        let digest = report.gateways.first().map(|g| &g.desired);
         status.desired_revision = Some(pass.revision.to_owned());
-        status.desired_digest = digest.clone();
-        status.desired_version = Some(version(digest.as_deref(), Some(pass.revision)));
+        status.desired_digest = digest.map(Digest::to_string);
+        status.desired_version = Some(version(digest, Some(pass.revision)));
         status.gateways_in_sync = Some(format!("{in_sync}/{total}"));
         status.gateways = report
             .gateways
@@ -174,7 +178,7 @@ pub fn build(previous: &EnvironmentStatus, observed: &Observed<'_>) -> Environme
             if in_sync == total {
                 (
                     reason::ALL_IN_SYNC,
-                    format!("{in_sync}/{total} gateways run {}", short(&digest)),
+                    format!("{in_sync}/{total} gateways run {}", short_digest(digest)),
                 )
             } else if !failed.is_empty() {
                 (
@@ -300,10 +304,6 @@ pub fn build(previous: &EnvironmentStatus, observed: &Observed<'_>) -> Environme
             .unwrap_or(usize::MAX)
     });
     status
-}
-
-fn short(digest: &Option<String>) -> String {
-    crate::reconcile::status::short_digest(digest.as_deref())
 }
 
 /// One gateway's entry; `lastTransitionTime` moves only when its state or

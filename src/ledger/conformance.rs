@@ -242,7 +242,7 @@ pub fn deployments_skip_a_repeat_and_read_newest_first(ledger: &dyn Ledger) {
             .record_deployment(&deployment("prod", "d1", T0 + 3))
             .unwrap()
     );
-    let digests: Vec<String> = ledger
+    let digests: Vec<Digest> = ledger
         .deployments("prod", 10)
         .unwrap()
         .into_iter()
@@ -266,7 +266,7 @@ pub fn drift_episodes_open_once_update_and_resolve(ledger: &dyn Ledger) {
     assert_eq!(open.len(), 2);
     assert_eq!(open[0].gateway, "gw-2", "newest first");
     assert_eq!(open[1].onset_at, T0, "the onset stays");
-    assert_eq!(open[1].live_digest.as_deref(), Some("sha256:other"));
+    assert_eq!(open[1].live_digest, Some("sha256:other".into()));
     let closed = ledger
         .resolve_drift("prod", "gw-1", T0 + 9, Resolution::Healed)
         .unwrap()
@@ -367,11 +367,15 @@ pub fn a_pin_is_one_per_environment_and_kept_as_history_when_it_ends(ledger: &dy
     assert_eq!(replaced.ended_by.as_deref(), Some("carol"));
 
     let active = ledger.pins(None).unwrap();
-    let names: Vec<(&str, &str)> = active
+    let names: Vec<(&str, Digest)> = active
         .iter()
-        .map(|p| (p.environment.as_str(), p.digest.as_str()))
+        .map(|p| (p.environment.as_str(), p.digest.clone()))
         .collect();
-    assert_eq!(names, vec![("dev", "d9"), ("prod", "d2")], "by environment");
+    assert_eq!(
+        names,
+        vec![("dev", "d9".into()), ("prod", "d2".into())],
+        "by environment"
+    );
     let prod = ledger.pins(Some("prod")).unwrap();
     assert_eq!(prod, vec![pin("prod", "d2", "carol", T0 + 5)], "kept whole");
 
@@ -398,15 +402,15 @@ pub fn a_pin_is_one_per_environment_and_kept_as_history_when_it_ends(ledger: &dy
         "ended once"
     );
     let history = ledger.pin_history("prod", 10).unwrap();
-    let digests: Vec<(&str, Option<PinEnd>)> = history
+    let digests: Vec<(Digest, Option<PinEnd>)> = history
         .iter()
-        .map(|p| (p.digest.as_str(), p.end_reason))
+        .map(|p| (p.digest.clone(), p.end_reason))
         .collect();
     assert_eq!(
         digests,
         vec![
-            ("d2", Some(PinEnd::CaughtUp)),
-            ("d1", Some(PinEnd::Replaced))
+            ("d2".into(), Some(PinEnd::CaughtUp)),
+            ("d1".into(), Some(PinEnd::Replaced))
         ],
         "newest first"
     );

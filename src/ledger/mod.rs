@@ -15,7 +15,7 @@ mod sqlite;
 pub use memory::{EVAL_RUNS_KEPT, EnvironmentRecord, MemoryLedger};
 pub use sqlite::SqliteLedger;
 
-use crate::config::{Finding, Severity};
+use crate::config::{Digest, Finding, Severity};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -218,7 +218,7 @@ pub struct AttemptStart {
     pub environment: String,
     pub gateway: String,
     pub revision: String,
-    pub digest: String,
+    pub digest: Digest,
     pub trigger: Trigger,
     #[serde(with = "crate::clock::json")]
     pub started_at: Millis,
@@ -373,9 +373,9 @@ impl GatewayState {
 pub struct GatewayRecord {
     pub environment: String,
     pub gateway: String,
-    pub desired_digest: Option<String>,
+    pub desired_digest: Option<Digest>,
     pub desired_revision: Option<String>,
-    pub observed_digest: Option<String>,
+    pub observed_digest: Option<Digest>,
     pub state: GatewayState,
     /// When the state or the observed digest last changed.
     #[serde(with = "crate::clock::json")]
@@ -392,7 +392,7 @@ pub struct GatewayRecord {
 pub struct Deployment {
     pub environment: String,
     pub revision: String,
-    pub digest: String,
+    pub digest: Digest,
     /// The packs of that version.
     pub packs: Vec<DeployedPack>,
     #[serde(with = "crate::clock::json")]
@@ -405,7 +405,7 @@ pub struct Deployment {
 pub struct DeployedPack {
     pub name: String,
     pub version: String,
-    pub digest: String,
+    pub digest: Digest,
     /// What promotion compares across environments (the shared base pack).
     pub source: String,
 }
@@ -415,7 +415,7 @@ impl From<&crate::config::render::PackDigest> for DeployedPack {
         DeployedPack {
             name: pack.name.clone(),
             version: pack.version.clone(),
-            digest: pack.digest.to_string(),
+            digest: pack.digest.clone(),
             source: pack.source.to_string(),
         }
     }
@@ -429,9 +429,9 @@ pub struct DriftEpisode {
     pub gateway: String,
     /// The revision whose render the gateway should run.
     pub revision: String,
-    pub desired_digest: String,
+    pub desired_digest: Digest,
     /// `None` when the live config could not be read as a digest.
-    pub live_digest: Option<String>,
+    pub live_digest: Option<Digest>,
     /// The field-level changes (see `config::diff`).
     pub changes: Vec<crate::config::diff::Change>,
     #[serde(with = "crate::clock::json")]
@@ -478,7 +478,7 @@ impl PinEnd {
 pub struct Pin {
     pub environment: String,
     /// The version held (a [`Deployment`]'s digest).
-    pub digest: String,
+    pub digest: Digest,
     /// The revision that version is rendered from.
     pub revision: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -538,7 +538,7 @@ pub struct EvalRun {
     pub suite: String,
     pub revision: String,
     /// The environment's version the suite ran against.
-    pub digest: String,
+    pub digest: Digest,
     /// That version's packs: what an eval gate compares (by name + source).
     pub packs: Vec<DeployedPack>,
     pub passed: u32,

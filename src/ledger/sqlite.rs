@@ -18,6 +18,7 @@ use super::{
     DriftEpisode, EvalRun, GatewayRecord, GatewayState, HistoryCursor, Ledger, LedgerError, Millis,
     Outcome, Pin, PinEnd, Resolution, RevisionRecord, Trigger, WriteBatch,
 };
+use crate::config::Digest;
 use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::Path;
@@ -264,6 +265,30 @@ fn query_error(doing: &'static str) -> impl Fn(rusqlite::Error) -> LedgerError {
     move |e| LedgerError::Query {
         doing,
         message: e.to_string(),
+    }
+}
+
+/// Digests are stored as their text and read back only as digests: a
+/// corrupt or hand-edited one is an error naming its column, never a
+/// version that matches nothing.
+impl rusqlite::ToSql for Digest {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for Digest {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        Digest::parse(text).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(
+                format!(
+                    "`{}` is not a digest (sha256:<64 hex>)",
+                    crate::source::prefix(text, 80)
+                )
+                .into(),
+            )
+        })
     }
 }
 
@@ -704,7 +729,7 @@ impl Ledger for SqliteLedger {
     fn record_deployment(&self, deployment: &Deployment) -> Result<bool, LedgerError> {
         let doing = "recording a deployment";
         let conn = self.conn();
-        let newest: Option<String> = conn
+        let newest: Option<Digest> = conn
             .prepare_cached(
                 "SELECT digest FROM deployments WHERE environment = ?1 ORDER BY id DESC LIMIT 1",
             )
@@ -713,7 +738,7 @@ impl Ledger for SqliteLedger {
                     .optional()
             })
             .map_err(query_error(doing))?;
-        if newest.as_deref() == Some(deployment.digest.as_str()) {
+        if newest.as_ref() == Some(&deployment.digest) {
             return Ok(false);
         }
         conn.prepare_cached(

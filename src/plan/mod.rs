@@ -63,7 +63,7 @@ pub struct EnvironmentPlan {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Running {
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
     pub revision: Option<String>,
     pub in_sync: usize,
     pub gateways: usize,
@@ -103,8 +103,7 @@ impl Plan {
             let deployment = ledger.deployments(&env.environment, 1)?.into_iter().next();
             let digest = deployment.as_ref().map(|d| d.digest.clone());
             env.running = Some(Running {
-                head_runs: digest.is_some()
-                    && digest.as_deref() == env.after.as_ref().map(Digest::as_str),
+                head_runs: digest.is_some() && digest == env.after,
                 digest,
                 revision: deployment.map(|d| d.revision),
                 in_sync: mine.iter().filter(|r| r.state.settled()).count(),
@@ -397,7 +396,7 @@ fn env_lines(env: &EnvironmentPlan) -> Vec<String> {
             ),
             (Some(digest), false) => format!(
                 "runs: {} from {} ({}/{} gateways in sync); the head changes it",
-                crate::config::render::short_digest(digest),
+                digest.short(),
                 prefix(running.revision.as_deref().unwrap_or("?"), 8),
                 running.in_sync,
                 running.gateways

@@ -297,7 +297,7 @@ mod tests {
         Deployment {
             environment: "staging".into(),
             revision: "r".into(),
-            digest: format!("sha256:{at}"),
+            digest: format!("sha256:{at}").into(),
             packs: packs.iter().map(|p| (*p).into()).collect(),
             verified_at: at,
         }
@@ -367,7 +367,7 @@ mod tests {
             environment: "staging".into(),
             suite: suite.into(),
             revision: "r".into(),
-            digest: format!("sha256:{at}"),
+            digest: format!("sha256:{at}").into(),
             packs: packs.iter().map(|p| (*p).into()).collect(),
             passed: 3,
             failed: failed.len() as u32,

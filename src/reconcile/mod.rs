@@ -39,8 +39,8 @@ use crate::{
     gateway::{self, Applied, Desired, DriverContext, Gateway, GatewayError, Live},
     ledger::{
         Attempt, AttemptFinish, AttemptId, AttemptStart, DeployedPack, Deployment, DriftEpisode,
-        GatewayRecord, GatewayState, Ledger, LedgerError, Outcome, PinEnd, Resolution,
-        RecordedFinding, RevisionRecord, Trigger,
+        GatewayRecord, GatewayState, Ledger, LedgerError, Outcome, PinEnd, RecordedFinding,
+        Resolution, RevisionRecord, Trigger,
     },
     promote::trailer::{self, Promotion},
     source::prefix,
@@ -159,7 +159,7 @@ impl Job<'_> {
     /// The revision renders this gateway a version other than its last.
     fn changes_version(&self) -> bool {
         self.previous
-            .is_none_or(|p| p.desired_digest.as_deref() != Some(self.rendered.digest.as_str()))
+            .is_none_or(|p| p.desired_digest.as_ref() != Some(&self.rendered.digest))
     }
 
     /// The gateway's record while its new version waits to be applied.
@@ -168,7 +168,7 @@ impl Job<'_> {
         GatewayRecord {
             environment: self.rendered.environment.clone(),
             gateway: self.rendered.gateway.clone(),
-            desired_digest: Some(self.rendered.digest.to_string()),
+            desired_digest: Some(self.rendered.digest.clone()),
             desired_revision: Some(revision.to_owned()),
             observed_digest: previous.and_then(|p| p.observed_digest.clone()),
             state: GatewayState::Pending,
@@ -190,7 +190,7 @@ struct EnvironmentPolicy {
     /// Why the promotion gate holds this environment's new version back.
     held: Option<String>,
     /// The version every gateway of the environment was last verified at.
-    verified: Option<String>,
+    verified: Option<Digest>,
 }
 
 impl EnvironmentPolicy {
@@ -709,7 +709,7 @@ impl Reconciler {
             desired: &desired.digest,
             live: live.digest.as_ref(),
             record: previous,
-            deployment: policy.verified.as_deref(),
+            deployment: policy.verified.as_ref(),
             policy: policy.drift,
             trigger,
             gated: policy.held.is_some(),
@@ -794,7 +794,7 @@ impl Reconciler {
                 continue;
             };
             let (_, head, _) = crate::config::render::environment_version(repo, env);
-            let loaded = if head.as_str() == pin.digest {
+            let loaded = if head == pin.digest {
                 Err(String::new())
             } else {
                 loaded_now.insert(pin.revision.clone());
@@ -938,8 +938,8 @@ impl Reconciler {
             environment: desired.environment.clone(),
             gateway: desired.gateway.clone(),
             revision: desired.revision.clone(),
-            desired_digest: desired.digest.to_string(),
-            live_digest: live.digest.as_ref().map(|d| d.to_string()),
+            desired_digest: desired.digest.clone(),
+            live_digest: live.digest.clone(),
             changes: changes.clone(),
             onset_at: self.clock.now(),
             resolved_at: None,
@@ -1174,7 +1174,7 @@ impl Reconciler {
             environment: desired.environment.clone(),
             gateway: desired.gateway.clone(),
             revision: desired.revision.clone(),
-            digest: desired.digest.to_string(),
+            digest: desired.digest.clone(),
             trigger,
             started_at: self.clock.now(),
         }
@@ -1282,7 +1282,7 @@ impl Reconciler {
         previous: Option<&GatewayRecord>,
     ) -> GatewayRecord {
         let now = self.clock.now();
-        let observed = report.observed.as_ref().map(|d| d.to_string());
+        let observed = report.observed.clone();
         let changed_at = match previous {
             Some(p) if p.state == report.state && p.observed_digest == observed => p.changed_at,
             _ => now,
@@ -1290,7 +1290,7 @@ impl Reconciler {
         GatewayRecord {
             environment: report.environment.clone(),
             gateway: report.gateway.clone(),
-            desired_digest: Some(desired.digest.to_string()),
+            desired_digest: Some(desired.digest.clone()),
             desired_revision: Some(desired.revision.clone()),
             observed_digest: observed,
             state: report.state,
@@ -1324,7 +1324,7 @@ impl Reconciler {
             let deployment = Deployment {
                 environment: env.environment.clone(),
                 revision: revision.to_owned(),
-                digest: first.digest.to_string(),
+                digest: first.digest.clone(),
                 packs: first.packs.iter().map(DeployedPack::from).collect(),
                 verified_at: self.clock.now(),
             };
@@ -1363,8 +1363,8 @@ impl Reconciler {
     /// gateway runs now: applied if it runs the attempt's digest,
     /// interrupted otherwise (or when it cannot be read).
     fn resolve(&self, attempt: &Attempt, live: Option<&Live>) {
-        let ran = live.and_then(|l| l.digest.as_ref()).map(|d| d.to_string());
-        let (outcome, error) = if ran.as_deref() == Some(attempt.start.digest.as_str()) {
+        let ran = live.and_then(|l| l.digest.as_ref());
+        let (outcome, error) = if ran == Some(&attempt.start.digest) {
             (
                 Outcome::Applied,
                 "resolved after restart: the gateway runs this version",

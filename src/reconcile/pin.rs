@@ -81,7 +81,7 @@ impl Pinned {
 /// Decides, from the head's digest for the environment and the pinned
 /// revision as loaded, what the pass does with the pin. Pure.
 pub fn honour(pin: &Pin, head: &Digest, pinned: Result<&Loaded, &str>) -> Honour {
-    if head.as_str() == pin.digest {
+    if *head == pin.digest {
         return match pin.held_since {
             Some(_) => Honour::CaughtUp,
             None => Honour::Level,
@@ -89,7 +89,7 @@ pub fn honour(pin: &Pin, head: &Digest, pinned: Result<&Loaded, &str>) -> Honour
     }
     let at = format!(
         "pinned at {}@{} by {}",
-        crate::config::render::short_digest(&pin.digest),
+        pin.digest.short(),
         prefix(&pin.revision, 8),
         pin.by
     );
@@ -109,7 +109,7 @@ pub fn honour(pin: &Pin, head: &Digest, pinned: Result<&Loaded, &str>) -> Honour
         ));
     };
     match render(repo, &pin.environment) {
-        Some(version) if version.digest.as_str() == pin.digest => Honour::Apply(version),
+        Some(version) if version.digest == pin.digest => Honour::Apply(version),
         Some(version) => Honour::Hold(format!(
             "{at}, but revision {} renders {} for it now; nothing applied",
             prefix(&pin.revision, 8),
@@ -191,7 +191,7 @@ pub fn target(
         let ok = hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit());
         let found = deployments
             .iter()
-            .filter(|d| ok && d.digest.starts_with(&needle))
+            .filter(|d| ok && d.digest.as_str().starts_with(&needle))
             .collect();
         (found, |d| d.digest.as_str())
     } else {
@@ -277,7 +277,7 @@ mod tests {
         Deployment {
             environment: "production".into(),
             revision: revision.into(),
-            digest: format!("sha256:{}", digest.to_string().repeat(64)),
+            digest: format!("sha256:{}", digest.to_string().repeat(64)).into(),
             packs: Vec::new(),
             verified_at: 0,
         }
@@ -298,7 +298,7 @@ mod tests {
         let short = format!("sha256:{}", "a".repeat(12));
         assert_eq!(target("production", &ran, Some(&short)).unwrap(), ran[1]);
         assert_eq!(
-            target("production", &ran, Some(&ran[1].digest)).unwrap(),
+            target("production", &ran, Some(ran[1].digest.as_str())).unwrap(),
             ran[1]
         );
         assert_eq!(target("production", &ran, Some("AAAA2")).unwrap(), ran[1]);

@@ -1,6 +1,7 @@
 //! What `sluice status` and `/api/v1/status` show, built from ledger
 //! records by a pure function.
 
+use crate::config::Digest;
 use crate::ledger::{
     Attempt, Deployment, GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Pin,
     RevisionRecord,
@@ -144,7 +145,7 @@ impl StatusView {
             .iter()
             .find(|l| l.environment == gateway.environment && l.gateway == gateway.gateway)
             .map(|l| l.revision.as_str());
-        version(gateway.observed_digest.as_deref(), revision)
+        version(gateway.observed_digest.as_ref(), revision)
     }
 
     /// Every gateway runs what it should.
@@ -167,26 +168,26 @@ pub fn live_revisions(
     gateways
         .iter()
         .filter_map(|g| {
-            let live = g.observed_digest.as_deref()?;
+            let live = g.observed_digest.as_ref()?;
             let env = g.environment.as_str();
-            let own = (g.desired_digest.as_deref() == Some(live))
+            let own = (g.desired_digest.as_ref() == Some(live))
                 .then_some(g.desired_revision.as_deref())
                 .flatten();
             let pinned = || {
                 pins.iter()
-                    .find(|p| p.environment == env && p.digest == live)
+                    .find(|p| p.environment == env && p.digest == *live)
                     .map(|p| p.revision.as_str())
             };
             let deployed = || {
                 deployments
                     .iter()
-                    .find(|d| d.environment == env && d.digest == live)
+                    .find(|d| d.environment == env && d.digest == *live)
                     .map(|d| d.revision.as_str())
             };
             let desired_elsewhere = || {
                 gateways
                     .iter()
-                    .filter(|o| o.environment == env && o.desired_digest.as_deref() == Some(live))
+                    .filter(|o| o.environment == env && o.desired_digest.as_ref() == Some(live))
                     .find_map(|o| o.desired_revision.as_deref())
             };
             let revision = own
@@ -203,14 +204,12 @@ pub fn live_revisions(
 }
 
 /// `sha256:<12>` of a digest, or `-`.
-pub fn short_digest(digest: Option<&str>) -> String {
-    digest.map_or("-".into(), |d| {
-        crate::config::render::short_digest(d).to_owned()
-    })
+pub fn short_digest(digest: Option<&Digest>) -> String {
+    digest.map_or("-".into(), |d| d.short().to_owned())
 }
 
 /// `sha256:<12>@<8>`, the form versions are shown in.
-pub fn version(digest: Option<&str>, revision: Option<&str>) -> String {
+pub fn version(digest: Option<&Digest>, revision: Option<&str>) -> String {
     match (digest, revision) {
         (Some(d), Some(r)) => format!("{}@{}", short_digest(Some(d)), prefix(r, 8)),
         (Some(d), None) => short_digest(Some(d)),
@@ -226,7 +225,7 @@ mod tests {
         GatewayRecord {
             environment: env.into(),
             gateway: "g".into(),
-            desired_digest: Some(format!("sha256:{}", "a".repeat(64))),
+            desired_digest: Some(format!("sha256:{}", "a".repeat(64)).into()),
             desired_revision: Some("0123456789abcdef".into()),
             observed_digest: None,
             state,
@@ -284,7 +283,7 @@ mod tests {
         assert_eq!(view.gateways.len(), 1);
         assert_eq!(
             version(
-                Some(&format!("sha256:{}", "a".repeat(64))),
+                Some(&format!("sha256:{}", "a".repeat(64)).into()),
                 Some("0123456789")
             ),
             "sha256:aaaaaaaaaaaa@01234567"
@@ -330,7 +329,13 @@ mod tests {
         let states: Vec<(&str, GatewayState, Option<&str>)> = view
             .gateways
             .iter()
-            .map(|g| (g.gateway.as_str(), g.state, g.desired_digest.as_deref()))
+            .map(|g| {
+                (
+                    g.gateway.as_str(),
+                    g.state,
+                    g.desired_digest.as_ref().map(Digest::as_str),
+                )
+            })
             .collect();
         let old = format!("sha256:{}", "a".repeat(64));
         assert_eq!(
@@ -346,8 +351,8 @@ mod tests {
 
     #[test]
     fn a_live_digest_is_shown_with_the_commit_it_came_from_when_one_is_known() {
-        let digest = |c: &str| format!("sha256:{}", c.repeat(64));
-        let gateway = |name: &str, live: Option<String>| GatewayRecord {
+        let digest = |c: &str| Digest::from(format!("sha256:{}", c.repeat(64)));
+        let gateway = |name: &str, live: Option<Digest>| GatewayRecord {
             gateway: name.into(),
             observed_digest: live,
             ..record("dev", GatewayState::InSync)

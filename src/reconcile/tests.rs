@@ -662,12 +662,12 @@ async fn a_pinned_environment_keeps_its_version_while_the_head_moves_heals_to_it
         .get("production", "prod-eu-1")
         .digest()
         .expect("runs something");
-    assert_eq!(head.as_str(), ran.digest);
+    assert_eq!(head.as_str(), ran.digest.as_str());
     for name in ["prod-eu-1", "prod-us-1"] {
         let held = gateway(&reports, "production", name);
         assert_eq!(held.state, GatewayState::Pinned, "{held:?}");
         assert!(!held.applied, "{held:?}");
-        assert_eq!(held.desired.as_str(), ran.digest);
+        assert_eq!(held.desired.as_str(), ran.digest.as_str());
         let message = held.pinned.as_deref().unwrap();
         assert!(
             message.contains("alice") && message.contains("(bbbbbbbb) would apply"),
@@ -678,7 +678,7 @@ async fn a_pinned_environment_keeps_its_version_while_the_head_moves_heals_to_it
     let records = world.ledger.gateways(Some("production")).unwrap();
     assert!(
         records.iter().all(|r| r.state == GatewayState::Pinned
-            && r.desired_digest.as_deref() == Some(ran.digest.as_str())
+            && r.desired_digest.as_ref() == Some(&ran.digest)
             && r.desired_revision.as_deref() == Some(ran.revision.as_str())),
         "{records:?}"
     );
@@ -691,7 +691,7 @@ async fn a_pinned_environment_keeps_its_version_while_the_head_moves_heals_to_it
     let healed = gateway(&reports, "production", "prod-eu-1");
     assert!(healed.applied && healed.drift.is_some(), "{healed:?}");
     assert_eq!(healed.state, GatewayState::Pinned);
-    assert_eq!(edited.digest().unwrap().as_str(), ran.digest);
+    assert_eq!(edited.digest().unwrap().as_str(), ran.digest.as_str());
     assert_eq!(
         world.newest("production", "prod-eu-1").start.revision,
         ran.revision
@@ -744,7 +744,7 @@ async fn a_pin_to_an_older_version_applies_it_and_unpinning_lets_the_head_back()
             "{back:?}"
         );
         let fake = world.fakes.get("production", name);
-        assert_eq!(fake.digest().unwrap().as_str(), older.digest);
+        assert_eq!(fake.digest().unwrap().as_str(), older.digest.as_str());
     }
     let now_runs = world.ledger.deployments("production", 1).unwrap().remove(0);
     assert_eq!(
@@ -769,7 +769,7 @@ async fn a_pin_to_an_older_version_applies_it_and_unpinning_lets_the_head_back()
             head.applied && head.state == GatewayState::InSync,
             "{head:?}"
         );
-        assert_eq!(head.desired.as_str(), newer.digest);
+        assert_eq!(head.desired.as_str(), newer.digest.as_str());
     }
 }
 
@@ -781,7 +781,7 @@ async fn a_pin_whose_revision_does_not_render_its_digest_holds_and_says_why() {
     let (world, _repo) = pinned_world(&[&a]);
     world.pass(&a, Trigger::Startup, Some("production")).await;
     let mut wrong = world.ledger.deployments("production", 1).unwrap().remove(0);
-    wrong.digest = format!("sha256:{}", "0".repeat(64));
+    wrong.digest = format!("sha256:{}", "0".repeat(64)).into();
     world.ledger.pin(&pin_at(&wrong, "carol", 0)).unwrap();
     let ran = world.fakes.get("production", "prod-eu-1").digest();
 
@@ -924,7 +924,7 @@ async fn a_verification_failure_in_production_rolls_back_pins_and_alerts_and_kee
         let fake = world.fakes.get("production", name);
         assert_eq!(
             fake.digest().unwrap().as_str(),
-            v1.digest,
+            v1.digest.as_str(),
             "{name} is back on v1"
         );
         assert_eq!(fake.applies(), 3);

@@ -152,7 +152,7 @@ impl Reconciler {
                 sinks: sinks.clone(),
             });
         };
-        let (digest, revision) = (&deployment.digest, &deployment.revision);
+        let (digest, revision) = (deployment.digest.as_str(), &deployment.revision);
         match response {
             Response::Passed => {}
             Response::Alert { failed } => {
@@ -199,11 +199,11 @@ impl Reconciler {
                             .push(env.slug.clone());
                         alert(
                             AlertEvent::RolledBack,
-                            &to.digest,
+                            to.digest.as_str(),
                             &to.revision,
                             format!(
                                 "pinned at {} (from {}) after {failed}; unpin once the fix is merged",
-                                short(&to.digest),
+                                to.digest.short(),
                                 short(digest)
                             ),
                         );

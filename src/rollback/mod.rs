@@ -267,7 +267,7 @@ pub fn prepare(request: &Request, ledger: &dyn Ledger) -> Result<Rollback, Rollb
         } => RollbackError::RevisionMissing {
             environment: env.to_owned(),
             revision: target.revision.clone(),
-            digest: target.digest.clone(),
+            digest: target.digest.to_string(),
             path: shown.clone(),
         },
         other => other,
@@ -279,19 +279,19 @@ pub fn prepare(request: &Request, ledger: &dyn Ledger) -> Result<Rollback, Rollb
                 environment: env.to_owned(),
                 revision: target.revision.clone(),
             })?;
-    if old_digest.as_str() != target.digest {
+    if old_digest != target.digest {
         return Err(RollbackError::TargetRenders {
             environment: env.to_owned(),
             revision: target.revision.clone(),
-            expected: target.digest.clone(),
+            expected: target.digest.to_string(),
             got: old_digest.to_string(),
         });
     }
-    if head_digests.get(env).map(Digest::as_str) == Some(target.digest.as_str()) {
+    if head_digests.get(env) == Some(&target.digest) {
         return Err(RollbackError::AlreadyOnBase {
             environment: env.to_owned(),
             base: request.base.clone(),
-            digest: target.digest.clone(),
+            digest: target.digest.to_string(),
         });
     }
 
@@ -354,11 +354,11 @@ pub fn prepare(request: &Request, ledger: &dyn Ledger) -> Result<Rollback, Rollb
         .map_err(tree::git("building the tree"))?;
 
     // 4. The commit object, not yet on any branch; loaded and rendered.
-    let from = Point::of(&current.digest, &current.revision);
-    let to = Point::of(&target.digest, &target.revision);
+    let from = Point::of(current.digest.as_str(), &current.revision);
+    let to = Point::of(target.digest.as_str(), &target.revision);
     let undeployed = head_digests
         .get(env)
-        .filter(|d| d.as_str() != current.digest)
+        .filter(|d| **d != current.digest)
         .map(|d| Point::of(d.as_str(), &head_id));
     let message = message::commit_message(&message::Message {
         environment: env,
@@ -378,7 +378,7 @@ pub fn prepare(request: &Request, ledger: &dyn Ledger) -> Result<Rollback, Rollb
     })?;
     check(
         env,
-        &target.digest,
+        target.digest.as_str(),
         &head_digests,
         &environment_digests(&rolled),
     )?;
@@ -387,7 +387,7 @@ pub fn prepare(request: &Request, ledger: &dyn Ledger) -> Result<Rollback, Rollb
     let branch = request
         .branch
         .clone()
-        .unwrap_or_else(|| message::default_branch(env, &target.digest));
+        .unwrap_or_else(|| message::default_branch(env, target.digest.as_str()));
     let log = format!("sluice rollback {env}: {}", to.version);
     let (commit, created) = tree::create_branch(&repo, &branch, commit, &log)?;
     Ok(Rollback {

@@ -50,7 +50,7 @@ pub fn select(
     if target.digest == current.digest {
         return Err(RollbackError::AlreadyRuns {
             environment: environment.to_owned(),
-            digest: current.digest.clone(),
+            digest: current.digest.to_string(),
             revision: target.revision.clone(),
         });
     }
@@ -71,7 +71,7 @@ fn by_steps<'a>(
     let mut distinct = Vec::new();
     for deployment in older {
         if !seen.contains(&deployment.digest.as_str()) {
-            seen.push(&deployment.digest);
+            seen.push(deployment.digest.as_str());
             distinct.push(deployment);
         }
     }
@@ -82,7 +82,7 @@ fn by_steps<'a>(
             environment: environment.to_owned(),
             steps,
             found: distinct.len(),
-            current: current.digest.clone(),
+            current: current.digest.to_string(),
         })
 }
 
@@ -129,7 +129,7 @@ fn by_revision<'a>(
 pub fn describe(deployment: &Deployment) -> String {
     format!(
         "{}@{}",
-        crate::config::render::short_digest(&deployment.digest),
+        deployment.digest.short(),
         prefix(&deployment.revision, 8)
     )
 }
@@ -142,7 +142,7 @@ mod tests {
         Deployment {
             environment: "production".into(),
             revision: revision.into(),
-            digest: format!("sha256:{}", digest.repeat(64 / digest.len())),
+            digest: format!("sha256:{}", digest.repeat(64 / digest.len())).into(),
             packs: Vec::new(),
             verified_at: 0,
         }

@@ -62,8 +62,8 @@ fn plan_view(plan: &Plan) -> Markup {
                         @if env.is_production { " " span.tag { "production" } }
                     }
                     p {
-                        code { (short_digest(env.before.as_ref().map(|d| d.as_str()))) } " → "
-                        code { (short_digest(env.after.as_ref().map(|d| d.as_str()))) }
+                        code { (short_digest(env.before.as_ref())) } " → "
+                        code { (short_digest(env.after.as_ref())) }
                         @if !env.gateways.is_empty() { " · gateways: " (env.gateways.join(", ")) }
                         @if !env.gateways_added.is_empty() { " · added: " (env.gateways_added.join(", ")) }
                         @if !env.gateways_removed.is_empty() { " · removed: " (env.gateways_removed.join(", ")) }

@@ -15,7 +15,7 @@ use crate::{
     },
     reconcile::{
         gate::{self, Evaluation, Gate, Missing},
-        status::{StatusView, short_digest},
+        status::StatusView,
     },
 };
 use maud::{Markup, html};
@@ -129,8 +129,8 @@ pub fn render(page: &EnvironmentPage, chrome: &Chrome<'_>) -> Markup {
                                 tr data-gateway=(g.gateway) data-state=(g.state.as_str()) {
                                     td { a href=(gateway_href(env, &g.gateway)) { (g.gateway) } }
                                     td { (page::state(g.state)) }
-                                    td { (version_code(g.desired_digest.as_deref(), g.desired_revision.as_deref())) }
-                                    td { (version_code(g.observed_digest.as_deref(), None)) }
+                                    td { (version_code(g.desired_digest.as_ref(), g.desired_revision.as_deref())) }
+                                    td { (version_code(g.observed_digest.as_ref(), None)) }
                                     td { (ago(now, g.updated_at)) }
                                     td.error { (g.error.as_deref().unwrap_or("")) }
                                 }
@@ -212,7 +212,7 @@ fn lane(page: &EnvironmentPage) -> Markup {
                     ul {
                         @for w in waiting {
                             li {
-                                "pack " strong { (w.pack) } " " (w.version) " " code { (short_digest(Some(&w.digest))) } ": "
+                                "pack " strong { (w.pack) } " " (w.version) " " code { (render::short_digest(&w.digest)) } ": "
                                 (missing(&w.missing, upstream, *soak))
                             }
                         }
@@ -322,7 +322,7 @@ pub fn drift_list(episodes: &[DriftEpisode], now: Millis, with_gateway: bool) ->
                         },
                     }
                     " · should run " (version_code(Some(&e.desired_digest), Some(&e.revision)))
-                    ", ran " (version_code(e.live_digest.as_deref(), None))
+                    ", ran " (version_code(e.live_digest.as_ref(), None))
                     (changes(&e.changes))
                 }
             }

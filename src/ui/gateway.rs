@@ -82,9 +82,9 @@ pub fn render(page: &GatewayPage, chrome: &Chrome<'_>) -> Markup {
             @if let Some(g) = &page.record {
                 dl.facts #facts data-state=(g.state.as_str()) {
                     dt { "State" } dd { (page::state(g.state)) " since " (ago(now, g.changed_at)) }
-                    dt { "Should run" } dd { (version_code(g.desired_digest.as_deref(), g.desired_revision.as_deref())) }
+                    dt { "Should run" } dd { (version_code(g.desired_digest.as_ref(), g.desired_revision.as_deref())) }
                     dt { "Runs" } dd {
-                        (version_code(g.observed_digest.as_deref(), None))
+                        (version_code(g.observed_digest.as_ref(), None))
                         @if g.observed_digest.is_some() && g.observed_digest == g.desired_digest { " " span.good { "(the same)" } }
                     }
                     dt { "Read back" } dd { (ago(now, g.updated_at)) }

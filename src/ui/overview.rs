@@ -5,7 +5,7 @@
 
 use super::page::{self, Chrome, ago, environment_link, gateway_href, layout, version_code};
 use crate::{
-    config::Severity,
+    config::{Digest, Severity},
     ledger::{GatewayRecord, GatewayState, Ledger, LedgerError, Millis, Pin, RevisionRecord},
     reconcile::status::StatusView,
     source::prefix,
@@ -244,14 +244,14 @@ fn cells(gateways: &[GatewayRecord]) -> Vec<Shown<'_>> {
         return gateways.iter().map(Shown::One).collect();
     }
     // By (state, desired digest, desired revision).
-    type Version<'a> = (&'static str, Option<&'a str>, Option<&'a str>);
+    type Version<'a> = (&'static str, Option<&'a Digest>, Option<&'a str>);
     let mut alike: BTreeMap<Version<'_>, Vec<&GatewayRecord>> = BTreeMap::new();
     let mut shown = Vec::new();
     for gateway in gateways {
         if gateway.state.settled() && gateway.observed_digest == gateway.desired_digest {
             let key = (
                 gateway.state.as_str(),
-                gateway.desired_digest.as_deref(),
+                gateway.desired_digest.as_ref(),
                 gateway.desired_revision.as_deref(),
             );
             alike.entry(key).or_default().push(gateway);
@@ -291,7 +291,7 @@ fn group(environment: &str, alike: &[&GatewayRecord], now: Millis) -> Markup {
             }
             " " (page::state(first.state))
             br;
-            (version_code(first.desired_digest.as_deref(), first.desired_revision.as_deref()))
+            (version_code(first.desired_digest.as_ref(), first.desired_revision.as_deref()))
             br;
             small.age { "oldest read " (ago(now, oldest)) }
         }
@@ -310,10 +310,10 @@ fn cell(gateway: &GatewayRecord, now: Millis) -> Markup {
             a.name href=(gateway_href(&gateway.environment, &gateway.gateway)) { (gateway.gateway) }
             " " (page::state(gateway.state))
             br;
-            (version_code(gateway.desired_digest.as_deref(), gateway.desired_revision.as_deref()))
+            (version_code(gateway.desired_digest.as_ref(), gateway.desired_revision.as_deref()))
             @if runs_other {
                 br;
-                span.live { "runs " (version_code(gateway.observed_digest.as_deref(), None)) }
+                span.live { "runs " (version_code(gateway.observed_digest.as_ref(), None)) }
             }
             br;
             small.age { "read " (ago(now, gateway.updated_at)) }
@@ -342,9 +342,9 @@ mod tests {
         GatewayRecord {
             environment: environment.into(),
             gateway: gateway.into(),
-            desired_digest: Some(format!("sha256:{}", "ab".repeat(32))),
+            desired_digest: Some(format!("sha256:{}", "ab".repeat(32)).into()),
             desired_revision: Some("0123456789abcdef".into()),
-            observed_digest: Some(format!("sha256:{}", "ab".repeat(32))),
+            observed_digest: Some(format!("sha256:{}", "ab".repeat(32)).into()),
             state,
             changed_at: 1_000,
             updated_at: 1_000,
@@ -391,7 +391,7 @@ mod tests {
     #[test]
     fn every_gateway_is_a_cell_with_its_version_and_state_in_words() {
         let mut drifted = record("production", "prod-eu-1", GatewayState::Drifted);
-        drifted.observed_digest = Some(format!("sha256:{}", "cd".repeat(32)));
+        drifted.observed_digest = Some(format!("sha256:{}", "cd".repeat(32)).into());
         let page = html(&overview(vec![
             record("development", "dev-1", GatewayState::InSync),
             drifted,
@@ -443,7 +443,7 @@ mod tests {
             .map(|i| record("production", &format!("gw-{i:02}"), GatewayState::InSync))
             .collect();
         gateways[7].state = GatewayState::Drifted;
-        gateways[7].observed_digest = Some(format!("sha256:{}", "cd".repeat(32)));
+        gateways[7].observed_digest = Some(format!("sha256:{}", "cd".repeat(32)).into());
         let page = html(&overview(gateways));
         assert_eq!(page.matches(r#"<td class="cell"#).count(), 2, "{page}");
         assert!(page.contains(r#"data-state="in-sync" data-count="19""#));

@@ -4,6 +4,7 @@
 
 use super::session::Viewer;
 use crate::{
+    config::Digest,
     ledger::{GatewayState, Millis},
     reconcile::{
         clock::{age, rfc3339},
@@ -113,10 +114,10 @@ pub fn state(state: GatewayState) -> Markup {
 }
 
 /// `sha256:<12>@<commit>`, in the form every command shows versions.
-pub fn version_code(digest: Option<&str>, revision: Option<&str>) -> Markup {
+pub fn version_code(digest: Option<&Digest>, revision: Option<&str>) -> Markup {
     let text = version(digest, revision);
     html! {
-        code.version title=[digest] { (text) }
+        code.version title=[digest.map(Digest::as_str)] { (text) }
     }
 }
 

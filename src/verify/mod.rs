@@ -21,7 +21,7 @@
 
 use crate::{
     config::{
-        Environment, Repository,
+        Digest, Environment, Repository,
         model::{EnvironmentKind, OnFailure},
     },
     eval::EvalReport,
@@ -61,7 +61,7 @@ pub fn resets(env: &Environment) -> bool {
 pub struct Version<'a> {
     pub environment: &'a str,
     pub revision: &'a str,
-    pub digest: &'a str,
+    pub digest: &'a Digest,
     pub packs: &'a [DeployedPack],
 }
 
@@ -73,7 +73,7 @@ pub fn records(report: &EvalReport, version: &Version<'_>, at: Millis) -> Vec<Ev
             environment: version.environment.to_owned(),
             suite: run.suite.clone(),
             revision: version.revision.to_owned(),
-            digest: version.digest.to_owned(),
+            digest: version.digest.clone(),
             packs: version.packs.to_vec(),
             passed: 0,
             failed: 0,
@@ -149,7 +149,7 @@ pub fn respond(
     match verify.on_failure {
         OnFailure::Alert => Response::Alert { failed },
         OnFailure::Rollback => {
-            let current = runs.first().map(|r| r.digest.as_str());
+            let current = runs.first().map(|r| &r.digest);
             match rollback_target(deployments, history, &verify.suites, current) {
                 Some(to) => Response::Rollback {
                     failed,
@@ -190,17 +190,17 @@ pub fn rollback_target<'a>(
     deployments: &'a [Deployment],
     history: &[EvalRun],
     suites: &[String],
-    current: Option<&str>,
+    current: Option<&Digest>,
 ) -> Option<&'a Deployment> {
     let earlier: Vec<&Deployment> = deployments
         .iter()
-        .filter(|d| Some(d.digest.as_str()) != current)
+        .filter(|d| Some(&d.digest) != current)
         .collect();
-    let verdict = |digest: &str, suite: &str| {
+    let verdict = |digest: &Digest, suite: &str| {
         // Newest first: the newest run of the suite at that digest decides.
         history
             .iter()
-            .find(|r| r.digest == digest && r.suite == suite)
+            .find(|r| r.digest == *digest && r.suite == suite)
             .map(|r| r.failed == 0)
     };
     let passed = earlier

@@ -91,24 +91,25 @@ fn rollback_targets() {
     let deployments = [deployment("v3"), deployment("v2"), deployment("v1")];
     // Never checked before: the version before, which ran whole.
     assert_eq!(
-        rollback_target(&deployments, &[], &suites, Some("v3")).map(|d| d.digest.as_str()),
-        Some("v2")
+        rollback_target(&deployments, &[], &suites, Some(&"v3".into())).map(|d| d.digest.clone()),
+        Some("v2".into())
     );
     // Checked and every earlier one failed: nothing qualifies.
     let failed = [run("pii", "v2", 1), run("pii", "v1", 1)];
     assert_eq!(
-        rollback_target(&deployments, &failed, &suites, Some("v3")),
+        rollback_target(&deployments, &failed, &suites, Some(&"v3".into())),
         None
     );
     // The newest run at a digest decides.
     let fixed = [run("pii", "v2", 0), run("pii", "v2", 1)];
     assert_eq!(
-        rollback_target(&deployments, &fixed, &suites, Some("v3")).map(|d| d.digest.as_str()),
-        Some("v2")
+        rollback_target(&deployments, &fixed, &suites, Some(&"v3".into()))
+            .map(|d| d.digest.clone()),
+        Some("v2".into())
     );
     // Nothing earlier at all.
     assert_eq!(
-        rollback_target(&deployments[..1], &[], &suites, Some("v3")),
+        rollback_target(&deployments[..1], &[], &suites, Some(&"v3".into())),
         None
     );
 }

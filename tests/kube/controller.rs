@@ -915,10 +915,7 @@ async fn the_ledger_lives_in_the_status_and_outlives_the_controller_and_its_disk
     assert!(attempt.finished_at.is_some());
     assert_eq!(ledger.gateways[0].state, GatewayState::InSync);
     let v1 = ledger.deployments[0].digest.clone();
-    assert_eq!(
-        ledger.gateways[0].observed_digest.as_deref(),
-        Some(v1.as_str())
-    );
+    assert_eq!(ledger.gateways[0].observed_digest.as_ref(), Some(&v1));
     assert!(!ledger.deployments[0].packs.is_empty());
     let baseline = repo.join("environments/production/packs/baseline.yaml");
     let text = std::fs::read_to_string(&baseline).unwrap();
@@ -966,7 +963,7 @@ async fn the_ledger_lives_in_the_status_and_outlives_the_controller_and_its_disk
     assert_eq!(ledger.attempts[0].trigger, Trigger::Drift);
     assert_eq!(ledger.deployments.len(), 2, "healing is no new deployment");
     let back = config_maps.get("policy").await.unwrap().data.unwrap()["policy.json"].clone();
-    assert_eq!(Digest::of_json(&back).unwrap().as_str(), v2);
+    assert_eq!(Digest::of_json(&back).unwrap(), v2);
 
     // The CLI reads the same record from the cluster: history, and a
     // rollback to the version before.
@@ -1210,7 +1207,7 @@ async fn unfinished_attempts_read_back_are_resolved_by_the_first_pass() {
         .create(&PostParams::default(), &environment)
         .await
         .unwrap();
-    let in_flight = format!("sha256:{}", "0".repeat(64));
+    let in_flight = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
     environments
         .patch_status(
             "production",
@@ -1470,7 +1467,7 @@ async fn spec_pin_holds_the_environment_while_the_branch_moves_and_removing_it_u
     let running = || async {
         let map = config_maps.get("policy").await.ok()?;
         let body = map.data?.get("policy.json")?.clone();
-        Some(Digest::of_json(&body)?.to_string())
+        Digest::of_json(&body)
     };
     let ledger = eventually(120, "the first deployment", &controller, || async {
         let ledger = environments.get("production").await.ok()?.status?.ledger?;
@@ -1478,7 +1475,7 @@ async fn spec_pin_holds_the_environment_while_the_branch_moves_and_removing_it_u
     })
     .await;
     let v1 = ledger.deployments[0].digest.clone();
-    assert_eq!(running().await.as_deref(), Some(v1.as_str()));
+    assert_eq!(running().await, Some(v1.clone()));
 
     // Pinned by the spec, at the short digest.
     environments
@@ -1486,7 +1483,7 @@ async fn spec_pin_holds_the_environment_while_the_branch_moves_and_removing_it_u
             "production",
             &PatchParams::default(),
             &Patch::Merge(&serde_json::json!({
-                "spec": { "pin": { "digest": &v1[..19], "reason": "incident 9" } }
+                "spec": { "pin": { "digest": v1.short(), "reason": "incident 9" } }
             })),
         )
         .await
@@ -1514,13 +1511,10 @@ async fn spec_pin_holds_the_environment_while_the_branch_moves_and_removing_it_u
             .then_some(ledger)
     })
     .await;
-    assert_eq!(
-        held.gateways[0].desired_digest.as_deref(),
-        Some(v1.as_str())
-    );
+    assert_eq!(held.gateways[0].desired_digest.as_ref(), Some(&v1));
     let note = held.gateways[0].error.clone().unwrap_or_default();
     assert!(note.contains("would apply"), "{note}");
-    assert_eq!(running().await.as_deref(), Some(v1.as_str()));
+    assert_eq!(running().await, Some(v1.clone()));
 
     // Removing the field unpins: the head's version goes out.
     environments

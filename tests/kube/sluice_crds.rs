@@ -170,7 +170,8 @@ async fn sluice_crds_serve_the_examples_with_status_and_printer_columns() {
             attempts: vec![sluice::k8s::crd::LedgerAttempt {
                 gateway: gateway_name.clone(),
                 revision: "0123456789abcdef0123456789abcdef01234567".into(),
-                digest: format!("sha256:{}", "ab".repeat(32)),
+                digest: sluice::config::Digest::parse(&format!("sha256:{}", "ab".repeat(32)))
+                    .unwrap(),
                 trigger: sluice::ledger::Trigger::Poll,
                 started_at: "2026-09-21T13:46:40.123Z".into(),
                 finished_at: None,
@@ -179,11 +180,13 @@ async fn sluice_crds_serve_the_examples_with_status_and_printer_columns() {
             }],
             deployments: vec![sluice::k8s::crd::LedgerDeployment {
                 revision: "0123456789abcdef0123456789abcdef01234567".into(),
-                digest: format!("sha256:{}", "ab".repeat(32)),
+                digest: sluice::config::Digest::parse(&format!("sha256:{}", "ab".repeat(32)))
+                    .unwrap(),
                 packs: vec![sluice::k8s::crd::LedgerPack {
                     name: "baseline".into(),
                     version: "1.0.0".into(),
-                    digest: format!("sha256:{}", "cd".repeat(32)),
+                    digest: sluice::config::Digest::parse(&format!("sha256:{}", "cd".repeat(32)))
+                        .unwrap(),
                     source: format!("sha256:{}", "cd".repeat(32)),
                 }],
                 verified_at: "2026-09-21T13:46:41.000Z".into(),
@@ -322,4 +325,26 @@ async fn sluice_crds_refuse_what_the_schema_forbids() {
         .expect_err("the server refuses a 21st history entry");
     assert_eq!(api_status(&err), Some(422), "{err}");
     assert!(err.to_string().contains("status.history"), "{err}");
+
+    // The status ledger holds digests, nothing else: a hand edit of one
+    // is refused, so the controller never reads a version nobody has.
+    let bad = json!({ "ledger": { "deployments": [{
+        "revision": "0123456789abcdef0123456789abcdef01234567",
+        "digest": "sha256:not-a-digest",
+        "verifiedAt": "2026-11-23T00:00:00Z",
+    }] } });
+    let err = environments
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": bad })),
+        )
+        .await
+        .expect_err("the server refuses a ledger digest that is not one");
+    assert_eq!(api_status(&err), Some(422), "{err}");
+    assert!(
+        err.to_string()
+            .contains("status.ledger.deployments[0].digest"),
+        "{err}"
+    );
 }

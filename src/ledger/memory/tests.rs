@@ -47,7 +47,7 @@ fn deployments_and_resolved_episodes_are_bounded_open_ones_kept() {
             .record_deployment(&Deployment {
                 environment: "prod".into(),
                 revision: format!("r{i}"),
-                digest: format!("d{i}"),
+                digest: format!("d{i}").into(),
                 packs: Vec::new(),
                 verified_at: T0 + i,
             })

@@ -44,7 +44,7 @@ fn start(environment: &str, gateway: &str, started_at: Millis) -> AttemptStart {
         environment: environment.to_string(),
         gateway: gateway.to_string(),
         revision: "c0ffee".to_string(),
-        digest: "sha256:abc".to_string(),
+        digest: "sha256:abc".into(),
         trigger: Trigger::Poll,
         started_at,
     }
@@ -54,7 +54,7 @@ fn gateway(environment: &str, name: &str, state: GatewayState) -> GatewayRecord 
     GatewayRecord {
         environment: environment.to_string(),
         gateway: name.to_string(),
-        desired_digest: Some("sha256:abc".to_string()),
+        desired_digest: Some("sha256:abc".into()),
         desired_revision: Some("c0ffee".to_string()),
         observed_digest: None,
         state,
@@ -982,7 +982,7 @@ fn a_gateway_has_one_open_drift_episode_until_it_is_resolved() {
     let open = ledger.drift_episodes(Some("prod"), true, 10).unwrap();
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].onset_at, NOW, "the onset stays");
-    assert_eq!(open[0].live_digest.as_deref(), Some("sha256:y"));
+    assert_eq!(open[0].live_digest, Some("sha256:y".into()));
 
     let resolved = ledger
         .resolve_drift("prod", "gw-1", NOW + 9, Resolution::Healed)
@@ -1072,7 +1072,7 @@ fn fill_the_ledger(path: &Path) {
             &format!("gateway-{n:06}-{}", "x".repeat(200)),
             at,
         );
-        attempt.digest = format!("sha256:{n:064}");
+        attempt.digest = format!("sha256:{n:064}").into();
         let ids: Vec<Result<AttemptId, LedgerError>> = if n % 2 == 0 {
             vec![ledger.start_attempt(&attempt)]
         } else {
@@ -1312,6 +1312,26 @@ fn a_revision_whose_findings_do_not_decode_is_an_error_naming_the_row() {
     let text = ledger.last_revision().unwrap_err().to_string();
     assert!(
         text.contains("revisions row c0ffee: column findings"),
+        "{text}"
+    );
+}
+
+/// A digest column holding what is not a digest (a corrupt or hand-edited
+/// file) is an error naming the column: never a version nobody has, which
+/// a promotion gate would read as "upstream never ran it".
+#[test]
+fn a_deployment_whose_digest_does_not_decode_is_an_error_naming_the_column() {
+    let (_dir, path, ledger) = fresh();
+    ledger
+        .record_deployment(&deployment("prod", "r1", "sha256:a", NOW))
+        .unwrap();
+    Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE deployments SET digest = 'sha256:not-hex'", [])
+        .unwrap();
+    let text = ledger.deployments("prod", 1).unwrap_err().to_string();
+    assert!(
+        text.contains("digest") && text.contains("`sha256:not-hex` is not a digest"),
         "{text}"
     );
 }
