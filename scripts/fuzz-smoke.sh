@@ -6,6 +6,8 @@
 # target/fuzz-artifacts/ and named in the output.
 #
 # Usage: scripts/fuzz-smoke.sh [TARGET…]     (default: every target)
+#        SLUICE_FUZZ_SECONDS=600 SLUICE_FUZZ_MERGE=1 scripts/fuzz-smoke.sh
+#            a campaign: 10 minutes each, new coverage merged into fuzz/corpus/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${SLUICE_FUZZ_SECONDS:-30}
@@ -21,13 +23,19 @@ trap 'rm -rf "$work"' EXIT
 
 run() {
 	local target=$1
+	rm -rf "${artifacts:?}/$target"
 	mkdir -p "$work/$target" "$artifacts/$target"
 	# NB: new inputs go to the scratch directory, the committed corpus is
 	# only read.
 	"$bin/$target" "$work/$target" "fuzz/corpus/$target" \
 		-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
 		-artifact_prefix="$artifacts/$target/" -print_final_stats=1 \
-		>"$work/$target.log" 2>&1
+		>"$work/$target.log" 2>&1 || return
+	# A campaign keeps what it found: the inputs that add coverage are
+	# merged into the committed corpus.
+	if [[ ${SLUICE_FUZZ_MERGE:-} == 1 ]]; then
+		"$bin/$target" -merge=1 "fuzz/corpus/$target" "$work/$target" >>"$work/$target.merge.log" 2>&1
+	fi
 }
 
 failed=0
@@ -63,5 +71,5 @@ for i in "${!pids[@]}"; do
 	wait "${pids[$i]}" || status=$?
 	report "${names[$i]}" "$status"
 done
-echo "fuzz: ${#targets[@]} targets, $failed failed"
+echo "fuzz: $((${#targets[@]} - failed)) passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -7,7 +7,8 @@
 # under CI=true, where they fail. The Helm chart is checked after the Rust
 # tests against the same server (scripts/chart-test.sh: rendered with Helm's
 # engine built from Go modules, validated with kubernetes-validate, applied).
-# Then the dashboard's browser tests (scripts/browser-test.sh).
+# Then the dashboard's browser tests (scripts/browser-test.sh) and a 30-second
+# run of each fuzz target (scripts/fuzz-smoke.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +39,11 @@ fi
 # against real `sluice run` servers, with the binary the tests just built.
 SLUICE_BIN=$PWD/target/debug/sluice bash scripts/browser-test.sh 2>&1 | tee -a "$log"
 
-# One closing line over every test binary, the chart checks and the
-# browser tests.
-awk '/^test result:|^(chart|browser): [0-9]+ passed, [0-9]+ failed$/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+# Every fuzz target for 30 s from its corpus (fuzz/README.md); the build is
+# cached outside the repository.
+bash scripts/fuzz-smoke.sh 2>&1 | tee -a "$log"
+
+# One closing line over every test binary, the chart checks, the browser
+# tests and the fuzz targets.
+awk '/^test result:|^(chart|browser|fuzz): [0-9]+ passed, [0-9]+ failed$/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
 	END { printf "%d passed, %d failed\n", p, f }' "$log"
