@@ -16,6 +16,7 @@ bash scripts/install-deps.sh
 export PATH=$HOME/.cargo/bin:$PATH
 
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --locked --all-targets -- -D warnings
 
 log=$(mktemp)

@@ -116,7 +116,13 @@ fuzz_target!(|data: &[u8]| {
             answer.extend_from_slice(b"\r\n");
         }
     }
-    answer.extend_from_slice(format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes());
+    answer.extend_from_slice(
+        format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
     answer.extend_from_slice(body);
     let fixture = fixture();
     *fixture.answer.lock().unwrap() = answer;
@@ -137,7 +143,10 @@ fuzz_target!(|data: &[u8]| {
             3 => format!("{:?}", driver.apply(&desired, None, 0).await),
             4 => format!("{:?}", driver.validate("{}").await),
             5 => format!("{:?}", driver.projection().await),
-            _ => format!("{:?}", driver.chat(&serde_json::json!({"model": "m"})).await),
+            _ => format!(
+                "{:?}",
+                driver.chat(&serde_json::json!({"model": "m"})).await
+            ),
         }
     });
     // The projection is the gateway's own document, shown as it is.

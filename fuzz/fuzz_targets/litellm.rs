@@ -39,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
             };
             let text = litellm::render(&document, &base, &stamp);
             let read = litellm::stamp_of(&text).unwrap_or_else(|| panic!("no stamp in {text}"));
-            assert_eq!((read.0.as_str(), read.1.as_str()), (DIGEST, REVISION), "{text}");
+            assert_eq!(
+                (read.0.as_str(), read.1.as_str()),
+                (DIGEST, REVISION),
+                "{text}"
+            );
             assert_eq!(litellm::native_of(&text).unwrap(), read.2, "{text}");
             assert_eq!(litellm::config_version(&text).as_str(), DIGEST, "{text}");
             let projected = litellm::projected(&document, &base);

@@ -22,7 +22,11 @@ fn keys() -> &'static Keys {
             TrustedKeys::parse(format, &[(name.to_owned(), key.to_vec())]).unwrap()
         };
         let keys = Keys {
-            ssh: of(SignatureFormat::Ssh, "ssh.pub", include_bytes!("../fixtures/ssh.pub")),
+            ssh: of(
+                SignatureFormat::Ssh,
+                "ssh.pub",
+                include_bytes!("../fixtures/ssh.pub"),
+            ),
             openpgp: of(
                 SignatureFormat::OpenPgp,
                 "openpgp.asc",
@@ -34,7 +38,11 @@ fn keys() -> &'static Keys {
             .verify(COMMIT, include_bytes!("../fixtures/ssh.sig"), SSH_SIGNED)
             .unwrap();
         keys.openpgp
-            .verify(COMMIT, include_bytes!("../fixtures/openpgp.sig"), OPENPGP_SIGNED)
+            .verify(
+                COMMIT,
+                include_bytes!("../fixtures/openpgp.sig"),
+                OPENPGP_SIGNED,
+            )
             .unwrap();
         keys
     })

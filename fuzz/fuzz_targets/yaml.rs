@@ -28,8 +28,17 @@ fuzz_target!(|data: &[u8]| {
         assert!(shown.contains(finding.rule), "{shown}");
     }
     let index = SpanIndex::build(&text);
-    let lines: Vec<usize> = yaml::split_lines(&text).map(|l| l.chars().count()).collect();
-    for pointer in ["", "/pack", "/pack/name", "/policies/chain/0", "/0", "/a/b/c"] {
+    let lines: Vec<usize> = yaml::split_lines(&text)
+        .map(|l| l.chars().count())
+        .collect();
+    for pointer in [
+        "",
+        "/pack",
+        "/pack/name",
+        "/policies/chain/0",
+        "/0",
+        "/a/b/c",
+    ] {
         for key in [false, true] {
             if let Some(at) = index.locate(pointer, key) {
                 in_text(&lines, at.line, at.column, &text);
@@ -49,10 +58,7 @@ fn check(text: &str, finding: &Finding) {
 fn in_text(lines: &[usize], line: u32, column: u32, text: &str) {
     assert!(line >= 1, "line 0 in {text:?}");
     let Some(&chars) = lines.get(line as usize - 1) else {
-        panic!(
-            "line {line} of a text of {} lines: {text:?}",
-            lines.len()
-        );
+        panic!("line {line} of a text of {} lines: {text:?}", lines.len());
     };
     assert!(
         column >= 1 && column as usize <= chars + 2,
