@@ -15,5 +15,5 @@ export RUSTC_WRAPPER=$PWD/rustc-sancov.sh
 SLUICE_FUZZ_BINS=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | tr '\n' ' ')
 export SLUICE_FUZZ_BINS
 # NB: an explicit --target keeps the flags off build scripts and proc macros.
-cargo build --release ${SLUICE_FUZZ_LOCKED---locked} --target "$host" --bins >&2
+cargo build --release --locked --target "$host" --bins >&2
 echo "$CARGO_TARGET_DIR/$host/release"

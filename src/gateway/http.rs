@@ -56,8 +56,10 @@ pub struct HttpGateway {
     base: String,
     /// `Bearer <token>`, marked sensitive so it is never printed by `Debug`.
     authorization: Option<HeaderValue>,
-    /// The raw token, only to scrub it from text a gateway echoes back.
-    token: Option<String>,
+    /// The token as text a gateway echoes back may hold it: as it is, as
+    /// `{:?}` quotes it (serde's "invalid type: string \"…\"") and as JSON
+    /// escapes it; only to scrub it. Empty without a token.
+    token_forms: Vec<String>,
     timeout: Duration,
     /// Whose gateway this is, for the log lines about it.
     environment: String,
@@ -158,7 +160,7 @@ impl HttpGateway {
             client,
             base: url.as_str().trim_end_matches('/').to_owned(),
             authorization,
-            token,
+            token_forms: token.as_deref().map_or_else(Vec::new, token_forms),
             timeout,
             environment: environment.to_owned(),
             name: spec.name.clone(),
@@ -311,23 +313,12 @@ impl HttpGateway {
     }
 
     /// Removes the token from text a gateway sent back (a misbehaving gateway
-    /// might echo the request), as it is and as a parser's message quotes
-    /// it: serde's "invalid type: string \"…\"" escapes `"` and `\` the way
-    /// `{:?}` does, JSON the way JSON does.
+    /// might echo the request), in each of its [`token_forms`].
     fn scrub(&self, text: &str) -> String {
-        let Some(token) = &self.token else {
-            return text.to_owned();
-        };
-        let debug = format!("{token:?}");
-        let json = serde_json::to_string(token).unwrap_or_default();
         let mut text = text.to_owned();
-        for form in [
-            token.as_str(),
-            debug.trim_matches('"'),
-            json.trim_matches('"'),
-        ] {
-            if !form.is_empty() && text.contains(form) {
-                text = text.replace(form, "<redacted>");
+        for form in &self.token_forms {
+            if text.contains(form.as_str()) {
+                text = text.replace(form.as_str(), "<redacted>");
             }
         }
         text
@@ -377,6 +368,21 @@ impl HttpGateway {
         let body = self.text(response, MAX_CONFIG_BYTES).await?;
         Ok(Some(super::document_digest(&body)))
     }
+}
+
+/// The spellings of `token` to scrub, worked out once per driver rather than
+/// on every answer: the token, and as `{:?}` and JSON escape it (`"` and
+/// `\`), each once.
+fn token_forms(token: &str) -> Vec<String> {
+    let debug = format!("{token:?}");
+    let json = serde_json::to_string(token).unwrap_or_default();
+    let mut forms = vec![token.to_owned()];
+    for form in [debug.trim_matches('"'), json.trim_matches('"')] {
+        if !form.is_empty() && !forms.iter().any(|f| f == form) {
+            forms.push(form.to_owned());
+        }
+    }
+    forms
 }
 
 /// One client for every gateway: its connection pool is shared, and a
