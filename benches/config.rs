@@ -7,7 +7,10 @@
 //!
 //! - validate + render of the whole repository from git objects (median of
 //!   5 runs) and the peak RSS of that process;
-//! - the same after a one-file change;
+//! - the same after a one-file change, cold, and in a long-running process
+//!   that loaded the commit before it (files reused by git blob id, as
+//!   `sluice run` and the controller do; median of 5, each in its own
+//!   process);
 //! - the `sluice validate --rev HEAD` command end to end;
 //! - `sluice plan` between the last two revisions, end to end;
 //! - `check-jsonschema` (PyPI) on the same files, when it is installed.
@@ -19,7 +22,7 @@ mod common;
 use common::{git, write};
 
 use sluice::{
-    config::{Limits, load, render_all},
+    config::{Allowances, Limits, Reuse, load, load_reusing, load_with, render_all},
     source::GitSnapshot,
 };
 use std::{
@@ -31,9 +34,9 @@ use std::{
 };
 
 /// The operator's allowances of the benchmark: its gateways are on loopback
-/// and their token is `GW_TOKEN`.
+/// and their token is `GW_TOKEN`; production alerts go to `ALERT_URL`.
 const OPERATOR: [(&str, &str); 2] = [
-    ("SLUICE_ALLOW_ENV", "*=GW_TOKEN"),
+    ("SLUICE_ALLOW_ENV", "*=GW_TOKEN,*=ALERT_URL"),
     ("SLUICE_ALLOW_URL", "*=http://127.0.0.1:*"),
 ];
 
@@ -47,6 +50,10 @@ fn main() {
     // Child mode: one cold load + render, reporting time and peak RSS.
     if let Ok(repo) = std::env::var("SLUICE_BENCH_CHILD") {
         child(Path::new(&repo));
+        return;
+    }
+    if let Ok(repo) = std::env::var("SLUICE_BENCH_REUSE_CHILD") {
+        reuse_child(Path::new(&repo));
         return;
     }
     if std::env::args().any(|a| a == "--list") {
@@ -88,6 +95,7 @@ fn main() {
     .unwrap();
     git(repo, &["commit", "-q", "-am", "one file"]);
     measure(repo, "re-validate + render after a one-file change");
+    measure_reuse(repo);
 
     let binary = sluice_binary();
     let cli = median(|| {
@@ -120,25 +128,31 @@ fn main() {
     check_jsonschema(repo, &binary, cli);
 }
 
+/// Runs this executable as the child `mode` names (an environment variable
+/// set to the repository) and returns the numbers it printed.
+fn run_child(mode: &str, repo: &Path) -> Vec<u64> {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .env(mode, repo)
+        .output()
+        .expect("bench child runs");
+    assert!(
+        output.status.success(),
+        "bench child: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(|f| f.parse().expect("a number"))
+        .collect()
+}
+
 /// Runs the child mode RUNS times and prints the median time and peak RSS.
 fn measure(repo: &Path, label: &str) -> Duration {
-    let exe = std::env::current_exe().unwrap();
     let mut times = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..RUNS {
-        let output = Command::new(&exe)
-            .env("SLUICE_BENCH_CHILD", repo)
-            .output()
-            .expect("bench child runs");
-        assert!(
-            output.status.success(),
-            "bench child: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8_lossy(&output.stdout);
-        let mut fields = text.split_whitespace();
-        let micros: u64 = fields.next().and_then(|f| f.parse().ok()).expect("time");
-        let kib: u64 = fields.next().and_then(|f| f.parse().ok()).expect("rss");
+        let fields = run_child("SLUICE_BENCH_CHILD", repo);
+        let (micros, kib) = (fields[0], fields[1]);
         times.push(Duration::from_micros(micros));
         rss.push(kib);
     }
@@ -168,6 +182,93 @@ fn child(repo: &Path) {
     assert_eq!(rendered.len(), ENVIRONMENTS * GATEWAYS_PER_ENVIRONMENT);
     let elapsed = start.elapsed();
     println!("{} {}", elapsed.as_micros(), peak_rss_kib());
+}
+
+/// The operator's allowances, as `OPERATOR` gives them to the binary.
+fn allowances() -> Allowances {
+    Allowances::new(
+        vec![
+            "*=GW_TOKEN".parse().unwrap(),
+            "*=ALERT_URL".parse().unwrap(),
+        ],
+        vec!["*=http://127.0.0.1:*".parse().unwrap()],
+    )
+}
+
+/// A long-running process's view of a one-file change: HEAD~1 loaded
+/// first (as the revision running), then HEAD validated and rendered
+/// reusing its files, then HEAD again without reuse, for the side by side.
+fn reuse_child(repo: &Path) {
+    let limits = Limits::default();
+    let allowances = allowances();
+    let reuse = Reuse::new();
+    let before = GitSnapshot::open(repo, "HEAD~1").expect("open");
+    let loaded = load_reusing(&before, &limits, &allowances, &reuse).expect("load");
+    assert!(!loaded.has_errors());
+    // As the running revision, it was rendered too.
+    render_all(loaded.repository.as_ref().unwrap(), None);
+    drop(loaded);
+    let timed = |reuse: Option<&Reuse>| {
+        let start = Instant::now();
+        let snapshot = GitSnapshot::open(repo, "HEAD").expect("open");
+        let loaded = match reuse {
+            Some(reuse) => load_reusing(&snapshot, &limits, &allowances, reuse),
+            None => load_with(&snapshot, &limits, &allowances),
+        }
+        .expect("load");
+        assert!(!loaded.has_errors());
+        let validated = start.elapsed();
+        let rendered = render_all(loaded.repository.as_ref().unwrap(), None);
+        assert_eq!(rendered.len(), ENVIRONMENTS * GATEWAYS_PER_ENVIRONMENT);
+        (start.elapsed(), validated)
+    };
+    let (reused, validated) = timed(Some(&reuse));
+    // SLUICE_BENCH_REPEAT=N loads HEAD N more times, every file reused, for
+    // a profile of what reuse leaves.
+    let repeat: usize = std::env::var("SLUICE_BENCH_REPEAT").map_or(0, |n| n.parse().unwrap());
+    for _ in 0..repeat {
+        timed(Some(&reuse));
+    }
+    let (fresh, _) = timed(None);
+    println!(
+        "{} {} {} {} {}",
+        reused.as_micros(),
+        fresh.as_micros(),
+        peak_rss_kib(),
+        reuse.text_bytes(),
+        validated.as_micros()
+    );
+}
+
+/// Runs the reuse child RUNS times: the one-file change reusing the
+/// commit before it, against a fresh load in the same process.
+fn measure_reuse(repo: &Path) {
+    let mut reused = Vec::new();
+    let mut validated = Vec::new();
+    let mut fresh = Vec::new();
+    let mut rss = 0;
+    let mut kept = 0;
+    for _ in 0..RUNS {
+        let fields = run_child("SLUICE_BENCH_REUSE_CHILD", repo);
+        reused.push(Duration::from_micros(fields[0]));
+        fresh.push(Duration::from_micros(fields[1]));
+        rss = rss.max(fields[2]);
+        kept = fields[3];
+        validated.push(Duration::from_micros(fields[4]));
+    }
+    reused.sort();
+    validated.sort();
+    fresh.sort();
+    println!(
+        "one-file change in a long-running process, files reused by blob id: median {:.1?} (min {:.1?}, max {:.1?}; goal < 100 ms), of which validation {:.1?}; the same load fresh in that process: median {:.1?}; peak RSS {} MiB, {} KiB of file text kept",
+        reused[RUNS / 2],
+        reused[0],
+        reused[RUNS - 1],
+        validated[RUNS / 2],
+        fresh[RUNS / 2],
+        rss / 1024,
+        kept / 1024
+    );
 }
 
 /// VmHWM: the process's peak resident set, in KiB.

@@ -11,10 +11,12 @@
 # Idempotent: installs only what is not already there.
 # `install-deps.sh browser` installs the system packages and playwright-core
 # only, without the Python virtualenvs (what scripts/browser-test.sh needs).
+# `install-deps.sh bench` installs everything, and check-jsonschema in the
+# cache too (the peer `benches/validate/bench.sh` compares validation with).
 set -euo pipefail
 only=${1:-}
-if [[ -n $only && $only != browser ]]; then
-	echo "install-deps: unknown part '$only' (only 'browser')" >&2
+if [[ -n $only && $only != browser && $only != bench ]]; then
+	echo "install-deps: unknown part '$only' (only 'browser' or 'bench')" >&2
 	exit 2
 fi
 
@@ -88,6 +90,12 @@ if [[ $only != browser ]]; then
 	# and 750 MB. scripts/litellm-env.sh prints its path, keyed the same way.
 	python_venv litellm "$root/tests/litellm/requirements.txt" \
 		"LITELLM_LOCAL_MODEL_COST_MAP=True python -c 'import litellm.proxy.proxy_server'"
+fi
+if [[ $only == bench ]]; then
+	# check-jsonschema, the schema checker teams run in CI, for the
+	# validation benchmark's paired run (issue 18): about 10 s and 30 MB.
+	python_venv check-jsonschema "$root/benches/validate/requirements.txt" \
+		'check-jsonschema --version'
 fi
 
 # playwright-core for the dashboard's browser tests (tests/browser/, run by

@@ -124,6 +124,9 @@ pub struct Engine {
     pub allowances: Arc<Allowances>,
     /// Loads any revision of the followed repository (pins, the dashboard).
     pub revisions: Arc<dyn Revisions>,
+    /// The files of the head last loaded, reused by the next head's load
+    /// (pins load without it: an old revision must not evict the head's).
+    reuse: Arc<config::Reuse>,
     /// Held while the engine lives: one reconciler per ledger, so a `sync`
     /// cannot resolve the in-flight attempts of a running `run` as interrupted.
     _lock: Option<std::fs::File>,
@@ -283,6 +286,7 @@ impl Engine {
             limits: cli.limits(),
             allowances,
             revisions,
+            reuse: Arc::default(),
             _lock: core.lock,
         })
     }
@@ -292,13 +296,15 @@ impl Engine {
         let follower = self.follower.clone();
         let limits = self.limits;
         let allowances = self.allowances.clone();
+        let reuse = self.reuse.clone();
         let wanted = commit.to_owned();
         let load = tokio::task::spawn_blocking(move || {
             let snapshot = follower.snapshot(&wanted)?;
-            Ok(Arc::new(config::load_with(
+            Ok(Arc::new(config::load_reusing(
                 &snapshot,
                 &limits,
                 &allowances,
+                &reuse,
             )?))
         });
         // NB: the load stops itself at its deadline, as a finding that makes

@@ -5,6 +5,7 @@ use crate::config::{Version, render_all};
 use anyhow::bail;
 use clap::ValueEnum;
 use serde::Serialize;
+use std::collections::HashMap;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,7 +47,9 @@ struct Entry<'a> {
     digest: &'a str,
     revision: String,
     packs: &'a [crate::config::render::PackDigest],
-    config: serde_json::Value,
+    /// Absent only where the output does not show it (table, native).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<&'a serde_json::Value>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
@@ -70,6 +73,16 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             bail!("no gateway `{gateway}` in the selected environments");
         }
     }
+    // NB: an environment's gateways share one document: it is parsed once
+    // per environment, and only for the outputs that show it.
+    let mut configs: HashMap<&str, serde_json::Value> = HashMap::new();
+    if matches!(args.output, Format::Json | Format::Yaml | Format::Wide) {
+        for r in &rendered {
+            configs
+                .entry(r.environment.as_str())
+                .or_insert_with(|| r.config());
+        }
+    }
     let entries: Vec<Entry<'_>> = rendered
         .iter()
         .map(|r| Entry {
@@ -84,7 +97,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             digest: r.digest.as_str(),
             revision: loaded.revision.to_string(),
             packs: &r.packs,
-            config: r.config(),
+            config: configs.get(r.environment.as_str()),
         })
         .collect();
     match args.output {
@@ -142,7 +155,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                         e.driver.to_owned(),
                         e.version.clone(),
                         packs.join(","),
-                        policies(&e.config).join(","),
+                        e.config.map(policies).unwrap_or_default().join(","),
                     ]
                 })
                 .collect();

@@ -8,6 +8,7 @@ use super::{
     finding::{self, Finding},
     merge::merge_patch,
     model::{EnvironmentSpec, GatewaysFile, LitellmSettings, Manifest, Pack},
+    reuse::{Key, Reuse},
     salvage::{self, Cut},
     schema::{self, FileKind},
     validate,
@@ -15,7 +16,7 @@ use super::{
 };
 use crate::{
     eval::suite::{self, Fixture, FixtureFile, Suite, SuiteFile},
-    source::{ResolveError, Resolved, Revision, Snapshot, SourceError, resolve},
+    source::{BlobId, ResolveError, Resolved, Revision, Snapshot, SourceError, resolve},
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -88,7 +89,7 @@ impl Loaded {
 /// a revision use [`load_with`]. `Err` only when the snapshot itself cannot
 /// be read; anything wrong with its content is a finding.
 pub fn load(snapshot: &dyn Snapshot, limits: &Limits) -> Result<Loaded, SourceError> {
-    load_checked(snapshot, limits, None)
+    load_checked(snapshot, limits, None, None)
 }
 
 /// [`load`], and every variable and URL outside the operator's
@@ -99,22 +100,40 @@ pub fn load_with(
     limits: &Limits,
     allowances: &Allowances,
 ) -> Result<Loaded, SourceError> {
-    load_checked(snapshot, limits, Some(allowances))
+    load_checked(snapshot, limits, Some(allowances), None)
+}
+
+/// [`load_with`] for a long-running process: files this `reuse` holds
+/// from an earlier load (same path, same git blob) are not read, parsed
+/// nor schema-checked again. What looks across files (overlays, the
+/// semantic rules, the allowances) runs whole, so the outcome is the same
+/// as [`load_with`]'s.
+pub fn load_reusing(
+    snapshot: &dyn Snapshot,
+    limits: &Limits,
+    allowances: &Allowances,
+    reuse: &Reuse,
+) -> Result<Loaded, SourceError> {
+    load_checked(snapshot, limits, Some(allowances), Some(reuse))
 }
 
 fn load_checked(
     snapshot: &dyn Snapshot,
     limits: &Limits,
     allowances: Option<&Allowances>,
+    reuse: Option<&Reuse>,
 ) -> Result<Loaded, SourceError> {
     let deadline = Instant::now() + limits.max_load_time;
-    let collected = collect(snapshot, limits, deadline)?;
+    let collected = collect(snapshot, limits, deadline, reuse)?;
     let mut findings = collected.findings;
     // NB: parsing is bounded per file but not in sum; files not parsed
     // by the deadline are left out and the revision is invalid.
     let parsed = super::parallel::map(&collected.files, |raw| {
         (Instant::now() <= deadline).then(|| parse(raw))
     });
+    if let Some(reuse) = reuse {
+        reuse.keep(parsed.iter().flatten().filter_map(Parsed::reusable));
+    }
     if parsed.iter().any(Option::is_none) && !findings.iter().any(|f| f.rule == TIMED_OUT) {
         findings.push(timed_out(MANIFEST, limits));
     }
@@ -150,7 +169,7 @@ fn load_checked(
     let texts: HashMap<&str, &str> = collected
         .files
         .iter()
-        .map(|f| (f.path.as_str(), f.text.as_str()))
+        .map(|f| (f.path.as_str(), &*f.text))
         .collect();
     locate(&mut findings, &texts);
     finding::sort(&mut findings);
@@ -192,9 +211,23 @@ fn timed_out(path: &str, limits: &Limits) -> Finding {
 struct RawFile {
     path: String,
     kind: FileKind,
-    text: String,
+    text: Arc<str>,
     /// For an environment's pack that shares a base pack's name: that name.
     overlays: Option<String>,
+    /// Its git blob, when the snapshot is of a commit.
+    blob: Option<BlobId>,
+    /// What an earlier load made of the same blob at the same path.
+    reused: Option<Arc<Checked>>,
+}
+
+impl RawFile {
+    fn key(&self) -> Option<Key> {
+        Some(Key {
+            path: self.path.clone(),
+            overlay: self.overlays.is_some(),
+            blob: self.blob?,
+        })
+    }
 }
 
 struct Collected {
@@ -208,11 +241,13 @@ fn collect(
     snapshot: &dyn Snapshot,
     limits: &Limits,
     deadline: Instant,
+    reuse: Option<&Reuse>,
 ) -> Result<Collected, SourceError> {
     let mut reader = Reader {
         snapshot,
         limits,
         deadline,
+        reuse,
         files: Vec::new(),
         findings: Vec::new(),
         spent: Spent::default(),
@@ -258,6 +293,7 @@ struct Reader<'a> {
     snapshot: &'a dyn Snapshot,
     limits: &'a Limits,
     deadline: Instant,
+    reuse: Option<&'a Reuse>,
     files: Vec<RawFile>,
     findings: Vec<Finding>,
     spent: Spent,
@@ -385,6 +421,30 @@ impl Reader<'_> {
         kind: FileKind,
         overlays: Option<String>,
     ) -> Result<Option<()>, SourceError> {
+        // NB: a blob id is given only for a regular file reached without
+        // links, so a file an earlier load made something of is taken as
+        // it was: no link to follow, no object to read.
+        let blob = self.reuse.and_then(|_| self.snapshot.blob_id(path));
+        let mut file = RawFile {
+            path: path.to_owned(),
+            kind,
+            text: Arc::from(""),
+            overlays,
+            blob,
+            reused: None,
+        };
+        let max = self.limits.max_file_bytes;
+        if let (Some(reuse), Some(key)) = (self.reuse, file.key())
+            && let Some(checked) = reuse.get(&key)
+            && checked.text.len() as u64 <= max
+        {
+            if self.spend(path, checked.text.len() as u64) {
+                file.text = checked.text.clone();
+                file.reused = Some(checked);
+                self.files.push(file);
+            }
+            return Ok(Some(()));
+        }
         let (real, size) = match self.resolve(path)? {
             None => return Ok(Some(())),
             Some(Resolved::Missing) => return Ok(None),
@@ -398,7 +458,6 @@ impl Reader<'_> {
                 return Ok(Some(()));
             }
         };
-        let max = self.limits.max_file_bytes;
         if !self.spend(path, size.min(max)) {
             return Ok(Some(()));
         }
@@ -419,12 +478,10 @@ impl Reader<'_> {
             return Ok(Some(()));
         };
         match yaml::decode(path, bytes) {
-            Ok(text) => self.files.push(RawFile {
-                path: path.to_owned(),
-                kind,
-                text,
-                overlays,
-            }),
+            Ok(text) => {
+                file.text = text.into();
+                self.files.push(file);
+            }
             Err(finding) => self.findings.push(*finding),
         }
         Ok(Some(()))
@@ -550,16 +607,18 @@ fn pack_name(file_name: &str) -> Option<&str> {
 }
 
 /// What a file holds once it passed the first pass, typed in the worker
-/// that parsed it so the JSON values can be dropped early.
-enum Content {
-    Manifest(Manifest),
-    Environment(EnvironmentSpec),
-    Gateways(GatewaysFile),
+/// that parsed it so the JSON values can be dropped early. Shared, so a
+/// later load reuses it (see [`Reuse`]).
+#[derive(Clone)]
+pub(super) enum Content {
+    Manifest(Arc<Manifest>),
+    Environment(Arc<EnvironmentSpec>),
+    Gateways(Arc<GatewaysFile>),
     Pack(Arc<Pack>),
     /// A base pack, with its value kept for the overlays merged over it.
-    BasePack(Arc<Pack>, Value),
+    BasePack(Arc<Pack>, Arc<Value>),
     /// An environment's merge patch over the base pack of the same name.
-    Overlay(Value),
+    Overlay(Arc<Value>),
     Litellm(Arc<LitellmSettings>),
     Suite(Arc<Suite>),
     Fixture(Arc<Fixture>),
@@ -575,7 +634,40 @@ struct Parsed<'a> {
     cuts: Vec<Cut>,
 }
 
+/// What the first pass made of one file's text: all a later load with the
+/// same blob at the same path needs.
+pub(super) struct Checked {
+    pub(super) text: Arc<str>,
+    content: Option<Content>,
+    findings: Vec<Finding>,
+    cuts: Vec<Cut>,
+}
+
+impl Parsed<'_> {
+    /// What a later load may reuse of this file, when it came from a git blob.
+    fn reusable(&self) -> Option<(Key, Arc<Checked>)> {
+        let key = self.raw.key()?;
+        let checked = self.raw.reused.clone().unwrap_or_else(|| {
+            Arc::new(Checked {
+                text: self.raw.text.clone(),
+                content: self.content.clone(),
+                findings: self.findings.clone(),
+                cuts: self.cuts.clone(),
+            })
+        });
+        Some((key, checked))
+    }
+}
+
 fn parse(raw: &RawFile) -> Parsed<'_> {
+    if let Some(checked) = &raw.reused {
+        return Parsed {
+            raw,
+            content: checked.content.clone(),
+            findings: checked.findings.clone(),
+            cuts: checked.cuts.clone(),
+        };
+    }
     let mut findings = Vec::new();
     let mut cuts = Vec::new();
     let content = match yaml::parse(&raw.path, &raw.text) {
@@ -583,7 +675,7 @@ fn parse(raw: &RawFile) -> Parsed<'_> {
             findings.push(*finding);
             None
         }
-        Ok(value) if raw.overlays.is_some() => Some(Content::Overlay(value)),
+        Ok(value) if raw.overlays.is_some() => Some(Content::Overlay(Arc::new(value))),
         Ok(value) => {
             findings = schema::check(raw.kind, &raw.path, &value);
             if findings.is_empty() {
@@ -629,11 +721,11 @@ fn typed(raw: &RawFile, value: Value, findings: &mut Vec<Finding>) -> Option<Con
         T::deserialize(value)
     }
     let content = match raw.kind {
-        FileKind::Manifest => into(&value).map(Content::Manifest),
-        FileKind::Environment => into(&value).map(Content::Environment),
-        FileKind::Gateways => into(&value).map(Content::Gateways),
+        FileKind::Manifest => into(&value).map(|m| Content::Manifest(Arc::new(m))),
+        FileKind::Environment => into(&value).map(|e| Content::Environment(Arc::new(e))),
+        FileKind::Gateways => into(&value).map(|g| Content::Gateways(Arc::new(g))),
         FileKind::Pack if raw.path.starts_with(BASE_PACKS) => {
-            into(&value).map(|pack| Content::BasePack(Arc::new(pack), value.clone()))
+            into(&value).map(|pack| Content::BasePack(Arc::new(pack), Arc::new(value)))
         }
         FileKind::Pack => into(&value).map(|pack| Content::Pack(Arc::new(pack))),
         FileKind::Litellm => into(&value).map(|settings| Content::Litellm(Arc::new(settings))),
@@ -662,7 +754,7 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
     let manifest = parsed
         .iter()
         .find_map(|p| match &p.content {
-            Some(Content::Manifest(m)) => Some(m.clone()),
+            Some(Content::Manifest(m)) => Some(Manifest::clone(m)),
             _ => None,
         })
         .unwrap_or_default();
@@ -675,7 +767,7 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
             // NB: an overlay over a salvaged base would be checked against
             // what was cut from another file: it is left out, as before.
             if p.cuts.is_empty() {
-                base_values.insert(name, (p.raw.path.as_str(), value));
+                base_values.insert(name, (p.raw.path.as_str(), value.as_ref()));
             }
             base_packs.insert(
                 name.to_owned(),
@@ -689,7 +781,7 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
     let gateways: HashMap<&str, &GatewaysFile> = parsed
         .iter()
         .filter_map(|p| match &p.content {
-            Some(Content::Gateways(g)) => Some((p.raw.path.as_str(), g)),
+            Some(Content::Gateways(g)) => Some((p.raw.path.as_str(), g.as_ref())),
             _ => None,
         })
         .collect();
@@ -766,7 +858,7 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
             Environment {
                 slug,
                 spec_file: p.raw.path.clone(),
-                spec: spec.clone(),
+                spec: EnvironmentSpec::clone(spec),
                 litellm,
                 gateways: gateways
                     .get(gateways_file.as_str())
@@ -1010,6 +1102,188 @@ mod tests {
             .filter(|f| f.rule == "repo.too-large")
             .collect();
         assert_eq!(over.len(), 1, "{:?}", loaded.findings);
+    }
+
+    /// The example committed in a fresh git repository.
+    struct Committed(tempfile::TempDir);
+
+    impl Committed {
+        fn example() -> Committed {
+            let committed = Committed(crate::config::copy_example());
+            committed.git(&["init", "-q", "-b", "main"]);
+            committed.commit("example");
+            committed
+        }
+
+        fn git(&self, args: &[&str]) {
+            let status = std::process::Command::new("git")
+                .current_dir(self.0.path())
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "git {args:?}");
+        }
+
+        fn write(&self, path: &str, text: &str) {
+            let path = self.0.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+
+        fn commit(&self, message: &str) -> crate::source::GitSnapshot {
+            self.git(&["add", "-A"]);
+            self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+            crate::source::GitSnapshot::open(self.0.path(), "HEAD").unwrap()
+        }
+    }
+
+    /// A snapshot that counts the files read through it.
+    struct Counting<'a>(&'a dyn Snapshot, std::cell::Cell<usize>);
+
+    impl Snapshot for Counting<'_> {
+        fn revision(&self) -> &Revision {
+            self.0.revision()
+        }
+        fn lstat(&self, path: &str) -> Result<Option<crate::source::Node>, SourceError> {
+            self.0.lstat(path)
+        }
+        fn list_dir(
+            &self,
+            path: &str,
+            max_entries: usize,
+        ) -> Result<crate::source::Listing, SourceError> {
+            self.0.list_dir(path, max_entries)
+        }
+        fn read_file(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, SourceError> {
+            self.1.set(self.1.get() + 1);
+            self.0.read_file(path, max_bytes)
+        }
+        fn message(&self) -> Option<&str> {
+            self.0.message()
+        }
+        fn blob_id(&self, path: &str) -> Option<BlobId> {
+            self.0.blob_id(path)
+        }
+    }
+
+    fn allow_all() -> Allowances {
+        let vars: Vec<crate::config::allow::VariableRule> = vec!["*=*".parse().unwrap()];
+        let urls: Vec<crate::config::allow::UrlRule> = vec!["*=*".parse().unwrap()];
+        Allowances::new(vars, urls)
+    }
+
+    /// The outcome of a load as the tests compare it: every finding (with
+    /// its place) and every environment's version.
+    fn outcome(loaded: &Loaded) -> (Vec<Finding>, Vec<(String, String)>) {
+        let versions = loaded
+            .repository
+            .as_ref()
+            .map(|repo| {
+                repo.environments
+                    .values()
+                    .map(|env| {
+                        let (_, digest, _) = super::super::render::environment_version(repo, env);
+                        (env.slug.clone(), digest.to_string())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (loaded.findings.clone(), versions)
+    }
+
+    #[test]
+    fn a_commit_changing_one_file_reads_that_file_only_and_loads_as_a_fresh_load_does() {
+        let repo = Committed::example();
+        let limits = Limits::default();
+        let allowances = allow_all();
+        let reuse = Reuse::new();
+        let first = repo.commit("again");
+        let counted = Counting(&first, Default::default());
+        let fresh = load_reusing(&counted, &limits, &allowances, &reuse).unwrap();
+        let files = counted.1.get();
+        assert!(files > 5, "the first load reads every file ({files})");
+        assert_eq!(reuse.len(), files);
+
+        let staging = "environments/staging/environment.yaml";
+        let text = std::fs::read_to_string(repo.0.path().join(staging)).unwrap();
+        repo.write(staging, &text.replace("Staging", "Staging, renamed"));
+        let second = repo.commit("rename staging");
+        let counted = Counting(&second, Default::default());
+        let reused = load_reusing(&counted, &limits, &allowances, &reuse).unwrap();
+        assert_eq!(counted.1.get(), 1, "only the changed file is read");
+        assert_eq!(
+            outcome(&reused),
+            outcome(&load_with(&second, &limits, &allowances).unwrap())
+        );
+        assert!(!fresh.has_errors(), "{:?}", fresh.findings);
+    }
+
+    #[test]
+    fn reused_files_keep_their_findings_and_places() {
+        let repo = Committed::example();
+        let limits = Limits::default();
+        let allowances = allow_all();
+        // A pack with a schema error and a semantic one, in a file that
+        // does not change between the two loads.
+        let broken = "environments/eval/packs/red-team.yaml";
+        let text = std::fs::read_to_string(repo.0.path().join(broken)).unwrap();
+        repo.write(
+            broken,
+            &text.replace(
+                "sample: 200",
+                "sample: 200\n  rate-limit:\n    requests_per_minute: -1",
+            ),
+        );
+        let first = repo.commit("break red-team");
+        let reuse = Reuse::new();
+        let before = load_reusing(&first, &limits, &allowances, &reuse).unwrap();
+        assert!(before.has_errors(), "{:?}", before.findings);
+        repo.write("environments/staging/packs/extra.yaml", "policy: {}\n");
+        let second = repo.commit("an unrelated file");
+        let reused = load_reusing(&second, &limits, &allowances, &reuse).unwrap();
+        let fresh = load_with(&second, &limits, &allowances).unwrap();
+        assert_eq!(outcome(&reused), outcome(&fresh));
+        let located: Vec<_> = reused
+            .findings
+            .iter()
+            .filter(|f| f.file == broken)
+            .collect();
+        assert!(
+            !located.is_empty() && located.iter().all(|f| f.line.is_some()),
+            "{located:?}"
+        );
+        assert!(reused.sources.contains_key(broken));
+    }
+
+    #[test]
+    fn a_file_that_becomes_an_overlay_is_checked_again() {
+        let repo = Committed::example();
+        let limits = Limits::default();
+        let allowances = allow_all();
+        let reuse = Reuse::new();
+        let first = repo.commit("again");
+        let before = load_reusing(&first, &limits, &allowances, &reuse).unwrap();
+        assert!(!before.has_errors(), "{:?}", before.findings);
+        // The eval environment's own red-team pack gets a base pack of the
+        // same name: the same blob at the same path is now an overlay.
+        repo.write(
+            "base/packs/red-team.yaml",
+            "pack:\n  name: red-team\n  version: 1.0.0\npolicies:\n  chain: [prompt-injection]\npolicy:\n  prompt-injection:\n    action: block\n",
+        );
+        let second = repo.commit("a base red-team pack");
+        let reused = load_reusing(&second, &limits, &allowances, &reuse).unwrap();
+        let fresh = load_with(&second, &limits, &allowances).unwrap();
+        assert_eq!(outcome(&reused), outcome(&fresh));
+        let red_team = |loaded: &Loaded| {
+            let repo = loaded.repository.as_ref().unwrap();
+            repo.environments["eval"].packs["red-team"].source.clone()
+        };
+        assert!(
+            matches!(red_team(&reused), PackSource::Overlay { .. }),
+            "{:?}",
+            red_team(&reused)
+        );
     }
 
     #[test]

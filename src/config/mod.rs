@@ -23,6 +23,7 @@ pub mod merge;
 pub mod model;
 mod parallel;
 pub mod render;
+mod reuse;
 mod salvage;
 pub mod schema;
 mod validate;
@@ -30,8 +31,9 @@ pub mod yaml;
 
 pub use allow::Allowances;
 pub use finding::{Finding, Position, Severity};
-pub use load::{Limits, Loaded, load, load_with};
+pub use load::{Limits, Loaded, load, load_reusing, load_with};
 pub use render::{Digest, RenderedGateway, Version, render_all};
+pub use reuse::Reuse;
 
 use crate::source::Revision;
 use model::{Enforcement, EnvironmentSpec, Gateway, Manifest, Pack};
@@ -159,6 +161,22 @@ pub fn environment_hint<'a>(name: &str, known: impl IntoIterator<Item = &'a str>
         [] => format!("{close}there are no environments yet"),
         known => format!("{close}the environments are: {}", known.join(", ")),
     }
+}
+
+/// A copy of the bundled example in a new temporary directory, for tests
+/// that change it.
+#[cfg(test)]
+pub(crate) fn copy_example() -> tempfile::TempDir {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
+    let dir = tempfile::tempdir().unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(example.join("."))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(copied.success(), "copying {}", example.display());
+    dir
 }
 
 #[cfg(test)]

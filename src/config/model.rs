@@ -421,6 +421,52 @@ pub struct Pack {
     /// Settings per policy, by policy name.
     #[serde(default)]
     pub policy: PolicySettings,
+    /// Its canonical form, once rendered: never in a file.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub rendered: Rendered,
+}
+
+/// A pack's canonical JSON text and its digest, written the first time the
+/// pack is rendered. Loads that reuse a file (see `config::Reuse`) share
+/// its pack, so an unchanged pack of a long-running process is written
+/// once. NB: packs are immutable once loaded (they live in `Arc`s); a
+/// clone starts empty, so a changed copy is never rendered from the
+/// original's memo.
+#[derive(Default)]
+pub struct Rendered(std::sync::OnceLock<(std::sync::Arc<str>, super::Digest)>);
+
+impl Rendered {
+    /// The memo, written by `write` the first time.
+    pub fn get_or_init(
+        &self,
+        write: impl FnOnce() -> (std::sync::Arc<str>, super::Digest),
+    ) -> &(std::sync::Arc<str>, super::Digest) {
+        self.0.get_or_init(write)
+    }
+}
+
+impl Clone for Rendered {
+    fn clone(&self) -> Self {
+        Rendered::default()
+    }
+}
+
+/// Not part of what a pack is: two packs equal in content are equal.
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Rendered"
+        } else {
+            "NotRendered"
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -185,14 +185,12 @@ pub fn document(repo: &Repository, env: &Environment) -> Value {
 /// [`document`], typed.
 pub fn policy_document(repo: &Repository, env: &Environment) -> PolicyDocument {
     PolicyDocument {
-        format: FORMAT.to_owned(),
-        enforcement: env.enforcement(&repo.manifest),
         packs: env
             .packs
             .iter()
             .map(|(name, effective)| (name.clone(), DocumentPack::from_pack(&effective.pack)))
             .collect(),
-        litellm: env.litellm.as_deref().cloned(),
+        ..policy_document_without_packs(repo, env)
     }
 }
 
@@ -219,35 +217,53 @@ pub fn render_all(repo: &Repository, only: Option<&str>) -> Vec<RenderedGateway>
 pub fn environment_digests(repo: &Repository) -> std::collections::BTreeMap<String, Digest> {
     repo.environments
         .iter()
-        .map(|(slug, env)| {
-            let canonical = canonical_json(&document(repo, env));
-            (slug.clone(), Digest::of(canonical.as_bytes()))
-        })
+        .map(|(slug, env)| (slug.clone(), environment_version(repo, env).1))
         .collect()
 }
 
 /// The digest of each pack an environment runs, by pack name: what
 /// promotion compares (an environment without gateways has them too).
 pub fn pack_digests(repo: &Repository, env: &Environment) -> Vec<PackDigest> {
+    canonical_packs(repo, env)
+        .into_iter()
+        .map(|(_, digest)| digest)
+        .collect()
+}
+
+/// Each pack of an environment in canonical form, with its digests.
+fn canonical_packs(repo: &Repository, env: &Environment) -> Vec<(Arc<str>, PackDigest)> {
+    let canonical = |pack: &Pack| {
+        pack.rendered
+            .get_or_init(|| {
+                let text = canonical_json(&pack_document(pack));
+                let digest = Digest::of(text.as_bytes());
+                (text.into(), digest)
+            })
+            .clone()
+    };
     env.packs
         .iter()
         .map(|(name, effective)| {
-            let digest_of =
-                |pack: &Pack| Digest::of(canonical_json(&pack_document(pack)).as_bytes());
-            let digest = digest_of(&effective.pack);
+            let (text, digest) = canonical(&effective.pack);
             let source = match &effective.source {
                 PackSource::Own { .. } => digest.clone(),
-                PackSource::Base { .. } | PackSource::Overlay { .. } => repo
-                    .base_packs
-                    .get(name)
-                    .map_or_else(|| digest.clone(), |base| digest_of(&base.pack)),
+                PackSource::Base { .. } | PackSource::Overlay { .. } => {
+                    match repo.base_packs.get(name) {
+                        // NB: an inherited pack is the base pack itself:
+                        // not written a second time.
+                        Some(base) if Arc::ptr_eq(&base.pack, &effective.pack) => digest.clone(),
+                        Some(base) => canonical(&base.pack).1,
+                        None => digest.clone(),
+                    }
+                }
             };
-            PackDigest {
+            let digest = PackDigest {
                 name: name.clone(),
                 version: effective.pack.pack.version.clone(),
                 digest,
                 source,
-            }
+            };
+            (text, digest)
         })
         .collect()
 }
@@ -258,9 +274,42 @@ pub fn environment_version(
     repo: &Repository,
     env: &Environment,
 ) -> (Arc<str>, Digest, Arc<[PackDigest]>) {
-    let canonical: Arc<str> = canonical_json(&document(repo, env)).into();
+    // NB: each pack is written in canonical form once, for its digest and
+    // for the document, which holds those same forms under `packs`: the
+    // document is written without its packs and they are put in place.
+    let packs = canonical_packs(repo, env);
+    let shell = policy_document_without_packs(repo, env);
+    let mut canonical =
+        canonical_json(&serde_json::to_value(shell).expect("a policy document serializes"));
+    // `packs` sorts after every other key of the document, so the empty
+    // map it was written with closes the text.
+    debug_assert!(canonical.ends_with("\"packs\":{}}"), "{canonical}");
+    canonical.truncate(canonical.len() - "{}}".len());
+    canonical.push('{');
+    for (i, (text, pack)) in packs.iter().enumerate() {
+        if i > 0 {
+            canonical.push(',');
+        }
+        canonical.push_str(&Value::String(pack.name.clone()).to_string());
+        canonical.push(':');
+        canonical.push_str(text);
+    }
+    canonical.push_str("}}");
+    let canonical: Arc<str> = canonical.into();
     let digest = Digest::of(canonical.as_bytes());
-    (canonical, digest, pack_digests(repo, env).into())
+    let packs: Arc<[PackDigest]> = packs.into_iter().map(|(_, digest)| digest).collect();
+    (canonical, digest, packs)
+}
+
+/// [`policy_document`] with no packs: the shell [`environment_version`]
+/// writes the packs into.
+fn policy_document_without_packs(repo: &Repository, env: &Environment) -> PolicyDocument {
+    PolicyDocument {
+        format: FORMAT.to_owned(),
+        enforcement: env.enforcement(&repo.manifest),
+        packs: Default::default(),
+        litellm: env.litellm.as_deref().cloned(),
+    }
 }
 
 fn render_environment(repo: &Repository, env: &Environment) -> Vec<RenderedGateway> {
@@ -328,6 +377,43 @@ mod tests {
             canonical_json(&value),
             r#"{"a":null,"b":[1,{"a":"x","z":1}]}"#
         );
+    }
+
+    /// The document written from its packs' canonical forms is the
+    /// canonical form of the whole document, byte for byte (the example
+    /// repositories hold inherited, overlaid and own packs, and LiteLLM
+    /// settings).
+    #[test]
+    fn an_environment_version_is_the_canonical_form_of_its_document() {
+        for example in ["examples/config-repo", "examples/litellm/repo"] {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(example);
+            let tree = crate::source::WorkTree::open(&root).unwrap();
+            let loaded = crate::config::load(&tree, &crate::config::Limits::default()).unwrap();
+            let repo = loaded.repository.expect("the example is valid");
+            for env in repo.environments.values() {
+                let (canonical, digest, packs) = environment_version(&repo, env);
+                assert_eq!(
+                    &*canonical,
+                    canonical_json(&document(&repo, env)),
+                    "{example}"
+                );
+                assert_eq!(digest, Digest::of(canonical.as_bytes()));
+                assert_eq!(packs.len(), env.packs.len());
+                for pack in packs.iter() {
+                    let effective = &env.packs[&pack.name].pack;
+                    let own = Digest::of(canonical_json(&pack_document(effective)).as_bytes());
+                    assert_eq!(pack.digest, own);
+                    let base = repo
+                        .base_packs
+                        .get(&pack.name)
+                        .map(|b| Digest::of(canonical_json(&pack_document(&b.pack)).as_bytes()));
+                    match &env.packs[&pack.name].source {
+                        PackSource::Own { .. } => assert_eq!(pack.source, own),
+                        _ => assert_eq!(Some(&pack.source), base.as_ref()),
+                    }
+                }
+            }
+        }
     }
 
     #[test]

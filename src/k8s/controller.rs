@@ -223,6 +223,8 @@ impl Sources {
 struct Source {
     loaded: Option<(String, Arc<Loaded>)>,
     last_good: Option<Arc<Loaded>>,
+    /// The files of the head last loaded, reused by the next head's load.
+    reuse: Arc<config::Reuse>,
     /// The head last fetched, and when (it may be a refused one, never loaded).
     head: Option<String>,
     fetched_at: Option<std::time::Instant>,
@@ -1111,9 +1113,10 @@ impl Context {
             let allowances = self.reconciler.allowances().clone();
             let follower = follower.clone();
             let wanted = commit.clone();
+            let reuse = source.reuse.clone();
             let loaded = tokio::task::spawn_blocking(move || {
                 let snapshot = follower.snapshot(&wanted)?;
-                config::load_with(&snapshot, &limits, &allowances)
+                config::load_reusing(&snapshot, &limits, &allowances, &reuse)
             })
             .await;
             match loaded {

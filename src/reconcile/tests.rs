@@ -259,15 +259,7 @@ impl World {
 
 /// The bundled example with `files` written over it, loaded.
 pub(crate) fn example(files: &[(&str, &str)]) -> Loaded {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config-repo");
-    let dir = tempfile::tempdir().unwrap();
-    let copied = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(example.join("."))
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(copied.success());
+    let dir = crate::config::copy_example();
     for (path, text) in files {
         std::fs::write(dir.path().join(path), text).unwrap();
     }

@@ -330,6 +330,14 @@ impl Snapshot for GitSnapshot {
         Ok(listing.unwrap_or_default())
     }
 
+    fn blob_id(&self, path: &str) -> Option<super::BlobId> {
+        self.entry(path)
+            .ok()
+            .flatten()
+            .filter(|e| e.kind == Some(ObjectType::Blob) && e.mode != MODE_SYMLINK)
+            .map(|e| e.id)
+    }
+
     fn read_file(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, SourceError> {
         let entry = self.entry(path)?.ok_or_else(|| SourceError::Read {
             path: path.to_owned(),

@@ -158,7 +158,17 @@ pub trait Snapshot {
     fn message(&self) -> Option<&str> {
         None
     }
+    /// The git blob id of the regular file at `path`, for a snapshot of a
+    /// commit: one id is one content, so a long-running process reuses
+    /// what it made of a file it has seen (`config::Reuse`). `None` for a
+    /// work tree, whose files may change under it.
+    fn blob_id(&self, _path: &str) -> Option<BlobId> {
+        None
+    }
 }
+
+/// A git object id: the same id, the same bytes.
+pub type BlobId = git2::Oid;
 
 /// Where a path leads once symbolic links are followed.
 #[derive(Debug, Clone, PartialEq, Eq)]
