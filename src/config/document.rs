@@ -67,7 +67,7 @@ impl DocumentPack {
                 chain: self.chain.clone(),
             },
             policy: self.settings.clone(),
-            rendered: Default::default(),
+            memo: Default::default(),
         }
     }
 }

@@ -131,13 +131,20 @@ fn load_checked(
     let parsed = super::parallel::map(&collected.files, |raw| {
         (Instant::now() <= deadline).then(|| parse(raw))
     });
-    if let Some(reuse) = reuse {
-        reuse.keep(parsed.iter().flatten().filter_map(Parsed::reusable));
-    }
     if parsed.iter().any(Option::is_none) && !findings.iter().any(|f| f.rule == TIMED_OUT) {
         findings.push(timed_out(MANIFEST, limits));
     }
-    let parsed: Vec<Parsed<'_>> = parsed.into_iter().flatten().collect();
+    let mut parsed: Vec<Parsed<'_>> = parsed.into_iter().flatten().collect();
+    if let Some(reuse) = reuse {
+        let mut used = Vec::with_capacity(parsed.len());
+        for p in &mut parsed {
+            if let Some((key, checked)) = p.reusable() {
+                p.checked = Some(checked.clone());
+                used.push((key, checked));
+            }
+        }
+        reuse.keep(used);
+    }
     findings.extend(parsed.iter().flat_map(|p| p.findings.iter().cloned()));
     let mut assembled = assemble(snapshot.revision().clone(), &parsed);
     findings.append(&mut assembled.findings);
@@ -627,6 +634,8 @@ pub(super) enum Content {
 /// A file after the YAML parse and (unless it is an overlay) the schema check.
 struct Parsed<'a> {
     raw: &'a RawFile,
+    /// What a later load reuses of it, when loading with a [`Reuse`].
+    checked: Option<Arc<Checked>>,
     /// Present when the file met its schema, or when the part of it that
     /// does could be salvaged (then `cuts` says what was left out).
     content: Option<Content>,
@@ -641,6 +650,18 @@ pub(super) struct Checked {
     content: Option<Content>,
     findings: Vec<Finding>,
     cuts: Vec<Cut>,
+    /// For an overlay: its merge over the base pack it was last merged
+    /// over, so an unchanged overlay over an unchanged base is not merged
+    /// and checked again.
+    merged: std::sync::Mutex<Option<Arc<Merged>>>,
+}
+
+/// One overlay merged over one base pack, and what that found.
+struct Merged {
+    base: Key,
+    effective: Option<EffectivePack>,
+    findings: Vec<Finding>,
+    cuts: Option<Vec<Cut>>,
 }
 
 impl Parsed<'_> {
@@ -653,6 +674,7 @@ impl Parsed<'_> {
                 content: self.content.clone(),
                 findings: self.findings.clone(),
                 cuts: self.cuts.clone(),
+                merged: Default::default(),
             })
         });
         Some((key, checked))
@@ -663,6 +685,7 @@ fn parse(raw: &RawFile) -> Parsed<'_> {
     if let Some(checked) = &raw.reused {
         return Parsed {
             raw,
+            checked: None,
             content: checked.content.clone(),
             findings: checked.findings.clone(),
             cuts: checked.cuts.clone(),
@@ -690,6 +713,7 @@ fn parse(raw: &RawFile) -> Parsed<'_> {
     };
     Parsed {
         raw,
+        checked: None,
         content,
         findings,
         cuts,
@@ -759,7 +783,7 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
         })
         .unwrap_or_default();
 
-    let mut base_values: HashMap<&str, (&str, &Value)> = HashMap::new();
+    let mut base_values: HashMap<&str, (&str, &Value, Option<Key>)> = HashMap::new();
     let mut base_packs = BTreeMap::new();
     for p in parsed {
         if let Some(Content::BasePack(pack, value)) = &p.content {
@@ -767,7 +791,7 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
             // NB: an overlay over a salvaged base would be checked against
             // what was cut from another file: it is left out, as before.
             if p.cuts.is_empty() {
-                base_values.insert(name, (p.raw.path.as_str(), value.as_ref()));
+                base_values.insert(name, (p.raw.path.as_str(), value.as_ref(), p.raw.key()));
             }
             base_packs.insert(
                 name.to_owned(),
@@ -825,8 +849,14 @@ fn assemble(revision: Revision, parsed: &[Parsed<'_>]) -> Assembled {
                 Some(Content::Overlay(patch)) => {
                     base_values
                         .get(name.as_str())
-                        .and_then(|(base_file, base)| {
-                            overlay(own, patch, base_file, base, &mut findings, &mut cuts)
+                        .and_then(|(base_file, base, base_key)| {
+                            merged(
+                                own,
+                                patch,
+                                (base_file, base, base_key.as_ref()),
+                                &mut findings,
+                                &mut cuts,
+                            )
                         })
                 }
                 Some(Content::Pack(pack)) => Some(EffectivePack {
@@ -946,6 +976,42 @@ fn strays(parsed: &[Parsed<'_>], environments: &BTreeMap<String, Environment>) -
         }
     }
     strays
+}
+
+/// [`overlay`], or what the same merge gave an earlier load: the overlay
+/// reused (see [`Reuse`]) and last merged over the same base blob.
+fn merged(
+    own: &Parsed<'_>,
+    patch: &Value,
+    (base_file, base, base_key): (&str, &Value, Option<&Key>),
+    findings: &mut Vec<Finding>,
+    cuts: &mut HashMap<String, Vec<Cut>>,
+) -> Option<EffectivePack> {
+    let (Some(checked), Some(base_key)) = (&own.checked, base_key) else {
+        return overlay(own, patch, base_file, base, findings, cuts);
+    };
+    let mut slot = checked.merged.lock().unwrap_or_else(|e| e.into_inner());
+    let memo = match slot.as_ref().filter(|m| &m.base == base_key) {
+        Some(memo) => memo.clone(),
+        None => {
+            let mut found = Vec::new();
+            let mut cut = HashMap::new();
+            let effective = overlay(own, patch, base_file, base, &mut found, &mut cut);
+            let memo = Arc::new(Merged {
+                base: base_key.clone(),
+                effective,
+                findings: found,
+                cuts: cut.remove(&own.raw.path),
+            });
+            *slot = Some(memo.clone());
+            memo
+        }
+    };
+    findings.extend(memo.findings.iter().cloned());
+    if let Some(cut) = &memo.cuts {
+        cuts.insert(own.raw.path.clone(), cut.clone());
+    }
+    memo.effective.clone()
 }
 
 /// Merges an overlay over its base pack and checks the result as a whole
@@ -1230,12 +1296,21 @@ mod tests {
         let text = std::fs::read_to_string(repo.0.path().join(broken)).unwrap();
         repo.write(
             broken,
-            &text.replace(
-                "sample: 200",
-                "sample: 200\n  rate-limit:\n    requests_per_minute: -1",
-            ),
+            &text
+                .replace(
+                    "sample: 200",
+                    "sample: 200\n  rate-limit:\n    requests_per_minute: -1",
+                )
+                .replace("name: red-team", "name: red-teams"),
         );
-        let first = repo.commit("break red-team");
+        // And an overlay whose merge fails the pack schema.
+        let overlay = "environments/production/packs/baseline.yaml";
+        let text = std::fs::read_to_string(repo.0.path().join(overlay)).unwrap();
+        repo.write(
+            overlay,
+            &text.replace("action: block\n    pci_mode", "action: mask\n    pci_mode"),
+        );
+        let first = repo.commit("break red-team and production's baseline");
         let reuse = Reuse::new();
         let before = load_reusing(&first, &limits, &allowances, &reuse).unwrap();
         assert!(before.has_errors(), "{:?}", before.findings);
@@ -1254,6 +1329,26 @@ mod tests {
             "{located:?}"
         );
         assert!(reused.sources.contains_key(broken));
+        let rules = |file: &str| -> Vec<&str> {
+            let mut rules: Vec<&str> = reused
+                .findings
+                .iter()
+                .filter(|f| f.file == file)
+                .map(|f| f.rule)
+                .collect();
+            rules.dedup();
+            rules
+        };
+        assert!(
+            rules(broken).contains(&"pack.name-mismatch"),
+            "{:?}",
+            reused.findings
+        );
+        assert!(!rules(overlay).is_empty(), "{:?}", reused.findings);
+        // A third load, every file as before: the memos answer alone.
+        let third = repo.commit("nothing");
+        let again = load_reusing(&third, &limits, &allowances, &reuse).unwrap();
+        assert_eq!(outcome(&again), outcome(&fresh));
     }
 
     #[test]

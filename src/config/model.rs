@@ -421,51 +421,67 @@ pub struct Pack {
     /// Settings per policy, by policy name.
     #[serde(default)]
     pub policy: PolicySettings,
-    /// Its canonical form, once rendered: never in a file.
+    /// What was worked out of it once: never in a file.
     #[serde(skip)]
     #[schemars(skip)]
-    pub rendered: Rendered,
+    pub memo: PackMemo,
 }
 
-/// A pack's canonical JSON text and its digest, written the first time the
-/// pack is rendered. Loads that reuse a file (see `config::Reuse`) share
-/// its pack, so an unchanged pack of a long-running process is written
-/// once. NB: packs are immutable once loaded (they live in `Arc`s); a
-/// clone starts empty, so a changed copy is never rendered from the
-/// original's memo.
+/// What is worked out of a pack the first time it is needed: its canonical
+/// JSON text and digest (rendering), and what the semantic rules find in
+/// it as the file it was read from. Loads that reuse a file (see
+/// `config::Reuse`) share its pack, so an unchanged pack of a long-running
+/// process is written and checked once. NB: packs are immutable once
+/// loaded (they live in `Arc`s); a clone starts empty, so a changed copy
+/// never answers from the original's memo.
 #[derive(Default)]
-pub struct Rendered(std::sync::OnceLock<(std::sync::Arc<str>, super::Digest)>);
+pub struct PackMemo {
+    rendered: std::sync::OnceLock<(std::sync::Arc<str>, super::Digest)>,
+    checked: std::sync::OnceLock<(String, Vec<super::Finding>)>,
+}
 
-impl Rendered {
-    /// The memo, written by `write` the first time.
-    pub fn get_or_init(
+impl PackMemo {
+    /// The canonical text and digest, written by `write` the first time.
+    pub fn rendered(
         &self,
         write: impl FnOnce() -> (std::sync::Arc<str>, super::Digest),
     ) -> &(std::sync::Arc<str>, super::Digest) {
-        self.0.get_or_init(write)
+        self.rendered.get_or_init(write)
+    }
+
+    /// What `check` finds in the pack as `file`, worked out the first
+    /// time (and again for another file, unmemoized).
+    pub fn checked(
+        &self,
+        file: &str,
+        check: impl Fn() -> Vec<super::Finding>,
+    ) -> Vec<super::Finding> {
+        match self.checked.get_or_init(|| (file.to_owned(), check())) {
+            (memo_file, findings) if memo_file == file => findings.clone(),
+            _ => check(),
+        }
     }
 }
 
-impl Clone for Rendered {
+impl Clone for PackMemo {
     fn clone(&self) -> Self {
-        Rendered::default()
+        PackMemo::default()
     }
 }
 
 /// Not part of what a pack is: two packs equal in content are equal.
-impl PartialEq for Rendered {
+impl PartialEq for PackMemo {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl std::fmt::Debug for Rendered {
+impl std::fmt::Debug for PackMemo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() {
-            "Rendered"
-        } else {
-            "NotRendered"
-        })
+        f.debug_struct("PackMemo")
+            .field("rendered", &self.rendered.get().is_some())
+            .field("checked", &self.checked.get().is_some())
+            .finish()
     }
 }
 

@@ -233,8 +233,8 @@ pub fn pack_digests(repo: &Repository, env: &Environment) -> Vec<PackDigest> {
 /// Each pack of an environment in canonical form, with its digests.
 fn canonical_packs(repo: &Repository, env: &Environment) -> Vec<(Arc<str>, PackDigest)> {
     let canonical = |pack: &Pack| {
-        pack.rendered
-            .get_or_init(|| {
+        pack.memo
+            .rendered(|| {
                 let text = canonical_json(&pack_document(pack));
                 let digest = Digest::of(text.as_bytes());
                 (text.into(), digest)

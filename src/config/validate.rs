@@ -47,7 +47,14 @@ pub fn check(repo: &Repository, env_dirs: &[String], strays: &Strays) -> Vec<Fin
         for (name, effective) in &env.packs {
             match &effective.source {
                 PackSource::Base { .. } => {}
-                PackSource::Own { file } => check_pack(file, &effective.pack, &mut out),
+                PackSource::Own { file } => {
+                    let pack = &effective.pack;
+                    out.extend(pack.memo.checked(file, || {
+                        let mut found = Vec::new();
+                        check_pack(file, pack, &mut found);
+                        found
+                    }));
+                }
                 PackSource::Overlay { overlay, .. } => {
                     let base = repo.base_packs.get(name).map(|b| b.pack.as_ref());
                     out.extend(check_overlay(overlay, name, &effective.pack, base));
