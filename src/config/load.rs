@@ -668,7 +668,7 @@ impl Parsed<'_> {
     /// What a later load may reuse of this file, when it came from a git blob.
     fn reusable(&self) -> Option<(Key, Arc<Checked>)> {
         let key = self.raw.key()?;
-        let checked = self.raw.reused.clone().unwrap_or_else(|| {
+        let checked = self.checked.clone().unwrap_or_else(|| {
             Arc::new(Checked {
                 text: self.raw.text.clone(),
                 content: self.content.clone(),
@@ -685,7 +685,7 @@ fn parse(raw: &RawFile) -> Parsed<'_> {
     if let Some(checked) = &raw.reused {
         return Parsed {
             raw,
-            checked: None,
+            checked: Some(checked.clone()),
             content: checked.content.clone(),
             findings: checked.findings.clone(),
             cuts: checked.cuts.clone(),

@@ -282,9 +282,21 @@ pub fn environment_version(
     let mut canonical =
         canonical_json(&serde_json::to_value(shell).expect("a policy document serializes"));
     // `packs` sorts after every other key of the document, so the empty
-    // map it was written with closes the text.
-    debug_assert!(canonical.ends_with("\"packs\":{}}"), "{canonical}");
-    canonical.truncate(canonical.len() - "{}}".len());
+    // map it was written with closes the text. NB: should a field ever sort
+    // after it, the document is written whole, never spliced wrongly.
+    let Some(open) = canonical
+        .strip_suffix("{}}")
+        .filter(|s| s.ends_with("\"packs\":"))
+    else {
+        let canonical: Arc<str> = canonical_json(&document(repo, env)).into();
+        let digest = Digest::of(canonical.as_bytes());
+        return (
+            canonical,
+            digest,
+            packs.into_iter().map(|(_, d)| d).collect(),
+        );
+    };
+    canonical.truncate(open.len());
     canonical.push('{');
     for (i, (text, pack)) in packs.iter().enumerate() {
         if i > 0 {
